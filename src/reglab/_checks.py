@@ -1,0 +1,51 @@
+"""Argument checks shared by the public API. Every error names the argument and what was received."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+
+def non_negative_float(value, name: str) -> float:
+    """Return `value` as a float if it is a finite number >= 0, else raise ValueError.
+
+    >>> non_negative_float(1e-3, "strength")
+    0.001
+    >>> non_negative_float(-1, "strength")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `strength`: expected a finite, non-negative number. Received: strength=-1
+    """
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a finite, non-negative number. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def fraction(value, name: str) -> float:
+    """Return `value` as a float if it lies in [0, 1], else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 <= value <= 1.0):
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a number in [0, 1]. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def axes(value, name: str) -> int | tuple[int, ...] | None:
+    """Normalize an axis argument: None, an int, or a non-empty sequence of distinct ints."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        return value
+    elif isinstance(value, (list, tuple)) and value and all(
+        isinstance(a, int) and not isinstance(a, bool) for a in value
+    ) and len(set(value)) == len(value):
+        return tuple(value)
+    raise ValueError(
+        f"Invalid value for argument `{name}`: expected None, an int or a list of distinct ints. "
+        f"Received: {name}={value!r}"
+    )

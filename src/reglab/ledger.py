@@ -1,0 +1,200 @@
+"""`LossLedger`: a Keras callback that splits every loss Keras reports into prediction and penalty.
+
+Keras's `loss` and `val_loss` both include the regularization penalty, so a strongly regularized
+model seems to fit worse than it does, and train and validation curves compare different things.
+The ledger records, per epoch, the prediction loss and the penalty separately (total, and per
+regularized weight or activity), the compiled metrics, and the size and sparsity of every weight,
+in the epoch-record format of `reglab.records`.
+
+How: while `fit` runs, the ledger wraps the model's `compute_loss` so that the compiled training
+and test steps also add, per batch, the prediction loss and each penalty term into a small
+accumulator variable. The numbers are therefore measured in the very step Keras runs (same batch,
+same dropout mask, same weights) and weighted by batch size as Keras weights its own `loss`; the
+ledger re-traces the step once at the start of `fit` and restores the model at the end.
+Supported on the TensorFlow backend (the default).
+
+>>> import keras, numpy as np
+>>> from sklearn.datasets import load_diabetes
+>>> x, y = load_diabetes(return_X_y=True)
+>>> x, y = x.astype("float32"), (y / 100).astype("float32")
+>>> keras.utils.set_random_seed(0)
+>>> model = keras.Sequential([keras.Input((10,)),
+...     keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+...     keras.layers.Dense(1)])
+>>> model.compile(optimizer="adam", loss="mse")
+>>> ledger = LossLedger()
+>>> _ = model.fit(x, y, epochs=2, validation_split=0.2, verbose=0, callbacks=[ledger])
+>>> list(ledger.history[["epoch", "train_loss", "train_penalty", "val_loss"]].columns)
+['epoch', 'train_loss', 'train_penalty', 'val_loss']
+>>> bool((ledger.history.train_loss + ledger.history.train_penalty
+...       - ledger.history.train_total).abs().max() < 1e-5)
+True
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+
+from reglab import _checks, records
+from reglab.penalties import penalty_terms
+from reglab.regularizers import describe
+from reglab.schedules import scheduled_regularizers
+
+# Accumulator layout: [examples, prediction loss, total penalty, term 1, ..., term k, other].
+_COUNT, _PRED, _PENALTY, _FIRST_TERM = 0, 1, 2, 3
+_KERAS_KEYS = {"loss": "train_total", "val_loss": "val_total"}
+_UNPREFIXED = {"learning_rate", "lr"}
+
+
+class LossLedger(keras.callbacks.Callback):
+    """Records prediction loss, penalty (total and per term), metrics and weight statistics per epoch.
+
+    Args:
+        near_zero: the threshold for the `near_zero:<weight>` fraction. Defaults to 1e-3.
+        weight_stats: record L1/L2 norms and zero counts of every trainable weight.
+            Defaults to True.
+
+    After (or during) `fit`, `ledger.history` is a pandas DataFrame with one row per epoch
+    (columns documented in `reglab.records`) and `ledger.terms` maps each penalty term to the
+    regularizer that produces it. A ledger can be reused: each `fit` appends rows, numbering
+    epochs as Keras does (`initial_epoch` included).
+    """
+
+    def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True):
+        super().__init__()
+        self.near_zero = _checks.non_negative_float(near_zero, "near_zero")
+        self.weight_stats = bool(weight_stats)
+        self.rows: list[dict] = []
+        self.terms: dict[str, str] = {}
+        self._installed = None
+
+    # --- public results --------------------------------------------------------------------
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    # --- installation: wrap compute_loss for the duration of fit ---------------------------
+
+    def on_train_begin(self, logs=None):
+        if keras.backend.backend() != "tensorflow":
+            raise NotImplementedError(
+                "LossLedger measures inside the compiled step and supports the TensorFlow backend "
+                f"only. Received: backend={keras.backend.backend()!r}"
+            )
+        model = self.model
+        regularizers = {v.path: v.regularizer for v in model.trainable_weights if v.regularizer is not None}
+        for layer in model._flatten_layers(include_self=True):
+            if getattr(layer, "activity_regularizer", None) is not None:
+                regularizers[f"{layer.name}/activity"] = layer.activity_regularizer
+        self._names = list(regularizers)
+        self.terms = {name: describe(reg) for name, reg in regularizers.items()}
+        names = self._names
+        width = _FIRST_TERM + len(names) + 1
+        self._train = keras.Variable(np.zeros(width, "float32"), trainable=False, name="ledger_train")
+        self._val = keras.Variable(np.zeros(width, "float32"), trainable=False, name="ledger_val")
+        self._install(model)
+
+    def on_train_end(self, logs=None):
+        self._uninstall()
+
+    def _install(self, model):
+        original = model.compute_loss  # the bound method (or a user's override)
+        has_training_arg = model._compute_loss_has_training_arg
+        index = {name: _FIRST_TERM + i for i, name in enumerate(self._names)}
+        other = _FIRST_TERM + len(self._names)
+        width = other + 1
+
+        def compute_loss(x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            if has_training_arg:
+                total = original(x, y, y_pred, sample_weight, training=training)
+            else:
+                total = original(x, y, y_pred, sample_weight)
+            dtype = "float32"
+            n = ops.cast(ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0], dtype)
+            pred = ops.zeros((), dtype)
+            if model._compile_loss is not None:
+                value = model._compile_loss(y, y_pred, sample_weight)
+                if value is not None:
+                    pred = ops.cast(value, dtype)
+            slots = [ops.zeros((), dtype) for _ in range(width)]
+            slots[_COUNT] = ops.ones((), dtype)
+            slots[_PRED] = pred
+            for name, value in penalty_terms(model):
+                value = ops.cast(value, dtype)
+                slots[_PENALTY] = slots[_PENALTY] + value
+                slot = index.get(name.split("#")[0], other)  # "#k": a layer's k-th added loss
+                slots[slot] = slots[slot] + value
+            (self._train if training else self._val).assign_add(ops.stack(slots) * n)
+            return total
+
+        self._installed = (model, has_training_arg)
+        model.compute_loss = compute_loss
+        model._compute_loss_has_training_arg = True
+        # Retrace so the compiled steps call the wrapper (a cached step would bypass it).
+        model.make_train_function(force=True)
+        model.test_function = None
+
+    def _uninstall(self):
+        if self._installed is None:
+            return
+        model, has_training_arg = self._installed
+        del model.compute_loss
+        model._compute_loss_has_training_arg = has_training_arg
+        model.train_function = None
+        model.test_function = None
+        self._installed = None
+
+    # --- per-epoch bookkeeping -------------------------------------------------------------
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._train.assign(ops.zeros_like(self._train))
+        self._val.assign(ops.zeros_like(self._val))
+
+    def on_test_begin(self, logs=None):
+        if self._installed is not None:
+            self._val.assign(ops.zeros_like(self._val))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        train = _means(self._train.numpy())
+        val = _means(self._val.numpy())
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train[_PRED],
+            "train_penalty": train[_PENALTY],
+            "train_total": float(logs.pop("loss", math.nan)),
+            "val_loss": val[_PRED],
+            "val_penalty": val[_PENALTY],
+            "val_total": float(logs.pop("val_loss", math.nan)),
+        }
+        for key, value in logs.items():
+            if key in _UNPREFIXED or key.startswith("val_"):
+                row[key] = float(value)
+            else:
+                row[f"train_{key}"] = float(value)
+        for i, name in enumerate(self._names):
+            row[records.column("penalty", name)] = train[_FIRST_TERM + i]
+        if train[-1] != 0.0:
+            row[records.column("penalty", "add_loss")] = train[-1]
+        # Read at the end: a scheduler callback may run after this one at the epoch's start.
+        for name, reg in scheduled_regularizers(self.model).items():
+            row[records.column("scale", name)] = float(keras.ops.convert_to_numpy(reg.scale))
+        if self.weight_stats:
+            for variable in self.model.trainable_weights:
+                row.update(records.weight_stats(variable.path, keras.ops.convert_to_numpy(variable), self.near_zero))
+        previous = self.rows[-1]["status"] if self.rows else "ok"
+        row["status"] = records.status(row["train_total"], previous)
+        self.rows.append(row)
+
+
+def _means(sums: np.ndarray) -> np.ndarray:
+    count = sums[_COUNT]
+    if count == 0:
+        return np.full(sums.shape, math.nan)
+    return sums.astype(np.float64) / count

@@ -1,0 +1,76 @@
+"""The epoch record: one row per member per epoch, the one format from engine to report.
+
+Fixed columns (absent values are NaN):
+
+=================  ==================================================================================
+`epoch`            1-based: the row describes the model after this many epochs
+`train_loss`       prediction loss on the training batches, mean over the epoch (no penalty)
+`train_penalty`    regularization loss added to those batches, mean over the epoch
+`train_total`      `train_loss + train_penalty`: what Keras reports as `loss`
+`val_loss`         prediction loss on the validation data at the epoch's end (no penalty)
+`val_penalty`      the penalty at the epoch's end weights (Keras adds it to `val_loss`)
+`val_total`        `val_loss + val_penalty`: what Keras reports as `val_loss`
+`train_<metric>`   each compiled metric on the training batches, e.g. `train_accuracy`
+`val_<metric>`     the same on the validation data, e.g. `val_accuracy`
+`status`           "ok", or "diverged" once a loss is not finite
+=================  ==================================================================================
+
+Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.penalty_terms`):
+
+=========================  =========================================================================
+`penalty:<term>`           that term's share of `train_penalty` (mean over the epoch)
+`scale:<term>`             the schedule's multiplier of that term this epoch (scheduled terms only)
+`l1:<weight>`              Σ|w| of the weight at the epoch's end
+`l2:<weight>`              ‖w‖₂ = √Σw² at the epoch's end
+`zeros:<weight>`           number of entries exactly 0.0
+`near_zero:<weight>`       fraction of entries with |w| < the near-zero threshold (1e-3 by default)
+=========================  =========================================================================
+
+Engines that train several members add identity columns (`member`, the config point, `fold`,
+`seed`) in front; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FIXED = (
+    "epoch",
+    "train_loss",
+    "train_penalty",
+    "train_total",
+    "val_loss",
+    "val_penalty",
+    "val_total",
+)
+WEIGHT_STATS = ("l1", "l2", "zeros", "near_zero")
+NEAR_ZERO = 1e-3
+
+
+def column(quantity: str, name: str) -> str:
+    """The column of a per-term or per-weight quantity, e.g. `column("l2", "dense/kernel")`."""
+    return f"{quantity}:{name}"
+
+
+def weight_stats(name: str, values, near_zero: float = NEAR_ZERO) -> dict[str, float]:
+    """Size and sparsity of one weight tensor, as record columns.
+
+    >>> weight_stats("dense/kernel", np.array([0.0, 3.0, -4.0, 1e-4]))
+    {'l1:dense/kernel': 7.0001, 'l2:dense/kernel': 5.000000001, 'zeros:dense/kernel': 1, 'near_zero:dense/kernel': 0.5}
+    """
+    w = np.asarray(values, dtype=np.float64).ravel()
+    return {
+        column("l1", name): float(np.abs(w).sum()),
+        column("l2", name): float(np.sqrt(np.square(w).sum())),
+        column("zeros", name): int(np.count_nonzero(w == 0.0)),
+        column("near_zero", name): float(np.mean(np.abs(w) < near_zero)) if w.size else math.nan,
+    }
+
+
+def status(train_total: float, previously: str = "ok") -> str:
+    """ "diverged" from the first epoch whose training loss is not finite on; "ok" before that."""
+    if previously == "diverged" or not math.isfinite(train_total):
+        return "diverged"
+    return "ok"
