@@ -1,0 +1,48 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits: (1797, 64) float32 in [0, 1], labels 0-9."""
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype("float32"), y.astype("int64")
+
+
+@pytest.fixture(scope="session")
+def digits_images(digits):
+    x, y = digits
+    return x.reshape(-1, 8, 8, 1), y
+
+
+@pytest.fixture(scope="session")
+def cancer():
+    """Breast-cancer data, standardized: (569, 30) float32, binary labels."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    return x.astype("float32"), y.astype("float32")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras():
+    """Each test starts with fresh layer-name counters and a fixed seed."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+
+
+def mlp(n_in=64, n_out=10, hidden=(32,), **dense_kwargs):
+    layers = [keras.Input((n_in,))]
+    layers += [keras.layers.Dense(h, activation="relu", **dense_kwargs) for h in hidden]
+    layers += [keras.layers.Dense(n_out, activation="softmax")]
+    return keras.Sequential(layers)
+
+
+def weights_equal(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
