@@ -3,8 +3,9 @@
 Keras sums every penalty into one anonymous list (`model.losses`). reglab names each term so that
 the ledger, the engines and the reports can say which layer and which regularizer it came from:
 
-- a regularized weight is named by its path, e.g. `"dense/kernel"` (`"base/dense/kernel"` inside a
-  nested model), and its value is `regularizer(weight)`;
+- a regularized weight is named by its Keras path, e.g. `"dense/kernel"`, or `"mlp/dense/kernel"` for
+  a layer of the Sequential model "mlp" (name your layers and models for stable names), and its
+  value is `regularizer(weight)`;
 - an activity regularizer (or any `add_loss` call) is named `"<layer>/activity"` (`"<layer>/add_loss"`
   when the layer has no activity regularizer); these exist only after a forward pass, and Keras
   has already divided activity penalties by the batch size.
@@ -26,10 +27,10 @@ def penalty_terms(model) -> list[tuple[str, object]]:
     because activity terms come from the latest call of the model.
 
     >>> import keras, numpy as np
-    >>> model = keras.Sequential([keras.Input((3,)),
-    ...     keras.layers.Dense(2, kernel_initializer="ones", kernel_regularizer=keras.regularizers.L2(0.5))])
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d",
+    ...     kernel_initializer="ones", kernel_regularizer=keras.regularizers.L2(0.5))], name="net")
     >>> [(name, float(value)) for name, value in penalty_terms(model)]
-    [('dense/kernel', 3.0)]
+    [('net/d/kernel', 3.0)]
     """
     terms: list[tuple[str, object]] = []
     # Keras orders model.losses as: each layer's own losses (the model first), then weight

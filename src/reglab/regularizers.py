@@ -9,7 +9,7 @@ engines can reuse it; the classes are thin, serializable wrappers that hold the 
 
 >>> import numpy as np
 >>> w = np.array([[3.0, 0.0], [4.0, 1.0]], dtype="float32")
->>> float(GroupLasso(0.1)(w))   # 0.1 · (‖(3, 4)‖ + ‖(0, 1)‖)
+>>> round(float(GroupLasso(0.1)(w)), 6)   # 0.1 · (‖(3, 4)‖ + ‖(0, 1)‖)
 0.6
 >>> float(Smoothness(1.0)(w))   # (4-3)² + (1-0)²
 2.0
@@ -112,7 +112,7 @@ class ElasticNet(Regularizer):
         l1_ratio: the L1 share α in [0, 1]; 1 is pure L1 (lasso), 0 is pure L2 with a ½.
             Defaults to 0.5.
 
-    >>> ElasticNet(0.1, l1_ratio=0.25).to_l1l2().get_config()
+    >>> {k: round(v, 6) for k, v in ElasticNet(0.1, l1_ratio=0.25).to_l1l2().get_config().items()}
     {'l1': 0.025, 'l2': 0.0375}
     """
 
