@@ -197,3 +197,30 @@ print(json.dumps({{v.path: float(v.regularizer(v)) for v in model.trainable_weig
     assert set(loaded) == set(expected) and len(expected) == len(ALL)
     for key, penalty in expected.items():
         assert math.isclose(loaded[key], penalty, rel_tol=1e-6), key
+
+
+def test_documented_sklearn_elastic_net_conversion_holds_at_sklearns_optimum():
+    """docs/conventions.md: sklearn ElasticNet(alpha, l1_ratio) on MSE == reglab ElasticNet(2·alpha, l1_ratio).
+
+    Checked through optimality: sklearn's solution must satisfy the (sub)gradient conditions of
+    reglab's objective, mean squared error + ElasticNet(2·alpha, l1_ratio) penalty.
+    """
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import ElasticNet as SkElasticNet
+
+    x, y = load_diabetes(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    alpha, ratio = 3.0, 0.7  # strong enough that some coefficients are exactly zero
+    sk = SkElasticNet(alpha=alpha, l1_ratio=ratio, tol=1e-12, max_iter=100_000).fit(x, y)
+    w, b = sk.coef_, sk.intercept_
+    penalty = R.ElasticNet(2 * alpha, ratio).to_l1l2()
+    l1, l2 = penalty.l1, penalty.l2
+    mse_grad = -2 / len(y) * x.T @ (y - x @ w - b)
+    nonzero = w != 0
+    assert 0 < nonzero.sum() < len(w)  # both kinds of coefficient are checked
+    np.testing.assert_allclose(mse_grad[nonzero] + l1 * np.sign(w[nonzero]) + 2 * l2 * w[nonzero], 0, atol=1e-6)
+    assert np.all(np.abs(mse_grad[~nonzero]) <= l1 + 1e-9)
+    # and the wrong conversion (forgetting the ½ in sklearn's loss) fails the same check
+    wrong = R.ElasticNet(alpha, ratio).to_l1l2()
+    residual = mse_grad[nonzero] + wrong.l1 * np.sign(w[nonzero]) + 2 * wrong.l2 * w[nonzero]
+    assert np.abs(residual).max() > 1e-2
