@@ -133,3 +133,15 @@ def test_divergence_is_flagged_and_stays_flagged(cancer):
     assert "diverged" in status
     first = status.index("diverged")
     assert all(s == "diverged" for s in status[first:])
+
+
+def test_two_ledgers_in_one_fit_agree_and_leave_the_model_clean(split):
+    x, y, xv, yv = split
+    model = reglab.regularize(mlp(), kernel=L2(1e-3))
+    first, second = reglab.LossLedger(), reglab.LossLedger(weight_stats=False)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0, validation_data=(xv, yv), callbacks=[first, second])
+    columns = ["train_loss", "train_penalty", "val_loss", "val_penalty"]
+    np.testing.assert_allclose(first.history[columns], second.history[columns], rtol=1e-6)
+    assert "compute_loss" not in vars(model)
+    assert not any(c.startswith("l2:") for c in second.history.columns)

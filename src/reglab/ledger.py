@@ -133,7 +133,10 @@ class LossLedger(keras.callbacks.Callback):
             (self._train if training else self._val).assign_add(ops.stack(slots) * n)
             return total
 
-        self._installed = (model, has_training_arg)
+        compute_loss.ledger = self
+        compute_loss.has_training_arg = has_training_arg
+        compute_loss.previous = vars(model).get("compute_loss")  # another ledger's wrapper, or None
+        self._installed = model
         model.compute_loss = compute_loss
         model._compute_loss_has_training_arg = True
         # Retrace so the compiled steps call the wrapper (a cached step would bypass it).
@@ -143,12 +146,20 @@ class LossLedger(keras.callbacks.Callback):
     def _uninstall(self):
         if self._installed is None:
             return
-        model, has_training_arg = self._installed
-        del model.compute_loss
-        model._compute_loss_has_training_arg = has_training_arg
+        model = self._installed
+        self._installed = None
+        # Unwind every wrapper whose ledger has finished, whatever order several ledgers end in.
+        current, flag = vars(model).get("compute_loss"), None
+        while getattr(current, "ledger", None) is not None and current.ledger._installed is None:
+            current, flag = current.previous, current.has_training_arg
+        if current is None:
+            vars(model).pop("compute_loss", None)
+            if flag is not None:
+                model._compute_loss_has_training_arg = flag
+        else:
+            model.compute_loss = current
         model.train_function = None
         model.test_function = None
-        self._installed = None
 
     # --- per-epoch bookkeeping -------------------------------------------------------------
 
