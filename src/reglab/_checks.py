@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 
 def non_negative_float(value, name: str) -> float:
@@ -49,3 +49,30 @@ def axes(value, name: str) -> int | tuple[int, ...] | None:
         f"Invalid value for argument `{name}`: expected None, an int or a list of distinct ints. "
         f"Received: {name}={value!r}"
     )
+
+
+def number(value, name: str, *, low=None, high=None, integer=False, low_open=False):
+    """`value` if it is a finite number (an int if `integer`) within the bounds, else ValueError.
+
+    >>> number(5, "epochs", low=1, integer=True)
+    5
+    >>> number(0, "learning_rate", low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `learning_rate`: expected a number > 0. Received: learning_rate=0
+    """
+    kinds = Integral if integer else Real
+    if isinstance(value, bool) or not isinstance(value, kinds) or (not integer and not math.isfinite(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"Invalid value for argument `{name}`: expected {kind}. Received: {name}={value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        if high is None:
+            bounds = f"{'>' if low_open else '>='} {low}"
+        elif low is None:
+            bounds = f"<= {high}"
+        else:
+            bounds = f"in {'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"Invalid value for argument `{name}`: expected a number {bounds}. Received: {name}={value!r}")
+    return value

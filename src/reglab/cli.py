@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # some work failed
+EXIT_FAILED = 1  # some work failed (members that raised)
 EXIT_USAGE = 2  # bad input: nothing was run
 
 app = typer.Typer(
@@ -33,19 +34,6 @@ def _root(
     pass
 
 
-@app.command()
-def demo(
-    epochs: int = typer.Option(30, min=1, max=1000, help="Epochs per model."),
-    seed: int = typer.Option(0, help="Global random seed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final table."),
-):
-    """No, moderate and strong L2 on real data (scikit-learn's digits), with the loss ledger."""
-    _import_tensorflow_quietly()
-    from reglab.demo import run_demo
-
-    _usage_errors(run_demo)(epochs=epochs, seed=seed, quiet=quiet)
-
-
 def _import_tensorflow_quietly():
     """TensorFlow's C++ start-up chatter ignores TF_CPP_MIN_LOG_LEVEL; hide it from CLI users."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -63,17 +51,140 @@ def _import_tensorflow_quietly():
         os.close(devnull)
 
 
-def _usage_errors(function):
-    """Run a command; a ValueError (bad input, found before any work) becomes one line and exit 2."""
+def _fail_usage(error: Exception):
+    typer.echo(f"reglab: error: {error}", err=True)
+    raise typer.Exit(EXIT_USAGE)
 
-    def run(**kwargs):
-        try:
-            return function(**kwargs)
-        except ValueError as error:
-            typer.echo(f"reglab: error: {error}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
 
-    return run
+class _Progress:
+    """A rich progress bar over members (silent with --quiet)."""
+
+    def __init__(self, quiet: bool, label: str):
+        self.quiet, self.label, self.bar, self.task = quiet, label, None, None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __call__(self, done, total, member_id):
+        if self.bar is None:
+            return
+        if self.task is None or self.bar.tasks[self.task].total != total:
+            self.task = self.bar.add_task(f"{self.label}: training members", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _print_result(summary, best, test, members_complete, run_dir, title):
+    from rich.console import Console
+    from rich.table import Table
+
+    from reglab.selection import param_columns_of
+
+    console = Console()
+    params = param_columns_of(summary)
+    metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
+    table = Table(title=title)
+    for name in ("rank", *params, *[f"{m} mean±std" for m in metrics], "train_loss", "penalty", "ok"):
+        table.add_column(name, justify="right")
+    for _, row in summary.iterrows():
+        cells = ["–" if row["rank"] != row["rank"] else f"{int(row['rank'])}"]
+        cells += [f"{row[p]:g}" if isinstance(row[p], float) else str(row[p]) for p in params]
+        cells += [f"{row[f'{m}_mean']:.4f}±{row[f'{m}_std']:.4f}" for m in metrics]
+        cells += [f"{row['train_loss_mean']:.4f}", f"{row['train_penalty_mean']:.4f}", f"{row['ok']}/{row['members']}"]
+        table.add_row(*cells, style="bold green" if row["point"] == best["point_id"] else None)
+    console.print(table)
+    chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
+    console.print(f"selected: [bold]{chosen}[/bold] (lowest mean validation loss over folds)")
+    if test:
+        console.print("test set (used once, after selection): " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    if run_dir:
+        console.print(f"{members_complete} members; run directory: {run_dir}")
+
+
+def _failed_members(members) -> int:
+    return int((members["status"] == "failed").sum())
+
+
+@app.command()
+def demo(
+    epochs: int = typer.Option(10, min=1, max=1000, help="Epochs per member."),
+    seed: int = typer.Option(0, min=0, help="Global random seed."),
+    run_dir: Path = typer.Option(None, help="Run directory (default: runs/demo-e<epochs>-s<seed>)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
+):
+    """No, moderate and strong L2, then a λ grid with 5-fold CV and a once-only test score, on digits."""
+    _import_tensorflow_quietly()
+    from rich.console import Console
+    from rich.table import Table
+
+    from reglab.demo import SHOWN, run_demo
+
+    run_dir = run_dir or Path("runs") / f"demo-e{epochs}-s{seed}"
+    try:
+        with _Progress(quiet, "demo") as progress:
+            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress)
+    except ValueError as error:
+        _fail_usage(error)
+    console = Console()
+    curves = Table(title="No / moderate / strong L2: prediction loss (no penalty), train / validation, mean of 5 folds")
+    curves.add_column("epoch", justify="right")
+    for strength in SHOWN:
+        curves.add_column(f"L2 λ={strength:g}", justify="right")
+    ok = result.epochs[result.epochs["status"] == "ok"]
+    means = ok.groupby(["l2", "epoch"])[["train_loss", "val_loss"]].mean()
+    for epoch in sorted({1, *range(5, epochs + 1, 5), epochs}):
+        cells = [f"{means.loc[(s, epoch), 'train_loss']:.3f} / {means.loc[(s, epoch), 'val_loss']:.3f}" for s in SHOWN]
+        curves.add_row(str(epoch), *cells)
+    console.print(curves)
+    _print_result(result.summary, result.best, result.test, len(result.members), run_dir,
+                  "λ grid, 5-fold stratified cross-validation (final epoch)")
+    raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="A sweep spec (.toml or .json); see docs/examples/sweep.toml."),
+    run_dir: Path = typer.Option(None, help="Run directory (default: runs/<name>). Re-running resumes it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
+):
+    """Run (or resume) the sweep a config file describes."""
+    _import_tensorflow_quietly()
+    from reglab.config import from_file
+
+    try:
+        experiment = from_file(config)
+        run_dir = run_dir or Path("runs") / experiment.name
+        with _Progress(quiet, experiment.name) as progress:
+            result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
+                                          progress=progress)
+    except ValueError as error:
+        _fail_usage(error)
+    _print_result(result.summary, result.best, result.test, len(result.members), run_dir, f"Sweep {experiment.name}")
+    raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `reglab sweep` or `reglab demo`.")):
+    """Re-render a run directory's tables, summary and plots from its stored records."""
+    _import_tensorflow_quietly()
+    from reglab.report import render
+
+    try:
+        document = render(run_dir)
+    except ValueError as error:
+        _fail_usage(error)
+    _print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
+                  f"Report of {run_dir}")
+    typer.echo(f"plots: {run_dir / 'plots'}")
 
 
 def main():

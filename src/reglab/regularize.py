@@ -98,6 +98,17 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
 # --- selection ---------------------------------------------------------------------------------
 
 
+def select_layers(model, spec) -> list:
+    """The leaf layers of `model` that `spec` selects (the `layers` argument of `regularize`)."""
+    return _select(model, _leaf_layers(model), spec)
+
+
+def hidden_layers(model) -> list:
+    """Every leaf layer with a trainable kernel that does not produce a model output."""
+    outputs = _output_layers(model)
+    return [l for l in _leaf_layers(model) if _has_slot(l, "kernel") and id(l) not in outputs]
+
+
 def _check_model(model):
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected a Keras model. Received: model={model!r}")

@@ -1,0 +1,228 @@
+"""Data: built-in sets, files, validation before any work, splits, fingerprints.
+
+Everything a sweep trains on goes through `prepare(x, y, ...)`, which refuses bad input with a
+ValueError naming the argument — before a model is built or a run directory written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BUILTIN = ("digits", "breast_cancer", "wine", "diabetes", "noisy_classification")
+
+
+def load_builtin(name: str):
+    """(x, y, task) of a data set that ships with scikit-learn (nothing is downloaded).
+
+    - digits: 1,797 8×8 images as 64 features in [0, 1] (pixel / 16), 10 classes;
+    - breast_cancer: 569 × 30, 2 classes; wine: 178 × 13, 3 classes;
+    - diabetes: 442 × 10, a regression target;
+    - noisy_classification: 300 × 40 generated (5 informative features, 20% flipped labels),
+      small and noisy enough that an unregularized MLP overfits it.
+    """
+    from sklearn import datasets
+
+    if name == "digits":
+        x, y = datasets.load_digits(return_X_y=True)
+        return (x / 16.0).astype("float32"), y, "classification"
+    if name == "breast_cancer":
+        x, y = datasets.load_breast_cancer(return_X_y=True)
+        return x.astype("float32"), y, "classification"
+    if name == "wine":
+        x, y = datasets.load_wine(return_X_y=True)
+        return x.astype("float32"), y, "classification"
+    if name == "diabetes":
+        x, y = datasets.load_diabetes(return_X_y=True)
+        return x.astype("float32"), y.astype("float32"), "regression"
+    if name == "noisy_classification":
+        x, y = datasets.make_classification(
+            n_samples=300, n_features=40, n_informative=5, n_redundant=5, flip_y=0.2, class_sep=0.8, random_state=0
+        )
+        return x.astype("float32"), y, "classification"
+    raise ValueError(f"Unknown built-in data set (known: {', '.join(BUILTIN)}). Received: source={name!r}")
+
+
+def load_file(path, target: str | None = None):
+    """(x, y) from a CSV or Parquet file (a `target` column) or an NPZ file (arrays `x` and `target` or `y`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Data file not found. Received: source={str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            key = target or "y"
+            missing = [k for k in ("x", key) if k not in archive.files]
+            if missing:
+                raise ValueError(
+                    f"NPZ file needs arrays 'x' and {key!r} (has {archive.files}). Received: source={str(path)!r}"
+                )
+            return archive["x"], archive[key]
+    if suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    else:
+        raise ValueError(f"Unsupported data file type (use .csv, .parquet or .npz). Received: source={str(path)!r}")
+    if target is None or target not in frame.columns:
+        raise ValueError(
+            f"Name the target column with `target` (columns: {list(frame.columns)}). Received: target={target!r}"
+        )
+    return frame.drop(columns=[target]), frame[target]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated data: float32 features, labels encoded 0..C-1 for classification."""
+
+    x: np.ndarray
+    y: np.ndarray
+    task: str  # "classification" or "regression"
+    classes: tuple  # original labels of classes 0..C-1 (empty for regression)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def fingerprint(self) -> str:
+        """A hash of the exact values, so a run directory can refuse different data."""
+        digest = hashlib.sha256()
+        for array in (self.x, self.y):
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(self.task.encode())
+        return digest.hexdigest()[:16]
+
+
+def _as_features(x) -> np.ndarray:
+    if x is None:
+        raise ValueError("No features given. Received: x=None")
+    if isinstance(x, pd.DataFrame):
+        bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or pd.api.types.is_bool_dtype(x[c]))]
+        if bad:
+            raise ValueError(
+                f"Feature columns must be numeric; encode these first: {bad}. Received: x with dtypes "
+                f"{ {c: str(x[c].dtype) for c in bad} }"
+            )
+        x = x.to_numpy()
+    array = np.asarray(x)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"Features must be numeric. Received: x of dtype {array.dtype}")
+    if array.ndim < 2:
+        raise ValueError(
+            f"Features need a sample axis and at least one feature axis (rank >= 2). Received: x.shape={array.shape}"
+        )
+    if array.shape[0] == 0 or array.size == 0:
+        raise ValueError(f"No samples. Received: x.shape={array.shape}")
+    array = array.astype("float32")
+    if not np.all(np.isfinite(array)):
+        n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        raise ValueError(f"Features must be finite. Received: x with {n_nan} NaN and {n_inf} inf values")
+    return array
+
+
+def _as_target(y, n: int, task: str):
+    if y is None:
+        raise ValueError("No target given. Received: y=None")
+    array = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"The target must be one value per sample (rank 1). Received: y.shape={array.shape}")
+    if len(array) != n:
+        raise ValueError(f"x and y have different numbers of samples. Received: len(x)={n}, len(y)={len(array)}")
+    if task == "auto":
+        task = "regression" if np.issubdtype(array.dtype, np.floating) else "classification"
+    if task == "regression":
+        if not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"A regression target must be numeric. Received: y of dtype {array.dtype}")
+        array = array.astype("float32")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"The target must be finite. Received: y with {int((~np.isfinite(array)).sum())} NaN/inf values")
+        return array, task, ()
+    if task != "classification":
+        raise ValueError(f"Unknown task (use 'classification', 'regression' or 'auto'). Received: task={task!r}")
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ValueError("Class labels must be finite. Received: y with NaN/inf values")
+        if not np.all(array == np.round(array)):
+            raise ValueError(
+                "Class labels must be whole numbers or strings; these look like a regression target "
+                f"(set task='regression'). Received: y with values such as {array[array != np.round(array)][:3].tolist()}"
+            )
+    classes, encoded = np.unique(array, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"Classification needs at least two classes. Received: y with the single class {classes.tolist()}")
+    return encoded.astype("int64"), task, tuple(c.item() if hasattr(c, "item") else c for c in classes)
+
+
+def prepare(x, y, task: str = "auto") -> Dataset:
+    """Validate and convert features and target; see `Dataset`.
+
+    `task="auto"` treats a floating-point target as regression and anything else (ints, strings,
+    bools) as class labels.
+    """
+    features = _as_features(x)
+    target, task, classes = _as_target(y, len(features), task)
+    return Dataset(features, target, task, classes)
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+
+def check_cv(cv, repeats, data: Dataset, stratify: bool, test_size):
+    """Refuse fold settings the data cannot honour (before any work)."""
+    n = len(data.y)
+    if test_size is not None:
+        n = n - int(np.ceil(test_size * n))
+    if isinstance(cv, float):
+        return
+    if cv > n:
+        raise ValueError(f"More folds than samples ({n} after the test split). Received: cv={cv}")
+    if stratify:
+        labels = data.y
+        counts = np.bincount(labels)
+        smallest = int(counts.min())
+        need = cv if test_size is None else int(np.ceil(cv / (1 - test_size)))
+        if smallest < need:
+            raise ValueError(
+                f"Class {data.classes[int(counts.argmin())]!r} has {smallest} samples, too few for {cv}-fold "
+                f"stratified cross-validation{' after the test split' if test_size else ''}. Received: cv={cv}"
+            )
+
+
+def split_test(data: Dataset, test_size, seed: int, stratify: bool):
+    """Indices (rest, test) of a once-only test split, or (all, empty) without one."""
+    from sklearn.model_selection import train_test_split
+
+    everything = np.arange(len(data.y))
+    if test_size is None:
+        return everything, everything[:0]
+    rest, test = train_test_split(
+        everything, test_size=test_size, random_state=seed, stratify=data.y if stratify else None
+    )
+    return np.sort(rest), np.sort(test)
+
+
+def folds(data: Dataset, rest: np.ndarray, cv, repeats: int, seed: int, stratify: bool):
+    """[(fold, repeat, train indices, validation indices)] over `rest`, with scikit-learn's splitters."""
+    from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold, train_test_split
+
+    y = data.y[rest]
+    if isinstance(cv, float):  # a single hold-out split
+        train, val = train_test_split(np.arange(len(rest)), test_size=cv, random_state=seed,
+                                      stratify=y if stratify else None)
+        return [(0, 0, rest[np.sort(train)], rest[np.sort(val)])]
+    if repeats == 1:
+        splitter = (StratifiedKFold if stratify else KFold)(n_splits=cv, shuffle=True, random_state=seed)
+    else:
+        splitter = (RepeatedStratifiedKFold if stratify else RepeatedKFold)(n_splits=cv, n_repeats=repeats,
+                                                                           random_state=seed)
+    out = []
+    for i, (train, val) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        out.append((i % cv, i // cv, rest[train], rest[val]))
+    return out

@@ -1,0 +1,1 @@
+"""Engines train members and emit epoch records (`reglab.records`); the rest of reglab never cares which ran."""

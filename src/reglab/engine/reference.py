@@ -1,0 +1,94 @@
+"""The reference engine: each member is an independent Keras model trained with `model.fit`.
+
+It works for any model a builder returns and is the ground truth the stacked engine is tested
+against. Per member: fresh Keras session (stable layer names), the member's seed, build,
+compile, fit on its training fold with its validation fold, the `LossLedger` recording.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+
+from reglab.ledger import LossLedger
+
+
+@dataclass(frozen=True)
+class Training:
+    """How every member trains."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    loss: str
+    metrics: tuple
+    standardize: bool
+
+
+def fold_arrays(data, train, val, standardize: bool):
+    """Training and validation arrays of one fold; standardized with the training part's statistics only."""
+    x_train, y_train = data.x[train], data.y[train]
+    x_val, y_val = data.x[val], data.y[val]
+    scaling = None
+    if standardize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype("float32")
+        x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
+        scaling = {"x_mean": mean, "x_std": std}
+        if data.task == "regression":
+            y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
+            y_train, y_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
+            scaling.update(y_mean=y_mean, y_std=y_std)
+    return x_train, y_train, x_val, y_val, scaling
+
+
+def compile_model(model, training: Training):
+    optimizer = keras.optimizers.get({"class_name": training.optimizer, "config": {"learning_rate": training.learning_rate}})
+    model.compile(optimizer=optimizer, loss=training.loss, metrics=list(training.metrics))
+
+
+def identity(member) -> dict:
+    return {"member": member.id, "point": member.point_id, "fold": member.fold, "repeat": member.repeat,
+            "seed": member.seed, **member.point}
+
+
+def train_member(member, data, training: Training, make_model, validate: bool = True):
+    """Train one member; return (records DataFrame, trained model or None, scaling).
+
+    A member that raises is recorded as one row with status "failed" and the error; a member
+    whose loss stops being finite stops there with status "diverged". Neither disturbs others.
+    """
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(member.seed)
+    x_train, y_train, x_val, y_val, scaling = fold_arrays(data, member.train, member.val, training.standardize)
+    started = time.perf_counter()
+    ledger = LossLedger()
+    try:
+        model = make_model(member.point)
+        compile_model(model, training)
+        model.fit(
+            x_train, y_train, validation_data=(x_val, y_val) if validate else None, epochs=training.epochs,
+            batch_size=training.batch_size, shuffle=True, verbose=0,
+            # one validation batch: one traced test step and fewer per-step overheads; same mean
+            validation_batch_size=max(1, min(len(y_val), 4096)),
+            callbacks=[ledger, keras.callbacks.TerminateOnNaN()],
+        )
+        records = ledger.history
+        if records.empty:
+            raise RuntimeError("training produced no epoch")
+    except Exception as error:  # a failed member is a result, not a crash of the sweep
+        model = None
+        records = pd.DataFrame([{"epoch": 0, "status": "failed",
+                                 "error": "".join(traceback.format_exception_only(error)).strip()[:500]}])
+    seconds = time.perf_counter() - started
+    records.insert(0, "seconds", seconds)
+    for i, (key, value) in enumerate(identity(member).items()):
+        records.insert(i, key, value)
+    return records, model, scaling

@@ -1,0 +1,55 @@
+"""The plan: members = configuration point × fold (× repeat), each with a stable id and seed.
+
+A member's seed derives from (global seed, point, fold, repeat) only — never from the order in
+which members run — so an interrupted and resumed sweep trains exactly the same members as an
+uninterrupted one, and the same point in a later search round is recognised as already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reglab.space import point_id
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """One model to train: a point on one fold."""
+
+    id: str
+    point: dict
+    point_id: str
+    fold: int  # -1 for the final refit on all non-test data
+    repeat: int
+    seed: int
+    train: np.ndarray = field(repr=False)
+    val: np.ndarray = field(repr=False)  # the test indices for the refit (used once, after training)
+
+
+def member_seed(seed: int, pid: str, fold: int, repeat: int) -> int:
+    """A 31-bit seed from the member's identity.
+
+    >>> member_seed(0, "abc", 1, 0) == member_seed(0, "abc", 1, 0) != member_seed(0, "abc", 2, 0)
+    True
+    """
+    digest = hashlib.sha256(f"{seed}|{pid}|{fold}|{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def members(points: list[dict], splits, seed: int) -> list[Member]:
+    """Every (point, split) pair, points first: all folds of a point run together."""
+    out = []
+    for point in points:
+        pid = point_id(point)
+        for fold, repeat, train, val in splits:
+            out.append(Member(f"{pid}-f{fold}-r{repeat}", point, pid, fold, repeat,
+                              member_seed(seed, pid, fold, repeat), train, val))
+    return out
+
+
+def refit_member(point: dict, rest: np.ndarray, test: np.ndarray, seed: int) -> Member:
+    pid = point_id(point)
+    return Member(f"{pid}-refit", point, pid, -1, 0, member_seed(seed, pid, -1, 0), rest, test)

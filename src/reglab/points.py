@@ -1,0 +1,115 @@
+"""What a configuration point means for a plain model: point keys → `regularize()` arguments.
+
+When a sweep is given a model (not a builder function), each point is applied with
+`reglab.regularize`. The keys:
+
+=====================  ========================================================================
+`l1`, `l2`,            λ of that kernel penalty on the sweep's layers (by default the hidden
+`elastic_net`,         layers: every layer with a kernel except the output layers)
+`group_lasso`,
+`smoothness`
+`<penalty>.<group>`    λ of that penalty on a named layer group (`layer_groups={"early": [0]}`)
+`penalty`, `lambda`    the penalty kind as a dimension of its own (`lambda.<group>` works too)
+`l1_ratio`             elastic net's L1 share (default 0.5)
+`dropout`              Dropout rate inserted after each of the sweep's layers
+=====================  ========================================================================
+
+`l1` and `l2` on the same layer combine into `L1L2`.
+
+>>> describe({"l2": 1e-3, "dropout": 0.2})
+'L2(l2=0.001) on the hidden layers, dropout 0.2'
+"""
+
+from __future__ import annotations
+
+from reglab import _checks
+from reglab import regularizers as R
+from reglab.regularize import hidden_layers, regularize, select_layers
+
+KINDS = {
+    "l1": lambda s, p: R.L1(s),
+    "l2": lambda s, p: R.L2(s),
+    "elastic_net": lambda s, p: R.ElasticNet(s, p.get("l1_ratio", 0.5)),
+    "group_lasso": lambda s, p: R.GroupLasso(s),
+    "smoothness": lambda s, p: R.Smoothness(s),
+}
+OTHER_KEYS = ("penalty", "l1_ratio", "dropout")
+
+
+def _entries(point: dict) -> list[tuple[str, str | None, float]]:
+    """[(penalty kind, layer group or None, λ)] named by the point."""
+    entries = []
+    for key, value in point.items():
+        base, _, group = key.partition(".")
+        if base in KINDS:
+            entries.append((base, group or None, value))
+        elif base == "lambda":
+            entries.append((point.get("penalty", "l2"), group or None, value))
+    return entries
+
+
+def check(points: list[dict], groups: dict) -> None:
+    """Refuse keys and values a plain-model sweep cannot apply (before any work)."""
+    for point in points:
+        for key, value in point.items():
+            base, _, group = key.partition(".")
+            if base not in KINDS and base != "lambda" and key not in OTHER_KEYS:
+                raise ValueError(
+                    f"Unknown search key for a model sweep (use {sorted(KINDS)}, 'lambda', 'penalty', "
+                    f"'l1_ratio', 'dropout', or pass a builder function). Received: {key}={value!r}"
+                )
+            if group and group not in groups:
+                raise ValueError(f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}")
+            if base in KINDS or base == "lambda":
+                _checks.non_negative_float(value, key)
+            elif key == "penalty" and value not in KINDS:
+                raise ValueError(f"Unknown penalty (use {sorted(KINDS)}). Received: penalty={value!r}")
+            elif key == "l1_ratio":
+                _checks.fraction(value, "l1_ratio")
+            elif key == "dropout":
+                _checks.number(value, "dropout", low=0, high=0.999999)
+
+
+def apply(model, point: dict, layers="hidden", groups: dict | None = None):
+    """A copy of `model` regularized as `point` says (its weights kept)."""
+    groups = groups or {}
+    default = hidden_layers(model) if layers == "hidden" else select_layers(model, layers)
+    per_layer: dict[str, list] = {}
+    for kind, group, strength in _entries(point):
+        targets = default if group is None else select_layers(model, groups[group])
+        for layer in targets:
+            per_layer.setdefault(layer.name, []).append((kind, strength))
+    kernel = {}
+    for name, penalties in per_layer.items():
+        kinds = {k for k, _ in penalties}
+        if len(penalties) == 1:
+            kind, strength = penalties[0]
+            kernel[name] = KINDS[kind](strength, point)
+        elif kinds == {"l1", "l2"} and len(penalties) == 2:
+            values = dict(penalties)
+            kernel[name] = R.L1L2(l1=values["l1"], l2=values["l2"])
+        else:
+            raise ValueError(
+                f"Layer {name!r} would get several penalties {penalties}; one per layer (use elastic_net "
+                f"for L1 + L2). Received: point={point!r}"
+            )
+    rate = point.get("dropout")
+    dropout = {layer.name: rate for layer in default} if rate else None
+    if not kernel and not dropout:
+        import keras
+
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        return clone
+    return regularize(model, kernel=kernel or None, dropout=dropout)
+
+
+def describe(point: dict) -> str:
+    """A short human description of what a point does to a plain model."""
+    parts = []
+    for kind, group, strength in _entries(point):
+        reg = KINDS[kind](strength, point)
+        parts.append(f"{R.describe(reg)} on the {'hidden layers' if group is None else group + ' layers'}")
+    if point.get("dropout"):
+        parts.append(f"dropout {point['dropout']:g}")
+    return ", ".join(parts) or "no regularization"

@@ -1,0 +1,134 @@
+"""From epoch records to decisions: member table, per-point summary over folds, the best point.
+
+Pure functions over pandas tables (the run directory's `epochs.parquet` is enough): nothing here
+trains or reads a model. A point is compared only if every one of its members finished "ok"; a
+point with a failed or diverged member ranks last (as scikit-learn scores failed fits NaN).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pandas as pd
+
+IDENTITY = ("member", "point", "fold", "repeat", "seed")
+_NOT_PARAMS = set(IDENTITY) | {"seconds", "epoch", "status", "error"}
+
+
+def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate members' records keeping the layout: identity, then every point parameter, then the rest.
+
+    Points of different search stages can have different keys; a key a point lacks is NaN there.
+    """
+    params: dict[str, None] = {}
+    for frame in frames:
+        params.update(dict.fromkeys(param_columns(frame)))
+    epochs = pd.concat(frames, ignore_index=True)
+    head = [*IDENTITY, *params]
+    return epochs[head + [c for c in epochs.columns if c not in head]]
+
+
+def param_columns(epochs: pd.DataFrame) -> list[str]:
+    """The point's parameters: the columns between the identity columns and `seconds`."""
+    columns = list(epochs.columns)
+    start, stop = columns.index("seed") + 1, columns.index("seconds")
+    return columns[start:stop]
+
+
+def metric_names(epochs: pd.DataFrame) -> list[str]:
+    """Validation quantities worth summarizing: `val_loss` and every compiled metric."""
+    skip = {"val_penalty", "val_total"}
+    return [c for c in epochs.columns if c.startswith("val_") and c not in skip]
+
+
+def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per member: identity, parameters, status, final and best-epoch values."""
+    params = param_columns(epochs)
+    metrics = metric_names(epochs)
+    rows = []
+    for member_id, records in epochs.groupby("member", sort=False):
+        records = records.sort_values("epoch")
+        last = records.iloc[-1]
+        row = {k: last[k] for k in (*IDENTITY, *params)}
+        statuses = set(records["status"])
+        row["status"] = "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
+        row["epochs"] = int(records["epoch"].max())
+        row["seconds"] = float(last["seconds"])
+        for column in ("train_loss", "train_penalty", *metrics):
+            row[column] = float(last[column]) if column in records and row["status"] == "ok" else math.nan
+        val = records["val_loss"] if "val_loss" in records else pd.Series(dtype=float)
+        if row["status"] == "ok" and val.notna().any():
+            best = records.loc[val.idxmin()]
+            row["best_epoch"] = int(best["epoch"])
+            for column in metrics:
+                row[f"best_{column}"] = float(best[column])
+        else:
+            row["best_epoch"] = math.nan
+            for column in metrics:
+                row[f"best_{column}"] = math.nan
+        if "error" in records and isinstance(last.get("error"), str):
+            row["error"] = last["error"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss", mode: str = "min") -> pd.DataFrame:
+    """Per point: mean, std and standard error over its members of the final and best-epoch values.
+
+    `rank` orders complete points by the mean of `by` (1 is best); incomplete points get no rank.
+    `curve_best_epoch` is the epoch where the fold-averaged validation loss is lowest.
+    """
+    params = param_columns(epochs)
+    metrics = metric_names(epochs)
+    quantities = ["train_loss", "train_penalty", *metrics, "best_epoch", *[f"best_{m}" for m in metrics]]
+    rows = []
+    for pid, group in members.groupby("point", sort=False):
+        ok = group[group["status"] == "ok"]
+        row = {k: group.iloc[0][k] for k in params}
+        row.update(point=pid, members=len(group), ok=len(ok),
+                   failed=int((group["status"] == "failed").sum()), diverged=int((group["status"] == "diverged").sum()))
+        for q in quantities:
+            values = ok[q].astype(float) if q in ok else pd.Series(dtype=float)
+            row[f"{q}_mean"] = float(values.mean()) if len(values) else math.nan
+            row[f"{q}_std"] = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) else math.nan)
+            row[f"{q}_sem"] = row[f"{q}_std"] / math.sqrt(len(values)) if len(values) else math.nan
+        curve = epochs[(epochs["point"] == pid) & (epochs["status"] == "ok")].groupby("epoch")["val_loss"].mean()
+        row["curve_best_epoch"] = int(curve.idxmin()) if curve.notna().any() else math.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    score = summary[f"{by}_mean"].where(summary["ok"] == summary["members"])
+    summary["rank"] = score.rank(method="min", ascending=(mode == "min"))
+    return summary.sort_values(["rank"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def best(summary: pd.DataFrame, by: str = "val_loss") -> dict:
+    """The best complete point: its parameters and scores. Raises if no point completed.
+
+    Warns when some points were excluded because members failed or diverged.
+    """
+    complete = summary[summary["rank"].notna()]
+    broken = summary[summary["ok"] < summary["members"]]
+    if complete.empty:
+        raise RuntimeError(
+            f"Every configuration failed or diverged ({int(summary['failed'].sum())} failed, "
+            f"{int(summary['diverged'].sum())} diverged members); nothing to select."
+        )
+    if len(broken):
+        warnings.warn(
+            f"{len(broken)} of {len(summary)} configurations were excluded from selection: "
+            f"{int(broken['failed'].sum())} members failed, {int(broken['diverged'].sum())} diverged.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    row = complete.iloc[0]
+    return {"point_id": row["point"], "params": {k: _plain(row[k]) for k in param_columns_of(summary)},
+            "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
+
+
+def param_columns_of(summary: pd.DataFrame) -> list[str]:
+    return list(summary.columns[: list(summary.columns).index("point")])
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,387 @@
+"""`Sweep`: train every configuration point on every fold, choose, refit, test once.
+
+>>> import keras, reglab
+>>> from sklearn.datasets import load_breast_cancer
+>>> x, y = load_breast_cancer(return_X_y=True)
+>>> def build(point):
+...     return keras.Sequential([keras.Input((30,)),
+...         keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+...         keras.layers.Dense(2, activation="softmax")])
+>>> result = reglab.Sweep(build, grid={"l2": [0.0, 0.01]}, cv=3, epochs=2, standardize=True,
+...                       test_size=0.2, seed=0).run(x, y)
+>>> result.summary[["l2", "val_loss_mean", "val_accuracy_mean", "rank"]].shape
+(2, 4)
+>>> sorted(result.test)
+['accuracy', 'loss']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from numbers import Real
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from reglab import _checks, data as data_module, plan, points as points_module, selection, space
+from reglab.engine import reference
+from reglab.records import FIXED
+
+_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found. Tables are pandas DataFrames in the run directory's formats."""
+
+    epochs: pd.DataFrame  # one row per member per epoch (reglab.records + identity and point columns)
+    members: pd.DataFrame  # one row per member: final and best-epoch values, status
+    summary: pd.DataFrame  # one row per point: mean / std / sem over folds, rank
+    best: dict  # the selected point: {"point_id", "params", "score"}
+    test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
+    model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
+    run_dir: Path | None = None
+
+    def plot(self, folder) -> list[Path]:
+        """Render learning curves, validation curves and penalty share as PNG files into `folder`."""
+        from reglab.plots import render_all
+
+        return render_all(self.epochs, self.summary, folder, best_point=self.best["point_id"])
+
+
+class Sweep:
+    """A regularization sweep: points × folds, trained by an engine, selected honestly.
+
+    Args:
+        model: a builder `point -> keras.Model` (uncompiled; it reads the point's keys, e.g.
+            `point["l2"]`), or a built Keras model to start every member from (its weights are
+            kept) with the point applied by `reglab.regularize` — see `reglab.points` for the keys.
+        grid: `{key: [values]}`, every combination.
+        random: `{key: distribution}` (`reglab.space.LogUniform(1e-5, 1e-1)`, `Uniform`, `Choice`,
+            or `{"log_uniform": [low, high]}`); `n_trials` points sampled with `seed`.
+        stages: a list of grids searched one after the other, each around the previous stage's
+            best point (e.g. `[{"l2": [...]}, {"dropout": [...]}]`: L2 first, then dropout).
+        refine: rounds of coarse-to-fine refinement of `refine_param` (default: the first
+            numeric parameter) around the best value, `refine_points` new values per round.
+        cv: folds of k-fold cross-validation (≥ 2), or a fraction in (0, 1) for one hold-out split.
+        repeats: repetitions of k-fold with different shuffles. Defaults to 1.
+        stratify: stratified folds; "auto" stratifies classification. Defaults to "auto".
+        test_size: fraction held out as a test set, used once after selection. Defaults to None.
+        epochs, batch_size, optimizer, learning_rate: training of every member.
+        loss, metrics: "auto" picks sparse categorical (or binary) cross-entropy and accuracy for
+            classification, mean squared error for regression.
+        layers: which layers a plain model's penalties and dropout go on. Defaults to "hidden".
+        layer_groups: `{group: layer selection}` for per-group keys such as `"l2.early"`.
+        standardize: scale features (and a regression target) with each training fold's mean
+            and std. Defaults to False.
+        select: the validation quantity that picks the best point. Defaults to "val_loss".
+        refit: refit the best point on all non-test data (and score it on the test set).
+        seed: the global seed; every member's seed derives from it, the point and the fold.
+    """
+
+    def __init__(self, model, *, grid=None, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
+                 refine_points=5, cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32,
+                 optimizer="adam", learning_rate=1e-3, loss="auto", metrics="auto", layers="hidden",
+                 layer_groups=None, standardize=False, select="val_loss", refit=True, seed=0):
+        if isinstance(model, keras.Model):
+            if not model.built or not model.inputs:
+                raise ValueError(f"The model is not built: give it an Input first. Received: model={model.name!r}")
+        elif not callable(model):
+            raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
+        self.model = model
+        self.seed = _checks.number(seed, "seed", low=0, integer=True)
+        given = [name for name, value in (("grid", grid), ("random", random), ("stages", stages)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"Give exactly one of `grid`, `random`, `stages`. Received: {given or 'none of them'}")
+        self.grid, self.random, self.stages = grid, random, stages
+        self.n_trials = _checks.number(n_trials, "n_trials", low=1, integer=True)
+        if stages is not None:
+            if not isinstance(stages, (list, tuple)) or not stages:
+                raise ValueError(f"`stages` is a non-empty list of grids. Received: stages={stages!r}")
+            self._rounds = [space.grid_points(stage) for stage in stages]
+        elif grid is not None:
+            self._rounds = [space.grid_points(grid)]
+        else:
+            self._rounds = [space.random_points(random, self.n_trials, self.seed)]
+        self.refine = _checks.number(refine, "refine", low=0, integer=True)
+        self.refine_points = _checks.number(refine_points, "refine_points", low=1, integer=True)
+        self.refine_param = refine_param
+        if self.refine:
+            numeric = [k for k, v in self._rounds[0][0].items() if isinstance(v, float)]
+            if refine_param is None and not numeric:
+                raise ValueError(f"Nothing numeric to refine. Received: refine={refine}")
+            self.refine_param = refine_param or numeric[0]
+            if self.refine_param not in self._rounds[0][0]:
+                raise ValueError(f"`refine_param` must be a searched key. Received: refine_param={refine_param!r}")
+        if isinstance(cv, float) and not isinstance(cv, bool):
+            _checks.number(cv, "cv", low=0, high=0.95, low_open=True)
+        else:
+            _checks.number(cv, "cv", low=2, integer=True)
+        self.cv = cv
+        self.repeats = _checks.number(repeats, "repeats", low=1, integer=True)
+        if stratify not in ("auto", True, False):
+            raise ValueError(f"`stratify` is 'auto', True or False. Received: stratify={stratify!r}")
+        self.stratify = stratify
+        if test_size is not None:
+            _checks.number(test_size, "test_size", low=0, high=0.9, low_open=True)
+        self.test_size = test_size
+        self.epochs = _checks.number(epochs, "epochs", low=1, integer=True)
+        self.batch_size = _checks.number(batch_size, "batch_size", low=1, integer=True)
+        self.learning_rate = _checks.number(learning_rate, "learning_rate", low=0, low_open=True)
+        if not isinstance(optimizer, str) or optimizer.lower() not in _OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
+        self.optimizer = optimizer.lower()
+        if loss != "auto":
+            try:
+                keras.losses.get(loss)
+            except (ValueError, TypeError):
+                raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
+        self.loss = loss
+        if metrics != "auto" and (not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics)):
+            raise ValueError(f"`metrics` is 'auto' or a list of metric names. Received: metrics={metrics!r}")
+        self.metrics = metrics
+        self.layers = layers
+        self.layer_groups = dict(layer_groups or {})
+        self.standardize = bool(standardize)
+        if not isinstance(select, str) or not select.startswith("val_"):
+            raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
+        self.select = select
+        self.refit = bool(refit)
+        reserved = set(FIXED) | set(selection.IDENTITY) | {"seconds", "status", "error"}
+        for point in self._rounds[0]:
+            for key in point:
+                if key in reserved or ":" in key:
+                    raise ValueError(f"A search key may not be a record column or contain ':'. Received: {key}=...")
+        if isinstance(model, keras.Model):
+            for round_points in self._rounds:
+                points_module.check(round_points, self.layer_groups)
+            from reglab.regularize import hidden_layers, select_layers
+
+            if layers == "hidden":
+                if not hidden_layers(model) and any(k != "penalty" for p in self._rounds[0] for k in p):
+                    raise ValueError("The model has no hidden layer with a kernel to regularize. Received: layers='hidden'")
+            else:
+                select_layers(model, layers)
+            for group, selector in self.layer_groups.items():
+                select_layers(model, selector)
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def spec(self) -> dict:
+        """The sweep's settings as plain values (what the run directory stores and hashes)."""
+        if hasattr(self.model, "spec"):  # a builder that describes itself (reglab.models.MLP)
+            model = self.model.spec()
+        elif isinstance(self.model, keras.Model):
+            weights = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in self.model.get_weights()))
+            model = {"kind": "model", "config_sha": hashlib.sha256(self.model.to_json().encode()).hexdigest()[:16],
+                     "weights_sha": weights.hexdigest()[:16]}
+        else:
+            try:
+                source = inspect.getsource(self.model)
+            except (OSError, TypeError):
+                source = ""
+            model = {"kind": "builder", "name": f"{getattr(self.model, '__module__', '?')}.{getattr(self.model, '__qualname__', repr(self.model))}",
+                     "source_sha": hashlib.sha256(source.encode()).hexdigest()[:16]}
+        search = ({"grid": self.grid} if self.grid is not None else {"stages": self.stages} if self.stages is not None
+                  else {"random": {k: space.distribution(v, k).to_config() for k, v in self.random.items()}, "n_trials": self.n_trials})
+        return {
+            "model": model, "search": search, "refine": self.refine, "refine_param": self.refine_param,
+            "refine_points": self.refine_points, "cv": self.cv, "repeats": self.repeats, "stratify": self.stratify,
+            "test_size": self.test_size, "epochs": self.epochs, "batch_size": self.batch_size,
+            "optimizer": self.optimizer, "learning_rate": self.learning_rate, "loss": self.loss,
+            "metrics": self.metrics if self.metrics == "auto" else list(self.metrics), "layers": repr(self.layers),
+            "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()}, "standardize": self.standardize,
+            "select": self.select, "refit": self.refit, "seed": self.seed,
+        }
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    # --- running -------------------------------------------------------------------------------
+
+    def _make_model(self):
+        if isinstance(self.model, keras.Model):
+            return lambda point: points_module.apply(self.model, point, self.layers, self.layer_groups)
+        return self.model
+
+    def _training(self, dataset) -> reference.Training:
+        """Loss and metrics for the task, checked against the model's output width (one probe build)."""
+        probe = self._make_model()(self._rounds[0][0])
+        if not isinstance(probe, keras.Model):
+            raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
+        width = probe.output_shape[-1] if probe.output_shape else None
+        loss, metrics = self.loss, self.metrics
+        if dataset.task == "classification":
+            if width == dataset.n_classes:
+                auto_loss = "sparse_categorical_crossentropy"
+            elif width == 1 and dataset.n_classes == 2:
+                auto_loss = "binary_crossentropy"
+            else:
+                raise ValueError(
+                    f"The model's output width {width} fits neither {dataset.n_classes} classes (softmax) nor a "
+                    f"binary sigmoid. Received: model output shape {probe.output_shape}"
+                )
+            auto_metrics = ("accuracy",)
+        else:
+            if width != 1:
+                raise ValueError(f"A regression model needs one output. Received: model output shape {probe.output_shape}")
+            auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
+        keras.backend.clear_session()
+        return reference.Training(
+            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+            learning_rate=self.learning_rate, loss=auto_loss if loss == "auto" else loss,
+            metrics=auto_metrics if metrics == "auto" else tuple(metrics), standardize=self.standardize,
+        )
+
+    def run(self, x, y, run_dir=None, task="auto", progress=None) -> SweepResult:
+        """Validate the data, train every member (resuming `run_dir` if given), select, refit, test once.
+
+        Args:
+            x, y: features (array or DataFrame, rank ≥ 2) and target (classes or a regression target).
+            run_dir: a run directory to write (and resume); None keeps everything in memory.
+            task: "auto", "classification" or "regression".
+            progress: a callable `(done, total, member_id)` called after each member.
+        """
+        dataset = data_module.prepare(x, y, task)
+        stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
+        if stratify and dataset.task != "classification":
+            raise ValueError("Stratified folds need class labels. Received: stratify=True for a regression target")
+        data_module.check_cv(self.cv, self.repeats, dataset, stratify, self.test_size)
+        rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
+        splits = data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
+        training = self._training(dataset)
+
+        store = None
+        if run_dir is not None:
+            from reglab.store import RunDirectory
+
+            store = RunDirectory(run_dir)
+            store.open(self.spec(), self.spec_hash(), dataset.fingerprint())
+        done: dict[str, pd.DataFrame] = {}
+        make_model = self._make_model()
+        mode = "max" if any(s in self.select for s in ("acc", "auc", "precision", "recall")) else "min"
+
+        def train(members):
+            finished = store.completed() if store else set()
+            todo = [m for m in members if m.id not in done]
+            for i, member in enumerate(todo):
+                if member.id in finished:
+                    done[member.id] = store.member_records(member.id)
+                else:
+                    records, _, _ = reference.train_member(member, dataset, training, make_model)
+                    if store:
+                        store.record_member(member.id, records)
+                    done[member.id] = records
+                if progress:
+                    progress(i + 1, len(todo), member.id)
+
+        def summarize(member_ids):
+            epochs = selection.combine([done[m] for m in member_ids])
+            members = selection.member_table(epochs)
+            return epochs, members, selection.summarize(members, epochs, by=self.select, mode=mode)
+
+        best_point: dict = {}
+        evaluated: list[dict] = []
+        rounds = [list(r) for r in self._rounds]
+        for index, round_points in enumerate(rounds):
+            round_points = [space.normalize_point({**best_point, **p}) for p in round_points]
+            evaluated.extend(p for p in round_points if p not in evaluated)
+            members = plan.members(round_points, splits, self.seed)
+            train(members)
+            _, _, summary = summarize([m.id for m in members])
+            best_point = selection.best(summary, self.select)["params"]
+        for _ in range(self.refine):
+            same = [p for p in evaluated if all(p.get(k) == v for k, v in best_point.items() if k != self.refine_param)]
+            _, _, summary = summarize([m.id for m in plan.members(same, splits, self.seed)])
+            ids = {space.point_id(p): p for p in same}
+            values = [ids[pid][self.refine_param] for pid in summary["point"]]
+            new = [space.normalize_point({**best_point, self.refine_param: v})
+                   for v in space.refine(values, summary[f"{self.select}_mean"].where(summary["rank"].notna()).tolist(),
+                                         self.refine_points)]
+            evaluated.extend(p for p in new if p not in evaluated)
+            train(plan.members(new, splits, self.seed))
+            _, _, summary = summarize([m.id for m in plan.members(same + new, splits, self.seed)])
+            best_point = selection.best(summary, self.select)["params"]
+
+        all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
+        epochs, members, summary = summarize(all_ids)
+        best = selection.best(summary, self.select)
+        result = SweepResult(epochs=epochs, members=members, summary=summary, best=best,
+                             run_dir=Path(run_dir) if run_dir else None)
+        if self.refit:
+            result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
+        if store:
+            store.write_table("epochs.parquet", epochs)
+            store.write_table("members.parquet", members)
+            store.write_json("summary.json", summary_document(result))
+            result.plot(store.path / "plots")
+        return result
+
+    def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
+        """Train the selected point on all non-test data; score it on the test set exactly once."""
+        point = {k: v for k, v in best["params"].items()}
+        member = plan.refit_member(point, rest, test, self.seed)
+        stored = store.read_json("test.json") if store else None
+        if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
+            model = keras.models.load_model(store.path / "best_model.keras", safe_mode=True)
+            return model, stored["test"]
+        records, model, scaling = reference.train_member(member, dataset, training, make_model, validate=False)
+        if model is None:
+            raise RuntimeError(f"Refitting the selected point failed: {records.get('error', pd.Series(['?'])).iloc[0]}")
+        model = with_preprocessing(model, scaling, dataset)
+        scores = None
+        if len(test):
+            scores = test_scores(model, dataset.x[test], dataset.y[test], training, dataset)
+        if store:
+            store.save_model(model)
+            store.write_json("test.json", {"point_id": best["point_id"], "params": point, "test": scores,
+                                           "n_test": int(len(test))})
+        return model, scores
+
+
+def with_preprocessing(model, scaling, dataset):
+    """Fold the training statistics into the saved model so it takes raw inputs and gives raw outputs."""
+    if not scaling:
+        return model
+    inputs = keras.Input(model.input_shape[1:])
+    x = keras.layers.Normalization(mean=scaling["x_mean"], variance=np.square(scaling["x_std"]), name="standardize")(inputs)
+    outputs = model(x)
+    if "y_mean" in scaling:
+        outputs = keras.layers.Rescaling(scaling["y_std"], offset=scaling["y_mean"], name="unstandardize")(outputs)
+    return keras.Model(inputs, outputs, name=f"{model.name}_raw_io")
+
+
+def test_scores(model, x, y, training, dataset) -> dict:
+    """Prediction loss (no penalty) and metrics of `model` on raw test data, in the training units."""
+    prediction = model.predict(x, verbose=0)
+    loss_fn = keras.losses.get(training.loss)
+    if dataset.task == "regression":
+        # the loss is reported in the same standardized units as the validation losses
+        scale = _y_scale(model)
+        predicted = prediction.reshape(len(y))
+        loss = float(np.mean(np.square((predicted - y) / scale)))
+        return {"loss": loss, "mean_absolute_error": float(np.mean(np.abs(predicted - y)))}
+    loss = float(keras.ops.convert_to_numpy(keras.ops.mean(loss_fn(y, prediction))))
+    if prediction.shape[-1] == 1:
+        accuracy = float(np.mean((prediction[:, 0] > 0.5).astype(int) == y))
+    else:
+        accuracy = float(np.mean(prediction.argmax(axis=-1) == y))
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def _y_scale(model) -> float:
+    try:
+        return float(model.get_layer("unstandardize").scale)
+    except ValueError:
+        return 1.0
+
+
+def summary_document(result: SweepResult) -> dict:
+    table = result.summary.astype(object).where(result.summary.notna(), None)
+    return {"best": result.best, "test": result.test, "members_complete": int(len(result.members)),
+            "summary": table.to_dict(orient="records")}
