@@ -58,6 +58,8 @@ class LossLedger(keras.callbacks.Callback):
         near_zero: the threshold for the `near_zero:<weight>` fraction. Defaults to 1e-3.
         weight_stats: record L1/L2 norms and zero counts of every trainable weight.
             Defaults to True.
+        stop_on_divergence: stop `fit` after the first epoch whose training loss is not finite
+            (checked once per epoch, so no per-batch synchronisation). Defaults to False.
 
     After (or during) `fit`, `ledger.history` is a pandas DataFrame with one row per epoch
     (columns documented in `reglab.records`) and `ledger.terms` maps each penalty term to the
@@ -65,8 +67,9 @@ class LossLedger(keras.callbacks.Callback):
     epochs as Keras does (`initial_epoch` included).
     """
 
-    def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True):
+    def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True, stop_on_divergence=False):
         super().__init__()
+        self.stop_on_divergence = bool(stop_on_divergence)
         self.near_zero = _checks.non_negative_float(near_zero, "near_zero")
         self.weight_stats = bool(weight_stats)
         self.rows: list[dict] = []
@@ -202,6 +205,8 @@ class LossLedger(keras.callbacks.Callback):
         previous = self.rows[-1]["status"] if self.rows else "ok"
         row["status"] = records.status(row["train_total"], previous)
         self.rows.append(row)
+        if self.stop_on_divergence and row["status"] == "diverged":
+            self.model.stop_training = True
 
 
 def _means(sums: np.ndarray) -> np.ndarray:

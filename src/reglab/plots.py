@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from reglab.selection import param_columns  # noqa: E402
@@ -77,8 +76,9 @@ def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val
     values = summary[param].astype(float)
     if (values > 0).any():
         positive = values[values > 0]
-        if (values == 0).any():
+        if (values == 0).any():  # keep 0 on the axis: linear near 0, logarithmic beyond
             ax.set_xscale("symlog", linthresh=float(positive.min()))
+            ax.set_xlim(left=-0.3 * float(positive.min()))
         else:
             ax.set_xscale("log")
     ax.set_xlabel(f"{param} ({'symmetric ' if (values == 0).any() else ''}log scale)")

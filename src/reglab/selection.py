@@ -102,7 +102,7 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
     return summary.sort_values(["rank"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def best(summary: pd.DataFrame, by: str = "val_loss") -> dict:
+def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict:
     """The best complete point: its parameters and scores. Raises if no point completed.
 
     Warns when some points were excluded because members failed or diverged.
@@ -114,7 +114,7 @@ def best(summary: pd.DataFrame, by: str = "val_loss") -> dict:
             f"Every configuration failed or diverged ({int(summary['failed'].sum())} failed, "
             f"{int(summary['diverged'].sum())} diverged members); nothing to select."
         )
-    if len(broken):
+    if len(broken) and warn:
         warnings.warn(
             f"{len(broken)} of {len(summary)} configurations were excluded from selection: "
             f"{int(broken['failed'].sum())} members failed, {int(broken['diverged'].sum())} diverged.",
@@ -122,12 +122,17 @@ def best(summary: pd.DataFrame, by: str = "val_loss") -> dict:
             stacklevel=2,
         )
     row = complete.iloc[0]
-    return {"point_id": row["point"], "params": {k: _plain(row[k]) for k in param_columns_of(summary)},
+    params = {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}  # NaN: key not in this point
+    return {"point_id": row["point"], "params": params,
             "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
 
 
 def param_columns_of(summary: pd.DataFrame) -> list[str]:
     return list(summary.columns[: list(summary.columns).index("point")])
+
+
+def _missing(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _plain(value):

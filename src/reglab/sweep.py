@@ -211,7 +211,15 @@ class Sweep:
 
     def _training(self, dataset) -> reference.Training:
         """Loss and metrics for the task, checked against the model's output width (one probe build)."""
-        probe = self._make_model()(self._rounds[0][0])
+        probe, errors = None, []
+        for point in self._rounds[0]:  # the first point that builds tells the output width
+            try:
+                probe = self._make_model()(point)
+                break
+            except Exception as error:  # that point's members will be recorded as failed
+                errors.append(f"{point}: {error}")
+        if probe is None:
+            raise RuntimeError(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
         width = probe.output_shape[-1] if probe.output_shape else None
@@ -294,7 +302,7 @@ class Sweep:
             members = plan.members(round_points, splits, self.seed)
             train(members)
             _, _, summary = summarize([m.id for m in members])
-            best_point = selection.best(summary, self.select)["params"]
+            best_point = selection.best(summary, self.select, warn=False)["params"]
         for _ in range(self.refine):
             same = [p for p in evaluated if all(p.get(k) == v for k, v in best_point.items() if k != self.refine_param)]
             _, _, summary = summarize([m.id for m in plan.members(same, splits, self.seed)])
@@ -306,7 +314,7 @@ class Sweep:
             evaluated.extend(p for p in new if p not in evaluated)
             train(plan.members(new, splits, self.seed))
             _, _, summary = summarize([m.id for m in plan.members(same + new, splits, self.seed)])
-            best_point = selection.best(summary, self.select)["params"]
+            best_point = selection.best(summary, self.select, warn=False)["params"]
 
         all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
         epochs, members, summary = summarize(all_ids)

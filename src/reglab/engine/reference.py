@@ -7,6 +7,7 @@ compile, fit on its training fold with its validation fold, the `LossLedger` rec
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,6 +17,16 @@ import numpy as np
 import pandas as pd
 
 from reglab.ledger import LossLedger
+
+
+class _NoRetracingNoise(logging.Filter):
+    # Every member is a new model, so TensorFlow's "triggered tf.function retracing" advice is
+    # expected here and says nothing useful.
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
     keras.utils.set_random_seed(member.seed)
     x_train, y_train, x_val, y_val, scaling = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()
-    ledger = LossLedger()
+    ledger = LossLedger(stop_on_divergence=True)
     try:
         model = make_model(member.point)
         compile_model(model, training)
@@ -78,7 +89,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
             batch_size=training.batch_size, shuffle=True, verbose=0,
             # one validation batch: one traced test step and fewer per-step overheads; same mean
             validation_batch_size=max(1, min(len(y_val), 4096)),
-            callbacks=[ledger, keras.callbacks.TerminateOnNaN()],
+            callbacks=[ledger],
         )
         records = ledger.history
         if records.empty:
