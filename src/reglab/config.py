@@ -87,6 +87,11 @@ def experiment(config: dict, base_dir=".") -> Experiment:
         task = builtin_task if task == "auto" else task
     else:
         path = Path(source) if Path(source).is_absolute() else Path(base_dir) / source
+        if not path.is_file():
+            raise ValueError(
+                f"Data not found: neither a built-in data set ({', '.join(data_module.BUILTIN)}) nor an existing "
+                f"file (looked for {path}). Received: source={source!r}"
+            )
         x, y = data_module.load_file(path, data_cfg.get("target"))
     dataset = data_module.prepare(x, y, task)
 

@@ -180,12 +180,13 @@ class Sweep:
             weights = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in self.model.get_weights()))
             model = {"kind": "model", "config_sha": hashlib.sha256(self.model.to_json().encode()).hexdigest()[:16],
                      "weights_sha": weights.hexdigest()[:16]}
-        else:
+        else:  # a function, or a callable object (described by its class)
+            described = self.model if inspect.isfunction(self.model) or inspect.ismethod(self.model) else type(self.model)
             try:
-                source = inspect.getsource(self.model)
+                source = inspect.getsource(described)
             except (OSError, TypeError):
                 source = ""
-            model = {"kind": "builder", "name": f"{getattr(self.model, '__module__', '?')}.{getattr(self.model, '__qualname__', repr(self.model))}",
+            model = {"kind": "builder", "name": f"{described.__module__}.{described.__qualname__}",
                      "source_sha": hashlib.sha256(source.encode()).hexdigest()[:16]}
         search = ({"grid": self.grid} if self.grid is not None else {"stages": self.stages} if self.stages is not None
                   else {"random": {k: space.distribution(v, k).to_config() for k, v in self.random.items()}, "n_trials": self.n_trials})

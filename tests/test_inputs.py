@@ -1,0 +1,120 @@
+"""Bad input is refused before any work: a ValueError naming the argument, no model built, nothing written."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes
+
+import reglab
+
+X, Y = load_breast_cancer(return_X_y=True)
+XR, YR = load_diabetes(return_X_y=True)
+
+
+class CountingBuilder:
+    """A builder that counts how often it was asked to build."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, point):
+        self.calls += 1
+        return keras.Sequential([keras.Input((30,)), keras.layers.Dense(4), keras.layers.Dense(2, activation="softmax")])
+
+
+def plain():
+    return keras.Sequential([keras.Input((30,)), keras.layers.Dense(4, name="h"), keras.layers.Dense(2, name="o")])
+
+
+GOOD = dict(grid={"l2": [0.0, 1e-3]}, cv=3, epochs=1)
+
+# (what, keyword overrides for Sweep(...), pattern the error must match)
+INIT_CASES = [
+    ("model not callable", dict(model="nope"), "Received: model='nope'"),
+    ("grid and random", dict(random={"l2": {"log_uniform": [1e-4, 1]}}), "exactly one of"),
+    ("no search", dict(grid=None), "Received: none of them"),
+    ("empty grid", dict(grid={}), "Received: grid={}"),
+    ("empty grid values", dict(grid={"l2": []}), r"Received: grid\['l2'\]=\[\]"),
+    ("NaN in grid", dict(grid={"l2": [float("nan")]}), "Received: l2=nan"),
+    ("list in grid", dict(grid={"l2": [[0.1]]}), r"Received: l2=\[0.1\]"),
+    ("negative lambda", dict(model=plain(), grid={"l2": [-1.0]}), "Received: l2=-1.0"),
+    ("dropout of 1", dict(model=plain(), grid={"dropout": [1.0]}), "Received: dropout=1.0"),
+    ("l1_ratio > 1", dict(model=plain(), grid={"elastic_net": [0.1], "l1_ratio": [1.5]}), "Received: l1_ratio=1.5"),
+    ("unknown key", dict(model=plain(), grid={"l3": [0.1]}), "Received: l3=0.1"),
+    ("unknown group", dict(model=plain(), grid={"l2.late": [0.1]}), "Received: l2.late=0.1"),
+    ("unknown penalty", dict(model=plain(), grid={"penalty": ["l9"], "lambda": [0.1]}), "Received: penalty='l9'"),
+    ("string lambda", dict(model=plain(), grid={"l2": ["0.1"]}), "Received: l2='0.1'"),
+    ("one fold", dict(cv=1), "Received: cv=1"),
+    ("hold-out fraction too big", dict(cv=1.5), "Received: cv=1.5"),
+    ("folds as text", dict(cv="5"), "Received: cv='5'"),
+    ("zero repeats", dict(repeats=0), "Received: repeats=0"),
+    ("test_size of 1", dict(test_size=1.0), "Received: test_size=1.0"),
+    ("zero epochs", dict(epochs=0), "Received: epochs=0"),
+    ("negative batch", dict(batch_size=-1), "Received: batch_size=-1"),
+    ("zero learning rate", dict(learning_rate=0), "Received: learning_rate=0"),
+    ("unknown optimizer", dict(optimizer="adamm"), "Received: optimizer='adamm'"),
+    ("unknown loss", dict(loss="not_a_loss"), "Received: loss='not_a_loss'"),
+    ("negative seed", dict(seed=-1), "Received: seed=-1"),
+    ("log-uniform from 0", dict(grid=None, random={"l2": {"log_uniform": [0, 1]}}), "Received: low=0"),
+    ("zero trials", dict(grid=None, random={"l2": [0.1]}, n_trials=0), "Received: n_trials=0"),
+    ("select not validation", dict(select="loss"), "Received: select='loss'"),
+    ("stratify word", dict(stratify="yes"), "Received: stratify='yes'"),
+    ("reserved key", dict(grid={"epoch": [1.0]}), "Received: epoch="),
+    ("unbuilt model", dict(model=keras.Sequential([keras.layers.Dense(2)])), "not built"),
+    ("empty stages", dict(grid=None, stages=[]), "Received: stages=\\[\\]"),
+]
+
+
+@pytest.mark.parametrize("what, overrides, pattern", INIT_CASES, ids=[c[0] for c in INIT_CASES])
+def test_bad_sweep_settings_are_refused_at_construction(what, overrides, pattern):
+    builder = CountingBuilder()
+    kwargs = {**GOOD, **overrides}
+    model = kwargs.pop("model", builder)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    with pytest.raises(ValueError, match=pattern):
+        reglab.Sweep(model, **kwargs)
+    assert builder.calls == 0
+
+
+frame = pd.DataFrame(X[:, :29], columns=[f"f{i}" for i in range(29)]).assign(kind=["a"] * len(X))
+RUN_CASES = [
+    ("NaN feature", lambda: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), Y), {}, "Received: x with 1 NaN"),
+    ("inf feature", lambda: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X), Y), {}, "and 1 inf"),
+    ("rank-1 features", lambda: (X[:, 0], Y), {}, r"Received: x.shape=\(569,\)"),
+    ("no samples", lambda: (X[:0], Y[:0]), {}, r"Received: x.shape=\(0, 30\)"),
+    ("text features", lambda: (X.astype(str), Y), {}, "Received: x of dtype <U"),
+    ("non-numeric column", lambda: (frame, Y), {}, r"\['kind'\]"),
+    ("length mismatch", lambda: (X, Y[:-1]), {}, "Received: len\\(x\\)=569, len\\(y\\)=568"),
+    ("two-column target", lambda: (X, np.stack([Y, Y], 1)), {}, r"Received: y.shape=\(569, 2\)"),
+    ("fractional labels", lambda: (X, Y * 0.5), {"task": "classification"}, "look like a regression target"),
+    ("one class", lambda: (X, np.zeros_like(Y)), {}, "single class"),
+    ("class smaller than k", lambda: (X[:40], np.r_[np.zeros(38, int), np.ones(2, int)]), {}, "Class 1 has 2 samples"),
+    ("more folds than samples", lambda: (X[:6], np.r_[np.zeros(3, int), np.ones(3, int)]), {"cv": 10}, "More folds than samples"),
+    ("NaN regression target", lambda: (X, np.where(np.arange(len(Y)) == 3, np.nan, Y.astype(float))), {}, "Received: y with 1 NaN"),
+    ("stratified regression", lambda: (X, Y.astype(float) + 0.5), {"stratify": True}, "Received: stratify=True"),
+    ("unknown task", lambda: (X, Y), {"task": "ranking"}, "Received: task='ranking'"),
+]
+
+
+@pytest.mark.parametrize("what, make, options, pattern", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_bad_data_is_refused_before_any_model_or_file(what, make, options, pattern, tmp_path):
+    builder = CountingBuilder()
+    options = dict(options)
+    sweep_kwargs = {**GOOD, **{k: options.pop(k) for k in ("cv", "stratify") if k in options}}
+    sweep = reglab.Sweep(builder, **sweep_kwargs)
+    x, y = make()
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=pattern):
+        sweep.run(x, y, run_dir=run_dir, **options)
+    assert builder.calls == 0
+    assert not run_dir.exists()
+
+
+def test_model_output_that_cannot_fit_the_task_is_refused_before_training(tmp_path):
+    def three_outputs(point):
+        return keras.Sequential([keras.Input((30,)), keras.layers.Dense(3, activation="softmax")])
+
+    with pytest.raises(ValueError, match=r"output width 3 fits neither 2 classes"):
+        reglab.Sweep(three_outputs, **GOOD).run(X, Y, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
