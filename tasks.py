@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
         ensure_env("")
         return _run(BIN / "reglab", "demo", *rest)
     ensure_env("test")
-    code = _run(BIN / "python", "-m", "pytest", *rest)
+    code = _run(BIN / "python", "-m", "pytest", *(rest or ["-n", "2"]))  # both cores, unless told otherwise
     if code == 5:  # pytest's "no tests collected" must never pass as green
         print("tasks.py: pytest collected no tests", file=sys.stderr)
     return code

@@ -19,16 +19,24 @@ def python_blocks(markdown: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("block", range(len(python_blocks(ROOT / "README.md"))))
-def test_readme_python_blocks_run(block, capsys):
+def test_readme_python_blocks_run(block, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # run directories land in a scratch folder
     code = python_blocks(ROOT / "README.md")[block]
     namespace = {}
     exec(compile(code, f"README.md block {block}", "exec"), namespace)
+    out = capsys.readouterr().out
     if "ledger" in namespace:  # the quickstart: the ledger recorded real, consistent numbers
         table = namespace["ledger"].history
         assert len(table) == 10 and table.val_accuracy.iloc[-1] > 0.9
         assert (table.train_penalty > 0).all()
         np.testing.assert_allclose(table.train_loss + table.train_penalty, table.train_total, rtol=1e-5)
-    assert "train_penalty" in capsys.readouterr().out
+        assert "train_penalty" in out
+    if "result" in namespace:  # the sweep: four points, a choice, a test score, a run directory
+        result = namespace["result"]
+        assert len(result.summary) == 4 and result.best["params"]["l2"] in (0, 1e-3, 1e-2, 1e-1)
+        assert result.test["accuracy"] > 0.9 and (tmp_path / "runs/cancer/summary.json").exists()
+        assert "chosen:" in out
+    assert out
 
 
 def _load(path: Path):

@@ -196,3 +196,11 @@ def test_flatten_in_a_per_layer_dict_is_refused():
     flatten = next(l.name for l in model.layers if isinstance(l, keras.layers.Flatten))
     with pytest.raises(ValueError, match=f"Layer '{flatten}' \\(Flatten\\) has no trainable kernel"):
         reglab.regularize(model, kernel={flatten: "l2"})
+
+
+def test_the_public_name_is_the_function_whatever_was_imported_first():
+    import importlib
+
+    for module in ("reglab.attach", "reglab.points", "reglab.sweep"):
+        importlib.import_module(module)
+    assert reglab.regularize.__module__ == "reglab.attach" and callable(reglab.regularize)

@@ -13,7 +13,7 @@ _EXPORTS = {
     "LossLedger": "reglab.ledger",
     "penalty_terms": "reglab.penalties",
     "regularization_loss": "reglab.penalties",
-    "regularize": "reglab.regularize",
+    "regularize": "reglab.attach",
     "Sweep": "reglab.sweep",
     "SweepResult": "reglab.sweep",
     "space": None,

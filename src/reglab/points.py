@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from reglab import _checks
 from reglab import regularizers as R
-from reglab.regularize import hidden_layers, regularize, select_layers
+from reglab.attach import hidden_layers, regularize, select_layers
 
 KINDS = {
     "l1": lambda s, p: R.L1(s),

@@ -160,7 +160,7 @@ class Sweep:
         if isinstance(model, keras.Model):
             for round_points in self._rounds:
                 points_module.check(round_points, self.layer_groups)
-            from reglab.regularize import hidden_layers, select_layers
+            from reglab.attach import hidden_layers, select_layers
 
             if layers == "hidden":
                 if not hidden_layers(model) and any(k != "penalty" for p in self._rounds[0] for k in p):
