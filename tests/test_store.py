@@ -82,6 +82,7 @@ grid = { l2 = [0.0, 1e-3, 1e-2, 1e-1] }
 folds = 3
 [train]
 epochs = 3
+engine = "reference"   # one member at a time, so the kill lands between members
 """
 
 

@@ -10,7 +10,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
 - `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`; `refine`, `refine_param`,
   `refine_points`, `select`;
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
-- `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`.
+- `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "stacked",
+  "reference").
 
 Unknown sections and keys are errors (a typo must not silently become a default).
 """
@@ -33,7 +34,7 @@ ALLOWED = {
     "model": {"hidden", "activation", "layer_groups"},
     "search": {"grid", "random", "n_trials", "stages", "refine", "refine_param", "refine_points", "select"},
     "cv": {"folds", "holdout", "repeats", "stratify"},
-    "train": {"epochs", "batch_size", "optimizer", "learning_rate"},
+    "train": {"epochs", "batch_size", "optimizer", "learning_rate", "engine"},
 }
 
 
@@ -112,6 +113,7 @@ def experiment(config: dict, base_dir=".") -> Experiment:
         test_size=data_cfg.get("test_size"), standardize=data_cfg.get("standardize", True),
         epochs=train.get("epochs", 20), batch_size=train.get("batch_size", 32),
         optimizer=train.get("optimizer", "adam"), learning_rate=train.get("learning_rate", 1e-3),
+        engine=train.get("engine", "auto"),
         seed=config.get("seed", 0),
     )
     for round_points in sweep._rounds:  # the MLP applies points like a plain model: check the keys now

@@ -93,8 +93,9 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
                 f"Layer {name!r} would get several penalties {penalties}; one per layer (use elastic_net "
                 f"for L1 + L2). Received: point={point!r}"
             )
-    rate = point.get("dropout")
-    dropout = {layer.name: rate for layer in default} if rate else None
+    # A "dropout" key always inserts the layers (rate 0 included), so every point of a dropout sweep
+    # has the same architecture and the stacked engine can train them together.
+    dropout = {layer.name: point["dropout"] for layer in default} if "dropout" in point else None
     if not kernel and not dropout:
         import keras
 

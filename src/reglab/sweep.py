@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import warnings
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -81,13 +82,16 @@ class Sweep:
             and std. Defaults to False.
         select: the validation quantity that picks the best point. Defaults to "val_loss".
         refit: refit the best point on all non-test data (and score it on the test set).
+        engine: "auto" (the stacked engine — all members in one compiled program — when it can
+            express the model, else the reference engine with a one-line warning), "stacked" or
+            "reference" (one `model.fit` per member). Defaults to "auto".
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
     def __init__(self, model, *, grid=None, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
                  refine_points=5, cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32,
                  optimizer="adam", learning_rate=1e-3, loss="auto", metrics="auto", layers="hidden",
-                 layer_groups=None, standardize=False, select="val_loss", refit=True, seed=0):
+                 layer_groups=None, standardize=False, select="val_loss", refit=True, engine="auto", seed=0):
         if isinstance(model, keras.Model):
             if not model.built or not model.inputs:
                 raise ValueError(f"The model is not built: give it an Input first. Received: model={model.name!r}")
@@ -152,6 +156,9 @@ class Sweep:
             raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
         self.select = select
         self.refit = bool(refit)
+        if engine not in ("auto", "stacked", "reference"):
+            raise ValueError(f"`engine` is 'auto', 'stacked' or 'reference'. Received: engine={engine!r}")
+        self.engine = engine
         reserved = set(FIXED) | set(selection.IDENTITY) | {"seconds", "status", "error"}
         for point in self._rounds[0]:
             for key in point:
@@ -197,7 +204,7 @@ class Sweep:
             "optimizer": self.optimizer, "learning_rate": self.learning_rate, "loss": self.loss,
             "metrics": self.metrics if self.metrics == "auto" else list(self.metrics), "layers": repr(self.layers),
             "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()}, "standardize": self.standardize,
-            "select": self.select, "refit": self.refit, "seed": self.seed,
+            "select": self.select, "refit": self.refit, "engine": self.engine, "seed": self.seed,
         }
 
     def spec_hash(self) -> str:
@@ -275,19 +282,27 @@ class Sweep:
         make_model = self._make_model()
         mode = "max" if any(s in self.select for s in ("acc", "auc", "precision", "recall")) else "min"
 
+        def finish(member, records, count, total):
+            if store:
+                store.record_member(member.id, records)
+            done[member.id] = records
+            if progress:
+                progress(count, total, member.id)
+
         def train(members):
             finished = store.completed() if store else set()
+            for member in [m for m in members if m.id in finished and m.id not in done]:
+                done[member.id] = store.member_records(member.id)
             todo = [m for m in members if m.id not in done]
+            if todo and self.engine != "reference":
+                trained = self._train_stacked(todo, dataset, training, make_model)
+                if trained is not None:
+                    for i, member in enumerate(todo):
+                        finish(member, trained[member.id], i + 1, len(todo))
+                    return
             for i, member in enumerate(todo):
-                if member.id in finished:
-                    done[member.id] = store.member_records(member.id)
-                else:
-                    records, _, _ = reference.train_member(member, dataset, training, make_model)
-                    if store:
-                        store.record_member(member.id, records)
-                    done[member.id] = records
-                if progress:
-                    progress(i + 1, len(todo), member.id)
+                records, _, _ = reference.train_member(member, dataset, training, make_model)
+                finish(member, records, i + 1, len(todo))
 
         def summarize(member_ids):
             epochs = selection.combine([done[m] for m in member_ids])
@@ -330,6 +345,29 @@ class Sweep:
             store.write_json("summary.json", summary_document(result))
             result.plot(store.path / "plots")
         return result
+
+    def _train_stacked(self, members, dataset, training, make_model):
+        """All members through the stacked engine, or None (with a one-line warning) if it cannot."""
+        from reglab.engine import stacked
+
+        try:
+            groups, failures = stacked.plan_groups(members, make_model)
+            by_id = {m.id: m for m in members}
+            results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
+                                                    by_id[mid], 0.0) for mid, error in failures.items()}
+            for group in groups:
+                out, _, timing = stacked.train_group(group, dataset, training, fresh_init=not isinstance(self.model, keras.Model))
+                share = timing["seconds"] / len(group.members)
+                for member in group.members:
+                    results[member.id] = reference.with_identity(out[member.id], member, share)
+            self.last_timing = timing
+            return results
+        except stacked.Unsupported as reason:
+            if self.engine == "stacked":
+                raise ValueError(f"The stacked engine cannot run this sweep: {reason}. Received: engine='stacked'") from None
+            warnings.warn(f"reglab: the stacked engine cannot run this sweep ({reason}); using the reference engine.",
+                          UserWarning, stacklevel=3)
+            return None
 
     def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
         """Train the selected point on all non-test data; score it on the test set exactly once."""

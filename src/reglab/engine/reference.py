@@ -98,8 +98,13 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
         model = None
         records = pd.DataFrame([{"epoch": 0, "status": "failed",
                                  "error": "".join(traceback.format_exception_only(error)).strip()[:500]}])
-    seconds = time.perf_counter() - started
+    return with_identity(records, member, time.perf_counter() - started), model, scaling
+
+
+def with_identity(records, member, seconds):
+    """Prefix a member's epoch records with its identity, its point and its training time."""
+    records = records.copy()
     records.insert(0, "seconds", seconds)
     for i, (key, value) in enumerate(identity(member).items()):
         records.insert(i, key, value)
-    return records, model, scaling
+    return records

@@ -1,0 +1,690 @@
+"""The stacked engine: every member of a sweep trained at once, in one compiled program.
+
+Members that share an architecture are stacked: each weight gets a leading member axis, each member
+gathers its own shuffled batches by index from device-resident data, and a whole epoch runs inside
+one XLA-compiled TensorFlow function. Per-member quantities — penalty coefficients (per regularizer,
+per layer), dropout rates, learning rates, step counters, seeds — are tensors, so one compiled
+program serves every point of the sweep. The optimizer update is elementwise, so this is the same
+mathematics as training the members one by one (a test checks it against the reference engine).
+
+Isolation: nothing reduces across the member axis except the sum of the members' losses, whose
+gradient is block-diagonal. A member whose loss or gradient stops being finite is frozen at its last
+finite weights (`where` before the update, so NaN never reaches the others) and marked diverged.
+
+Models it cannot express (anything but Dense, Conv1D/2D, pooling, Flatten, Dropout, Activation in a
+chain, or an unsupported optimizer setting) raise `Unsupported` with a one-line reason; the sweep
+then falls back to the reference engine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from reglab import records
+from reglab import regularizers as R
+from reglab.schedules import Scheduled
+
+
+class Unsupported(Exception):
+    """The model or training setting cannot be stacked; the message says why."""
+
+
+# --- lowering a Keras model to a chain of stacked operations ------------------------------------
+
+
+@dataclass
+class Op:
+    kind: str  # dense, conv, pool, flatten, dropout, activation
+    name: str
+    config: dict
+    weights: list = field(default_factory=list)  # [(slot, path)] for kernel / bias
+    activity: object = None  # the activity regularizer, if any
+
+
+_POOLS = {"MaxPooling1D": ("max", 1), "MaxPooling2D": ("max", 2), "AveragePooling1D": ("avg", 1),
+          "AveragePooling2D": ("avg", 2)}
+
+
+def _chain(model) -> list:
+    """The leaf layers of a model that is a simple chain (Sequential, or functional without branches)."""
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            if not isinstance(layer, keras.Sequential):
+                raise Unsupported(f"nested functional model {layer.name!r}")
+            layers.extend(_chain(layer))
+        else:
+            layers.append(layer)
+    if not isinstance(model, keras.Sequential):
+        for layer in layers:
+            if len(layer._inbound_nodes) != 1 or len(keras.tree.flatten(layer._inbound_nodes[0].input_tensors)) != 1:
+                raise Unsupported(f"layer {layer.name!r} is not part of a single chain")
+    return layers
+
+
+def lower(model) -> list[Op]:
+    """The model as a chain of `Op`s, or `Unsupported`."""
+    ops_ = []
+    for layer in _chain(model):
+        config = layer.get_config()
+        kind = type(layer).__name__
+        activity = layer.activity_regularizer
+        if kind == "Dense":
+            op = Op("dense", layer.name, {"activation": config["activation"], "use_bias": config["use_bias"]})
+        elif kind in ("Conv1D", "Conv2D"):
+            if config.get("groups", 1) != 1 or config.get("data_format", "channels_last") != "channels_last":
+                raise Unsupported(f"{kind} {layer.name!r} with groups or channels_first")
+            rank = 1 if kind == "Conv1D" else 2
+            op = Op("conv", layer.name, {"rank": rank, "strides": _tuple(config["strides"], rank),
+                                         "padding": config["padding"].upper(),
+                                         "dilation": _tuple(config["dilation_rate"], rank),
+                                         "activation": config["activation"], "use_bias": config["use_bias"]})
+            if op.config["padding"] not in ("VALID", "SAME"):
+                raise Unsupported(f"{kind} padding {config['padding']!r}")
+        elif kind in _POOLS:
+            how, rank = _POOLS[kind]
+            op = Op("pool", layer.name, {"how": how, "rank": rank, "size": _tuple(config["pool_size"], rank),
+                                         "strides": _tuple(config["strides"] or config["pool_size"], rank),
+                                         "padding": config["padding"].upper()})
+        elif kind == "Flatten":
+            op = Op("flatten", layer.name, {})
+        elif kind == "Dropout":
+            if config.get("noise_shape") is not None:
+                raise Unsupported(f"Dropout {layer.name!r} with a noise_shape")
+            op = Op("dropout", layer.name, {"rate": float(config["rate"])})
+        elif kind == "Activation":
+            op = Op("activation", layer.name, {"activation": config["activation"]})
+        else:
+            raise Unsupported(f"layer type {kind} ({layer.name!r})")
+        if op.kind in ("dense", "conv"):
+            op.weights = [("kernel", layer.kernel)] + ([("bias", layer.bias)] if op.config["use_bias"] else [])
+            if not all(v.trainable for _, v in op.weights):
+                raise Unsupported(f"frozen weights in {layer.name!r}")
+            op.config["act_fn"] = keras.activations.get(op.config["activation"])
+        if op.kind == "activation":
+            op.config["act_fn"] = keras.activations.get(op.config["activation"])
+        op.activity = activity
+        ops_.append(op)
+    return ops_
+
+
+def _tuple(value, rank):
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * rank
+
+
+def signature(ops_: list[Op], model) -> tuple:
+    """Members whose models share this signature can be stacked (dropout rates may differ)."""
+    parts = []
+    for op in ops_:
+        config = {k: v for k, v in op.config.items() if k not in ("act_fn", "rate")}
+        shapes = tuple((slot, tuple(v.shape), v.path) for slot, v in op.weights)
+        parts.append((op.kind, op.name, repr(sorted(config.items())), shapes))
+    return (tuple(model.input_shape[1:]), tuple(parts))
+
+
+# --- penalties as per-member coefficients on a small basis of functions -------------------------
+
+
+def _decompose(regularizer) -> list[tuple[tuple, float, object]]:
+    """[(basis key, coefficient, function of one member's tensor)] such that
+    regularizer(w) == Σ coefficient · function(w). Unknown regularizers are their own basis."""
+    if regularizer is None:
+        return []
+    if isinstance(regularizer, Scheduled):
+        raise Unsupported("scheduled penalties (use the reference engine for λ schedules)")
+    if isinstance(regularizer, R.L1L2) or type(regularizer) in (R.L1, R.L2):
+        l1 = float(getattr(regularizer, "l1", 0.0) or 0.0)
+        l2 = float(getattr(regularizer, "l2", 0.0) or 0.0)
+        return [(("abs",), l1, None), (("sq",), l2, None)]
+    if type(regularizer) is R.ElasticNet:
+        return [(("abs",), regularizer.strength * regularizer.l1_ratio, None),
+                (("sq",), regularizer.strength * (1 - regularizer.l1_ratio) / 2, None)]
+    if type(regularizer) is R.GroupLasso:
+        return [(("group", regularizer.axis), regularizer.strength, None)]
+    if type(regularizer) is R.Smoothness:
+        return [(("smooth", regularizer.axis), regularizer.strength, None)]
+    return [(("custom", id(regularizer)), 1.0, regularizer)]
+
+
+def _basis_value(key, fn, w, member_mask=None):
+    """Σ over each member's tensor of the basis function: (M, ...) -> (M,)."""
+    axes = list(range(1, len(w.shape)))
+    if key[0] == "abs":
+        return tf.reduce_sum(tf.abs(w), axis=axes)
+    if key[0] == "sq":
+        return tf.reduce_sum(tf.square(w), axis=axes)
+    if key[0] == "group":
+        ndim = len(w.shape) - 1
+        axis = key[1]
+        reduce = list(range(ndim - 1)) if axis is None else [a % ndim for a in ((axis,) if isinstance(axis, int) else axis)]
+        squares = tf.reduce_sum(tf.square(w), axis=[a + 1 for a in reduce]) if reduce else tf.square(w)
+        positive = squares > 0
+        norms = tf.where(positive, tf.sqrt(tf.where(positive, squares, tf.ones_like(squares))), tf.zeros_like(squares))
+        return tf.reduce_sum(norms, axis=list(range(1, len(norms.shape))))
+    if key[0] == "smooth":
+        ndim = len(w.shape) - 1
+        a = key[1] % ndim + 1
+        if w.shape[a] < 2:
+            return tf.zeros(tf.shape(w)[:1], w.dtype)
+        n = w.shape[a]
+        diff = tf.gather(w, tf.range(1, n), axis=a) - tf.gather(w, tf.range(0, n - 1), axis=a)
+        return tf.reduce_sum(tf.square(diff), axis=list(range(1, len(w.shape))))
+    # a custom regularizer: called per member (unrolled; members that do not use it get 0)
+    values = [tf.cast(fn(w[m]), w.dtype) if member_mask[m] else tf.zeros((), w.dtype) for m in range(w.shape[0])]
+    return tf.stack(values)
+
+
+@dataclass
+class Slot:
+    """One penalized place (a weight, or a layer's output) with its basis and per-member coefficients."""
+
+    term: str  # the record name: the weight's path, or "<layer>/activity"
+    op_index: int
+    weight_index: int | None  # index into the flat weight list; None for activity
+    keys: list  # basis keys
+    fns: list
+    coefficients: np.ndarray  # (M, len(keys))
+
+
+def _slots(ops_per_member: list[list[Op]], members_models, flat_index) -> list[Slot]:
+    template = ops_per_member[0]
+    slots = []
+    M = len(ops_per_member)
+    for i, op in enumerate(template):
+        places = [(slot, wi) for wi, (slot, _) in enumerate(op.weights)] + [("activity", None)]
+        for slot_name, wi in places:
+            regs = []
+            for ops_ in ops_per_member:
+                member_op = ops_[i]
+                if slot_name == "activity":
+                    regs.append(member_op.activity)
+                else:
+                    regs.append(member_op.weights[wi][1].regularizer)
+            if all(r is None for r in regs):
+                continue
+            keys, fns, coefficient_rows = [], [], []
+            for m, reg in enumerate(regs):
+                row = {}
+                for key, coef, fn in _decompose(reg):
+                    if key not in keys:
+                        keys.append(key)
+                        fns.append(fn)
+                    row[key] = row.get(key, 0.0) + coef
+                coefficient_rows.append(row)
+            coefficients = np.array([[row.get(k, 0.0) for k in keys] for row in coefficient_rows], dtype="float32")
+            term = f"{op.name}/activity" if slot_name == "activity" else op.weights[wi][1].path
+            slots.append(Slot(term, i, None if wi is None else flat_index[(i, wi)], keys, fns, coefficients))
+    return slots
+
+
+# --- the stacked forward pass -------------------------------------------------------------------
+
+
+def _mix(x):
+    """A 32-bit integer hash (murmur3's finalizer): the counter-based RNG of per-member dropout."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+    x = x * tf.constant(0x85EBCA6B, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 13))
+    x = x * tf.constant(0xC2B2AE35, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+def _uniform(shape, member_seeds, counter):
+    """Uniform [0, 1) numbers, a function of (member seed, counter, position) only."""
+    size = tf.reduce_prod(shape[1:])
+    position = tf.reshape(tf.cast(tf.range(size), tf.uint32), tf.concat([[1], shape[1:]], 0))
+    seeds = tf.reshape(member_seeds, tf.concat([[-1], tf.ones_like(shape[1:])], 0))
+    bits = _mix(_mix(seeds ^ _mix(tf.cast(counter, tf.uint32) + tf.constant(0x9E3779B9, tf.uint32))) + position)
+    return tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) * (1.0 / (1 << 24))
+
+
+class Program:
+    """The stacked computation for one group of members sharing an architecture."""
+
+    def __init__(self, ops_, slots, n_weights, loss_fn, metric_fns):
+        self.ops, self.slots, self.n_weights = ops_, slots, n_weights
+        self.loss_fn, self.metric_fns = loss_fn, metric_fns
+
+    def forward(self, weights, x, training, rates, member_seeds, counter, row_mask):
+        """x: (M, B, ...) → (outputs, activity penalties per slot {slot index: (M,)})."""
+        activity = {}
+        w = 0
+        for i, op in enumerate(self.ops):
+            if op.kind == "dense":
+                kernel = weights[w]
+                shape = tf.shape(x)
+                flat = tf.reshape(x, [shape[0], -1, shape[-1]])
+                y = tf.matmul(flat, kernel)
+                if op.config["use_bias"]:
+                    y = y + weights[w + 1][:, None, :]
+                x = tf.reshape(y, tf.concat([shape[:-1], [kernel.shape[-1]]], 0))
+                x = op.config["act_fn"](x)
+                w += len(op.weights)
+            elif op.kind == "conv":
+                x = self._conv(op, x, weights[w], weights[w + 1] if op.config["use_bias"] else None)
+                x = op.config["act_fn"](x)
+                w += len(op.weights)
+            elif op.kind == "pool":
+                x = self._pool(op, x)
+            elif op.kind == "flatten":
+                shape = tf.shape(x)
+                x = tf.reshape(x, [shape[0], shape[1], -1])
+            elif op.kind == "dropout" and training:
+                rate = tf.reshape(rates[:, i], [-1] + [1] * (len(x.shape) - 1))
+                keep = _uniform(tf.shape(x), member_seeds, counter * 131 + i) >= rate
+                x = tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
+            elif op.kind == "activation":
+                x = op.config["act_fn"](x)
+            for s, slot in enumerate(self.slots):
+                if slot.weight_index is None and slot.op_index == i:
+                    masked = x * tf.reshape(row_mask, [tf.shape(row_mask)[0], -1] + [1] * (len(x.shape) - 2))
+                    n = tf.maximum(tf.reduce_sum(row_mask, axis=1), 1.0)
+                    activity[s] = self._slot_penalty(slot, s, masked) / n
+        return x, activity
+
+    @staticmethod
+    def _conv(op, x, kernel, bias):
+        # Members become groups of a grouped convolution: (M, B, *S, C) → (B, *S, M·C).
+        M = kernel.shape[0]
+        rank = op.config["rank"]
+        if rank == 1:
+            x = x[:, :, None]
+            kernel = kernel[:, None]
+        shape = tf.shape(x)
+        B, H, W_, C = shape[1], shape[2], shape[3], x.shape[-1]
+        merged = tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), [B, H, W_, M * C])
+        kh, kw, cin, cout = kernel.shape[1:]
+        filters = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]), [kh, kw, cin, M * cout])
+        strides = (1,) + op.config["strides"] if rank == 1 else op.config["strides"]
+        dilation = (1,) + op.config["dilation"] if rank == 1 else op.config["dilation"]
+        y = tf.nn.conv2d(merged, filters, strides=[1, *strides, 1], padding=op.config["padding"], dilations=[1, *dilation, 1])
+        ys = tf.shape(y)
+        y = tf.transpose(tf.reshape(y, [ys[0], ys[1], ys[2], M, cout]), [3, 0, 1, 2, 4])
+        if bias is not None:
+            y = y + bias[:, None, None, None, :]
+        return y[:, :, 0] if rank == 1 else y
+
+    @staticmethod
+    def _pool(op, x):
+        shape = tf.shape(x)
+        rank = op.config["rank"]
+        flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+        pool = tf.nn.max_pool if op.config["how"] == "max" else tf.nn.avg_pool
+        y = pool(flat, ksize=op.config["size"], strides=op.config["strides"], padding=op.config["padding"])
+        return tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], 0)) if rank else y
+
+    def _slot_penalty(self, slot, s, tensor):
+        coefficients = self.coefficients[s]  # (M, K) tensor, set per epoch
+        total = tf.zeros(tf.shape(tensor)[:1], tensor.dtype)
+        for k, (key, fn) in enumerate(zip(slot.keys, slot.fns)):
+            total += coefficients[:, k] * _basis_value(key, fn, tensor, slot.coefficients[:, k] != 0)
+        return total
+
+    def penalties(self, weights, activity):
+        """(M, n_slots): every slot's penalty per member."""
+        columns = []
+        for s, slot in enumerate(self.slots):
+            columns.append(activity[s] if slot.weight_index is None else self._slot_penalty(slot, s, weights[slot.weight_index]))
+        if not columns:
+            return tf.zeros([weights[0].shape[0], 0])
+        return tf.stack(columns, axis=1)
+
+
+# --- optimizers with a member axis (the same update rules as Keras's) ---------------------------
+
+
+class StackedOptimizer:
+    """Adam, AdamW, SGD (momentum, Nesterov) and RMSprop, elementwise over stacked weights."""
+
+    def __init__(self, optimizer):
+        kind = type(optimizer).__name__
+        if kind not in ("Adam", "AdamW", "SGD", "RMSprop"):
+            raise Unsupported(f"optimizer {kind}")
+        for attribute in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(optimizer, attribute, None):
+                raise Unsupported(f"{kind} with {attribute} (a cross-member reduction is never allowed)")
+        if getattr(optimizer, "use_ema", False) or getattr(optimizer, "amsgrad", False) or getattr(optimizer, "centered", False):
+            raise Unsupported(f"{kind} with use_ema, amsgrad or centered")
+        if getattr(optimizer, "gradient_accumulation_steps", None):
+            raise Unsupported(f"{kind} with gradient accumulation")
+        self.kind = kind
+        self.schedule = optimizer._learning_rate if isinstance(
+            optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule) else None
+        self.learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) if self.schedule is None else None
+        self.weight_decay = float(optimizer.weight_decay or 0.0)
+        self.hyper = {k: float(getattr(optimizer, k)) for k in ("beta_1", "beta_2", "epsilon", "momentum", "rho")
+                      if isinstance(getattr(optimizer, k, None), (int, float))}
+        self.nesterov = bool(getattr(optimizer, "nesterov", False))
+
+    def n_slots(self) -> int:
+        if self.kind in ("Adam", "AdamW"):
+            return 2
+        if self.kind == "RMSprop":
+            return 2 if self.hyper.get("momentum", 0) > 0 else 1
+        return 1 if self.hyper.get("momentum", 0) != 0 else 0
+
+    def rate(self, iterations):
+        """Per-member learning rate at each member's own iteration count (M,)."""
+        if self.schedule is None:
+            return tf.fill(tf.shape(iterations), tf.constant(self.learning_rate, tf.float32))
+        return tf.cast(self.schedule(tf.cast(iterations, tf.float32)), tf.float32)
+
+    def update(self, w, g, slots, iterations, lr):
+        """One step for one stacked weight. lr: (M,), iterations: (M,) before the step."""
+        shape = [-1] + [1] * (len(w.shape) - 1)
+        lr = tf.reshape(lr, shape)
+        if self.weight_decay:
+            w = w - w * self.weight_decay * lr
+        h = self.hyper
+        if self.kind in ("Adam", "AdamW"):
+            m, v = slots
+            t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
+            alpha = lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
+            m = m + (g - m) * (1 - h["beta_1"])
+            v = v + (tf.square(g) - v) * (1 - h["beta_2"])
+            return w - m * alpha / (tf.sqrt(v) + h["epsilon"]), [m, v]
+        if self.kind == "SGD":
+            if not self.n_slots():
+                return w - g * lr, []
+            (m,) = slots
+            m = m * h["momentum"] - g * lr
+            step = m * h["momentum"] - g * lr if self.nesterov else m
+            return w + step, [m]
+        velocity = h["rho"] * slots[0] + (1 - h["rho"]) * tf.square(g)
+        increment = lr * g / tf.sqrt(velocity + h["epsilon"])
+        if self.n_slots() == 2:
+            momentum = h["momentum"] * slots[1] + increment
+            return w - momentum, [velocity, momentum]
+        return w - increment, [velocity]
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def _metric_fn(name: str, loss: str):
+    """Per-sample metric of (y (M,B), output (M,B,…)) for the metrics the sweeps use."""
+    if name in ("accuracy", "acc"):
+        if loss == "binary_crossentropy":
+            return lambda y, out: tf.cast(tf.equal(tf.cast(out[..., 0] > 0.5, tf.float32), tf.cast(y, tf.float32)), tf.float32)
+        return lambda y, out: tf.cast(tf.equal(tf.argmax(out, axis=-1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float32)
+    if name in ("mean_absolute_error", "mae"):
+        return lambda y, out: tf.abs(out[..., 0] - tf.cast(y, out.dtype))
+    raise Unsupported(f"metric {name!r}")
+
+
+def _loss_fn(name: str):
+    function = keras.losses.get(name)
+    if name in ("sparse_categorical_crossentropy",):
+        return lambda y, out: function(y, out)
+    if name in ("binary_crossentropy", "mean_squared_error", "mse", "mean_absolute_error"):
+        return lambda y, out: function(tf.cast(y, out.dtype)[..., None], out)
+    raise Unsupported(f"loss {name!r}")
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Members that share an architecture, with what the stacked program needs to know about them."""
+
+    members: list
+    ops: list  # the template chain
+    point_models: list  # the Keras model of each member's point
+
+
+def default_order(member, epoch: int) -> np.ndarray:
+    """The member's training indices in this epoch's shuffled order (a function of seed and epoch only)."""
+    return np.random.default_rng([member.seed, epoch]).permutation(member.train)
+
+
+def plan_groups(members, make_model) -> tuple[list[Group], dict]:
+    """Build one model per point, lower it, group members by architecture.
+
+    Returns (groups, {member id: error} for points whose model could not be built). Raises
+    `Unsupported` if a model cannot be stacked.
+    """
+    models, lowered, groups, failed = {}, {}, {}, {}
+    for member in members:
+        if member.point_id not in models and member.point_id not in failed:
+            keras.backend.clear_session()
+            keras.utils.set_random_seed(member.seed)
+            try:
+                model = make_model(member.point)
+            except Exception as error:  # recorded as this point's failure, like the reference engine does
+                failed[member.point_id] = "".join(traceback.format_exception_only(error)).strip()[:500]
+                continue
+            models[member.point_id] = model
+            lowered[member.point_id] = lower(model)
+        if member.point_id in failed:
+            continue
+        key = signature(lowered[member.point_id], models[member.point_id])
+        groups.setdefault(key, []).append(member)
+    errors = {m.id: failed[m.point_id] for m in members if m.point_id in failed}
+    return [Group(ms, lowered[ms[0].point_id], [models[m.point_id] for m in ms]) for ms in groups.values()], errors
+
+
+def _initial_weights(group: Group, fresh: bool) -> list[np.ndarray]:
+    """Stacked initial weights: the point model's own (fresh=False, e.g. a pretrained model), or each
+    member's own draw from the layer's initializer under a seed derived from the member's seed."""
+    stacked = []
+    template = [v for op in group.ops for _, v in op.weights]
+    for wi, variable in enumerate(template):
+        per_member = []
+        for member, model in zip(group.members, group.point_models):
+            own = [v for op in lower(model) for _, v in op.weights][wi] if not fresh else None
+            if not fresh:
+                per_member.append(keras.ops.convert_to_numpy(own))
+                continue
+            layer_name, slot = variable.path.split("/")[-2:]
+            layer = next(l for l in _chain(model) if l.name == layer_name)
+            initializer = getattr(layer, f"{slot}_initializer")
+            config = initializer.get_config()
+            if "seed" in config:
+                config["seed"] = (member.seed * 1000003 + wi) % (2**31 - 1)
+            fresh_init = type(initializer).from_config(config)
+            per_member.append(keras.ops.convert_to_numpy(fresh_init(tuple(variable.shape), "float32")))
+        stacked.append(np.stack(per_member).astype("float32"))
+    return stacked
+
+
+def train_group(group: Group, data, training, fresh_init=True, initial_weights=None, order=default_order,
+                restore_best=False):
+    """Train every member of `group` at once. Returns ({member id: records DataFrame}, final stacked
+    weights as numpy, timing dict)."""
+    members = group.members
+    M = len(members)
+    flat_index, weight_paths = {}, []
+    for i, op in enumerate(group.ops):
+        for wi, (_, v) in enumerate(op.weights):
+            flat_index[(i, wi)] = len(weight_paths)
+            weight_paths.append(v.path)
+    per_member_ops = [lower(model) for model in group.point_models]
+    slots = _slots(per_member_ops, group.point_models, flat_index)
+    rates = np.array([[op.config.get("rate", 0.0) if op.kind == "dropout" else 0.0 for op in ops_] for ops_ in per_member_ops],
+                     dtype="float32")
+    optimizer = StackedOptimizer(keras.optimizers.get({"class_name": training.optimizer,
+                                                      "config": {"learning_rate": training.learning_rate}}))
+    loss_fn = _loss_fn(training.loss)
+    metric_names = list(training.metrics)
+    metric_fns = [_metric_fn(name, training.loss) for name in metric_names]
+    program = Program(group.ops, slots, len(weight_paths), loss_fn, metric_fns)
+
+    # Device-resident data: one standardized copy per split, flattened; a member's indices are offset
+    # into its own copy, so gathering a batch is one tf.gather for all members.
+    x_views, y_views, view_of = _standardized_views(data, members, training.standardize)
+    N = data.x.shape[0]
+    X = tf.constant(x_views.reshape(-1, *x_views.shape[2:]))
+    Y = tf.constant(y_views.reshape(-1))
+    offsets = tf.constant((view_of * N).astype("int32"))
+
+    start = initial_weights if initial_weights is not None else _initial_weights(group, fresh_init)
+    weights = [tf.Variable(w, trainable=False) for w in start]
+    opt_slots = [[tf.Variable(tf.zeros_like(w), trainable=False) for _ in range(optimizer.n_slots())] for w in weights]
+    iterations = tf.Variable(tf.zeros([M], tf.int32), trainable=False)
+    alive = tf.Variable(tf.ones([M], tf.bool), trainable=False)
+    program.coefficients = [tf.constant(slot.coefficients) for slot in slots]
+    rates_t = tf.constant(rates)
+    seeds = tf.constant(np.array([m.seed for m in members], dtype="uint32"))
+    best_loss = tf.Variable(tf.fill([M], np.inf), trainable=False)
+    best_weights = [tf.Variable(w, trainable=False) for w in start] if restore_best else None
+
+    B = training.batch_size
+    steps = max(math.ceil(len(m.train) / B) for m in members)
+    T, K = len(slots), len(metric_fns)
+    width = 3 + T + K
+
+    def gather(indices):
+        return tf.gather(X, indices), tf.gather(Y, indices)
+
+    @tf.function(jit_compile=True, reduce_retracing=False)
+    def run_epoch(idx, mask, epoch):
+        idx = idx + offsets[:, None, None]
+
+        def body(s, acc):
+            xb, yb = gather(idx[:, s])
+            mb = mask[:, s]
+            n = tf.reduce_sum(mb, axis=1)
+            active = (n > 0) & alive
+            current = [w.read_value() for w in weights]
+            with tf.GradientTape() as tape:
+                tape.watch(current)
+                out, activity = program.forward(current, xb, True, rates_t, seeds, epoch * steps + s, mb)
+                per_sample = loss_fn(yb, out)
+                pred = tf.reduce_sum(per_sample * mb, axis=1) / tf.maximum(n, 1.0)
+                pens = program.penalties(current, activity)
+                total = pred + tf.reduce_sum(pens, axis=1)
+                objective = tf.reduce_sum(tf.where(active, total, tf.zeros_like(total)))
+            grads = tape.gradient(objective, current)
+            finite = tf.math.is_finite(total)
+            for g in grads:
+                finite &= tf.reduce_all(tf.math.is_finite(tf.reshape(g, [M, -1])), axis=1)
+            ok = active & finite
+            lr = optimizer.rate(iterations)
+            for w, g, state in zip(weights, grads, opt_slots):
+                safe_g = tf.where(tf.reshape(ok, [-1] + [1] * (len(g.shape) - 1)), g, tf.zeros_like(g))
+                new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in state], iterations, lr)
+                keep = tf.reshape(ok, [-1] + [1] * (len(g.shape) - 1))
+                w.assign(tf.where(keep, new_w, w))
+                for v, nv in zip(state, new_state):
+                    v.assign(tf.where(keep, nv, v))
+            iterations.assign(iterations + tf.cast(ok, tf.int32))
+            alive.assign(alive & ~(active & ~finite))
+            metric_sums = [tf.reduce_sum(fn(yb, out) * mb, axis=1) for fn in metric_fns]
+            row = tf.stack([n, pred * n, tf.reduce_sum(pens, axis=1) * n] + [pens[:, t] * n for t in range(T)]
+                           + metric_sums, axis=1)
+            return s + 1, acc + tf.where(active[:, None], row, tf.zeros_like(row))
+
+        _, acc = tf.while_loop(lambda s, acc: s < steps, body, [tf.constant(0), tf.zeros([M, width])])
+        return acc
+
+    val_idx, val_mask = _pad([m.val for m in members])
+    val_idx_t = tf.constant(val_idx + (view_of * N)[:, None])
+    val_mask_t = tf.constant(val_mask)
+
+    @tf.function(jit_compile=True)
+    def validate():
+        xb, yb = gather(val_idx_t)
+        current = [w.read_value() for w in weights]
+        out, activity = program.forward(current, xb, False, rates_t, seeds, 0, val_mask_t)
+        n = tf.reduce_sum(val_mask_t, axis=1)
+        loss = tf.reduce_sum(loss_fn(yb, out) * val_mask_t, axis=1) / n
+        pens = tf.reduce_sum(program.penalties(current, activity), axis=1)
+        metrics = [tf.reduce_sum(fn(yb, out) * val_mask_t, axis=1) / n for fn in metric_fns]
+        if best_weights is not None:
+            improved = tf.math.is_finite(loss) & (loss < best_loss)
+            for w, b in zip(weights, best_weights):
+                b.assign(tf.where(tf.reshape(improved, [-1] + [1] * (len(w.shape) - 1)), w, b))
+            best_loss.assign(tf.where(improved, loss, best_loss))
+        return tf.stack([loss, pens] + metrics, axis=1)
+
+    rows = {m.id: [] for m in members}
+    status = ["ok"] * M
+    timing = {"epoch_seconds": []}
+    started = time.perf_counter()
+    for epoch in range(training.epochs):
+        t0 = time.perf_counter()
+        idx, mask = _pad([order(m, epoch) for m in members], steps * B)
+        acc = run_epoch(tf.constant(idx.reshape(M, steps, B)), tf.constant(mask.reshape(M, steps, B)),
+                        tf.constant(epoch)).numpy().astype("float64")
+        val = validate().numpy().astype("float64")
+        stats = _weight_stats([w.numpy() for w in weights], weight_paths)
+        timing["epoch_seconds"].append(time.perf_counter() - t0)  # the first includes compilation
+        for m, member in enumerate(members):
+            if status[m] == "diverged":
+                continue
+            n = acc[m, 0]
+            train_loss, train_penalty = acc[m, 1] / n, acc[m, 2] / n
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_penalty": train_penalty,
+                   "train_total": train_loss + train_penalty, "val_loss": val[m, 0], "val_penalty": val[m, 1],
+                   "val_total": val[m, 0] + val[m, 1]}
+            for k, name in enumerate(metric_names):
+                row[f"train_{name}"] = acc[m, 3 + T + k] / n
+            for k, name in enumerate(metric_names):
+                row[f"val_{name}"] = val[m, 2 + k]
+            for t, slot in enumerate(slots):
+                row[records.column("penalty", slot.term)] = acc[m, 3 + t] / n
+            for path in weight_paths:
+                for quantity in records.WEIGHT_STATS:
+                    row[records.column(quantity, path)] = stats[records.column(quantity, path)][m]
+            status[m] = records.status(row["train_total"], status[m])
+            row["status"] = status[m]
+            rows[member.id].append(row)
+    seconds = time.perf_counter() - started
+    timing["seconds"] = seconds
+    final = [v.numpy() for v in (best_weights or weights)]
+    out = {}
+    for member in members:
+        frame = pd.DataFrame(rows[member.id])
+        zeros = [c for c in frame.columns if c.startswith("zeros:")]
+        frame[zeros] = frame[zeros].astype("int64")
+        out[member.id] = frame
+    return out, final, timing
+
+
+def _weight_stats(stacked: list[np.ndarray], paths) -> dict:
+    out = {}
+    for w, path in zip(stacked, paths):
+        flat = w.reshape(w.shape[0], -1).astype("float64")
+        out[records.column("l1", path)] = np.abs(flat).sum(1)
+        out[records.column("l2", path)] = np.sqrt(np.square(flat).sum(1))
+        out[records.column("zeros", path)] = (flat == 0).sum(1)
+        out[records.column("near_zero", path)] = (np.abs(flat) < records.NEAR_ZERO).mean(1)
+    return out
+
+
+def _pad(index_lists, length=None):
+    length = length or max(len(i) for i in index_lists)
+    idx = np.zeros((len(index_lists), length), dtype="int32")
+    mask = np.zeros((len(index_lists), length), dtype="float32")
+    for m, indices in enumerate(index_lists):
+        idx[m, : len(indices)] = indices
+        mask[m, : len(indices)] = 1.0
+    return idx, mask
+
+
+def _standardized_views(data, members, standardize):
+    """One copy of (x, y) per distinct split (fold, repeat), standardized with that split's training
+    statistics (as the reference engine does); returns the copies and each member's copy index."""
+    from reglab.engine.reference import fold_arrays
+
+    keys = list(dict.fromkeys((m.fold, m.repeat) for m in members))
+    views_x, views_y = [], []
+    everything = np.arange(len(data.y))
+    for key in keys:
+        m = next(m for m in members if (m.fold, m.repeat) == key)
+        _, _, x_all, y_all, _ = fold_arrays(data, m.train, everything, standardize)
+        views_x.append(x_all.astype("float32"))
+        views_y.append(y_all.astype("float32" if data.task == "regression" else "int32"))
+    view_of = np.array([keys.index((m.fold, m.repeat)) for m in members], dtype="int32")
+    return np.stack(views_x), np.stack(views_y), view_of

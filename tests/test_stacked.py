@@ -1,0 +1,176 @@
+"""The stacked engine: exactly the reference engine's mathematics, member isolation, best epochs."""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+
+import reglab
+from reglab import data as D
+from reglab import plan
+from reglab import regularizers as R
+from reglab.engine import reference, stacked
+from reglab.ledger import LossLedger
+
+X, Y = load_digits(return_X_y=True)
+X = (X / 16).astype("float32")
+
+
+def mlp(point):
+    return keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(32, activation="relu", kernel_regularizer=R.ElasticNet(point["l2"], 0.3), name="h1"),
+        keras.layers.Dense(16, activation="tanh", kernel_regularizer=R.GroupLasso(point["l2"]),
+                           bias_regularizer=R.L2(point["l2"]), activity_regularizer=R.L1(1e-4), name="h2"),
+        keras.layers.Dense(10, activation="softmax", kernel_regularizer=R.Smoothness(point["l2"]), name="out"),
+    ], name="net")
+
+
+def conv2d(point):
+    return keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(4, 3, activation="relu", padding="same", kernel_regularizer=R.L2(point["l2"])),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(6, 2, activation="relu", kernel_regularizer=R.GroupLasso(point["l2"])),
+        keras.layers.AveragePooling2D(1),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+def conv1d(point):
+    return keras.Sequential([
+        keras.Input((8, 8)),
+        keras.layers.Conv1D(5, 3, activation="relu", kernel_regularizer=R.Smoothness(point["l2"])),
+        keras.layers.MaxPooling1D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
+def setup(x, n=480, folds=2, lambdas=(0.0, 1e-2), seed=0):
+    dataset = D.prepare(x[:n], Y[:n])
+    rest, _ = D.split_test(dataset, None, seed, True)
+    members = plan.members([{"l2": v} for v in lambdas], D.folds(dataset, rest, folds, 1, seed, True), seed)
+    return dataset, members
+
+
+def training(optimizer="adam", lr=1e-3, epochs=5):
+    return reference.Training(epochs=epochs, batch_size=32, optimizer=optimizer, learning_rate=lr,
+                              loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
+
+
+def reference_run(build, member, dataset, setting, initial):
+    """The reference engine's way (one Keras model, model.fit, the ledger) with the stacked batch order."""
+    keras.backend.clear_session()
+    model = build(member.point)
+    model.set_weights(initial)
+    reference.compile_model(model, setting)
+    ledger = LossLedger()
+    for epoch in range(setting.epochs):
+        order = stacked.default_order(member, epoch)
+        model.fit(dataset.x[order], dataset.y[order], batch_size=setting.batch_size, shuffle=False, epochs=epoch + 1,
+                  initial_epoch=epoch, verbose=0, validation_data=(dataset.x[member.val], dataset.y[member.val]),
+                  validation_batch_size=len(member.val), callbacks=[ledger])
+    return model.get_weights(), ledger.history
+
+
+def assert_equivalent(build, x, setting, **kwargs):
+    dataset, members = setup(x, **kwargs)
+    (group,), failures = stacked.plan_groups(members, build)
+    assert not failures
+    initial = stacked._initial_weights(group, fresh=True)
+    records, final, _ = stacked.train_group(group, dataset, setting, initial_weights=initial)
+    for m, member in enumerate(members):
+        weights, history = reference_run(build, member, dataset, setting, [w[m] for w in initial])
+        assert max(np.abs(a - w[m]).max() for a, w in zip(weights, final)) <= 1e-5
+        ours = records[member.id]
+        assert sorted(ours.columns) == sorted(history.columns)  # the same epoch-record format
+        numeric = [c for c in history.columns if c != "status"]
+        np.testing.assert_allclose(ours[numeric].to_numpy(float), history[numeric].to_numpy(float), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 1e-3), ("adamw", 1e-3), ("sgd", 1e-2), ("rmsprop", 1e-3)])
+def test_mlp_with_every_penalty_matches_the_reference_engine(optimizer, lr):
+    assert_equivalent(mlp, X, training(optimizer, lr))
+
+
+@pytest.mark.parametrize("build, shape", [(conv2d, (-1, 8, 8, 1)), (conv1d, (-1, 8, 8))], ids=["conv2d", "conv1d"])
+def test_conv_models_match_the_reference_engine(build, shape):
+    assert_equivalent(build, X.reshape(shape), training("adam", 1e-2), n=320)
+
+
+def test_a_diverging_member_is_frozen_and_leaves_the_others_untouched():
+    dataset, members = setup(X, lambdas=(0.0, 1e-3))
+    _, bad = setup(X, lambdas=(1e4,))
+    setting = training("sgd", 0.05, epochs=4)
+
+    def build(point):
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu",
+                                 kernel_regularizer=R.L2(point["l2"])), keras.layers.Dense(10, activation="softmax")])
+
+    (together,), _ = stacked.plan_groups(members + bad, build)
+    (alone,), _ = stacked.plan_groups(members, build)
+    init_together = stacked._initial_weights(together, fresh=True)
+    with_bad, final_bad, _ = stacked.train_group(together, dataset, setting, initial_weights=init_together)
+    without, final_good, _ = stacked.train_group(alone, dataset, setting, initial_weights=[w[:len(members)] for w in init_together])
+    for member in bad:
+        table = with_bad[member.id]
+        assert table.status.iloc[-1] == "diverged" and len(table) < setting.epochs + 1
+        assert np.isfinite(np.concatenate([w[members.__len__() + bad.index(member)].ravel() for w in final_bad])).all()
+    for member in members:
+        pd.testing.assert_frame_equal(with_bad[member.id], without[member.id])
+        assert (with_bad[member.id].status == "ok").all()
+
+
+def test_best_epoch_weights_can_be_restored():
+    dataset, members = setup(X, lambdas=(0.0,))
+    setting = training("adam", 3e-2, epochs=8)  # a high rate, so validation loss wanders
+    (group,), _ = stacked.plan_groups(members, mlp)
+    initial = stacked._initial_weights(group, fresh=True)
+    records, best, _ = stacked.train_group(group, dataset, setting, initial_weights=initial, restore_best=True)
+    for m, member in enumerate(members):
+        model = mlp(member.point)
+        model.set_weights([w[m] for w in best])
+        probabilities = model.predict(dataset.x[member.val], verbose=0)
+        loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(member.val)), dataset.y[member.val]], 1e-7, 1)))
+        assert loss == pytest.approx(records[member.id].val_loss.min(), rel=1e-4)
+
+
+def test_dropout_masks_are_per_member_and_reproducible():
+    import tensorflow as tf
+
+    shape = tf.constant([3, 64, 50])
+    a = stacked._uniform(shape, tf.constant([1, 2, 1], tf.uint32), 7).numpy()
+    b = stacked._uniform(shape, tf.constant([1, 2, 1], tf.uint32), 7).numpy()
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[0], a[2])  # the same seed gives the same mask ...
+    assert np.mean(a[0] == a[1]) < 0.01  # ... another seed another one
+    assert abs(a.mean() - 0.5) < 0.01 and a.min() >= 0 and a.max() < 1
+    assert abs(np.mean(a < 0.3) - 0.3) < 0.01
+
+
+def test_sweep_falls_back_to_the_reference_engine_with_a_reason():
+    def build(point):
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16), keras.layers.BatchNormalization(),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    with pytest.warns(UserWarning, match="layer type BatchNormalization"):
+        result = reglab.Sweep(build, grid={"l2": [0.0]}, cv=2, epochs=1, refit=False).run(X[:200], Y[:200])
+    assert (result.members.status == "ok").all()
+    with pytest.raises(ValueError, match="Received: engine='stacked'"):
+        reglab.Sweep(build, grid={"l2": [0.0]}, cv=2, epochs=1, engine="stacked", refit=False).run(X[:200], Y[:200])
+
+
+def test_both_engines_reach_the_same_accuracy_per_lambda():
+    def build(point):
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    kwargs = dict(grid={"l2": [0.0, 0.1]}, cv=3, epochs=6, refit=False)
+    fast = reglab.Sweep(build, engine="stacked", **kwargs).run(X, Y).summary.set_index("l2")
+    slow = reglab.Sweep(build, engine="reference", **kwargs).run(X, Y).summary.set_index("l2")
+    difference = (fast.val_accuracy_mean - slow.val_accuracy_mean).abs()
+    assert difference.max() < 0.03, difference  # same maths, different shuffles
+    assert fast.loc[0.1, "val_loss_mean"] > fast.loc[0.0, "val_loss_mean"]
