@@ -187,5 +187,46 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     typer.echo(f"plots: {run_dir / 'plots'}")
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="A small version (3 λ, 4 epochs) for a smoke test."),
+    out: Path = typer.Option(Path("bench.json"), help="Where to write the JSON report."),
+    keras_fits: int = typer.Option(None, min=1, help="Sequential Keras fits to time (default: one per λ, fold 0)."),
+    scaling: bool = typer.Option(False, "--scaling", help="Also time 8× the members (320) against the 40."),
+):
+    """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
+    _import_tensorflow_quietly()
+    from rich.console import Console
+    from rich.table import Table
+
+    from reglab.bench import run
+
+    console = Console()
+    report = run(quick=quick, keras_fits=keras_fits, scaling=scaling, out=out, echo=lambda m: console.print(m, style="dim"))
+    table = Table(title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})")
+    table.add_column("way")
+    table.add_column("seconds", justify="right")
+    table.add_column("reglab is … faster", justify="right")
+    table.add_row("reglab (stacked)", f"{report['reglab_seconds']:.2f}", "")
+    table.add_row("  of which compile", f"{report['compile_seconds']:.2f}", "")
+    table.add_row(f"sequential Keras ({report['sequential_keras_fits_timed']} fits × {report['members']})",
+                  f"{report['sequential_keras_seconds']:.1f}", f"{report['speedup_vs_sequential_keras']:.1f}×")
+    table.add_row("scikit-learn GridSearchCV", f"{report['sklearn_seconds']:.1f}", f"{report['speedup_vs_sklearn']:.1f}×")
+    table.add_row(f"FLOP bound ({report['gflop']:.0f} GFLOP at {report['matmul_gflops']:.0f} GFLOP/s)",
+                  f"{report['flop_bound_seconds']:.2f}", f"reglab / bound = {report['ratio_to_flop_bound']:.2f}")
+    console.print(table)
+    accuracy = Table(title="Mean validation accuracy per λ")
+    for name in ("λ", "reglab (5 folds)", "reglab (fold 0)", "sequential Keras (fold 0)"):
+        accuracy.add_column(name, justify="right")
+    acc = report["accuracy_by_lambda"]
+    for key in acc["reglab"]:
+        keras_value = acc["keras"].get(key)
+        accuracy.add_row(key, f"{acc['reglab'][key]:.4f}", f"{acc['reglab_fold0'][key]:.4f}",
+                         "–" if keras_value is None else f"{keras_value:.4f}")
+    console.print(accuracy)
+    extra = f"; 8× members cost {report['scaling_8x_members_time_ratio']:.2f}× the time" if scaling else ""
+    console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
+
+
 def main():
     app()  # typer exits 2 on usage errors, 0 on success, 1 on an uncaught error
