@@ -177,3 +177,18 @@ def test_both_engines_reach_the_same_accuracy_per_lambda():
     difference = (fast.val_accuracy_mean - slow.val_accuracy_mean).abs()
     assert difference.max() < 0.03, difference  # same maths, different shuffles
     assert fast.loc[0.1, "val_loss_mean"] > fast.loc[0.0, "val_loss_mean"]
+
+
+def test_sharded_training_equals_one_program(monkeypatch):
+    dataset, members = setup(X, lambdas=(0.0, 1e-2, 1e-1))
+    (group,), _ = stacked.plan_groups(members, mlp)
+    initial = stacked._initial_weights(group, fresh=True)
+    setting = training("adam", 1e-3, epochs=2)
+    monkeypatch.setenv("REGLAB_STACKED_SHARDS", "1")
+    one, w1, t1 = stacked.train_group(group, dataset, setting, initial_weights=initial)
+    monkeypatch.setenv("REGLAB_STACKED_SHARDS", "3")
+    three, w3, t3 = stacked.train_group(group, dataset, setting, initial_weights=initial)
+    assert (t1["shards"], t3["shards"]) == (1, 3)
+    for member in members:
+        pd.testing.assert_frame_equal(one[member.id], three[member.id], atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(w1, w3)) <= 1e-6
