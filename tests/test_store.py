@@ -44,7 +44,7 @@ def test_resume_recomputes_nothing_and_refuses_other_sweeps_or_data(tmp_path):
     first = Builder()
     kwargs = dict(grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, test_size=0.2, standardize=True)
     a = reglab.Sweep(first, **kwargs).run(X, Y, run_dir=run_dir)
-    assert first.calls == 1 + 4 + 1  # the probe, 2 points × 2 folds, the refit
+    assert first.calls == 1 + 2 + 1  # the probe, one model per point (stacked engine), the refit
     files = {p: p.read_bytes() for p in (run_dir / "members").iterdir()}
 
     again = Builder()
