@@ -1,6 +1,5 @@
 """The run directory: atomic writes, resume without recomputation, refusal of other sweeps, SIGKILL safety."""
 
-import os
 import signal
 import subprocess
 import sys

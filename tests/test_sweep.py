@@ -1,6 +1,5 @@
 """Sweep end to end on real data: folds, summary statistics, selection, refit, test used once."""
 
-import warnings
 
 import keras
 import numpy as np

@@ -22,7 +22,6 @@ import inspect
 import json
 import warnings
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 
 import keras

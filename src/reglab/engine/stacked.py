@@ -200,10 +200,10 @@ class Slot:
     coefficients: np.ndarray  # (M, len(keys))
 
 
-def _slots(ops_per_member: list[list[Op]], members_models, flat_index) -> list[Slot]:
+def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
     template = ops_per_member[0]
     slots = []
-    M = len(ops_per_member)
+    len(ops_per_member)
     for i, op in enumerate(template):
         places = [(slot, wi) for wi, (slot, _) in enumerate(op.weights)] + [("activity", None)]
         for slot_name, wi in places:
@@ -255,8 +255,8 @@ def _uniform(shape, member_seeds, counter):
 class Program:
     """The stacked computation for one group of members sharing an architecture."""
 
-    def __init__(self, ops_, slots, n_weights, loss_fn, metric_fns):
-        self.ops, self.slots, self.n_weights = ops_, slots, n_weights
+    def __init__(self, ops_, slots, loss_fn, metric_fns):
+        self.ops, self.slots = ops_, slots
         self.loss_fn, self.metric_fns = loss_fn, metric_fns
 
     def forward(self, weights, x, training, rates, member_seeds, counter, row_mask):
@@ -483,12 +483,13 @@ def _initial_weights(group: Group, fresh: bool) -> list[np.ndarray]:
     member's own draw from the layer's initializer under a seed derived from the member's seed."""
     stacked = []
     template = [v for op in group.ops for _, v in op.weights]
+    own = {id(model): [keras.ops.convert_to_numpy(v) for op in lower(model) for _, v in op.weights]
+           for model in group.point_models} if not fresh else {}
     for wi, variable in enumerate(template):
         per_member = []
         for member, model in zip(group.members, group.point_models):
-            own = [v for op in lower(model) for _, v in op.weights][wi] if not fresh else None
             if not fresh:
-                per_member.append(keras.ops.convert_to_numpy(own))
+                per_member.append(own[id(model)][wi])
                 continue
             layer_name, slot = variable.path.split("/")[-2:]
             layer = next(l for l in _chain(model) if l.name == layer_name)
@@ -532,7 +533,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             flat_index[(i, wi)] = len(weight_paths)
             weight_paths.append(v.path)
     per_member_ops = [lower(model) for model in group.point_models]
-    slots = _slots(per_member_ops, group.point_models, flat_index)
+    slots = _slots(per_member_ops, flat_index)
     rates = np.array([[op.config.get("rate", 0.0) if op.kind == "dropout" else 0.0 for op in ops_] for ops_ in per_member_ops],
                      dtype="float32")
     optimizer = StackedOptimizer(keras.optimizers.get({"class_name": training.optimizer,
@@ -564,7 +565,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
         """Variables and compiled functions for the members in `sl` (independent of other shards)."""
         Ms = len(members[sl])
         program = Program(group.ops, [replace(slot, coefficients=slot.coefficients[sl]) for slot in slots],
-                          len(weight_paths), loss_fn, metric_fns)
+                          loss_fn, metric_fns)
         program.coefficients = [tf.constant(slot.coefficients) for slot in program.slots]
         weights = [tf.Variable(w[sl], trainable=False) for w in start]
         opt_slots = [[tf.Variable(tf.zeros_like(w), trainable=False) for _ in range(optimizer.n_slots())] for w in weights]
