@@ -192,3 +192,8 @@ def test_sharded_training_equals_one_program(monkeypatch):
     for member in members:
         pd.testing.assert_frame_equal(one[member.id], three[member.id], atol=1e-6)
     assert max(np.abs(a - b).max() for a, b in zip(w1, w3)) <= 1e-6
+
+
+def test_learning_rate_schedule_matches_the_reference_engine():
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=5, decay_rate=0.5)
+    assert_equivalent(conv1d, X.reshape(-1, 8, 8), training("sgd", schedule, epochs=3), n=200)

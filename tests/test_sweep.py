@@ -167,3 +167,12 @@ def test_member_results_do_not_depend_on_execution_order(cancer_raw):
     left = a.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)
     right = b.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(left, right)
+
+
+def test_a_learning_rate_schedule_is_accepted_and_recorded_in_the_spec(cancer_raw):
+    x, y = cancer_raw
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=10, decay_rate=0.5)
+    sweep = reglab.Sweep(build_cancer, grid={"l2": [0.0]}, cv=2, epochs=2, learning_rate=schedule, standardize=True,
+                         refit=False)
+    assert sweep.spec()["learning_rate"]["class_name"] == "ExponentialDecay"
+    assert (sweep.run(x, y).members.status == "ok").all()

@@ -72,7 +72,8 @@ class Sweep:
         repeats: repetitions of k-fold with different shuffles. Defaults to 1.
         stratify: stratified folds; "auto" stratifies classification. Defaults to "auto".
         test_size: fraction held out as a test set, used once after selection. Defaults to None.
-        epochs, batch_size, optimizer, learning_rate: training of every member.
+        epochs, batch_size, optimizer, learning_rate: training of every member; the learning rate
+            may be a `keras.optimizers.schedules.LearningRateSchedule` (counted in steps).
         loss, metrics: "auto" picks sparse categorical (or binary) cross-entropy and accuracy for
             classification, mean squared error for regression.
         layers: which layers a plain model's penalties and dropout go on. Defaults to "hidden".
@@ -135,7 +136,9 @@ class Sweep:
         self.test_size = test_size
         self.epochs = _checks.number(epochs, "epochs", low=1, integer=True)
         self.batch_size = _checks.number(batch_size, "batch_size", low=1, integer=True)
-        self.learning_rate = _checks.number(learning_rate, "learning_rate", low=0, low_open=True)
+        if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            _checks.number(learning_rate, "learning_rate", low=0, low_open=True)
+        self.learning_rate = learning_rate
         if not isinstance(optimizer, str) or optimizer.lower() not in _OPTIMIZERS:
             raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
         self.optimizer = optimizer.lower()
@@ -200,7 +203,8 @@ class Sweep:
             "model": model, "search": search, "refine": self.refine, "refine_param": self.refine_param,
             "refine_points": self.refine_points, "cv": self.cv, "repeats": self.repeats, "stratify": self.stratify,
             "test_size": self.test_size, "epochs": self.epochs, "batch_size": self.batch_size,
-            "optimizer": self.optimizer, "learning_rate": self.learning_rate, "loss": self.loss,
+            "optimizer": self.optimizer, "learning_rate": keras.saving.serialize_keras_object(self.learning_rate),
+            "loss": self.loss,
             "metrics": self.metrics if self.metrics == "auto" else list(self.metrics), "layers": repr(self.layers),
             "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()}, "standardize": self.standardize,
             "select": self.select, "refit": self.refit, "engine": self.engine, "seed": self.seed,

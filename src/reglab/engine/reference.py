@@ -60,9 +60,14 @@ def fold_arrays(data, train, val, standardize: bool):
     return x_train, y_train, x_val, y_val, scaling
 
 
+def make_optimizer(training: Training):
+    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule)."""
+    cls = type(keras.optimizers.get(training.optimizer))
+    return cls(learning_rate=training.learning_rate)
+
+
 def compile_model(model, training: Training):
-    optimizer = keras.optimizers.get({"class_name": training.optimizer, "config": {"learning_rate": training.learning_rate}})
-    model.compile(optimizer=optimizer, loss=training.loss, metrics=list(training.metrics))
+    model.compile(optimizer=make_optimizer(training), loss=training.loss, metrics=list(training.metrics))
 
 
 def identity(member) -> dict:

@@ -536,8 +536,9 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     slots = _slots(per_member_ops, flat_index)
     rates = np.array([[op.config.get("rate", 0.0) if op.kind == "dropout" else 0.0 for op in ops_] for ops_ in per_member_ops],
                      dtype="float32")
-    optimizer = StackedOptimizer(keras.optimizers.get({"class_name": training.optimizer,
-                                                      "config": {"learning_rate": training.learning_rate}}))
+    from reglab.engine.reference import make_optimizer
+
+    optimizer = StackedOptimizer(make_optimizer(training))
     loss_fn = _loss_fn(training.loss)
     metric_names = list(training.metrics)
     metric_fns = [_metric_fn(name, training.loss) for name in metric_names]
