@@ -314,8 +314,7 @@ class Sweep:
 
         best_point: dict = {}
         evaluated: list[dict] = []
-        rounds = [list(r) for r in self._rounds]
-        for index, round_points in enumerate(rounds):
+        for round_points in self._rounds:
             round_points = [space.normalize_point({**best_point, **p}) for p in round_points]
             evaluated.extend(p for p in round_points if p not in evaluated)
             members = plan.members(round_points, splits, self.seed)
@@ -330,7 +329,8 @@ class Sweep:
             new = [space.normalize_point({**best_point, self.refine_param: v})
                    for v in space.refine(values, summary[f"{self.select}_mean"].where(summary["rank"].notna()).tolist(),
                                          self.refine_points)]
-            evaluated.extend(p for p in new if p not in evaluated)
+            new = [p for p in new if p not in same]  # the best value itself is usually among them
+            evaluated.extend(new)
             train(plan.members(new, splits, self.seed))
             _, _, summary = summarize([m.id for m in plan.members(same + new, splits, self.seed)])
             best_point = selection.best(summary, self.select, warn=False)["params"]
