@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reglab.selection import param_columns  # noqa: E402
+from reglab.selection import param_columns, param_columns_of  # noqa: E402
 
 MAX_PANELS = 12
 
@@ -62,7 +62,7 @@ def numeric_params(summary: pd.DataFrame, params) -> list[str]:
 
 def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val_loss", best_point: str | None = None) -> Path:
     """Mean ± std over folds of the final `metric` against `param`, one line per setting of the other parameters."""
-    params = list(summary.columns[: list(summary.columns).index("point")])
+    params = param_columns_of(summary)
     others = [p for p in params if p != param and summary[p].nunique() > 1]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = summary.groupby(others, sort=True) if others else [((), summary)]
@@ -123,6 +123,6 @@ def render_all(epochs: pd.DataFrame, summary: pd.DataFrame, folder, best_point: 
     """Every figure of a run into `folder`; returns the written paths."""
     folder = Path(folder)
     written = [learning_curves(epochs, folder / "learning_curves.png"), penalty_share(epochs, folder / "penalty_share.png")]
-    for param in numeric_params(summary, list(summary.columns[: list(summary.columns).index("point")])):
+    for param in numeric_params(summary, param_columns_of(summary)):
         written.append(validation_curve(summary, param, folder / f"validation_curve_{param}.png", best_point=best_point))
     return written

@@ -23,16 +23,11 @@ def render(run_dir) -> dict:
     epochs = selection.combine([frame for _, frame in epochs.groupby("member", sort=False)])
     members = selection.member_table(epochs)
     select = spec["spec"].get("select", "val_loss")
-    mode = "max" if any(s in select for s in ("acc", "auc", "precision", "recall")) else "min"
-    summary = selection.summarize(members, epochs, by=select, mode=mode)
+    summary = selection.summarize(members, epochs, by=select, mode=selection.mode_for(select))
     best = selection.best(summary, select)
     test = store.read_json("test.json")
-    document = {
-        "best": best,
-        "test": test["test"] if test and test.get("point_id") == best["point_id"] else None,
-        "members_complete": int(len(members)),
-        "summary": summary.astype(object).where(summary.notna(), None).to_dict(orient="records"),
-    }
+    test = test["test"] if test and test.get("point_id") == best["point_id"] else None
+    document = selection.document(summary, best, test, len(members))
     store.write_table("epochs.parquet", epochs)
     store.write_table("members.parquet", members)
     store.write_json("summary.json", document)

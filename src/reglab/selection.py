@@ -127,6 +127,18 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
             "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
 
 
+def mode_for(select: str) -> str:
+    """"max" for validation quantities where higher is better (accuracy, AUC, …), else "min"."""
+    return "max" if any(s in select for s in ("acc", "auc", "precision", "recall")) else "min"
+
+
+def document(summary: pd.DataFrame, best: dict, test: dict | None, members_complete: int) -> dict:
+    """The run directory's summary.json: the decision, the test score and the per-point table (NaN as null)."""
+    table = summary.astype(object).where(summary.notna(), None)
+    return {"best": best, "test": test, "members_complete": int(members_complete),
+            "summary": table.to_dict(orient="records")}
+
+
 def param_columns_of(summary: pd.DataFrame) -> list[str]:
     return list(summary.columns[: list(summary.columns).index("point")])
 

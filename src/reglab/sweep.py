@@ -270,7 +270,7 @@ class Sweep:
         stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
         if stratify and dataset.task != "classification":
             raise ValueError("Stratified folds need class labels. Received: stratify=True for a regression target")
-        data_module.check_cv(self.cv, self.repeats, dataset, stratify, self.test_size)
+        data_module.check_cv(self.cv, dataset, stratify, self.test_size)
         rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
         splits = data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
         training = self._training(dataset)
@@ -283,7 +283,7 @@ class Sweep:
             store.open(self.spec(), self.spec_hash(), dataset.fingerprint())
         done: dict[str, pd.DataFrame] = {}
         make_model = self._make_model()
-        mode = "max" if any(s in self.select for s in ("acc", "auc", "precision", "recall")) else "min"
+        mode = selection.mode_for(self.select)
 
         def finish(member, records, count, total):
             if store:
@@ -345,7 +345,7 @@ class Sweep:
         if store:
             store.write_table("epochs.parquet", epochs)
             store.write_table("members.parquet", members)
-            store.write_json("summary.json", summary_document(result))
+            store.write_json("summary.json", selection.document(summary, best, result.test, len(members)))
             result.plot(store.path / "plots")
         return result
 
@@ -430,8 +430,3 @@ def _y_scale(model) -> float:
     except ValueError:
         return 1.0
 
-
-def summary_document(result: SweepResult) -> dict:
-    table = result.summary.astype(object).where(result.summary.notna(), None)
-    return {"best": result.best, "test": result.test, "members_complete": int(len(result.members)),
-            "summary": table.to_dict(orient="records")}

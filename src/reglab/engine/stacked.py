@@ -320,12 +320,11 @@ class Program:
 
     @staticmethod
     def _pool(op, x):
-        shape = tf.shape(x)
-        rank = op.config["rank"]
+        shape = tf.shape(x)  # (M, B, *spatial, C): pool with members folded into the batch
         flat = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
         pool = tf.nn.max_pool if op.config["how"] == "max" else tf.nn.avg_pool
         y = pool(flat, ksize=op.config["size"], strides=op.config["strides"], padding=op.config["padding"])
-        return tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], 0)) if rank else y
+        return tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], 0))
 
     def _slot_penalty(self, slot, s, tensor):
         coefficients = self.coefficients[s]  # (M, K) tensor, set per epoch
