@@ -382,10 +382,20 @@ class StackedOptimizer:
             return tf.fill(tf.shape(iterations), tf.constant(self.learning_rate, tf.float32))
         return tf.cast(self.schedule(tf.cast(iterations, tf.float32)), tf.float32)
 
-    def update(self, w, g, slots, iterations, lr):
-        """One step for one stacked weight. lr: (M,), iterations: (M,) before the step."""
+    def update(self, w, g, slots, iterations, lr, ok):
+        """One step for one stacked weight. lr, iterations (before the step), ok: (M,).
+
+        Members with ok=False keep their weight and slots bit for bit without an elementwise select:
+        their learning rate becomes 0 and their moment decays 1, so the update adds exact zeros
+        (`g` must already be finite for them). Members with ok=True get Keras's arithmetic exactly.
+        """
         shape = [-1] + [1] * (len(w.shape) - 1)
-        lr = tf.reshape(lr, shape)
+        okf = tf.reshape(tf.cast(ok, tf.float32), shape)
+        lr = tf.reshape(lr, shape) * okf
+
+        def decay(value):  # a moment's decay factor: `value` for members that step, 1 for the others
+            return tf.where(tf.reshape(ok, shape), tf.constant(value, tf.float32), tf.constant(1.0, tf.float32))
+
         if self.weight_decay:
             w = w - w * self.weight_decay * lr
         h = self.hyper
@@ -393,21 +403,21 @@ class StackedOptimizer:
             m, v = slots
             t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
             alpha = lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
-            m = m + (g - m) * (1 - h["beta_1"])
-            v = v + (tf.square(g) - v) * (1 - h["beta_2"])
+            m = m + (g - m) * ((1 - h["beta_1"]) * okf)
+            v = v + (tf.square(g) - v) * ((1 - h["beta_2"]) * okf)
             return w - m * alpha / (tf.sqrt(v) + h["epsilon"]), [m, v]
         if self.kind == "SGD":
             if not self.n_slots():
                 return w - g * lr, []
             (m,) = slots
-            m = m * h["momentum"] - g * lr
+            m = m * decay(h["momentum"]) - g * lr
             step = m * h["momentum"] - g * lr if self.nesterov else m
-            return w + step, [m]
-        velocity = h["rho"] * slots[0] + (1 - h["rho"]) * tf.square(g)
+            return w + step * okf, [m]
+        velocity = decay(h["rho"]) * slots[0] + ((1 - h["rho"]) * okf) * tf.square(g)
         increment = lr * g / tf.sqrt(velocity + h["epsilon"])
         if self.n_slots() == 2:
-            momentum = h["momentum"] * slots[1] + increment
-            return w - momentum, [velocity, momentum]
+            momentum = decay(h["momentum"]) * slots[1] + increment
+            return w - momentum * okf, [velocity, momentum]
         return w - increment, [velocity]
 
 
@@ -460,7 +470,7 @@ def plan_groups(members, make_model) -> tuple[list[Group], dict]:
     models, lowered, groups, failed = {}, {}, {}, {}
     for member in members:
         if member.point_id not in models and member.point_id not in failed:
-            keras.backend.clear_session()
+            keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
             keras.utils.set_random_seed(member.seed)
             try:
                 model = make_model(member.point)
@@ -581,7 +591,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
         def member_shape(rank):
             return [-1] + [1] * (rank - 1)
 
-        @tf.function(jit_compile=JIT, reduce_retracing=False)
+        @tf.function(jit_compile=JIT, reduce_retracing=False, autograph=False)
         def run_epoch(idx, mask, epoch):
             idx = idx + offsets[:, None, None]
 
@@ -600,18 +610,18 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                     objective = tf.reduce_sum(tf.where(active, total, tf.zeros_like(total)))
                 grads = tape.gradient(objective, current)
                 finite = tf.math.is_finite(total)
-                for g in grads:
-                    finite &= tf.reduce_all(tf.math.is_finite(tf.reshape(g, [Ms, -1])), axis=1)
+                for g in grads:  # a sum is not finite if a term is not (or if it overflows: divergence too)
+                    finite &= tf.math.is_finite(tf.reduce_sum(tf.reshape(g, [Ms, -1]), axis=1))
                 ok = active & finite
                 lr = optimizer.rate(iterations)
                 for w, g, state in zip(weights, grads, opt_slots):
-                    keep = tf.reshape(ok, member_shape(len(g.shape)))
-                    # the double where: a non-finite gradient never enters the arithmetic at all
-                    safe_g = tf.where(keep, g, tf.zeros_like(g))
-                    new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in state], iterations, lr)
-                    w.assign(tf.where(keep, new_w, w))
+                    # a non-finite gradient never enters the arithmetic; the update leaves non-ok members as they are
+                    safe_g = tf.where(tf.reshape(ok, member_shape(len(g.shape))), g, tf.zeros_like(g))
+                    new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in state],
+                                                        iterations, lr, ok)
+                    w.assign(new_w)
                     for v, nv in zip(state, new_state):
-                        v.assign(tf.where(keep, nv, v))
+                        v.assign(nv)
                 iterations.assign(iterations + tf.cast(ok, tf.int32))
                 alive.assign(alive & ~(active & ~finite))
                 metric_sums = [tf.reduce_sum(fn(yb, out) * mb, axis=1) for fn in metric_fns]
@@ -620,9 +630,8 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                 return s + 1, acc + tf.where(active[:, None], row, tf.zeros_like(row))
 
             _, acc = tf.while_loop(lambda s, acc: s < steps, body, [tf.constant(0), tf.zeros([Ms, width])])
-            return acc
+            return acc, validate(), _weight_stats(weights)
 
-        @tf.function(jit_compile=JIT)
         def validate():
             xb, yb = gather(val_idx)
             current = [w.read_value() for w in weights]
@@ -639,8 +648,8 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             return tf.stack([loss, pens] + metrics, axis=1)
 
         def epoch_step(idx, mask, epoch):
-            acc = run_epoch(tf.constant(idx[sl]), tf.constant(mask[sl]), tf.constant(epoch)).numpy()
-            return acc, validate().numpy(), [w.numpy() for w in weights]
+            acc, val, stats = run_epoch(tf.constant(idx[sl]), tf.constant(mask[sl]), tf.constant(epoch))
+            return acc.numpy(), val.numpy(), stats.numpy()
 
         return epoch_step, (best_weights or weights)
 
@@ -659,7 +668,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             parts = list(pool.map(lambda shard: shard[0](idx, mask, epoch), shards))
             acc = np.concatenate([p[0] for p in parts]).astype("float64")
             val = np.concatenate([p[1] for p in parts]).astype("float64")
-            stats = _weight_stats([np.concatenate([p[2][w] for p in parts]) for w in range(len(weight_paths))], weight_paths)
+            stats = np.concatenate([p[2] for p in parts])  # (M, weights, WEIGHT_STATS)
             timing["epoch_seconds"].append(time.perf_counter() - t0)  # the first includes compilation
             for m, member in enumerate(members):
                 if status[m] == "diverged":
@@ -675,9 +684,9 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                     row[f"val_{name}"] = val[m, 2 + k]
                 for t, slot in enumerate(slots):
                     row[records.column("penalty", slot.term)] = acc[m, 3 + t] / n
-                for path in weight_paths:
-                    for quantity in records.WEIGHT_STATS:
-                        row[records.column(quantity, path)] = stats[records.column(quantity, path)][m]
+                for wi, path in enumerate(weight_paths):
+                    for q, quantity in enumerate(records.WEIGHT_STATS):
+                        row[records.column(quantity, path)] = stats[m, wi, q]
                 status[m] = records.status(row["train_total"], status[m])
                 row["status"] = status[m]
                 rows[member.id].append(row)
@@ -692,15 +701,19 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     return out, final, timing
 
 
-def _weight_stats(stacked: list[np.ndarray], paths) -> dict:
-    out = {}
-    for w, path in zip(stacked, paths):
-        flat = w.reshape(w.shape[0], -1).astype("float64")
-        out[records.column("l1", path)] = np.abs(flat).sum(1)
-        out[records.column("l2", path)] = np.sqrt(np.square(flat).sum(1))
-        out[records.column("zeros", path)] = (flat == 0).sum(1)
-        out[records.column("near_zero", path)] = (np.abs(flat) < records.NEAR_ZERO).mean(1)
-    return out
+def _weight_stats(weights) -> tf.Tensor:
+    """(M, weights, records.WEIGHT_STATS) in float64, computed where the weights live (no copy to the host)."""
+    columns = []
+    for w in weights:
+        flat = tf.cast(tf.reshape(w, [tf.shape(w)[0], -1]), tf.float64)
+        size = tf.cast(tf.shape(flat)[1], tf.float64)
+        columns.append(tf.stack([
+            tf.reduce_sum(tf.abs(flat), axis=1),
+            tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1)),
+            tf.reduce_sum(tf.cast(tf.equal(flat, 0.0), tf.float64), axis=1),
+            tf.reduce_sum(tf.cast(tf.abs(flat) < records.NEAR_ZERO, tf.float64), axis=1) / size,
+        ], axis=1))
+    return tf.stack(columns, axis=1)
 
 
 def _pad(index_lists, length=None):
