@@ -104,14 +104,26 @@ def test_conv_models_match_the_reference_engine(build, shape):
     assert_equivalent(build, X.reshape(shape), training("adam", 1e-2), n=320)
 
 
-def test_a_diverging_member_is_frozen_and_leaves_the_others_untouched():
+class NaNGradient(keras.regularizers.Regularizer):
+    """Value 0 but gradient NaN (0 · ∞): a finite loss whose gradient is not."""
+
+    def __call__(self, w):
+        return 0.0 * keras.ops.sum(keras.ops.sqrt(keras.ops.square(w) - keras.ops.square(w)))
+
+    def get_config(self):
+        return {}
+
+
+@pytest.mark.parametrize("bad_lambda", [1e4, -1.0], ids=["loss-explodes", "finite-loss-nan-gradient"])
+def test_a_diverging_member_is_frozen_and_leaves_the_others_untouched(bad_lambda):
     dataset, members = setup(X, lambdas=(0.0, 1e-3))
-    _, bad = setup(X, lambdas=(1e4,))
+    _, bad = setup(X, lambdas=(bad_lambda,))
     setting = training("sgd", 0.05, epochs=4)
 
     def build(point):
-        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu",
-                                 kernel_regularizer=R.L2(point["l2"])), keras.layers.Dense(10, activation="softmax")])
+        penalty = NaNGradient() if point["l2"] < 0 else R.L2(point["l2"])
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu", kernel_regularizer=penalty),
+                                 keras.layers.Dense(10, activation="softmax")])
 
     (together,), _ = stacked.plan_groups(members + bad, build)
     (alone,), _ = stacked.plan_groups(members, build)

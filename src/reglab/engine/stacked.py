@@ -8,8 +8,11 @@ program serves every point of the sweep. The optimizer update is elementwise, so
 mathematics as training the members one by one (a test checks it against the reference engine).
 
 Isolation: nothing reduces across the member axis except the sum of the members' losses, whose
-gradient is block-diagonal. A member whose loss or gradient stops being finite is frozen at its last
-finite weights (`where` before the update, so NaN never reaches the others) and marked diverged.
+gradient is block-diagonal. A member whose loss stops being finite is frozen at its last finite
+weights (its step size becomes 0 and its gradient is replaced before the update, so NaN never enters the
+arithmetic) and marked diverged. A non-finite gradient under a finite loss (rare: it shows up in the
+weights) is caught once per epoch: that member goes back to its weights at the start of the epoch and
+is marked diverged — cheaper than scanning every gradient at every step.
 
 Models it cannot express (anything but Dense, Conv1D/2D, pooling, Flatten, Dropout, Activation in a
 chain, or an unsupported optimizer setting) raise `Unsupported` with a one-line reason; the sweep
@@ -203,7 +206,6 @@ class Slot:
 def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
     template = ops_per_member[0]
     slots = []
-    len(ops_per_member)
     for i, op in enumerate(template):
         places = [(slot, wi) for wi, (slot, _) in enumerate(op.weights)] + [("activity", None)]
         for slot_name, wi in places:
@@ -226,6 +228,9 @@ def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
                     row[key] = row.get(key, 0.0) + coef
                 coefficient_rows.append(row)
             coefficients = np.array([[row.get(k, 0.0) for k in keys] for row in coefficient_rows], dtype="float32")
+            # a basis function no member uses (L2 is L1L2 with l1=0) would still cost its value and gradient
+            used = [k for k in range(len(keys)) if coefficients[:, k].any()]
+            keys, fns, coefficients = [keys[k] for k in used], [fns[k] for k in used], coefficients[:, used]
             term = f"{op.name}/activity" if slot_name == "activity" else op.weights[wi][1].path
             slots.append(Slot(term, i, None if wi is None else flat_index[(i, wi)], keys, fns, coefficients))
     return slots
@@ -259,8 +264,9 @@ class Program:
         self.ops, self.slots = ops_, slots
         self.loss_fn, self.metric_fns = loss_fn, metric_fns
 
-    def forward(self, weights, x, training, rates, member_seeds, counter, row_mask):
-        """x: (M, B, ...) → (outputs, activity penalties per slot {slot index: (M,)})."""
+    def forward(self, weights, coefficients, x, training, rates, member_seeds, counter, row_mask):
+        """x: (M, B, ...) → (outputs, activity penalties per slot {slot index: (M,)}).
+        coefficients: per slot, the members' (M, basis) penalty coefficients."""
         activity = {}
         w = 0
         for i, op in enumerate(self.ops):
@@ -293,7 +299,7 @@ class Program:
                 if slot.weight_index is None and slot.op_index == i:
                     masked = x * tf.reshape(row_mask, [tf.shape(row_mask)[0], -1] + [1] * (len(x.shape) - 2))
                     n = tf.maximum(tf.reduce_sum(row_mask, axis=1), 1.0)
-                    activity[s] = self._slot_penalty(slot, s, masked) / n
+                    activity[s] = self._slot_penalty(slot, coefficients[s], masked) / n
         return x, activity
 
     @staticmethod
@@ -326,18 +332,19 @@ class Program:
         y = pool(flat, ksize=op.config["size"], strides=op.config["strides"], padding=op.config["padding"])
         return tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], 0))
 
-    def _slot_penalty(self, slot, s, tensor):
-        coefficients = self.coefficients[s]  # (M, K) tensor, set per epoch
+    @staticmethod
+    def _slot_penalty(slot, coefficients, tensor):
         total = tf.zeros(tf.shape(tensor)[:1], tensor.dtype)
         for k, (key, fn) in enumerate(zip(slot.keys, slot.fns)):
             total += coefficients[:, k] * _basis_value(key, fn, tensor, slot.coefficients[:, k] != 0)
         return total
 
-    def penalties(self, weights, activity):
+    def penalties(self, weights, coefficients, activity):
         """(M, n_slots): every slot's penalty per member."""
         columns = []
         for s, slot in enumerate(self.slots):
-            columns.append(activity[s] if slot.weight_index is None else self._slot_penalty(slot, s, weights[slot.weight_index]))
+            columns.append(activity[s] if slot.weight_index is None
+                           else self._slot_penalty(slot, coefficients[s], weights[slot.weight_index]))
         if not columns:
             return tf.zeros([weights[0].shape[0], 0])
         return tf.stack(columns, axis=1)
@@ -513,18 +520,18 @@ def _initial_weights(group: Group, fresh: bool) -> list[np.ndarray]:
 
 
 def shard_count(members: int) -> int:
-    """How many independent programs to run side by side in threads (one on a GPU).
+    """How many shards of members to run side by side in threads (one on a GPU).
 
-    Measured on 2 cores, 40 members of the standard benchmark: 2 shards cut an epoch from 0.194 s
-    to 0.150 s but each shard compiles on its own (5.3 s → 8.1 s), a net loss over 50 epochs; it
-    pays from a few hundred members. Hence one shard per 128 members, at most one per core.
-    REGLAB_STACKED_SHARDS overrides.
+    Equal-sized shards share one compiled program, so a second shard costs no compilation. Measured
+    on 2 cores, 40 members of the standard benchmark, same process: one shard 0.104–0.112 s an epoch,
+    two 0.091–0.098 s (XLA's own threads already keep both cores partly busy, hence not 2×). Small
+    groups stay whole: one shard per 16 members, at most one per core. REGLAB_STACKED_SHARDS overrides.
     """
     if os.environ.get("REGLAB_STACKED_SHARDS"):
         return max(1, min(members, int(os.environ["REGLAB_STACKED_SHARDS"])))
     if tf.config.list_physical_devices("GPU"):
         return 1
-    return max(1, min(os.cpu_count() or 1, members // 128))
+    return max(1, min(os.cpu_count() or 1, members // 16))
 
 
 def train_group(group: Group, data, training, fresh_init=True, initial_weights=None, order=default_order,
@@ -571,87 +578,111 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     def gather(indices):
         return tf.gather(X, indices), tf.gather(Y, indices)
 
-    def make_shard(sl: slice):
-        """Variables and compiled functions for the members in `sl` (independent of other shards)."""
-        Ms = len(members[sl])
-        program = Program(group.ops, [replace(slot, coefficients=slot.coefficients[sl]) for slot in slots],
-                          loss_fn, metric_fns)
-        program.coefficients = [tf.constant(slot.coefficients) for slot in program.slots]
-        weights = [tf.Variable(w[sl], trainable=False) for w in start]
-        opt_slots = [[tf.Variable(tf.zeros_like(w), trainable=False) for _ in range(optimizer.n_slots())] for w in weights]
-        iterations = tf.Variable(tf.zeros([Ms], tf.int32), trainable=False)
-        alive = tf.Variable(tf.ones([Ms], tf.bool), trainable=False)
-        rates_t, seeds = tf.constant(rates[sl]), tf.constant(seeds_all[sl])
-        offsets = tf.constant(offsets_all[sl])
-        best_loss = tf.Variable(tf.fill([Ms], np.inf), trainable=False)
-        best_weights = [tf.Variable(w[sl], trainable=False) for w in start] if restore_best else None
-        val_idx = tf.constant(val_idx_all[sl] + offsets_all[sl][:, None])
-        val_mask = tf.constant(val_mask_all[sl])
+    def member_shape(rank):
+        return [-1] + [1] * (rank - 1)
 
-        def member_shape(rank):
-            return [-1] + [1] * (rank - 1)
+    # One compiled program serves every shard: the shards' state is an argument, not a capture, so
+    # equal-sized shards share one trace and one XLA compilation.
+    @tf.function(jit_compile=JIT, reduce_retracing=False, autograph=False)
+    def run_epoch(program, state, idx, mask, epoch):
+        weights, opt_slots, coefficients = state["weights"], state["opt_slots"], state["coefficients"]
+        iterations, alive = state["iterations"], state["alive"]
+        Ms = weights[0].shape[0]
+        idx = idx + state["offsets"][:, None, None]
 
-        @tf.function(jit_compile=JIT, reduce_retracing=False, autograph=False)
-        def run_epoch(idx, mask, epoch):
-            idx = idx + offsets[:, None, None]
-
-            def body(s, acc):
-                xb, yb = gather(idx[:, s])
-                mb = mask[:, s]
-                n = tf.reduce_sum(mb, axis=1)
-                active = (n > 0) & alive
-                current = [w.read_value() for w in weights]
-                with tf.GradientTape() as tape:
-                    tape.watch(current)
-                    out, activity = program.forward(current, xb, True, rates_t, seeds, epoch * steps + s, mb)
-                    pred = tf.reduce_sum(loss_fn(yb, out) * mb, axis=1) / tf.maximum(n, 1.0)
-                    pens = program.penalties(current, activity)
-                    total = pred + tf.reduce_sum(pens, axis=1)
-                    objective = tf.reduce_sum(tf.where(active, total, tf.zeros_like(total)))
-                grads = tape.gradient(objective, current)
-                finite = tf.math.is_finite(total)
-                for g in grads:  # a sum is not finite if a term is not (or if it overflows: divergence too)
-                    finite &= tf.math.is_finite(tf.reduce_sum(tf.reshape(g, [Ms, -1]), axis=1))
-                ok = active & finite
-                lr = optimizer.rate(iterations)
-                for w, g, state in zip(weights, grads, opt_slots):
-                    # a non-finite gradient never enters the arithmetic; the update leaves non-ok members as they are
-                    safe_g = tf.where(tf.reshape(ok, member_shape(len(g.shape))), g, tf.zeros_like(g))
-                    new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in state],
-                                                        iterations, lr, ok)
-                    w.assign(new_w)
-                    for v, nv in zip(state, new_state):
-                        v.assign(nv)
-                iterations.assign(iterations + tf.cast(ok, tf.int32))
-                alive.assign(alive & ~(active & ~finite))
-                metric_sums = [tf.reduce_sum(fn(yb, out) * mb, axis=1) for fn in metric_fns]
-                row = tf.stack([n, pred * n, tf.reduce_sum(pens, axis=1) * n] + [pens[:, t] * n for t in range(T)]
-                               + metric_sums, axis=1)
-                return s + 1, acc + tf.where(active[:, None], row, tf.zeros_like(row))
-
-            _, acc = tf.while_loop(lambda s, acc: s < steps, body, [tf.constant(0), tf.zeros([Ms, width])])
-            return acc, validate(), _weight_stats(weights)
-
-        def validate():
-            xb, yb = gather(val_idx)
+        def body(s, acc):
+            xb, yb = gather(idx[:, s])
+            mb = mask[:, s]
+            n = tf.reduce_sum(mb, axis=1)
+            active = (n > 0) & alive
             current = [w.read_value() for w in weights]
-            out, activity = program.forward(current, xb, False, rates_t, seeds, 0, val_mask)
-            n = tf.reduce_sum(val_mask, axis=1)
-            loss = tf.reduce_sum(loss_fn(yb, out) * val_mask, axis=1) / n
-            pens = tf.reduce_sum(program.penalties(current, activity), axis=1)
-            metrics = [tf.reduce_sum(fn(yb, out) * val_mask, axis=1) / n for fn in metric_fns]
-            if best_weights is not None:
-                improved = tf.math.is_finite(loss) & (loss < best_loss)
-                for w, b in zip(weights, best_weights):
-                    b.assign(tf.where(tf.reshape(improved, member_shape(len(w.shape))), w, b))
-                best_loss.assign(tf.where(improved, loss, best_loss))
-            return tf.stack([loss, pens] + metrics, axis=1)
+            with tf.GradientTape() as tape:
+                tape.watch(current)
+                out, activity = program.forward(current, coefficients, xb, True, state["rates"], state["seeds"],
+                                                epoch * steps + s, mb)
+                pred = tf.reduce_sum(loss_fn(yb, out) * mb, axis=1) / tf.maximum(n, 1.0)
+                pens = program.penalties(current, coefficients, activity)
+                total = pred + tf.reduce_sum(pens, axis=1)
+                objective = tf.reduce_sum(tf.where(active, total, tf.zeros_like(total)))
+            grads = tape.gradient(objective, current)
+            finite = tf.math.is_finite(total)
+            ok = active & finite
+            lr = optimizer.rate(iterations)
+            for w, g, slots_ in zip(weights, grads, opt_slots):
+                # a non-finite gradient never enters the arithmetic; the update leaves non-ok members as they are
+                safe_g = tf.where(tf.reshape(ok, member_shape(len(g.shape))), g, tf.zeros_like(g))
+                new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in slots_],
+                                                    iterations, lr, ok)
+                w.assign(new_w)
+                for v, nv in zip(slots_, new_state):
+                    v.assign(nv)
+            iterations.assign(iterations + tf.cast(ok, tf.int32))
+            alive.assign(alive & ~(active & ~finite))
+            metric_sums = [tf.reduce_sum(fn(yb, out) * mb, axis=1) for fn in metric_fns]
+            row = tf.stack([n, pred * n, tf.reduce_sum(pens, axis=1) * n] + [pens[:, t] * n for t in range(T)]
+                           + metric_sums, axis=1)
+            return s + 1, acc + tf.where(active[:, None], row, tf.zeros_like(row))
+
+        at_start = [w.read_value() for w in weights]
+        _, acc = tf.while_loop(lambda s, acc: s < steps, body, [tf.constant(0), tf.zeros([Ms, width])])
+        # a sum is not finite if a term is not (or if it overflows: divergence as well)
+        broken = tf.zeros([Ms], tf.bool)
+        for w in weights:
+            broken |= ~tf.math.is_finite(tf.reduce_sum(tf.reshape(w, [Ms, -1]), axis=1))
+        for w, w0 in zip(weights, at_start):
+            w.assign(tf.where(tf.reshape(broken, member_shape(len(w.shape))), w0, w))
+        alive.assign(alive & ~broken)
+        return acc, validate(program, state), _weight_stats(weights), alive.read_value()
+
+    def validate(program, state):
+        xb, yb = gather(state["val_idx"])
+        val_mask, weights = state["val_mask"], state["weights"]
+        current = [w.read_value() for w in weights]
+        out, activity = program.forward(current, state["coefficients"], xb, False, state["rates"], state["seeds"], 0,
+                                        val_mask)
+        n = tf.reduce_sum(val_mask, axis=1)
+        loss = tf.reduce_sum(loss_fn(yb, out) * val_mask, axis=1) / n
+        pens = tf.reduce_sum(program.penalties(current, state["coefficients"], activity), axis=1)
+        metrics = [tf.reduce_sum(fn(yb, out) * val_mask, axis=1) / n for fn in metric_fns]
+        if state["best_weights"]:
+            best_loss = state["best_loss"]
+            improved = tf.math.is_finite(loss) & (loss < best_loss)
+            for w, b in zip(weights, state["best_weights"]):
+                b.assign(tf.where(tf.reshape(improved, member_shape(len(w.shape))), w, b))
+            best_loss.assign(tf.where(improved, loss, best_loss))
+        return tf.stack([loss, pens] + metrics, axis=1)
+
+    programs = {}
+
+    def make_shard(sl: slice):
+        """The state of the members in `sl` and the `Program` they run (shared by shards whose members
+        call the same custom regularizers, the only per-member structure baked into a trace)."""
+        shard_slots = [replace(slot, coefficients=slot.coefficients[sl]) for slot in slots]
+        key = tuple((slot.coefficients[:, k] != 0).tobytes() for slot in shard_slots
+                    for k, basis in enumerate(slot.keys) if basis[0] == "custom")
+        program = programs.setdefault(key, Program(group.ops, shard_slots, loss_fn, metric_fns))
+        weights = [tf.Variable(w[sl], trainable=False) for w in start]
+        size = sl.stop - sl.start
+        state = {
+            "weights": weights,
+            "opt_slots": [[tf.Variable(tf.zeros_like(w), trainable=False) for _ in range(optimizer.n_slots())]
+                          for w in weights],
+            "coefficients": [tf.constant(slot.coefficients) for slot in shard_slots],
+            "iterations": tf.Variable(tf.zeros([size], tf.int32), trainable=False),
+            "alive": tf.Variable(tf.ones([size], tf.bool), trainable=False),
+            "rates": tf.constant(rates[sl]), "seeds": tf.constant(seeds_all[sl]),
+            "offsets": tf.constant(offsets_all[sl]),
+            "val_idx": tf.constant(val_idx_all[sl] + offsets_all[sl][:, None]),
+            "val_mask": tf.constant(val_mask_all[sl]),
+            "best_loss": tf.Variable(tf.fill([size], np.inf), trainable=False),
+            "best_weights": [tf.Variable(w[sl], trainable=False) for w in start] if restore_best else [],
+        }
 
         def epoch_step(idx, mask, epoch):
-            acc, val, stats = run_epoch(tf.constant(idx[sl]), tf.constant(mask[sl]), tf.constant(epoch))
-            return acc.numpy(), val.numpy(), stats.numpy()
+            outputs = run_epoch(program, state, tf.constant(idx[sl]), tf.constant(mask[sl]), tf.constant(epoch))
+            return [value.numpy() for value in outputs]
 
-        return epoch_step, (best_weights or weights)
+        return epoch_step, (state["best_weights"] or weights)
 
     n_shards = shard_count(M)
     bounds = np.linspace(0, M, n_shards + 1).round().astype(int)
@@ -665,10 +696,13 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             t0 = time.perf_counter()
             idx, mask = _pad([order(m, epoch) for m in members], steps * B)
             idx, mask = idx.reshape(M, steps, B), mask.reshape(M, steps, B)
-            parts = list(pool.map(lambda shard: shard[0](idx, mask, epoch), shards))
+            # the first epoch compiles: shard 0 alone, so the others find the program compiled
+            parts = ([shards[0][0](idx, mask, epoch)] if epoch == 0 else []) + list(
+                pool.map(lambda shard: shard[0](idx, mask, epoch), shards[1:] if epoch == 0 else shards))
             acc = np.concatenate([p[0] for p in parts]).astype("float64")
             val = np.concatenate([p[1] for p in parts]).astype("float64")
             stats = np.concatenate([p[2] for p in parts])  # (M, weights, WEIGHT_STATS)
+            alive = np.concatenate([p[3] for p in parts])
             timing["epoch_seconds"].append(time.perf_counter() - t0)  # the first includes compilation
             for m, member in enumerate(members):
                 if status[m] == "diverged":
@@ -687,7 +721,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                 for wi, path in enumerate(weight_paths):
                     for q, quantity in enumerate(records.WEIGHT_STATS):
                         row[records.column(quantity, path)] = stats[m, wi, q]
-                status[m] = records.status(row["train_total"], status[m])
+                status[m] = records.status(row["train_total"] if alive[m] else math.nan, status[m])
                 row["status"] = status[m]
                 rows[member.id].append(row)
     timing["seconds"] = time.perf_counter() - started
