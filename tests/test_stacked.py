@@ -12,6 +12,7 @@ from reglab import plan
 from reglab import regularizers as R
 from reglab.engine import reference, stacked
 from reglab.ledger import LossLedger
+from reglab.schedules import LinearWarmup, Scheduled, Step, StrengthScheduler
 
 X, Y = load_digits(return_X_y=True)
 X = (X / 16).astype("float32")
@@ -68,11 +69,12 @@ def reference_run(build, member, dataset, setting, initial):
     model.set_weights(initial)
     reference.compile_model(model, setting)
     ledger = LossLedger()
+    callbacks = [StrengthScheduler(), ledger]
     for epoch in range(setting.epochs):
         order = stacked.default_order(member, epoch)
         model.fit(dataset.x[order], dataset.y[order], batch_size=setting.batch_size, shuffle=False, epochs=epoch + 1,
                   initial_epoch=epoch, verbose=0, validation_data=(dataset.x[member.val], dataset.y[member.val]),
-                  validation_batch_size=len(member.val), callbacks=[ledger])
+                  validation_batch_size=len(member.val), callbacks=callbacks)
     return model.get_weights(), ledger.history
 
 
@@ -209,3 +211,16 @@ def test_sharded_training_equals_one_program(monkeypatch):
 def test_learning_rate_schedule_matches_the_reference_engine():
     schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=5, decay_rate=0.5)
     assert_equivalent(conv1d, X.reshape(-1, 8, 8), training("sgd", schedule, epochs=3), n=200)
+
+
+def test_penalty_schedules_match_the_reference_engine():
+    def build(point):  # members differ in λ and in whether the first penalty is scheduled at all
+        first = R.ElasticNet(point["l2"], 0.5)
+        return keras.Sequential([
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu", name="h1",
+                               kernel_regularizer=Scheduled(first, LinearWarmup(2)) if point["l2"] > 0 else first),
+            keras.layers.Dense(10, activation="softmax", activity_regularizer=Scheduled(R.L2(1e-2), Step([1], [0.0, 1.0]))),
+        ])
+
+    assert_equivalent(build, X, training("adam", 1e-2, epochs=3), n=240, lambdas=(0.0, 0.1))

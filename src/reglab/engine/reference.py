@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reglab.ledger import LossLedger
+from reglab.schedules import StrengthScheduler
 
 
 class _NoRetracingNoise(logging.Filter):
@@ -94,7 +95,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
             batch_size=training.batch_size, shuffle=True, verbose=0,
             # one validation batch: one traced test step and fewer per-step overheads; same mean
             validation_batch_size=max(1, min(len(y_val), 4096)),
-            callbacks=[ledger],
+            callbacks=[StrengthScheduler(), ledger],  # λ schedules (`reglab.schedules.Scheduled`) move per epoch
         )
         records = ledger.history
         if records.empty:

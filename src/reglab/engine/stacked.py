@@ -147,8 +147,8 @@ def _decompose(regularizer) -> list[tuple[tuple, float, object]]:
     regularizer(w) == Σ coefficient · function(w). Unknown regularizers are their own basis."""
     if regularizer is None:
         return []
-    if isinstance(regularizer, Scheduled):
-        raise Unsupported("scheduled penalties (use the reference engine for λ schedules)")
+    if isinstance(regularizer, Scheduled):  # the outer one is taken apart by `_slots`
+        raise Unsupported("a Scheduled penalty inside another regularizer")
     if isinstance(regularizer, R.L1L2) or type(regularizer) in (R.L1, R.L2):
         l1 = float(getattr(regularizer, "l1", 0.0) or 0.0)
         l2 = float(getattr(regularizer, "l2", 0.0) or 0.0)
@@ -200,7 +200,13 @@ class Slot:
     weight_index: int | None  # index into the flat weight list; None for activity
     keys: list  # basis keys
     fns: list
-    coefficients: np.ndarray  # (M, len(keys))
+    coefficients: np.ndarray  # (M, len(keys)), at scale 1
+    schedules: list = field(default_factory=list)  # per member: its `Schedule`, or None; [] if none is scheduled
+
+    def scales(self, epoch: int) -> np.ndarray:
+        """(M,) each member's multiplier of this slot's penalty in `epoch` (0-based), as Keras's
+        float32 scale variable holds it; 1 for members without a schedule."""
+        return np.array([np.float32(s(epoch)) if s is not None else 1.0 for s in self.schedules], dtype="float32")
 
 
 def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
@@ -218,6 +224,8 @@ def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
                     regs.append(member_op.weights[wi][1].regularizer)
             if all(r is None for r in regs):
                 continue
+            schedules = [reg.schedule if isinstance(reg, Scheduled) else None for reg in regs]
+            regs = [reg.regularizer if isinstance(reg, Scheduled) else reg for reg in regs]
             keys, fns, coefficient_rows = [], [], []
             for m, reg in enumerate(regs):
                 row = {}
@@ -232,7 +240,8 @@ def _slots(ops_per_member: list[list[Op]], flat_index) -> list[Slot]:
             used = [k for k in range(len(keys)) if coefficients[:, k].any()]
             keys, fns, coefficients = [keys[k] for k in used], [fns[k] for k in used], coefficients[:, used]
             term = f"{op.name}/activity" if slot_name == "activity" else op.weights[wi][1].path
-            slots.append(Slot(term, i, None if wi is None else flat_index[(i, wi)], keys, fns, coefficients))
+            slots.append(Slot(term, i, None if wi is None else flat_index[(i, wi)], keys, fns, coefficients,
+                              schedules if any(schedules) else []))
     return slots
 
 
@@ -657,7 +666,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     def make_shard(sl: slice):
         """The state of the members in `sl` and the `Program` they run (shared by shards whose members
         call the same custom regularizers, the only per-member structure baked into a trace)."""
-        shard_slots = [replace(slot, coefficients=slot.coefficients[sl]) for slot in slots]
+        shard_slots = [replace(slot, coefficients=slot.coefficients[sl], schedules=slot.schedules[sl]) for slot in slots]
         key = tuple((slot.coefficients[:, k] != 0).tobytes() for slot in shard_slots
                     for k, basis in enumerate(slot.keys) if basis[0] == "custom")
         program = programs.setdefault(key, Program(group.ops, shard_slots, loss_fn, metric_fns))
@@ -667,7 +676,9 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             "weights": weights,
             "opt_slots": [[tf.Variable(tf.zeros_like(w), trainable=False) for _ in range(optimizer.n_slots())]
                           for w in weights],
-            "coefficients": [tf.constant(slot.coefficients) for slot in shard_slots],
+            # scheduled slots' coefficients change each epoch: variables, read by the compiled program
+            "coefficients": [tf.Variable(slot.coefficients, trainable=False) if slot.schedules else
+                             tf.constant(slot.coefficients) for slot in shard_slots],
             "iterations": tf.Variable(tf.zeros([size], tf.int32), trainable=False),
             "alive": tf.Variable(tf.ones([size], tf.bool), trainable=False),
             "rates": tf.constant(rates[sl]), "seeds": tf.constant(seeds_all[sl]),
@@ -679,6 +690,9 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
         }
 
         def epoch_step(idx, mask, epoch):
+            for slot, coefficients in zip(shard_slots, state["coefficients"]):
+                if slot.schedules:
+                    coefficients.assign(slot.coefficients * slot.scales(epoch)[:, None])
             outputs = run_epoch(program, state, tf.constant(idx[sl]), tf.constant(mask[sl]), tf.constant(epoch))
             return [value.numpy() for value in outputs]
 
@@ -704,6 +718,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             stats = np.concatenate([p[2] for p in parts])  # (M, weights, WEIGHT_STATS)
             alive = np.concatenate([p[3] for p in parts])
             timing["epoch_seconds"].append(time.perf_counter() - t0)  # the first includes compilation
+            scales = {t: slot.scales(epoch) for t, slot in enumerate(slots) if slot.schedules}
             for m, member in enumerate(members):
                 if status[m] == "diverged":
                     continue
@@ -718,6 +733,8 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                     row[f"val_{name}"] = val[m, 2 + k]
                 for t, slot in enumerate(slots):
                     row[records.column("penalty", slot.term)] = acc[m, 3 + t] / n
+                    if t in scales and slot.schedules[m] is not None:
+                        row[records.column("scale", slot.term)] = float(scales[t][m])
                 for wi, path in enumerate(weight_paths):
                     for q, quantity in enumerate(records.WEIGHT_STATS):
                         row[records.column(quantity, path)] = stats[m, wi, q]
