@@ -127,15 +127,67 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
             "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
 
 
+STRENGTH_KEYS = ("l1", "l2", "elastic_net", "group_lasso", "smoothness", "lambda", "dropout", "weight_decay")
+
+
+def strength_params(summary: pd.DataFrame) -> list[str]:
+    """The sweep's λ-like parameters (larger = more regularized), in the sweep's column order: the
+    point keys of `reglab.points` (`l2`, `l2.early`, `dropout`, …) that are numeric."""
+    return [p for p in param_columns_of(summary) if p.partition(".")[0] in STRENGTH_KEYS
+            and pd.api.types.is_numeric_dtype(summary[p])]
+
+
+def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", simplicity=None) -> dict:
+    """The one-standard-error rule: the most regularized point whose mean `by` is within one standard
+    error of the best point's mean (glmnet's `lambda.1se`; Hastie, Tibshirani & Friedman, *Elements
+    of Statistical Learning*, §7.10).
+
+    The standard error is the best point's: the std of `by` over its members / √members (`{by}_sem`).
+    "Most regularized" orders the complete points by `simplicity` — parameter names, the first
+    deciding and the next breaking ties, larger = simpler; by default `strength_params(summary)`.
+    A point without a parameter (another search stage) counts as 0 there: no penalty. With no
+    λ-like parameter the rule has nothing to prefer and returns the best point.
+
+    >>> table = pd.DataFrame({"l2": [0.0, 1e-3, 1e-2, 1e-1], "point": ["a", "b", "c", "d"], "members": 5,
+    ...                       "ok": 5, "val_loss_mean": [0.30, 0.28, 0.295, 0.60],
+    ...                       "val_loss_std": 0.05, "val_loss_sem": 0.05 / 5 ** 0.5, "rank": [2.0, 1.0, 3.0, 4.0]})
+    >>> choice = best_1se(table)
+    >>> choice["params"], round(choice["threshold"], 4)  # 0.28 + 0.05/√5: 1e-2 (0.295) is in, 0.1 is not
+    ({'l2': 0.01}, 0.3024)
+    """
+    complete = summary[summary["rank"].notna()]
+    if complete.empty:
+        raise RuntimeError("Every configuration failed or diverged; nothing to select.")
+    top = complete.sort_values("rank", kind="stable").iloc[0]
+    sem = float(top[f"{by}_sem"]) if not _missing(top[f"{by}_sem"]) else 0.0
+    threshold = float(top[f"{by}_mean"]) + (sem if mode == "min" else -sem)
+    means = complete[f"{by}_mean"]
+    within = complete[means <= threshold] if mode == "min" else complete[means >= threshold]
+    order = list(simplicity) if simplicity is not None else strength_params(summary)
+    unknown = [p for p in order if p not in summary.columns]
+    if unknown:
+        raise ValueError(f"`simplicity` names parameters the sweep does not have. Received: simplicity={order!r}")
+    if order:
+        keys = within[order].astype(float).fillna(0.0)
+        within = within.assign(**{f"_s{i}": keys[p] for i, p in enumerate(order)})
+        within = within.sort_values([f"_s{i}" for i in range(len(order))] + ["rank"],
+                                    ascending=[False] * len(order) + [True], kind="stable")
+    row = within.iloc[0]
+    params = {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}
+    return {"point_id": row["point"], "params": params, "rule": "1se", "simplicity": order,
+            "threshold": round(threshold, 12), "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
+
+
 def mode_for(select: str) -> str:
     """"max" for validation quantities where higher is better (accuracy, AUC, …), else "min"."""
     return "max" if any(s in select for s in ("acc", "auc", "precision", "recall")) else "min"
 
 
-def document(summary: pd.DataFrame, best: dict, test: dict | None, members_complete: int) -> dict:
-    """The run directory's summary.json: the decision, the test score and the per-point table (NaN as null)."""
+def document(summary: pd.DataFrame, best: dict, test: dict | None, members_complete: int,
+             best_1se: dict | None = None) -> dict:
+    """The run directory's summary.json: the decisions, the test score and the per-point table (NaN as null)."""
     table = summary.astype(object).where(summary.notna(), None)
-    return {"best": best, "test": test, "members_complete": int(members_complete),
+    return {"best": best, "best_1se": best_1se, "test": test, "members_complete": int(members_complete),
             "summary": table.to_dict(orient="records")}
 
 

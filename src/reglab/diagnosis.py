@@ -1,0 +1,116 @@
+"""A plain-language verdict per configuration, read off its fold-averaged learning curves.
+
+Seed 000's advice — compare training and validation curves to see over- and underfitting — made
+explicit and testable. For each point, from the epoch records of its members (mean over folds):
+
+- `rise`: how far the final validation loss sits above its own minimum, relative to that minimum;
+- `train_drop`: how much the training loss fell after the validation minimum;
+- `gap`: (final validation − final training prediction loss) / final validation loss;
+- `excess`: (final validation loss − the lowest validation loss any point reached) / that lowest loss;
+- `penalty_share`: the penalty's share of the final training objective;
+- `late_gain`: the relative fall of the validation loss over the last fifth of the epochs.
+
+The rules, in order (thresholds are module constants):
+
+1. *overfitting* when the validation loss rose ≥ `RISE` above its minimum while the training loss
+   kept falling, or when the gap is ≥ `GAP` and the point ends ≥ `EXCESS` worse than the best →
+   "increase λ" (or add dropout; or stop at the best epoch).
+2. *underfitting* when the point ends ≥ `EXCESS` worse than the best with a small gap (< `SMALL_GAP`:
+   training is as bad as validation). The penalty is the cause when its share is ≥ `PENALTY_SHARE`
+   → "decrease λ"; otherwise "train longer" (validation still falling) or "a larger model".
+3. *well-fit* otherwise; "train longer" is added when the validation loss is still falling.
+
+>>> import pandas as pd
+>>> rows = [dict(point="p", status="ok", epoch=e, train_loss=1 / e, val_loss=0.5 + abs(e - 4) / 8,
+...              train_penalty=0.0, train_total=1 / e) for e in range(1, 11)]
+>>> verdicts = diagnose(pd.DataFrame(rows))
+>>> verdicts.loc[0, "verdict"], verdicts.loc[0, "recommendation"]
+('overfitting', 'increase λ (or add dropout), or keep the weights of epoch 4')
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+RISE = 0.10
+GAP = 0.5
+SMALL_GAP = 0.25
+EXCESS = 0.10
+PENALTY_SHARE = 0.3
+LATE_GAIN = 0.01
+
+COLUMNS = ("verdict", "recommendation", "reason", "rise", "train_drop", "gap", "excess", "penalty_share", "late_gain",
+           "best_epoch")
+
+
+def curves(epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{point: per-epoch means over its "ok" members of the losses}: the curves the rules read."""
+    ok = epochs[epochs["status"] == "ok"]
+    wanted = [c for c in ("train_loss", "val_loss", "train_penalty", "train_total") if c in ok]
+    return {pid: group.groupby("epoch")[wanted].mean().sort_index() for pid, group in ok.groupby("point", sort=False)}
+
+
+def diagnose(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per point: `verdict`, `recommendation`, `reason` (with the numbers) and the numbers."""
+    per_point = curves(epochs)
+    lowest = min((float(c["val_loss"].min()) for c in per_point.values() if c["val_loss"].notna().any()), default=math.nan)
+    rows = []
+    for pid in dict.fromkeys(epochs["point"]):
+        statuses = set(epochs.loc[epochs["point"] == pid, "status"])
+        curve = per_point.get(pid)
+        if statuses - {"ok"} or curve is None or not curve["val_loss"].notna().any():
+            broken = "failed" if "failed" in statuses else "diverged"
+            rows.append({"point": pid, "verdict": broken, "recommendation": "decrease the learning rate or λ"
+                         if broken == "diverged" else "see the member's error", "reason": f"a member {broken}"})
+            continue
+        rows.append({"point": pid, **_judge(curve, lowest)})
+    return pd.DataFrame(rows, columns=["point", *COLUMNS])
+
+
+def _judge(curve: pd.DataFrame, lowest: float) -> dict:
+    val, train = curve["val_loss"], curve["train_loss"]
+    final_val, final_train = float(val.iloc[-1]), float(train.iloc[-1])
+    best_epoch = int(val.idxmin())
+    val_min = float(val.min())
+    numbers = {
+        "rise": (final_val - val_min) / val_min if val_min > 0 else 0.0,
+        "train_drop": float(train.loc[best_epoch]) - final_train,
+        "gap": (final_val - final_train) / final_val if final_val > 0 else 0.0,
+        "excess": (final_val - lowest) / lowest if lowest > 0 else 0.0,
+        "penalty_share": float(curve["train_penalty"].iloc[-1] / curve["train_total"].iloc[-1])
+        if "train_penalty" in curve and curve["train_total"].iloc[-1] > 0 else 0.0,
+        "late_gain": _late_gain(val),
+        "best_epoch": best_epoch,
+    }
+    n = numbers
+    facts = (f"validation loss {final_val:.3g} (its minimum {val_min:.3g} at epoch {best_epoch}, the best point's "
+             f"{lowest:.3g}), training loss {final_train:.3g}, penalty {n['penalty_share']:.0%} of the objective")
+    still_falling = n["late_gain"] >= LATE_GAIN
+    if (n["rise"] >= RISE and n["train_drop"] > 0) or (n["gap"] >= GAP and n["excess"] >= EXCESS):
+        why = (f"validation loss rose {n['rise']:.0%} above its minimum while training loss kept falling"
+               if n["rise"] >= RISE and n["train_drop"] > 0 else
+               f"validation loss is {n['gap']:.0%} above training loss and {n['excess']:.0%} above the best point's")
+        advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}" if n["rise"] >= RISE else "")
+        return {"verdict": "overfitting", "recommendation": advice, "reason": f"{why}: {facts}", **numbers}
+    if n["excess"] >= EXCESS and n["gap"] < SMALL_GAP:
+        why = f"training loss is as high as validation loss, {n['excess']:.0%} above the best point's"
+        if n["penalty_share"] >= PENALTY_SHARE:
+            advice = "decrease λ"
+        elif still_falling:
+            advice = "train longer"
+        else:
+            advice = "a larger model (or less dropout)"
+        return {"verdict": "underfitting", "recommendation": advice, "reason": f"{why}: {facts}", **numbers}
+    advice = "train longer (validation loss still falling)" if still_falling else "keep"
+    return {"verdict": "well-fit", "recommendation": advice, "reason": facts, **numbers}
+
+
+def _late_gain(val: pd.Series) -> float:
+    """Relative fall of the validation loss over the last fifth of the epochs (≥ 2 epochs)."""
+    k = max(2, math.ceil(len(val) / 5))
+    if len(val) < k + 1:
+        return 0.0
+    before, after = float(val.iloc[-k - 1]), float(val.iloc[-1])
+    return (before - after) / before if before > 0 else 0.0
