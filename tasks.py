@@ -1,7 +1,7 @@
 """Set up and run reglab with nothing but Python 3.11 and the package registries.
 
     python3 tasks.py demo    # create .venv, install reglab, run `reglab demo`
-    python3 tasks.py test    # create .venv, install reglab[test], run the test suite
+    python3 tasks.py test    # create .venv, install reglab[test] (and Chromium for the report test), run the tests
 
 Extra arguments are passed on (`python3 tasks.py test -k ledger`, `python3 tasks.py demo --epochs 5`).
 The virtual environment is reused; it is reinstalled when pyproject.toml changes.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -40,6 +41,26 @@ def ensure_env(extra: str) -> None:
     stamp.write_text(fingerprint)
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def ensure_browser() -> None:
+    """The report test loads report.html in headless Chromium: install Debian's package if it is missing."""
+    if any(shutil.which(name) for name in BROWSERS) or os.environ.get("REGLAB_SKIP_BROWSER") == "1":
+        return
+    if not shutil.which("apt-get"):
+        print("tasks.py: no Chromium and no apt-get; the report test will say how to get one", file=sys.stderr)
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    install = [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    print("+", " ".join(install), flush=True)
+    if subprocess.call(install, **quiet) != 0:  # a stale package index: refresh it once
+        subprocess.call([*sudo, "apt-get", "update"], **quiet)
+        subprocess.call(install, **quiet)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print(__doc__)
@@ -50,6 +71,7 @@ def main(argv: list[str]) -> int:
         ensure_env("")
         return _run(BIN / "reglab", "demo", *rest)
     ensure_env("test")
+    ensure_browser()
     code = _run(BIN / "python", "-m", "pytest", *(rest or ["-n", "2"]))  # both cores, unless told otherwise
     if code == 5:  # pytest's "no tests collected" must never pass as green
         print("tasks.py: pytest collected no tests", file=sys.stderr)

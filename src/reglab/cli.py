@@ -83,8 +83,9 @@ class _Progress:
             self.bar.__exit__(*exc)
 
 
-def _print_result(summary, best, test, members_complete, run_dir, title):
+def _print_result(summary, best, test, members_complete, run_dir, title, best_1se=None, verdicts=None):
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from reglab.selection import param_columns_of
@@ -101,9 +102,21 @@ def _print_result(summary, best, test, members_complete, run_dir, title):
         cells += [f"{row[f'{m}_mean']:.4f}±{row[f'{m}_std']:.4f}" for m in metrics]
         cells += [f"{row['train_loss_mean']:.4f}", f"{row['train_penalty_mean']:.4f}", f"{row['ok']}/{row['members']}"]
         table.add_row(*cells, style="bold green" if row["point"] == best["point_id"] else None)
-    console.print(table)
-    chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items())
-    console.print(f"selected: [bold]{chosen}[/bold] (lowest mean validation loss over folds)")
+    console.print(table, markup=False)
+
+    def described(choice):
+        return escape(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice["params"].items()))
+
+    verdict_of = {} if verdicts is None else {r["point"]: r for r in verdicts.to_dict(orient="records")}
+
+    def verdict(choice):
+        v = verdict_of.get(choice["point_id"])
+        return f" — {escape(v['verdict'])}: {escape(v['recommendation'])}" if v else ""
+
+    console.print(f"selected: [bold]{described(best)}[/bold] (lowest mean validation loss over folds){verdict(best)}")
+    if best_1se is not None:
+        console.print(f"one-standard-error rule: [bold]{described(best_1se)}[/bold] (the most regularized point "
+                      f"within one standard error of the best){verdict(best_1se)}")
     if test:
         console.print("test set (used once, after selection): " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     if run_dir:
@@ -146,7 +159,8 @@ def demo(
         curves.add_row(str(epoch), *cells)
     console.print(curves)
     _print_result(result.summary, result.best, result.test, len(result.members), run_dir,
-                  "λ grid, 5-fold stratified cross-validation (final epoch)")
+                  "λ grid, 5-fold stratified cross-validation (final epoch)", result.best_1se, result.diagnosis)
+    typer.echo(f"report: {run_dir / 'report.html'}")
     raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
 
 
@@ -168,14 +182,21 @@ def sweep(
                                           progress=progress)
     except ValueError as error:
         _fail_usage(error)
-    _print_result(result.summary, result.best, result.test, len(result.members), run_dir, f"Sweep {experiment.name}")
+    _print_result(result.summary, result.best, result.test, len(result.members), run_dir, f"Sweep {experiment.name}",
+                  result.best_1se, result.diagnosis)
+    typer.echo(f"report: {run_dir / 'report.html'}")
     raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
 
 
 @app.command()
-def report(run_dir: Path = typer.Argument(..., help="A run directory written by `reglab sweep` or `reglab demo`.")):
-    """Re-render a run directory's tables, summary and plots from its stored records."""
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `reglab sweep` or `reglab demo`."),
+    tensorboard: Path = typer.Option(None, help="Also export the run as a TensorBoard HParams experiment into this folder."),
+):
+    """Re-render a run directory's tables, summary, plots and report.html from its stored records."""
     _import_tensorflow_quietly()
+    import pandas as pd
+
     from reglab.report import render
 
     try:
@@ -183,8 +204,12 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     except ValueError as error:
         _fail_usage(error)
     _print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
-                  f"Report of {run_dir}")
-    typer.echo(f"plots: {run_dir / 'plots'}")
+                  f"Report of {run_dir}", document["best_1se"], pd.DataFrame(document["diagnosis"]))
+    typer.echo(f"plots: {run_dir / 'plots'}\nreport: {run_dir / 'report.html'}")
+    if tensorboard is not None:
+        from reglab.tensorboard_export import export
+
+        typer.echo(f"tensorboard: {export(run_dir, tensorboard)}  (tensorboard --logdir {tensorboard})")
 
 
 @app.command()

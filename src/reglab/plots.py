@@ -2,7 +2,10 @@
 
 - `learning_curves`: per point, train and validation prediction loss over epochs (mean ± std over folds);
 - `validation_curve`: final validation loss vs a λ-like parameter (mean ± std over folds, log axis);
-- `penalty_share`: the penalty's share of the training loss over epochs, per point.
+- `penalty_share`: the penalty's share of the training loss over epochs, per point;
+- `regularization_paths`: per kernel, ‖w‖₂, exact zeros and near-zero fraction vs λ (glmnet's path plot
+  for a neural net);
+- `weight_histograms`: log10|w| of the kernels for no / the chosen / the strongest regularization.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reglab import views  # noqa: E402
 from reglab.selection import param_columns, param_columns_of  # noqa: E402
 
 MAX_PANELS = 12
@@ -60,7 +64,8 @@ def numeric_params(summary: pd.DataFrame, params) -> list[str]:
     return [p for p in params if pd.api.types.is_numeric_dtype(summary[p]) and summary[p].nunique() > 1]
 
 
-def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val_loss", best_point: str | None = None) -> Path:
+def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val_loss", best_point: str | None = None,
+                     best_1se: str | None = None) -> Path:
     """Mean ± std over folds of the final `metric` against `param`, one line per setting of the other parameters."""
     params = param_columns_of(summary)
     others = [p for p in params if p != param and summary[p].nunique() > 1]
@@ -72,21 +77,73 @@ def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val
         ax.errorbar(group[param], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], marker="o", capsize=3, label=label)
     if best_point is not None and (summary["point"] == best_point).any():
         row = summary[summary["point"] == best_point].iloc[0]
-        ax.axvline(row[param], color="tab:green", linestyle="--", label=f"selected {param}={row[param]:g}")
-    values = summary[param].astype(float)
-    if (values > 0).any():
-        positive = values[values > 0]
-        if (values == 0).any():  # keep 0 on the axis: linear near 0, logarithmic beyond
-            ax.set_xscale("symlog", linthresh=float(positive.min()))
-            ax.set_xlim(left=-0.3 * float(positive.min()))
-        else:
-            ax.set_xscale("log")
-    ax.set_xlabel(f"{param} ({'symmetric ' if (values == 0).any() else ''}log scale)")
+        ax.axvline(row[param], color="tab:green", linestyle="--", label=f"best {param}={row[param]:g}")
+    if best_1se is not None and (summary["point"] == best_1se).any():
+        row = summary[summary["point"] == best_1se].iloc[0]
+        ax.axvline(row[param], color="tab:purple", linestyle=":", label=f"1-SE rule {param}={row[param]:g}")
+    _log_axis(ax, summary[param].astype(float), param)
     ax.set_ylabel(f"validation {metric.removeprefix('val_')} (mean ± std over folds)")
     ax.set_title(f"Validation curve: {metric} vs {param}")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _log_axis(ax, values: pd.Series, param: str) -> None:
+    """Logarithmic λ axis; with λ = 0 present, symmetric-log (linear near 0) so 0 stays on the axis."""
+    if (values > 0).any():
+        positive = values[values > 0]
+        if (values == 0).any():
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
+            ax.set_xlim(left=-0.3 * float(positive.min()))
+        else:
+            ax.set_xscale("log")
+    ax.set_xlabel(f"{param} ({'symmetric ' if (values == 0).any() else ''}log scale)")
+
+
+def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path, best_point=None,
+                         best_1se=None) -> Path:
+    """Per kernel: ‖w‖₂, exact zeros and the near-zero fraction at the end of training vs `param`."""
+    table = views.regularization_paths(epochs, summary, param, best_point)
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    titles = {"l2": "‖w‖₂ (L2 norm)", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
+    for ax, (quantity, title) in zip(axes, titles.items()):
+        for weight, rows in table[table["quantity"] == quantity].groupby("weight", sort=False):
+            ax.errorbar(rows[param], rows["mean"], yerr=rows["std"], marker="o", capsize=2, label=weight)
+        for point, style in ((best_point, ("tab:green", "--")), (best_1se, ("tab:purple", ":"))):
+            if point is not None and (summary["point"] == point).any():
+                ax.axvline(summary.loc[summary["point"] == point, param].iloc[0], color=style[0], linestyle=style[1])
+        _log_axis(ax, table[param].astype(float), param)
+        if quantity == "l2" and (table.loc[table["quantity"] == "l2", "mean"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean over folds (± std)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Regularization paths: the weights vs {param} (dashed: best, dotted: 1-SE rule)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path,
+                      best_point=None) -> Path:
+    """log10|w| of all kernels for the weakest, the chosen and the strongest `param` (exact zeros at the left)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    labels = {"none": "weakest", "chosen": "chosen", "strong": "strongest"}
+    for key, point in views.histogram_choices(summary, param, best_point).items():
+        table = views.weight_distribution(histograms, epochs, point)
+        value = summary.loc[summary["point"] == point, param].iloc[0]
+        finite = table[table["low"] > -float("inf")]
+        zeros = float(table.loc[table["low"] == -float("inf"), "fraction"].sum())
+        ax.stairs(finite["fraction"], list(finite["low"]) + [finite["high"].iloc[-1]],
+                  label=f"{labels[key]}: {param}={value:g} (exact zeros {zeros:.1%})", linewidth=1.6)
+    ax.set_xlabel("log10 |w| (kernels, all members of the point)")
+    ax.set_ylabel("fraction of weights")
+    ax.set_title("Weight sizes: weakest, chosen and strongest regularization")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -119,10 +176,17 @@ def _save(fig, path) -> Path:
     return path
 
 
-def render_all(epochs: pd.DataFrame, summary: pd.DataFrame, folder, best_point: str | None = None) -> list[Path]:
+def render_all(epochs: pd.DataFrame, summary: pd.DataFrame, folder, best_point: str | None = None,
+               best_1se: str | None = None, histograms: pd.DataFrame | None = None) -> list[Path]:
     """Every figure of a run into `folder`; returns the written paths."""
     folder = Path(folder)
     written = [learning_curves(epochs, folder / "learning_curves.png"), penalty_share(epochs, folder / "penalty_share.png")]
     for param in numeric_params(summary, param_columns_of(summary)):
-        written.append(validation_curve(summary, param, folder / f"validation_curve_{param}.png", best_point=best_point))
+        written.append(validation_curve(summary, param, folder / f"validation_curve_{param}.png", best_point=best_point,
+                                        best_1se=best_1se))
+    param = views.sweep_param(summary)
+    if param is not None:
+        written.append(regularization_paths(epochs, summary, param, folder / "regularization_paths.png", best_point, best_1se))
+        if histograms is not None and len(histograms):
+            written.append(weight_histograms(histograms, epochs, summary, param, folder / "weight_histograms.png", best_point))
     return written

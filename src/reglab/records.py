@@ -28,6 +28,10 @@ Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.
 
 Engines that train several members add identity columns (`member`, the config point, `fold`,
 `seed`) in front; nothing else changes.
+
+Besides the epoch records, a sweep keeps each member's *final weight histogram*
+(`weight_histogram`): per weight, how many entries have log10|w| in each bin of `HISTOGRAM_EDGES`
+(exact zeros in a bin of their own), so weight distributions can be drawn from stored tables.
 """
 
 from __future__ import annotations
@@ -74,3 +78,25 @@ def status(train_total: float, previously: str = "ok") -> str:
     if previously == "diverged" or not math.isfinite(train_total):
         return "diverged"
     return "ok"
+
+
+HISTOGRAM_EDGES = np.arange(-8.0, 2.01, 0.25)  # log10|w|: 1e-8 … 100 in quarter decades
+
+
+def weight_histogram(name: str, values) -> list[dict]:
+    """Rows (weight, low, high, count) of one weight's log10|w| histogram; exact zeros get low = high
+    = -inf, |w| below 1e-8 and above 100 go to the outermost bins (which extend to ±inf).
+
+    >>> [(r["low"], r["count"]) for r in weight_histogram("d/kernel", np.array([0.0, 1e-3, 1.5e-3, -0.5])) if r["count"]]
+    [(-inf, 1), (-3.0, 2), (-0.5, 1)]
+    """
+    w = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    zeros = int(np.count_nonzero(w == 0.0))
+    logs = np.log10(w[w > 0])
+    edges = HISTOGRAM_EDGES
+    index = np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, len(edges) - 2)
+    counts = np.bincount(index, minlength=len(edges) - 1)
+    rows = [{"weight": name, "low": -math.inf, "high": -math.inf, "count": zeros}]
+    rows += [{"weight": name, "low": float(lo), "high": float(hi), "count": int(c)}
+             for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    return rows

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reglab import selection
+from reglab import diagnosis, html_report, selection
 from reglab.plots import render_all
 from reglab.store import RunDirectory
 
 
-def render(run_dir) -> dict:
-    """Rebuild `epochs.parquet`, `members.parquet`, `summary.json` and `plots/` from `members/`.
-
-    Works on an interrupted run too (it reports the members that completed). Returns the summary
-    document (`best`, `test`, `summary`, plus `members_complete`).
-    """
+def tables(run_dir):
+    """(store, spec, epochs, members, summary, histograms, document) of a run directory, computed from
+    its stored member files; nothing is written."""
     store = RunDirectory(run_dir)
     spec = store.spec()
     epochs = store.all_records()
@@ -23,14 +20,33 @@ def render(run_dir) -> dict:
     epochs = selection.combine([frame for _, frame in epochs.groupby("member", sort=False)])
     members = selection.member_table(epochs)
     select = spec["spec"].get("select", "val_loss")
-    summary = selection.summarize(members, epochs, by=select, mode=selection.mode_for(select))
+    mode = selection.mode_for(select)
+    summary = selection.summarize(members, epochs, by=select, mode=mode)
     best = selection.best(summary, select)
     test = store.read_json("test.json")
     test = test["test"] if test and test.get("point_id") == best["point_id"] else None
-    document = selection.document(summary, best, test, len(members))
+    document = selection.document(summary, best, test, len(members), selection.best_1se(summary, select, mode),
+                                  diagnosis.diagnose(epochs))
+    histograms = store.all_histograms()
+    return store, spec, epochs, members, summary, histograms if len(histograms) else None, document
+
+
+def render(run_dir) -> dict:
+    """Rebuild `epochs.parquet`, `members.parquet`, `histograms.parquet`, `summary.json`, `plots/` and
+    `report.html` from `members/` and `histograms/`.
+
+    Works on an interrupted run too (it reports the members that completed). Returns the summary
+    document (`best`, `best_1se`, `test`, `summary`, `diagnosis`, `members_complete`) plus `table`
+    (the summary as a DataFrame).
+    """
+    store, spec, epochs, members, summary, histograms, document = tables(run_dir)
     store.write_table("epochs.parquet", epochs)
     store.write_table("members.parquet", members)
+    if histograms is not None:
+        store.write_table("histograms.parquet", histograms)
     store.write_json("summary.json", document)
-    render_all(epochs, summary, Path(run_dir) / "plots", best_point=best["point_id"])
+    render_all(epochs, summary, Path(run_dir) / "plots", best_point=document["best"]["point_id"],
+               best_1se=document["best_1se"]["point_id"], histograms=histograms)
+    html_report.write(run_dir, epochs, summary, members, histograms, document, spec["spec"])
     document["table"] = summary
     return document

@@ -184,11 +184,14 @@ def mode_for(select: str) -> str:
 
 
 def document(summary: pd.DataFrame, best: dict, test: dict | None, members_complete: int,
-             best_1se: dict | None = None) -> dict:
-    """The run directory's summary.json: the decisions, the test score and the per-point table (NaN as null)."""
-    table = summary.astype(object).where(summary.notna(), None)
+             best_1se: dict | None = None, verdicts: pd.DataFrame | None = None) -> dict:
+    """The run directory's summary.json: the decisions, the test score, the per-point table and the
+    per-point verdicts (`reglab.diagnosis`), NaN as null."""
+    def records(frame):
+        return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
     return {"best": best, "best_1se": best_1se, "test": test, "members_complete": int(members_complete),
-            "summary": table.to_dict(orient="records")}
+            "summary": records(summary), "diagnosis": records(verdicts) if verdicts is not None else []}
 
 
 def param_columns_of(summary: pd.DataFrame) -> list[str]:

@@ -4,11 +4,14 @@
 runs/<name>/
   spec.json          the sweep's settings, their hash and the data fingerprint (written first)
   members/<id>.parquet   one file per completed member: its epoch records (durable once written)
+  histograms/<id>.parquet  that member's final weight histograms (written just before its records)
   epochs.parquet     all epoch records          } derived from members/ at the end of a run
   members.parquet    one row per member         } and by `reglab report`
-  summary.json       per-point summary, best point, test score
+  histograms.parquet all members' final weight histograms   } (report.html and plots use only these)
+  summary.json       per-point summary, best point, 1-SE point, verdicts, test score
   test.json          the once-only test score of the selected point
-  plots/*.png        learning curves, validation curve, penalty share
+  plots/*.png        learning curves, validation curve, penalty share, regularization paths, weights
+  report.html        everything above in one self-contained interactive page
   best_model.keras   the selected point refit on all non-test data
 ```
 
@@ -30,6 +33,7 @@ import pandas as pd
 
 SPEC = "spec.json"
 MEMBERS = "members"
+HISTOGRAMS = "histograms"
 
 
 @contextmanager
@@ -112,8 +116,19 @@ class RunDirectory:
         folder = self.path / MEMBERS
         return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
 
-    def record_member(self, member_id: str, records: pd.DataFrame) -> None:
+    def record_member(self, member_id: str, records: pd.DataFrame, histogram: pd.DataFrame | None = None) -> None:
+        """Store a finished member. The records file marks it complete, so it is written last."""
+        if histogram is not None:
+            write_table(self.path / HISTOGRAMS / f"{member_id}.parquet", histogram)
         write_table(self.path / MEMBERS / f"{member_id}.parquet", records)
+
+    def member_histogram(self, member_id: str) -> pd.DataFrame | None:
+        target = self.path / HISTOGRAMS / f"{member_id}.parquet"
+        return pd.read_parquet(target) if target.exists() else None
+
+    def all_histograms(self) -> pd.DataFrame:
+        files = sorted((self.path / HISTOGRAMS).glob("*.parquet"))
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
     def member_records(self, member_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path / MEMBERS / f"{member_id}.parquet")

@@ -28,9 +28,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import _checks, data as data_module, plan, points as points_module, selection, space
+from reglab import _checks, data as data_module, diagnosis, plan, points as points_module, selection, space
 from reglab.engine import reference
-from reglab.records import FIXED
+from reglab.records import FIXED, weight_histogram
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
@@ -43,15 +43,20 @@ class SweepResult:
     members: pd.DataFrame  # one row per member: final and best-epoch values, status
     summary: pd.DataFrame  # one row per point: mean / std / sem over folds, rank
     best: dict  # the selected point: {"point_id", "params", "score"}
+    best_1se: dict | None = None  # the one-standard-error choice (`reglab.selection.best_1se`)
+    diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.diagnosis`)
+    histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
 
     def plot(self, folder) -> list[Path]:
-        """Render learning curves, validation curves and penalty share as PNG files into `folder`."""
+        """Render learning curves, validation curves, penalty share, regularization paths and weight
+        histograms as PNG files into `folder`."""
         from reglab.plots import render_all
 
-        return render_all(self.epochs, self.summary, folder, best_point=self.best["point_id"])
+        return render_all(self.epochs, self.summary, folder, best_point=self.best["point_id"],
+                          best_1se=(self.best_1se or {}).get("point_id"), histograms=self.histograms)
 
 
 class Sweep:
@@ -285,10 +290,14 @@ class Sweep:
         make_model = self._make_model()
         mode = selection.mode_for(self.select)
 
-        def finish(member, records, count, total):
+        histograms: dict[str, pd.DataFrame] = {}
+
+        def finish(member, records, histogram, count, total):
             if store:
-                store.record_member(member.id, records)
+                store.record_member(member.id, records, histogram)
             done[member.id] = records
+            if histogram is not None:
+                histograms[member.id] = histogram
             if progress:
                 progress(count, total, member.id)
 
@@ -296,16 +305,21 @@ class Sweep:
             finished = store.completed() if store else set()
             for member in [m for m in members if m.id in finished and m.id not in done]:
                 done[member.id] = store.member_records(member.id)
+                stored = store.member_histogram(member.id)
+                if stored is not None:
+                    histograms[member.id] = stored
             todo = [m for m in members if m.id not in done]
             if todo and self.engine != "reference":
                 trained = self._train_stacked(todo, dataset, training, make_model)
                 if trained is not None:
+                    records, weights = trained
                     for i, member in enumerate(todo):
-                        finish(member, trained[member.id], i + 1, len(todo))
+                        finish(member, records[member.id], _histogram(member.id, weights.get(member.id)), i + 1, len(todo))
                     return
             for i, member in enumerate(todo):
-                records, _, _ = reference.train_member(member, dataset, training, make_model)
-                finish(member, records, i + 1, len(todo))
+                records, model, _ = reference.train_member(member, dataset, training, make_model)
+                final = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_weights} if model else None
+                finish(member, records, _histogram(member.id, final), i + 1, len(todo))
 
         def summarize(member_ids):
             epochs = selection.combine([done[m] for m in member_ids])
@@ -338,15 +352,18 @@ class Sweep:
         all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
         epochs, members, summary = summarize(all_ids)
         best = selection.best(summary, self.select)
+        kept = [histograms[m] for m in all_ids if m in histograms]
         result = SweepResult(epochs=epochs, members=members, summary=summary, best=best,
+                             best_1se=selection.best_1se(summary, self.select, mode),
+                             diagnosis=diagnosis.diagnose(epochs),
+                             histograms=pd.concat(kept, ignore_index=True) if kept else None,
                              run_dir=Path(run_dir) if run_dir else None)
         if self.refit:
             result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
-        if store:
-            store.write_table("epochs.parquet", epochs)
-            store.write_table("members.parquet", members)
-            store.write_json("summary.json", selection.document(summary, best, result.test, len(members)))
-            result.plot(store.path / "plots")
+        if store:  # the tables, summary.json, plots and report.html, from the stored files (as `reglab report`)
+            from reglab.report import render
+
+            render(store.path)
         return result
 
     def _train_stacked(self, members, dataset, training, make_model):
@@ -358,13 +375,16 @@ class Sweep:
             by_id = {m.id: m for m in members}
             results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
                                                     by_id[mid], 0.0) for mid, error in failures.items()}
+            weights = {}
             for group in groups:
-                out, _, timing = stacked.train_group(group, dataset, training, fresh_init=not isinstance(self.model, keras.Model))
+                out, final, timing = stacked.train_group(group, dataset, training, fresh_init=not isinstance(self.model, keras.Model))
                 share = timing["seconds"] / len(group.members)
-                for member in group.members:
+                paths = [v.path for op in group.ops for _, v in op.weights]
+                for m, member in enumerate(group.members):
                     results[member.id] = reference.with_identity(out[member.id], member, share)
+                    weights[member.id] = {path: w[m] for path, w in zip(paths, final)}
             self.last_timing = timing
-            return results
+            return results, weights
         except stacked.Unsupported as reason:
             if self.engine == "stacked":
                 raise ValueError(f"The stacked engine cannot run this sweep: {reason}. Received: engine='stacked'") from None
@@ -392,6 +412,16 @@ class Sweep:
             store.write_json("test.json", {"point_id": best["point_id"], "params": point, "test": scores,
                                            "n_test": int(len(test))})
         return model, scores
+
+
+def _histogram(member_id: str, weights: dict | None) -> pd.DataFrame | None:
+    """A member's final weight histograms (`reglab.records.weight_histogram`), None without weights."""
+    if not weights:
+        return None
+    rows = [row for path, values in weights.items() for row in weight_histogram(path, values)]
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "member", member_id)
+    return frame
 
 
 def with_preprocessing(model, scaling, dataset):

@@ -1,0 +1,260 @@
+"""`report.html`: a finished sweep as one self-contained interactive page (plotly, works offline).
+
+The decision first (best point, one-standard-error point, the once-only test score, the verdicts),
+then the validation curve, learning curves, regularization paths, weight sizes and penalty share,
+a table of every configuration and the spec. Everything is drawn from the stored tables.
+
+Safety: every user-supplied string (run name, parameter values, spec, error messages) is HTML-escaped
+in the page and `<`, `>`, `&` are \\u-escaped inside the figures' JSON, so no string can close a
+script element; a Content-Security-Policy lets only this page's own scripts (carrying its nonce) run
+and forbids loading anything from anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reglab import views
+from reglab.selection import param_columns_of
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def write(run_dir, epochs, summary, members, histograms, document: dict, spec: dict, title: str | None = None) -> Path:
+    """Render and atomically write `<run_dir>/report.html`; returns its path."""
+    from reglab.store import atomic_path
+
+    target = Path(run_dir) / "report.html"
+    page = render(epochs, summary, members, histograms, document, spec, title or Path(run_dir).resolve().name)
+    with atomic_path(target, suffix=".html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return target
+
+
+def render(epochs, summary, members, histograms, document: dict, spec: dict, title: str) -> str:
+    """The page as a string."""
+    import plotly.graph_objects as go
+    import plotly.offline
+
+    params = param_columns_of(summary)
+    labels = {row["point"]: views.label(row, params) for _, row in summary.iterrows()}
+    best = (document.get("best") or {}).get("point_id")
+    one_se = (document.get("best_1se") or {}).get("point_id")
+    param = views.sweep_param(summary)
+    figures = []  # (heading, explanation, figure)
+    if param is not None:
+        figures.append(("Validation curve", f"Final validation loss against {param}, mean ± std over folds. "
+                        "Star: the best point; diamond: the one-standard-error choice.",
+                        _validation_figure(go, summary, param, best, one_se, labels)))
+    figures.append(("Learning curves", "Prediction loss (no penalty) per epoch, mean over folds: solid validation, "
+                    "dashed training. Click legend entries to hide points.", _learning_figure(go, epochs, labels)))
+    if param is not None:
+        figures.append(("Regularization paths", f"Each kernel's size and sparsity at the end of training against {param} "
+                        "(mean ± std over folds).", _paths_figure(go, epochs, summary, param, best, one_se)))
+        if histograms is not None and len(histograms):
+            figures.append(("Weight sizes", "log10 |w| of all kernels of every member of the point; exact zeros are "
+                            "counted apart (legend).", _histogram_figure(go, histograms, epochs, summary, param, best)))
+    figures.append(("Penalty share", "The penalty's share of the training objective per epoch, mean over folds.",
+                    _share_figure(go, epochs, labels)))
+
+    nonce = secrets.token_urlsafe(16)
+    scripts, sections = [], []
+    for i, (heading, note, figure) in enumerate(figures):
+        sections.append(f'<section><h2>{_e(heading)}</h2><p class="note">{_e(note)}</p>'
+                        f'<div id="fig{i}" class="figure"></div></section>')
+        scripts.append(f'var f{i} = {_json(figure.to_plotly_json())}; '
+                       f'Plotly.newPlot("fig{i}", f{i}.data, f{i}.layout, {{"responsive": true, "displaylogo": false}});')
+    verdicts = pd.DataFrame(document.get("diagnosis") or [])
+    head = (f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; script-src \'nonce-{nonce}\'; '
+            "style-src 'unsafe-inline'; img-src data:; font-src data:\">")
+    return "\n".join([
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', head,
+        f"<title>{_e(title)} — reglab report</title>", f"<style>{_CSS}</style>", "</head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
+        f'generated {_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>',
+        _decision(document, labels, verdicts),
+        *sections,
+        "<section><h2>Every configuration</h2>", _table(summary, labels, verdicts, document), "</section>",
+        "<section><h2>Spec</h2><pre>", _e(json.dumps(spec, indent=2, default=str)), "</pre></section>",
+        f'<script nonce="{nonce}">{plotly.offline.get_plotlyjs()}</script>',
+        f'<script nonce="{nonce}">{"".join(scripts)}</script>',
+        "</body></html>",
+    ])
+
+
+# --- the decision and the table -----------------------------------------------------------------
+
+
+def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
+    best, one_se, test = document.get("best") or {}, document.get("best_1se") or {}, document.get("test")
+    by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
+    lines = []
+    for name, choice, rule in (("Best", best, "lowest mean validation score over the folds"),
+                               ("One-standard-error", one_se, "the most regularized point within one standard error "
+                                "of the best (glmnet's lambda.1se)")):
+        if not choice:
+            continue
+        score = ", ".join(f"{k} = {_num(v)}" for k, v in choice.get("score", {}).items())
+        verdict = ""
+        if choice.get("point_id") in by_point.index:
+            v = by_point.loc[choice["point_id"]]
+            verdict = f' — <b>{_e(v["verdict"])}</b>: {_e(v["recommendation"])}'
+        lines.append(f"<li><b>{_e(name)}</b>: {_e(labels.get(choice.get('point_id'), choice.get('point_id')))} "
+                     f"({_e(score)}){verdict}<br><span class=\"note\">{_e(rule)}</span></li>")
+    if test:
+        scores = ", ".join(f"{k} = {_num(v)}" for k, v in test.items())
+        lines.append(f"<li><b>Test set</b> (used once, the best point refit on all non-test data): {_e(scores)}</li>")
+    else:
+        lines.append('<li><b>Test set</b>: none held out (<code>test_size</code>) or no refit.</li>')
+    return f'<section class="decision"><h2>Decision</h2><ul>{"".join(lines)}</ul></section>'
+
+
+def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document: dict) -> str:
+    by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
+    metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
+    header = ["configuration", "rank", *[f"{m} (mean ± std)" for m in metrics], "best epoch", "members ok / failed / diverged",
+              "verdict", "recommendation", "why"]
+    marks = {(document.get("best") or {}).get("point_id"): "best", (document.get("best_1se") or {}).get("point_id"): "1-SE"}
+    rows = []
+    for _, row in summary.iterrows():
+        v = by_point.loc[row["point"]] if row["point"] in by_point.index else {}
+        mark = " ".join(sorted({m for p, m in marks.items() if p == row["point"]}))
+        cells = [labels[row["point"]] + (f"  [{mark}]" if mark else ""), _num(row["rank"])]
+        cells += [f"{_num(row[f'{m}_mean'])} ± {_num(row[f'{m}_std'])}" for m in metrics]
+        cells += [_num(row.get("curve_best_epoch")), f"{row['ok']} / {row['failed']} / {row['diverged']}",
+                  v.get("verdict", ""), v.get("recommendation", ""), v.get("reason", "")]
+        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return ("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _log_x(values: pd.Series):
+    """x positions on a log axis with λ = 0 drawn one decade below the smallest positive value."""
+    values = values.astype(float)
+    positive = values[values > 0]
+    if positive.empty:
+        return values, {}
+    zero_at = 10 ** (math.floor(math.log10(positive.min())) - 1)
+    x = values.where(values > 0, zero_at)
+    decades = range(int(math.log10(zero_at)) + 1, int(math.ceil(math.log10(positive.max()))) + 1)
+    ticks = ([zero_at] if (values == 0).any() else []) + [10.0 ** d for d in decades]
+    text = (["0"] if (values == 0).any() else []) + [f"1e{d}" for d in decades]
+    return x, {"type": "log", "tickvals": ticks, "ticktext": text}
+
+
+def _validation_figure(go, summary, param, best, one_se, labels):
+    rows = views.through(summary, param, best)
+    x, axis = _log_x(rows[param])
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=rows["val_loss_mean"], error_y={"array": rows["val_loss_std"], "visible": True},
+                             mode="lines+markers", name="validation loss", text=[labels[p] for p in rows["point"]],
+                             hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>"))
+    for point, name in ((best, "best"), (one_se, "1-SE rule")):
+        if point is not None and (rows["point"] == point).any():
+            at = float(x[rows["point"] == point].iloc[0])
+            fig.add_trace(go.Scatter(x=[at], y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
+                                     mode="markers", marker={"size": 12, "symbol": "star" if name == "best" else "diamond"},
+                                     name=f"{name}: {labels[point]}"))
+    fig.update_layout(xaxis={"title": f"{param} (log scale)", **axis}, yaxis_title="validation loss (mean ± std over folds)",
+                      **_LAYOUT)
+    return fig
+
+
+def _learning_figure(go, epochs, labels):
+    table = views.learning_curves(epochs)
+    fig = go.Figure()
+    for i, (point, rows) in enumerate(table.groupby("point", sort=False)):
+        color = _COLORS[i % len(_COLORS)]
+        for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
+            fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines", legendgroup=point,
+                                     name=labels.get(point, point) if column == "val_loss" else None,
+                                     showlegend=column == "val_loss", line={"color": color, "dash": dash},
+                                     hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>"))
+    fig.update_layout(xaxis_title="epoch", yaxis_title="prediction loss (no penalty)", **_LAYOUT)
+    return fig
+
+
+def _paths_figure(go, epochs, summary, param, best, one_se):
+    from plotly.subplots import make_subplots
+
+    table = views.regularization_paths(epochs, summary, param, best)
+    titles = {"l2": "‖w‖₂", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles.values()))
+    x_all, axis = _log_x(table[param]) if len(table) else (table[param], {})
+    for c, quantity in enumerate(titles, start=1):
+        for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
+            fig.add_trace(go.Scatter(x=x_all[rows.index], y=rows["mean"], error_y={"array": rows["std"], "visible": True},
+                                     mode="lines+markers", name=weight, legendgroup=weight, showlegend=c == 1,
+                                     line={"color": _COLORS[i % len(_COLORS)]}), row=1, col=c)
+        fig.update_xaxes(title_text=f"{param}", row=1, col=c, **axis)
+    fig.update_layout(**_LAYOUT)
+    return fig
+
+
+def _histogram_figure(go, histograms, epochs, summary, param, best):
+    fig = go.Figure()
+    names = {"none": "weakest", "chosen": "chosen", "strong": "strongest"}
+    for key, point in views.histogram_choices(summary, param, best).items():
+        table = views.weight_distribution(histograms, epochs, point)
+        value = summary.loc[summary["point"] == point, param].iloc[0]
+        finite = table[np.isfinite(table["low"])]
+        zeros = float(table.loc[~np.isfinite(table["low"]), "fraction"].sum())
+        fig.add_trace(go.Scatter(x=(finite["low"] + finite["high"]) / 2, y=finite["fraction"], mode="lines",
+                                 line={"shape": "hvh"}, name=f"{names[key]}: {param}={value:g} (exact zeros {zeros:.1%})"))
+    fig.update_layout(xaxis_title="log10 |w| (kernels)", yaxis_title="fraction of weights", **_LAYOUT)
+    return fig
+
+
+def _share_figure(go, epochs, labels):
+    table = views.penalty_share(epochs)
+    fig = go.Figure()
+    for point, rows in table.groupby("point", sort=False):
+        fig.add_trace(go.Scatter(x=rows["epoch"], y=rows["share"], mode="lines", name=labels.get(point, point)))
+    fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **_LAYOUT)
+    return fig
+
+
+# --- escaping -----------------------------------------------------------------------------------
+
+
+def _json(obj) -> str:
+    """JSON that is safe inside <script>: no `<`, `>` or `&` survive as such (\\u-escaped)."""
+    import plotly.io
+
+    text = plotly.io.json.to_json_plotly(obj)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+_LAYOUT = {"template": "plotly_white", "height": 420, "margin": {"t": 40, "r": 20, "b": 50, "l": 60},
+           "legend": {"font": {"size": 11}}}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+.note { color: #666; font-size: 0.9rem; } .decision { background: #f4f8ff; padding: 0.5rem 1rem; border-radius: 6px; }
+.figure { width: 100%; min-height: 420px; }
+table { border-collapse: collapse; font-size: 0.85rem; } td, th { border: 1px solid #ddd; padding: 4px 6px; vertical-align: top; }
+th { background: #f6f6f6; } pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
+"""

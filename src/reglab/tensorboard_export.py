@@ -1,0 +1,73 @@
+"""A run directory as a TensorBoard HParams experiment, for people who already live in TensorBoard.
+
+`export(run_dir, logdir)` writes, from the stored tables only:
+
+- `logdir/` the experiment: every swept parameter with the values it took, and the metrics;
+- `logdir/<point id>/` one TensorBoard run per configuration point: its parameters (`hparams`),
+  per epoch the fold means of `train_loss`, `val_loss`, `train_penalty` and every validation
+  metric, and at the last epoch the same final values the summary reports (`<metric>_mean`).
+
+Open with `tensorboard --logdir <logdir>` and the HPARAMS tab.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from reglab.selection import param_columns_of
+
+
+def export(run_dir, logdir=None) -> Path:
+    """Write the HParams experiment of `run_dir` into `logdir` (default `<run_dir>/tensorboard`)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    from reglab.report import tables
+
+    _, _, epochs, _, summary, _, _ = tables(run_dir)  # from the stored member files
+    run_dir = Path(run_dir)
+    logdir = Path(logdir) if logdir is not None else run_dir / "tensorboard"
+    params = param_columns_of(summary)
+    hparams = {p: hp.HParam(p, _domain(hp, summary[p])) for p in params}
+    metrics = ["val_loss"] + [c[: -len("_mean")] for c in summary.columns
+                              if c.startswith("val_") and c.endswith("_mean") and c != "val_loss_mean"]
+    with tf.summary.create_file_writer(str(logdir)).as_default():
+        hp.hparams_config(hparams=list(hparams.values()),
+                          metrics=[hp.Metric(f"{m}_mean", display_name=f"{m} (mean over folds)") for m in metrics])
+    ok = epochs[epochs["status"] == "ok"]
+    scalars = ["train_loss", "train_penalty", *metrics]
+    for _, row in summary.iterrows():
+        values = {hparams[p]: _plain(row[p]) for p in params if not _missing(row[p])}
+        curve = ok[ok["point"] == row["point"]].groupby("epoch")[scalars].mean().sort_index()
+        with tf.summary.create_file_writer(str(logdir / str(row["point"]))).as_default():
+            hp.hparams(values, trial_id=str(row["point"]))
+            for epoch, means in curve.iterrows():
+                for name in scalars:
+                    if not _missing(means[name]):
+                        tf.summary.scalar(name, float(means[name]), step=int(epoch))
+            last = int(curve.index.max()) if len(curve) else 0
+            for m in metrics:
+                if not _missing(row[f"{m}_mean"]):
+                    tf.summary.scalar(f"{m}_mean", float(row[f"{m}_mean"]), step=last)
+    return logdir
+
+
+def _domain(hp, column: pd.Series):
+    values = [_plain(v) for v in column.dropna().unique()]
+    if all(isinstance(v, bool) for v in values) or all(isinstance(v, str) for v in values):
+        return hp.Discrete(values)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return hp.Discrete([float(v) for v in values])
+    return hp.Discrete([str(v) for v in values])
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
