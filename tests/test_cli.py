@@ -32,7 +32,9 @@ def test_demo_runs_the_tutorial_experiment_end_to_end(tmp_path):
     assert summary["test"]["accuracy"] > 0.9
     assert summary["best"]["params"]["l2"] < 0.1  # strong L2 underfits digits: never the choice
     assert {p.name for p in (run / "plots").iterdir()} == {"learning_curves.png", "penalty_share.png",
-                                                          "validation_curve_l2.png"}
+                                                          "validation_curve_l2.png", "regularization_paths.png",
+                                                          "weight_histograms.png"}
+    assert "one-standard-error rule: l2=" in out and (run / "report.html").stat().st_size > 1_000_000
 
 
 @pytest.mark.slow
@@ -52,9 +54,11 @@ def test_sweep_of_the_documented_example_then_report(tmp_path):
     for png in (run / "plots").iterdir():
         png.unlink()
     (run / "epochs.parquet").unlink()
-    report = reglab("report", run)
+    (run / "report.html").unlink()
+    report = reglab("report", run, "--tensorboard", tmp_path / "tb")
     assert report.returncode == 0, report.stderr
-    assert len(list((run / "plots").glob("*.png"))) == 3 and (run / "epochs.parquet").exists()
+    assert len(list((run / "plots").glob("*.png"))) == 5 and (run / "epochs.parquet").exists()
+    assert (run / "report.html").exists() and list((tmp_path / "tb").glob("*/events.out.tfevents.*"))
     assert json.loads((run / "summary.json").read_text())["best"] == summary["best"]
 
 

@@ -26,8 +26,10 @@ from reglab.selection import param_columns, param_columns_of  # noqa: E402
 MAX_PANELS = 12
 
 
-def _label(row, params) -> str:
-    return ", ".join(f"{p}={row[p]:g}" if isinstance(row[p], float) else f"{p}={row[p]}" for p in params) or "(default)"
+def _label(row, params, limit: int = 60) -> str:
+    """A legend entry; long (user-supplied) values are cut so the legend never swallows the figure."""
+    text = views.label(row, params)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ok(epochs: pd.DataFrame) -> pd.DataFrame:
