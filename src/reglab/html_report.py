@@ -45,10 +45,11 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
     import plotly.offline
 
     params = param_columns_of(summary)
-    labels = {row["point"]: views.label(row, params) for _, row in summary.iterrows()}
+    param = views.sweep_param(summary)
+    ordered = summary.sort_values(param, kind="stable") if param is not None else summary
+    labels = {row["point"]: views.label(row, params) for _, row in ordered.iterrows()}  # legends in λ order
     best = (document.get("best") or {}).get("point_id")
     one_se = (document.get("best_1se") or {}).get("point_id")
-    param = views.sweep_param(summary)
     figures = []  # (heading, explanation, figure)
     if param is not None:
         figures.append(("Validation curve", f"Final validation loss against {param}, mean ± std over folds. "
@@ -123,11 +124,11 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
     metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
     header = ["configuration", "rank", *[f"{m} (mean ± std)" for m in metrics], "best epoch", "members ok / failed / diverged",
               "verdict", "recommendation", "why"]
-    marks = {(document.get("best") or {}).get("point_id"): "best", (document.get("best_1se") or {}).get("point_id"): "1-SE"}
+    marks = [((document.get("best") or {}).get("point_id"), "best"), ((document.get("best_1se") or {}).get("point_id"), "1-SE")]
     rows = []
     for _, row in summary.iterrows():
         v = by_point.loc[row["point"]] if row["point"] in by_point.index else {}
-        mark = " ".join(sorted({m for p, m in marks.items() if p == row["point"]}))
+        mark = ", ".join(m for p, m in marks if p == row["point"])
         cells = [labels[row["point"]] + (f"  [{mark}]" if mark else ""), _num(row["rank"])]
         cells += [f"{_num(row[f'{m}_mean'])} ± {_num(row[f'{m}_std'])}" for m in metrics]
         cells += [_num(row.get("curve_best_epoch")), f"{row['ok']} / {row['failed']} / {row['diverged']}",
@@ -175,7 +176,8 @@ def _validation_figure(go, summary, param, best, one_se, labels):
 def _learning_figure(go, epochs, labels):
     table = views.learning_curves(epochs)
     fig = go.Figure()
-    for i, (point, rows) in enumerate(table.groupby("point", sort=False)):
+    for i, point in enumerate(p for p in labels if (table["point"] == p).any()):
+        rows = table[table["point"] == point]
         color = _COLORS[i % len(_COLORS)]
         for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
             fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines", legendgroup=point,
@@ -220,7 +222,8 @@ def _histogram_figure(go, histograms, epochs, summary, param, best):
 def _share_figure(go, epochs, labels):
     table = views.penalty_share(epochs)
     fig = go.Figure()
-    for point, rows in table.groupby("point", sort=False):
+    for point in (p for p in labels if (table["point"] == p).any()):
+        rows = table[table["point"] == point]
         fig.add_trace(go.Scatter(x=rows["epoch"], y=rows["share"], mode="lines", name=labels.get(point, point)))
     fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **_LAYOUT)
     return fig
