@@ -20,6 +20,9 @@ _EXPORTS = {
     "regularizers": None,
     "schedules": None,
     "records": None,
+    "conventions": None,
+    "selection": None,
+    "diagnosis": None,
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -7,7 +7,7 @@ Dense(64, relu) → Dense(10, softmax), L2 on both hidden kernels, λ ∈ {0, 1e
 
 Peers, timed in this process: reglab's stacked engine; sequential Keras the tutorials' way (a few
 fits timed, × 40); scikit-learn's GridSearchCV over MLPClassifier (alpha converted from λ, see
-`sklearn_alpha`); and the FLOP bound at the float32 batched-matmul rate measured now with numpy.
+`reglab.conventions.mlp_alpha`); and the FLOP bound at the float32 batched-matmul rate measured now with numpy.
 Ratios measured side by side mean something on a shared, noisy machine; absolute times little.
 """
 
@@ -21,20 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from reglab.conventions import mlp_alpha
+
 LAMBDAS = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
 HIDDEN = (128, 64)
-
-
-def sklearn_alpha(strength: float, batch_size: int) -> float:
-    """scikit-learn's MLP adds `alpha / (2·batch) · Σw²` to each batch's loss; Keras's L2(λ) adds `λ·Σw²`.
-
-    So alpha = 2·batch·λ. (sklearn also penalizes the output layer's weights; the benchmark's
-    Keras model does not — the peer is a timing reference, not a numerical twin.)
-
-    >>> sklearn_alpha(1e-3, 32)
-    0.064
-    """
-    return 2.0 * batch_size * strength
 
 
 def forward_flops(sizes=(64, *HIDDEN, 10)) -> int:
@@ -142,7 +132,7 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     search = GridSearchCV(
         MLPClassifier(hidden_layer_sizes=HIDDEN, solver="adam", batch_size=batch, max_iter=epochs, learning_rate_init=1e-3,
                       tol=0, n_iter_no_change=10_000, early_stopping=False, random_state=0),
-        {"alpha": [sklearn_alpha(s, batch) for s in lambdas]}, cv=splits, n_jobs=2, refit=False,
+        {"alpha": [mlp_alpha(s, batch) for s in lambdas]}, cv=splits, n_jobs=2, refit=False,
     )
     import warnings
 
