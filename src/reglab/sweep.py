@@ -46,6 +46,7 @@ class SweepResult:
     best_1se: dict | None = None  # the one-standard-error choice (`reglab.selection.best_1se`)
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
+    weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
@@ -262,7 +263,19 @@ class Sweep:
             metrics=auto_metrics if metrics == "auto" else tuple(metrics), standardize=self.standardize,
         )
 
-    def run(self, x, y, run_dir=None, task="auto", progress=None) -> SweepResult:
+    def split(self, x, y, task="auto"):
+        """The data as the sweep sees it: `(dataset, rest, test, splits)` — validated data, the indices
+        outside and inside the test set, and the (fold, repeat, train, val) splits of `rest`.
+        `reglab.plan.members(points, splits, seed)` gives the members and their data."""
+        dataset = data_module.prepare(x, y, task)
+        stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
+        if stratify and dataset.task != "classification":
+            raise ValueError("Stratified folds need class labels. Received: stratify=True for a regression target")
+        data_module.check_cv(self.cv, dataset, stratify, self.test_size)
+        rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
+        return dataset, rest, test, data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
+
+    def run(self, x, y, run_dir=None, task="auto", progress=None, keep_weights=False) -> SweepResult:
         """Validate the data, train every member (resuming `run_dir` if given), select, refit, test once.
 
         Args:
@@ -270,14 +283,10 @@ class Sweep:
             run_dir: a run directory to write (and resume); None keeps everything in memory.
             task: "auto", "classification" or "regression".
             progress: a callable `(done, total, member_id)` called after each member.
+            keep_weights: keep every member's final weights in `result.weights` (members trained in
+                this call; a resumed member's weights were not stored).
         """
-        dataset = data_module.prepare(x, y, task)
-        stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
-        if stratify and dataset.task != "classification":
-            raise ValueError("Stratified folds need class labels. Received: stratify=True for a regression target")
-        data_module.check_cv(self.cv, dataset, stratify, self.test_size)
-        rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
-        splits = data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
+        dataset, rest, test, splits = self.split(x, y, task)
         training = self._training(dataset)
 
         store = None
@@ -291,13 +300,17 @@ class Sweep:
         mode = selection.mode_for(self.select)
 
         histograms: dict[str, pd.DataFrame] = {}
+        final_weights: dict[str, dict] = {}
 
-        def finish(member, records, histogram, count, total):
+        def finish(member, records, weights, count, total):
+            histogram = _histogram(member.id, weights)
             if store:
                 store.record_member(member.id, records, histogram)
             done[member.id] = records
             if histogram is not None:
                 histograms[member.id] = histogram
+            if keep_weights and weights:
+                final_weights[member.id] = weights
             if progress:
                 progress(count, total, member.id)
 
@@ -314,12 +327,12 @@ class Sweep:
                 if trained is not None:
                     records, weights = trained
                     for i, member in enumerate(todo):
-                        finish(member, records[member.id], _histogram(member.id, weights.get(member.id)), i + 1, len(todo))
+                        finish(member, records[member.id], weights.get(member.id), i + 1, len(todo))
                     return
             for i, member in enumerate(todo):
                 records, model, _ = reference.train_member(member, dataset, training, make_model)
                 final = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_weights} if model else None
-                finish(member, records, _histogram(member.id, final), i + 1, len(todo))
+                finish(member, records, final, i + 1, len(todo))
 
         def summarize(member_ids):
             epochs = selection.combine([done[m] for m in member_ids])
@@ -357,6 +370,7 @@ class Sweep:
                              best_1se=selection.best_1se(summary, self.select, mode),
                              diagnosis=diagnosis.diagnose(epochs),
                              histograms=pd.concat(kept, ignore_index=True) if kept else None,
+                             weights=final_weights if keep_weights else None,
                              run_dir=Path(run_dir) if run_dir else None)
         if self.refit:
             result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
