@@ -23,6 +23,8 @@ _EXPORTS = {
     "conventions": None,
     "selection": None,
     "diagnosis": None,
+    "optimizers": None,
+    "checks": None,
 }
 
 __all__ = [*_EXPORTS, "__version__"]
