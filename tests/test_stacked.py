@@ -50,10 +50,11 @@ def conv1d(point):
     ])
 
 
-def setup(x, n=480, folds=2, lambdas=(0.0, 1e-2), seed=0):
+def setup(x, n=480, folds=2, lambdas=(0.0, 1e-2), seed=0, points=None):
     dataset = D.prepare(x[:n], Y[:n])
     rest, _ = D.split_test(dataset, None, seed, True)
-    members = plan.members([{"l2": v} for v in lambdas], D.folds(dataset, rest, folds, 1, seed, True), seed)
+    points = points or [{"l2": v} for v in lambdas]
+    members = plan.members(points, D.folds(dataset, rest, folds, 1, seed, True), seed)
     return dataset, members
 
 
@@ -67,7 +68,7 @@ def reference_run(build, member, dataset, setting, initial):
     keras.backend.clear_session()
     model = build(member.point)
     model.set_weights(initial)
-    reference.compile_model(model, setting)
+    reference.compile_model(model, setting, member.point)
     ledger = LossLedger()
     callbacks = [StrengthScheduler(), ledger]
     for epoch in range(setting.epochs):
@@ -224,3 +225,23 @@ def test_penalty_schedules_match_the_reference_engine():
         ])
 
     assert_equivalent(build, X, training("adam", 1e-2, epochs=3), n=240, lambdas=(0.0, 0.1))
+
+
+@pytest.mark.parametrize("optimizer, key, value", [
+    ("sgd", "weight_decay", 0.05), ("adam", "weight_decay", 0.05), ("adam", "prox_l1", 2e-3), ("sgd", "prox_l1", 2e-3),
+    ("rmsprop", "prox_l1", 2e-3),
+], ids=lambda v: str(v))
+def test_decoupled_weight_decay_and_proximal_l1_match_the_reference_engine(optimizer, key, value):
+    """Optimizer-side regularization (point keys `weight_decay`, `prox_l1`) is the same maths in both engines,
+    member by member (one member without it in the same group), exact zeros included."""
+    def build(point):
+        return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                                 keras.layers.Dense(10, activation="softmax")])
+
+    points = [{"l2": 0.0, key: 0.0}, {"l2": 1e-3, key: value}]
+    assert_equivalent(build, X, training(optimizer, 1e-2, epochs=3), n=240, points=points)
+    if key == "prox_l1" and optimizer != "sgd":  # (SGD's threshold, lr·λ = 2e-5 a step, needs longer)
+        dataset, members = setup(X, n=240, points=points)
+        (group,), _ = stacked.plan_groups(members, build)
+        _, final, _ = stacked.train_group(group, dataset, training(optimizer, 1e-2, epochs=3))
+        assert (final[0][-1] == 0).mean() > 0.05 and (final[0][0] == 0).sum() == 0  # zeros only where asked

@@ -12,7 +12,17 @@ When a sweep is given a model (not a builder function), each point is applied wi
 `penalty`, `lambda`    the penalty kind as a dimension of its own (`lambda.<group>` works too)
 `l1_ratio`             elastic net's L1 share (default 0.5)
 `dropout`              Dropout rate inserted after each of the sweep's layers
+`weight_decay`         decoupled weight decay `w ← w − lr·wd·w` (Keras's `weight_decay`) on the
+                       kernels of the sweep's layers, outside the loss
+`prox_l1`              λ of a proximal L1 step after each update (`reglab.optimizers.Proximal`):
+                       the objective of `L1(λ)`, with exact zeros
 =====================  ========================================================================
+
+As `penalty` kinds, `"weight_decay"` and `"prox_l1"` make `lambda` comparable with `"l2"` and `"l1"`:
+`{"penalty": "weight_decay", "lambda": λ}` decays with `wd = 2λ`, which is exactly `L2(λ)` under
+plain SGD (and not under Adam: that difference is what such a sweep shows);
+`{"penalty": "prox_l1", "lambda": λ}` is `prox_l1 = λ`. These two act in the optimizer, so they
+work with builder functions too (on every kernel there).
 
 `l1` and `l2` on the same layer combine into `L1L2`.
 
@@ -33,7 +43,21 @@ KINDS = {
     "group_lasso": lambda s, p: R.GroupLasso(s),
     "smoothness": lambda s, p: R.Smoothness(s),
 }
-OTHER_KEYS = ("penalty", "l1_ratio", "dropout")
+OPTIMIZER_KINDS = ("weight_decay", "prox_l1")
+OTHER_KEYS = ("penalty", "l1_ratio", "dropout", *OPTIMIZER_KINDS)
+
+
+def optimizer_settings(point: dict) -> dict[str, float]:
+    """{"weight_decay": wd, "prox_l1": λ} the point asks of the optimizer (only the ones it sets).
+
+    >>> optimizer_settings({"penalty": "weight_decay", "lambda": 1e-3})
+    {'weight_decay': 0.002}
+    """
+    settings = {k: float(point[k]) for k in OPTIMIZER_KINDS if k in point}
+    kind = point.get("penalty")
+    if kind in OPTIMIZER_KINDS and "lambda" in point:
+        settings[kind] = float(point["lambda"]) * (2.0 if kind == "weight_decay" else 1.0)
+    return settings
 
 
 def _entries(point: dict) -> list[tuple[str, str | None, float]]:
@@ -43,7 +67,7 @@ def _entries(point: dict) -> list[tuple[str, str | None, float]]:
         base, _, group = key.partition(".")
         if base in KINDS:
             entries.append((base, group or None, value))
-        elif base == "lambda":
+        elif base == "lambda" and point.get("penalty", "l2") not in OPTIMIZER_KINDS:
             entries.append((point.get("penalty", "l2"), group or None, value))
     return entries
 
@@ -60,10 +84,10 @@ def check(points: list[dict], groups: dict) -> None:
                 )
             if group and group not in groups:
                 raise ValueError(f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}")
-            if base in KINDS or base == "lambda":
+            if base in KINDS or base == "lambda" or key in OPTIMIZER_KINDS:
                 _checks.non_negative_float(value, key)
-            elif key == "penalty" and value not in KINDS:
-                raise ValueError(f"Unknown penalty (use {sorted(KINDS)}). Received: penalty={value!r}")
+            elif key == "penalty" and value not in KINDS and value not in OPTIMIZER_KINDS:
+                raise ValueError(f"Unknown penalty (use {sorted([*KINDS, *OPTIMIZER_KINDS])}). Received: penalty={value!r}")
             elif key == "l1_ratio":
                 _checks.fraction(value, "l1_ratio")
             elif key == "dropout":
@@ -99,10 +123,22 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
     if not kernel and not dropout:
         import keras
 
-        clone = keras.models.clone_model(model)
-        clone.set_weights(model.get_weights())
-        return clone
-    return regularize(model, kernel=kernel or None, dropout=dropout)
+        out = keras.models.clone_model(model)
+        out.set_weights(model.get_weights())
+    else:
+        out = regularize(model, kernel=kernel or None, dropout=dropout)
+    if optimizer_settings(point):  # the engines decay / threshold these kernels only
+        names = {layer.name for layer in default}
+        out.reglab_optimizer_targets = [v.path for layer in out.layers if layer.name in names
+                                        for v in layer.trainable_weights if v.path.endswith("kernel")]
+    return out
+
+
+def optimizer_targets(model) -> list[str]:
+    """The variable paths a point's `weight_decay` / `prox_l1` act on: the sweep's layers' kernels for a
+    plain-model sweep (set by `apply`), every kernel for a model from a builder function."""
+    targets = getattr(model, "reglab_optimizer_targets", None)
+    return list(targets) if targets is not None else [v.path for v in model.trainable_weights if v.path.endswith("kernel")]
 
 
 def describe(point: dict) -> str:
@@ -113,4 +149,6 @@ def describe(point: dict) -> str:
         parts.append(f"{R.describe(reg)} on the {'hidden layers' if group is None else group + ' layers'}")
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
+    for kind, value in optimizer_settings(point).items():
+        parts.append(f"{'decoupled weight decay' if kind == 'weight_decay' else 'proximal L1'} {value:g}")
     return ", ".join(parts) or "no regularization"

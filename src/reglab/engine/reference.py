@@ -8,6 +8,7 @@ compile, fit on its training fold with its validation fold, the `LossLedger` rec
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ import keras
 import numpy as np
 import pandas as pd
 
+from reglab import points
 from reglab.ledger import LossLedger
+from reglab.optimizers import Proximal
 from reglab.schedules import StrengthScheduler
 
 
@@ -61,14 +64,24 @@ def fold_arrays(data, train, val, standardize: bool):
     return x_train, y_train, x_val, y_val, scaling
 
 
-def make_optimizer(training: Training):
-    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule)."""
+def make_optimizer(training: Training, point: dict | None = None, model=None):
+    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule) and
+    what the point asks of it (`reglab.points.optimizer_settings`): decoupled weight decay and a
+    proximal L1 step, on `points.optimizer_targets(model)` only."""
+    settings = points.optimizer_settings(point or {})
     cls = type(keras.optimizers.get(training.optimizer))
-    return cls(learning_rate=training.learning_rate)
+    extra = {"weight_decay": settings["weight_decay"]} if "weight_decay" in settings else {}
+    optimizer = cls(learning_rate=training.learning_rate, **extra)
+    targets = points.optimizer_targets(model) if settings else []
+    if "weight_decay" in settings:
+        optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_weights if v.path not in set(targets)])
+    if settings.get("prox_l1"):
+        optimizer = Proximal(optimizer, l1=settings["prox_l1"], weights="^(" + "|".join(map(re.escape, targets)) + ")$")
+    return optimizer
 
 
-def compile_model(model, training: Training):
-    model.compile(optimizer=make_optimizer(training), loss=training.loss, metrics=list(training.metrics))
+def compile_model(model, training: Training, point: dict | None = None):
+    model.compile(optimizer=make_optimizer(training, point, model), loss=training.loss, metrics=list(training.metrics))
 
 
 def identity(member) -> dict:
@@ -89,7 +102,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
     ledger = LossLedger(stop_on_divergence=True)
     try:
         model = make_model(member.point)
-        compile_model(model, training)
+        compile_model(model, training, member.point)
         model.fit(
             x_train, y_train, validation_data=(x_val, y_val) if validate else None, epochs=training.epochs,
             batch_size=training.batch_size, shuffle=True, verbose=0,

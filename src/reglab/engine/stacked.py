@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from reglab import records
+from reglab import points, records
 from reglab import regularizers as R
 from reglab.schedules import Scheduled
 
@@ -398,8 +398,9 @@ class StackedOptimizer:
             return tf.fill(tf.shape(iterations), tf.constant(self.learning_rate, tf.float32))
         return tf.cast(self.schedule(tf.cast(iterations, tf.float32)), tf.float32)
 
-    def update(self, w, g, slots, iterations, lr, ok):
-        """One step for one stacked weight. lr, iterations (before the step), ok: (M,).
+    def update(self, w, g, slots, iterations, lr, ok, decay=None):
+        """One step for one stacked weight. lr, iterations (before the step), ok, decay: (M,); `decay` is
+        each member's decoupled weight decay on this weight (Keras's `w ← w − w·wd·lr` first), or None.
 
         Members with ok=False keep their weight and slots bit for bit without an elementwise select:
         their learning rate becomes 0 and their moment decays 1, so the update adds exact zeros
@@ -409,11 +410,11 @@ class StackedOptimizer:
         okf = tf.reshape(tf.cast(ok, tf.float32), shape)
         lr = tf.reshape(lr, shape) * okf
 
-        def decay(value):  # a moment's decay factor: `value` for members that step, 1 for the others
+        def moment_decay(value):  # a moment's decay factor: `value` for members that step, 1 for the others
             return tf.where(tf.reshape(ok, shape), tf.constant(value, tf.float32), tf.constant(1.0, tf.float32))
 
-        if self.weight_decay:
-            w = w - w * self.weight_decay * lr
+        if decay is not None:
+            w = w - w * tf.reshape(decay, shape) * lr
         h = self.hyper
         if self.kind in ("Adam", "AdamW"):
             m, v = slots
@@ -426,15 +427,36 @@ class StackedOptimizer:
             if not self.n_slots():
                 return w - g * lr, []
             (m,) = slots
-            m = m * decay(h["momentum"]) - g * lr
+            m = m * moment_decay(h["momentum"]) - g * lr
             step = m * h["momentum"] - g * lr if self.nesterov else m
             return w + step * okf, [m]
-        velocity = decay(h["rho"]) * slots[0] + ((1 - h["rho"]) * okf) * tf.square(g)
+        velocity = moment_decay(h["rho"]) * slots[0] + ((1 - h["rho"]) * okf) * tf.square(g)
         increment = lr * g / tf.sqrt(velocity + h["epsilon"])
         if self.n_slots() == 2:
-            momentum = decay(h["momentum"]) * slots[1] + increment
+            momentum = moment_decay(h["momentum"]) * slots[1] + increment
             return w - momentum * okf, [velocity, momentum]
         return w - increment, [velocity]
+
+
+    def step_size(self, new_slots, iterations, lr, ok, rank):
+        """η: the step per unit of gradient just taken (after `update`; 0 for members that did not step),
+        as `reglab.optimizers.Proximal` computes it for the Keras optimizer."""
+        shape = [-1] + [1] * (rank - 1)
+        lr = tf.reshape(lr * tf.cast(ok, tf.float32), shape)
+        h = self.hyper
+        if self.kind in ("Adam", "AdamW"):
+            t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
+            alpha = lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
+            return alpha / (tf.sqrt(new_slots[1]) + h["epsilon"])
+        if self.kind == "RMSprop":
+            return lr / tf.sqrt(new_slots[0] + h["epsilon"])
+        return lr
+
+
+def soft_threshold(w, strength, step):
+    """The proximal operator of `strength·Σ|w|` (per member) for the step `step`."""
+    threshold = tf.reshape(strength, [-1] + [1] * (len(w.shape) - 1)) * step
+    return tf.sign(w) * tf.maximum(tf.abs(w) - threshold, 0.0)
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -564,6 +586,14 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     from reglab.engine.reference import make_optimizer
 
     optimizer = StackedOptimizer(make_optimizer(training))
+    # what each point asks of the optimizer, per member and weight (0 where it does not act)
+    settings = [points.optimizer_settings(m.point) for m in members]
+    targets = [set(points.optimizer_targets(model)) for model in group.point_models]
+    decay = np.array([[(s["weight_decay"] if path in t else 0.0) if "weight_decay" in s else optimizer.weight_decay
+                       for path in weight_paths] for s, t in zip(settings, targets)], dtype="float32")
+    prox = np.array([[s.get("prox_l1", 0.0) if path in t else 0.0 for path in weight_paths]
+                     for s, t in zip(settings, targets)], dtype="float32")
+    decayed, thresholded = decay.any(axis=0), prox.any(axis=0)  # static: weights nobody decays cost nothing
     loss_fn = _loss_fn(training.loss)
     metric_names = list(training.metrics)
     metric_fns = [_metric_fn(name, training.loss) for name in metric_names]
@@ -617,11 +647,14 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             finite = tf.math.is_finite(total)
             ok = active & finite
             lr = optimizer.rate(iterations)
-            for w, g, slots_ in zip(weights, grads, opt_slots):
+            for wi, (w, g, slots_) in enumerate(zip(weights, grads, opt_slots)):
                 # a non-finite gradient never enters the arithmetic; the update leaves non-ok members as they are
                 safe_g = tf.where(tf.reshape(ok, member_shape(len(g.shape))), g, tf.zeros_like(g))
                 new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in slots_],
-                                                    iterations, lr, ok)
+                                                    iterations, lr, ok, state["decay"][:, wi] if decayed[wi] else None)
+                if thresholded[wi]:
+                    step = optimizer.step_size(new_state, iterations, lr, ok, len(g.shape))
+                    new_w = soft_threshold(new_w, state["prox"][:, wi], step)
                 w.assign(new_w)
                 for v, nv in zip(slots_, new_state):
                     v.assign(nv)
@@ -687,6 +720,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             "val_mask": tf.constant(val_mask_all[sl]),
             "best_loss": tf.Variable(tf.fill([size], np.inf), trainable=False),
             "best_weights": [tf.Variable(w[sl], trainable=False) for w in start] if restore_best else [],
+            "decay": tf.constant(decay[sl]), "prox": tf.constant(prox[sl]),
         }
 
         def epoch_step(idx, mask, epoch):
