@@ -31,6 +31,10 @@ def test_decoupled_decay_as_a_sweep_dimension_next_to_l2(engine):
     none = last[last["lambda"] == 0.0].groupby("fold")[f"l2:{KERNEL}"].mean()
     assert (strong.loc["weight_decay", f"l2:{KERNEL}"] < none).all()  # never in the loss, yet it shrinks the kernel
     assert set(result.summary["penalty"]) == {"l2", "weight_decay"}
+    # the ledger / engine report the decay's size although it is no loss term: wd/2·Σw² = 0.5·‖w‖²
+    decayed = strong.loc["weight_decay"]
+    np.testing.assert_allclose(decayed[f"decay:{KERNEL}"], 0.5 * decayed[f"l2:{KERNEL}"] ** 2, rtol=1e-5)
+    assert strong.loc["l2", f"decay:{KERNEL}"].isna().all()
 
 
 @pytest.mark.parametrize("optimizer, rate, same", [("sgd", 0.1, True), ("adam", 1e-2, False)])

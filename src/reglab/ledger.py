@@ -202,6 +202,7 @@ class LossLedger(keras.callbacks.Callback):
         if self.weight_stats:
             for variable in self.model.trainable_weights:
                 row.update(records.weight_stats(variable.path, keras.ops.convert_to_numpy(variable), self.near_zero))
+        row.update(decay_terms(self.model))
         previous = self.rows[-1]["status"] if self.rows else "ok"
         row["status"] = records.status(row["train_total"], previous)
         self.rows.append(row)
@@ -214,3 +215,20 @@ def _means(sums: np.ndarray) -> np.ndarray:
     if count == 0:
         return np.full(sums.shape, math.nan)
     return sums.astype(np.float64) / count
+
+
+def decay_terms(model) -> dict[str, float]:
+    """`decay:<weight>` = wd/2·Σw² for each weight the optimizer decays outside the loss (decoupled
+    weight decay, `w ← w − lr·wd·w`): the L2 penalty that decay would be under plain SGD, so the size
+    of a decay that never enters `model.losses` can still be read next to the penalties."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner", optimizer)  # reglab.optimizers.Proximal wraps one
+    rate = float(getattr(optimizer, "weight_decay", None) or 0.0)
+    if not rate:
+        return {}
+    out = {}
+    for variable in model.trainable_weights:
+        if optimizer._use_weight_decay(variable):  # Keras's own exclusion rules
+            w = keras.ops.convert_to_numpy(variable).astype(np.float64)
+            out[records.column("decay", variable.path)] = rate / 2 * float(np.square(w).sum())
+    return out

@@ -20,6 +20,8 @@ Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.
 =========================  =========================================================================
 `penalty:<term>`           that term's share of `train_penalty` (mean over the epoch)
 `scale:<term>`             the schedule's multiplier of that term this epoch (scheduled terms only)
+`decay:<weight>`           decoupled weight decay wd outside the loss, as wd/2·Σw² at the epoch's end
+                           (the L2 penalty it equals under plain SGD); decayed weights only
 `l1:<weight>`              Σ|w| of the weight at the epoch's end
 `l2:<weight>`              ‖w‖₂ = √Σw² at the epoch's end
 `zeros:<weight>`           number of entries exactly 0.0

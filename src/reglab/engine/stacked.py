@@ -772,6 +772,9 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                 for wi, path in enumerate(weight_paths):
                     for q, quantity in enumerate(records.WEIGHT_STATS):
                         row[records.column(quantity, path)] = stats[m, wi, q]
+                for wi, path in enumerate(weight_paths):  # as the ledger's `decay_terms`
+                    if decay[m, wi]:
+                        row[records.column("decay", path)] = float(decay[m, wi]) / 2 * stats[m, wi, 1] ** 2
                 status[m] = records.status(row["train_total"] if alive[m] else math.nan, status[m])
                 row["status"] = status[m]
                 rows[member.id].append(row)
