@@ -229,7 +229,7 @@ def test_penalty_schedules_match_the_reference_engine():
 
 @pytest.mark.parametrize("optimizer, key, value", [
     ("sgd", "weight_decay", 0.05), ("adam", "weight_decay", 0.05), ("adam", "prox_l1", 2e-3), ("sgd", "prox_l1", 2e-3),
-    ("rmsprop", "prox_l1", 2e-3),
+    ("rmsprop", "prox_l1", 2e-3), ("adam", "prox_group", 5e-2), ("sgd", "prox_group", 10.0),
 ], ids=lambda v: str(v))
 def test_decoupled_weight_decay_and_proximal_l1_match_the_reference_engine(optimizer, key, value):
     """Optimizer-side regularization (point keys `weight_decay`, `prox_l1`) is the same maths in both engines,
@@ -245,3 +245,8 @@ def test_decoupled_weight_decay_and_proximal_l1_match_the_reference_engine(optim
         (group,), _ = stacked.plan_groups(members, build)
         _, final, _ = stacked.train_group(group, dataset, training(optimizer, 1e-2, epochs=3))
         assert (final[0][-1] == 0).mean() > 0.05 and (final[0][0] == 0).sum() == 0  # zeros only where asked
+    if key == "prox_group":
+        dataset, members = setup(X, n=240, points=points)
+        (group,), _ = stacked.plan_groups(members, build)
+        _, final, _ = stacked.train_group(group, dataset, training(optimizer, 1e-2, epochs=3))
+        assert (final[0][-1] == 0).all(axis=0).sum() >= 1  # whole units removed

@@ -69,5 +69,6 @@ def test_optimizer_side_point_keys():
     assert points.optimizer_settings({"penalty": "prox_l1", "lambda": 1e-3}) == {"prox_l1": 1e-3}
     assert points.optimizer_settings({"weight_decay": 0.01, "l2": 1e-3}) == {"weight_decay": 0.01}
     assert points.describe({"penalty": "weight_decay", "lambda": 1e-3}) == "decoupled weight decay 0.002"
+    assert points.describe({"prox_group": 0.1, "l2": 1e-3}) == "L2(l2=0.001) on the hidden layers, proximal group lasso 0.1"
     with pytest.raises(ValueError, match="Received: weight_decay=-1"):
         reglab.Sweep(net(), grid={"weight_decay": [-1]})

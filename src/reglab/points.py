@@ -16,6 +16,7 @@ When a sweep is given a model (not a builder function), each point is applied wi
                        kernels of the sweep's layers, outside the loss
 `prox_l1`              λ of a proximal L1 step after each update (`reglab.optimizers.Proximal`):
                        the objective of `L1(λ)`, with exact zeros
+`prox_group`           λ of a proximal group-lasso step: whole units to exactly zero
 =====================  ========================================================================
 
 As `penalty` kinds, `"weight_decay"` and `"prox_l1"` make `lambda` comparable with `"l2"` and `"l1"`:
@@ -43,7 +44,7 @@ KINDS = {
     "group_lasso": lambda s, p: R.GroupLasso(s),
     "smoothness": lambda s, p: R.Smoothness(s),
 }
-OPTIMIZER_KINDS = ("weight_decay", "prox_l1")
+OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
 OTHER_KEYS = ("penalty", "l1_ratio", "dropout", *OPTIMIZER_KINDS)
 
 
@@ -150,5 +151,6 @@ def describe(point: dict) -> str:
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
     for kind, value in optimizer_settings(point).items():
-        parts.append(f"{'decoupled weight decay' if kind == 'weight_decay' else 'proximal L1'} {value:g}")
+        name = {"weight_decay": "decoupled weight decay", "prox_l1": "proximal L1", "prox_group": "proximal group lasso"}
+        parts.append(f"{name[kind]} {value:g}")
     return ", ".join(parts) or "no regularization"

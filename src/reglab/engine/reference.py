@@ -75,8 +75,9 @@ def make_optimizer(training: Training, point: dict | None = None, model=None):
     targets = points.optimizer_targets(model) if settings else []
     if "weight_decay" in settings:
         optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_weights if v.path not in set(targets)])
-    if settings.get("prox_l1"):
-        optimizer = Proximal(optimizer, l1=settings["prox_l1"], weights="^(" + "|".join(map(re.escape, targets)) + ")$")
+    if settings.get("prox_l1") or settings.get("prox_group"):
+        optimizer = Proximal(optimizer, l1=settings.get("prox_l1", 0.0), group_lasso=settings.get("prox_group", 0.0),
+                             weights="^(" + "|".join(map(re.escape, targets)) + ")$")
     return optimizer
 
 

@@ -459,6 +459,17 @@ def soft_threshold(w, strength, step):
     return tf.sign(w) * tf.maximum(tf.abs(w) - threshold, 0.0)
 
 
+def group_shrink(w, strength, step):
+    """The proximal operator of `strength·Σ_g‖w_g‖₂`, a group per output unit, with the group's mean
+    step (as `reglab.optimizers.Proximal.prox`)."""
+    reduce = list(range(1, len(w.shape) - 1))
+    norms = tf.sqrt(tf.reduce_sum(tf.square(w), axis=reduce, keepdims=True))
+    tau = tf.reshape(strength, [-1] + [1] * (len(w.shape) - 1)) * tf.reduce_mean(
+        step * tf.ones_like(w), axis=reduce, keepdims=True)
+    scale = tf.maximum(1.0 - tau / tf.maximum(norms, 1e-30), 0.0)
+    return w * tf.where(norms > 0, scale, 0.0)
+
+
 # --- metrics ------------------------------------------------------------------------------------
 
 
@@ -591,9 +602,10 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
     targets = [set(points.optimizer_targets(model)) for model in group.point_models]
     decay = np.array([[(s["weight_decay"] if path in t else 0.0) if "weight_decay" in s else optimizer.weight_decay
                        for path in weight_paths] for s, t in zip(settings, targets)], dtype="float32")
-    prox = np.array([[s.get("prox_l1", 0.0) if path in t else 0.0 for path in weight_paths]
-                     for s, t in zip(settings, targets)], dtype="float32")
-    decayed, thresholded = decay.any(axis=0), prox.any(axis=0)  # static: weights nobody decays cost nothing
+    prox, group_prox = (np.array([[s.get(key, 0.0) if path in t else 0.0 for path in weight_paths]
+                             for s, t in zip(settings, targets)], dtype="float32") for key in ("prox_l1", "prox_group"))
+    # static: a weight no member decays or thresholds costs nothing
+    decayed, thresholded, shrunk = decay.any(axis=0), prox.any(axis=0), group_prox.any(axis=0)
     loss_fn = _loss_fn(training.loss)
     metric_names = list(training.metrics)
     metric_fns = [_metric_fn(name, training.loss) for name in metric_names]
@@ -652,9 +664,12 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                 safe_g = tf.where(tf.reshape(ok, member_shape(len(g.shape))), g, tf.zeros_like(g))
                 new_w, new_state = optimizer.update(w.read_value(), safe_g, [v.read_value() for v in slots_],
                                                     iterations, lr, ok, state["decay"][:, wi] if decayed[wi] else None)
-                if thresholded[wi]:
+                if thresholded[wi] or shrunk[wi]:  # L1 first, then group shrinkage: the sparse group lasso
                     step = optimizer.step_size(new_state, iterations, lr, ok, len(g.shape))
-                    new_w = soft_threshold(new_w, state["prox"][:, wi], step)
+                    if thresholded[wi]:
+                        new_w = soft_threshold(new_w, state["prox"][:, wi], step)
+                    if shrunk[wi] and len(g.shape) > 2:
+                        new_w = group_shrink(new_w, state["group"][:, wi], step)
                 w.assign(new_w)
                 for v, nv in zip(slots_, new_state):
                     v.assign(nv)
@@ -720,7 +735,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
             "val_mask": tf.constant(val_mask_all[sl]),
             "best_loss": tf.Variable(tf.fill([size], np.inf), trainable=False),
             "best_weights": [tf.Variable(w[sl], trainable=False) for w in start] if restore_best else [],
-            "decay": tf.constant(decay[sl]), "prox": tf.constant(prox[sl]),
+            "decay": tf.constant(decay[sl]), "prox": tf.constant(prox[sl]), "group": tf.constant(group_prox[sl]),
         }
 
         def epoch_step(idx, mask, epoch):
