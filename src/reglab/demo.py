@@ -3,7 +3,7 @@
 Data: scikit-learn's digits (1,797 8×8 images, 10 classes), 20% held out as a test set used once.
 The network of the tutorials (Dense 128 → 64 → 10, Adam, batch 64) is trained with L2 on both
 hidden layers; sizes are chosen so that even the reference engine finishes in about a minute on
-2 cores (the default stacked engine takes about 20 s, compilation included):
+2 cores (the default stacked engine takes about 13 s, compilation and imports included):
 
 1. no, moderate (0.01) and strong (0.1) L2 — their train and validation curves side by side;
 2. a λ grid {0, 1e-3, 1e-2, 1e-1} with 5-fold stratified cross-validation (the three
