@@ -72,3 +72,7 @@ def test_optimizer_side_point_keys():
     assert points.describe({"prox_group": 0.1, "l2": 1e-3}) == "L2(l2=0.001) on the hidden layers, proximal group lasso 0.1"
     with pytest.raises(ValueError, match="Received: weight_decay=-1"):
         reglab.Sweep(net(), grid={"weight_decay": [-1]})
+    with pytest.raises(ValueError, match="Received: prox_l1=-0.1"):
+        reglab.Sweep(lambda point: net(), grid={"prox_l1": [-0.1]})  # a builder sweep is checked too
+    with pytest.raises(ValueError, match="Received: optimizer='nadam'"):
+        reglab.Sweep(lambda point: net(), grid={"penalty": ["prox_l1"], "lambda": [1e-3]}, optimizer="nadam")

@@ -48,6 +48,18 @@ OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
 OTHER_KEYS = ("penalty", "l1_ratio", "dropout", *OPTIMIZER_KINDS)
 
 
+def check_optimizer_keys(points: list[dict], optimizer: str) -> None:
+    """Refuse optimizer-side keys a sweep cannot apply (builder sweeps too), before any work."""
+    for point in points:
+        for key in OPTIMIZER_KINDS:
+            if key in point:
+                _checks.non_negative_float(point[key], key)
+        kinds = set(point) | {point.get("penalty")}
+        if kinds & {"prox_l1", "prox_group"} and optimizer not in ("sgd", "adam", "adamw", "rmsprop"):
+            raise ValueError("Proximal steps (prox_l1, prox_group) need the sweep's optimizer to be sgd, adam, adamw or "
+                             f"rmsprop. Received: optimizer={optimizer!r}")
+
+
 def optimizer_settings(point: dict) -> dict[str, float]:
     """{"weight_decay": wd, "prox_l1": λ} the point asks of the optimizer (only the ones it sets).
 

@@ -172,6 +172,8 @@ class Sweep:
             for key in point:
                 if key in reserved or ":" in key:
                     raise ValueError(f"A search key may not be a record column or contain ':'. Received: {key}=...")
+        for round_points in self._rounds:
+            points_module.check_optimizer_keys(round_points, self.optimizer)
         if isinstance(model, keras.Model):
             for round_points in self._rounds:
                 points_module.check(round_points, self.layer_groups)
