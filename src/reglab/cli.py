@@ -123,8 +123,12 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
         console.print(f"{members_complete} members; run directory: {run_dir}")
 
 
-def _failed_members(members) -> int:
-    return int((members["status"] == "failed").sum())
+def _finish(result, run_dir, title):
+    """Print a finished sweep's result and where its report is; exit 1 if a member failed."""
+    _print_result(result.summary, result.best, result.test, len(result.members), run_dir, title, result.best_1se,
+                  result.diagnosis)
+    typer.echo(f"report: {run_dir / 'report.html'}")
+    raise typer.Exit(EXIT_FAILED if (result.members["status"] == "failed").any() else EXIT_OK)
 
 
 @app.command()
@@ -158,10 +162,7 @@ def demo(
         cells = [f"{means.loc[(s, epoch), 'train_loss']:.3f} / {means.loc[(s, epoch), 'val_loss']:.3f}" for s in SHOWN]
         curves.add_row(str(epoch), *cells)
     console.print(curves)
-    _print_result(result.summary, result.best, result.test, len(result.members), run_dir,
-                  "λ grid, 5-fold stratified cross-validation (final epoch)", result.best_1se, result.diagnosis)
-    typer.echo(f"report: {run_dir / 'report.html'}")
-    raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
+    _finish(result, run_dir, "λ grid, 5-fold stratified cross-validation (final epoch)")
 
 
 @app.command()
@@ -182,10 +183,7 @@ def sweep(
                                           progress=progress)
     except ValueError as error:
         _fail_usage(error)
-    _print_result(result.summary, result.best, result.test, len(result.members), run_dir, f"Sweep {experiment.name}",
-                  result.best_1se, result.diagnosis)
-    typer.echo(f"report: {run_dir / 'report.html'}")
-    raise typer.Exit(EXIT_FAILED if _failed_members(result.members) else EXIT_OK)
+    _finish(result, run_dir, f"Sweep {experiment.name}")
 
 
 @app.command()
