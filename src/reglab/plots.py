@@ -42,14 +42,15 @@ def learning_curves(epochs: pd.DataFrame, path, title: str = "Learning curves") 
     points = list(dict.fromkeys(ok["point"]))[:MAX_PANELS]
     cols = min(3, max(1, len(points)))
     rows = math.ceil(len(points) / cols) or 1
+    table = views.learning_curves(epochs)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
     for ax, pid in zip(axes.flat, points):
-        data = ok[ok["point"] == pid]
+        curve = table[table["point"] == pid]
         for column, color, name in (("train_loss", "tab:blue", "train"), ("val_loss", "tab:orange", "validation")):
-            stats = data.groupby("epoch")[column].agg(["mean", "std"]).fillna(0.0)
-            ax.plot(stats.index, stats["mean"], color=color, label=name)
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=color, alpha=0.2)
-        ax.set_title(_label(data.iloc[0], params), fontsize=9)
+            mean, std = curve[column], curve[f"{column}_std"]
+            ax.plot(curve["epoch"], mean, color=color, label=name)
+            ax.fill_between(curve["epoch"], mean - std, mean + std, color=color, alpha=0.2)
+        ax.set_title(_label(ok[ok["point"] == pid].iloc[0], params), fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
@@ -153,11 +154,11 @@ def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: p
 def penalty_share(epochs: pd.DataFrame, path) -> Path:
     params = param_columns(epochs)
     ok = _ok(epochs)
+    table = views.penalty_share(epochs)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for pid in list(dict.fromkeys(ok["point"]))[:MAX_PANELS]:
-        data = ok[ok["point"] == pid]
-        share = (data["train_penalty"] / data["train_total"]).groupby(data["epoch"]).mean()
-        ax.plot(share.index, share.values, label=_label(data.iloc[0], params))
+        share = table[table["point"] == pid]
+        ax.plot(share["epoch"], share["share"], label=_label(ok[ok["point"] == pid].iloc[0], params))
     ax.set_xlabel("epoch")
     ax.set_ylabel("penalty / total training loss")
     ax.set_ylim(0, 1)
