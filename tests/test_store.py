@@ -124,3 +124,14 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert len(a) == 12 * 3
     pd.testing.assert_frame_equal(a[columns(a)], b[columns(b)])
     assert RunDirectory(killed).read_json("test.json") == RunDirectory(clean).read_json("test.json")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from reglab.store import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

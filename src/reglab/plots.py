@@ -32,6 +32,13 @@ def _label(row, params, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _in_order(ok: pd.DataFrame, params) -> list[str]:
+    """Point ids sorted by their parameter values (λ ascending), so panels and legends read in order."""
+    first = ok.drop_duplicates("point")
+    numeric = [p for p in params if pd.api.types.is_numeric_dtype(first[p])]
+    return list(first.sort_values(numeric, kind="stable")["point"]) if numeric else list(first["point"])
+
+
 def _ok(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs[epochs["status"] == "ok"]
 
@@ -39,7 +46,7 @@ def _ok(epochs: pd.DataFrame) -> pd.DataFrame:
 def learning_curves(epochs: pd.DataFrame, path, title: str = "Learning curves") -> Path:
     params = param_columns(epochs)
     ok = _ok(epochs)
-    points = list(dict.fromkeys(ok["point"]))[:MAX_PANELS]
+    points = _in_order(ok, params)[:MAX_PANELS]
     cols = min(3, max(1, len(points)))
     rows = math.ceil(len(points) / cols) or 1
     table = views.learning_curves(epochs)
@@ -156,7 +163,7 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
     ok = _ok(epochs)
     table = views.penalty_share(epochs)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for pid in list(dict.fromkeys(ok["point"]))[:MAX_PANELS]:
+    for pid in _in_order(ok, params)[:MAX_PANELS]:
         share = table[table["point"] == pid]
         ax.plot(share["epoch"], share["share"], label=_label(ok[ok["point"] == pid].iloc[0], params))
     ax.set_xlabel("epoch")

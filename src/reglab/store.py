@@ -31,6 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 
+_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
 SPEC = "spec.json"
 MEMBERS = "members"
 HISTOGRAMS = "histograms"
@@ -43,6 +46,7 @@ def atomic_path(target: Path, suffix: str = ".tmp"):
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the finished file gets the usual permissions
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as handle:  # the bytes reach the disk before the name does
