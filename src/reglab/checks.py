@@ -45,6 +45,8 @@ def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, refer
     is stable for every λ ≤ 0.5 here (the eigenvalues of XᵀX/n run from 0.009 to 4.0, so the
     curvature is at most 2·(4.0 + λ)), and 1000 steps bring λ ≥ 0.03 below 1e-6.
     """
+    import keras
+
     x, y = diabetes()
     rows = []
     stacked = _sweep(lambdas, cv, epochs, learning_rate, "stacked", False, seed)
@@ -53,7 +55,7 @@ def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, refer
     rows += _members(reference, x, y, (reference_lambda,), seed, "reference (cross-validation member)")
     result, sweep = reference
     _, rest, _, _ = sweep.split(x, y, "regression")
-    refit = {v.path: keras_numpy(v) for v in result.model.trainable_weights}
+    refit = {v.path: keras.ops.convert_to_numpy(v) for v in result.model.trainable_weights}
     rows.append(_compare(reference_lambda, "reference (refit on all non-test rows)", x[rest], y[rest],
                          *(refit[k] for k in sorted(refit))))
     return pd.DataFrame(rows)
@@ -87,12 +89,6 @@ def _members(trained, x, y, lambdas, seed, engine) -> list[dict]:
         rows.append(_compare(member.point["l2"], engine, x[member.train], y[member.train],
                              *(weights[k] for k in sorted(weights))))
     return rows
-
-
-def keras_numpy(variable):
-    import keras
-
-    return keras.ops.convert_to_numpy(variable)
 
 
 def _compare(l2, engine, x, y, bias, kernel) -> dict:

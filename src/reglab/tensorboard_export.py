@@ -12,12 +12,11 @@ Open with `tensorboard --logdir <logdir>` and the HPARAMS tab.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
-from reglab.selection import param_columns_of
+from reglab.selection import _missing, param_columns_of
 
 
 def export(run_dir, logdir=None) -> Path:
@@ -67,7 +66,3 @@ def _domain(hp, column: pd.Series):
 def _plain(value):
     value = value.item() if hasattr(value, "item") else value
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

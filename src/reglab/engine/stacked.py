@@ -418,8 +418,7 @@ class StackedOptimizer:
         h = self.hyper
         if self.kind in ("Adam", "AdamW"):
             m, v = slots
-            t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
-            alpha = lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
+            alpha = self._adam_alpha(lr, iterations, shape)
             m = m + (g - m) * ((1 - h["beta_1"]) * okf)
             v = v + (tf.square(g) - v) * ((1 - h["beta_2"]) * okf)
             return w - m * alpha / (tf.sqrt(v) + h["epsilon"]), [m, v]
@@ -438,6 +437,12 @@ class StackedOptimizer:
         return w - increment, [velocity]
 
 
+    def _adam_alpha(self, lr, iterations, shape):
+        """Keras's Adam step factor lr·√(1−β₂ᵗ)/(1−β₁ᵗ) at t = iterations + 1 (the step being taken)."""
+        h = self.hyper
+        t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
+        return lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
+
     def step_size(self, new_slots, iterations, lr, ok, rank):
         """η: the step per unit of gradient just taken (after `update`; 0 for members that did not step),
         as `reglab.optimizers.Proximal` computes it for the Keras optimizer."""
@@ -445,8 +450,7 @@ class StackedOptimizer:
         lr = tf.reshape(lr * tf.cast(ok, tf.float32), shape)
         h = self.hyper
         if self.kind in ("Adam", "AdamW"):
-            t = tf.reshape(tf.cast(iterations + 1, tf.float32), shape)
-            alpha = lr * tf.sqrt(1 - tf.pow(h["beta_2"], t)) / (1 - tf.pow(h["beta_1"], t))
+            alpha = self._adam_alpha(lr, iterations, shape)
             return alpha / (tf.sqrt(new_slots[1]) + h["epsilon"])
         if self.kind == "RMSprop":
             return lr / tf.sqrt(new_slots[0] + h["epsilon"])
