@@ -117,3 +117,107 @@ def test_weight_decay_example_compares_l2_with_decoupled_decay_under_adam(tmp_pa
     assert len(rows) == 6 and rows[("weight_decay", 0.01)]["train_penalty_mean"] == 0.0
     # the finding the example documents: with Adam, L2(0.01) in the loss hurts, the same-λ decay does not
     assert rows[("weight_decay", 0.01)]["val_loss_mean"] < rows[("l2", 0.01)]["val_loss_mean"]
+
+
+# --- [model] file: the user's own model ----------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="reglab_tests")
+class Doubling(keras.layers.Layer):  # registered here, in the test process only: the CLI cannot find it
+    def call(self, x):
+        return 2 * x
+
+
+def _digits_model(extra=None, n_in=64):
+    inputs = keras.Input((n_in,), name="pixels")
+    x = inputs if extra is None else extra(inputs)
+    hidden = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="digit")(hidden))
+
+
+def _not_a_keras_archive(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "a zip, but no config.json")
+
+
+BAD_MODEL_FILES = {  # id: (file name, how to write it, [model] extras, message fragment)
+    "missing": ("model.keras", None, "", "not found"),
+    "lambda": ("model.keras", lambda p: _digits_model(keras.layers.Lambda(lambda t: t * 2)).save(p), "",
+               "contains a Lambda layer (arbitrary code)"),
+    "text-renamed": ("model.keras", lambda p: p.write_text("not a model"), "", "not a Keras model archive"),
+    "other-zip": ("model.keras", _not_a_keras_archive, "", "not a Keras model archive"),
+    "h5": ("model.h5", lambda p: _digits_model().save(p), "", "reglab reads only the native Keras format (.keras)"),
+    "unregistered-class": ("model.keras", lambda p: _digits_model(Doubling()).save(p), "",
+                           "uses class 'Doubling', which is not a built-in Keras or reglab object"),
+    "with-hidden": ("model.keras", lambda p: _digits_model().save(p), "hidden = [16]\n", "`file` and `hidden`"),
+    "input-shape": ("model.keras", lambda p: _digits_model(n_in=30).save(p), "",
+                    "takes inputs of shape (None, 30) but the data has shape (1797, 64)"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODEL_FILES)
+def test_bad_model_file_exits_2_with_one_line_naming_it_and_writes_nothing(case, tmp_path):
+    name, write, extras, message = BAD_MODEL_FILES[case]
+    if write is not None:
+        write(tmp_path / name)
+    config = tmp_path / "own.toml"
+    config.write_text(f'[data]\nsource = "digits"\n[model]\nfile = "{name}"\n{extras}'
+                      '[search]\ngrid = { l2 = [0.0] }\n')
+    result = reglab("sweep", config, "--run-dir", tmp_path / "run", "-q")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("reglab: error: [model] ") and message in lines[0], lines[0]
+    assert f"Received: file='{name}'" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_file_with_layer_groups_is_swept_as_a_plain_model(tmp_path):
+    from reglab import points
+    from reglab.config import experiment
+
+    _digits_model().save(tmp_path / "model.keras")
+    config = {"data": {"source": "digits"}, "model": {"file": "model.keras", "layer_groups": {"first": ["hidden"]}},
+              "search": {"grid": {"l2.first": [0.0, 0.01]}}}
+    loaded = experiment(config, base_dir=tmp_path)
+    model = loaded.sweep.model
+    assert isinstance(model, keras.Model) and [l.name for l in model.layers] == ["pixels", "hidden", "digit"]
+    np.testing.assert_array_equal(model.get_layer("hidden").kernel.numpy(),
+                                  keras.models.load_model(tmp_path / "model.keras").get_layer("hidden").kernel.numpy())
+    regularized = points.apply(model, {"l2.first": 0.01}, loaded.sweep.layers, loaded.sweep.layer_groups)
+    assert regularized.get_layer("hidden").kernel_regularizer is not None
+    assert regularized.get_layer("digit").kernel_regularizer is None
+    config["model"]["layer_groups"] = {"first": ["hiden"]}
+    with pytest.raises(ValueError, match="No layer matches 'hiden'"):
+        experiment(config, base_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_model_file_example_sweeps_the_users_own_model(tmp_path, monkeypatch):
+    import re
+    import shutil
+
+    example = ROOT / "docs/examples/model_file.toml"
+    code = "\n".join(re.findall(r"^#   (.*)$", example.read_text(), flags=re.M))  # the comment's Python snippet
+    shutil.copy(example, tmp_path / "model_file.toml")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "model_file.toml's snippet", "exec"), {})
+    assert (tmp_path / "model.keras").exists()
+
+    run = tmp_path / "run"
+    result = reglab("sweep", tmp_path / "model_file.toml", "--run-dir", run, "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "stacked engine cannot" not in result.stderr  # the file's functional model runs stacked
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["summary"]) == 2
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    assert "penalty:hidden/kernel" in epochs.columns  # the file's layer names: its model, not an MLP
+    assert (epochs.loc[epochs.l2 > 0, "train_penalty"] > 0).all()
+    assert (epochs.loc[epochs.l2 == 0, "train_penalty"] == 0).all()
+    model = keras.models.load_model(run / "best_model.keras", safe_mode=True)
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    assert np.mean(model.predict(x, verbose=0).argmax(1) == y) > 0.8  # raw pixels in, digits out
