@@ -2,6 +2,7 @@
 
     python3 tasks.py demo    # create .venv, install reglab, run `reglab demo`
     python3 tasks.py test    # create .venv, install reglab[test] (and Chromium for the report test), run the tests
+                             # on Keras's TensorFlow backend, then the JAX ones on JAX
 
 Extra arguments are passed on (`python3 tasks.py test -k ledger`, `python3 tasks.py demo --epochs 5`).
 The virtual environment is reused; it is reinstalled when pyproject.toml changes.
@@ -72,9 +73,20 @@ def main(argv: list[str]) -> int:
         return _run(BIN / "reglab", "demo", *rest)
     ensure_env("test")
     ensure_browser()
-    code = _run(BIN / "python", "-m", "pytest", *(rest or ["-n", "2"]))  # both cores, unless told otherwise
+    if rest:  # the user's own selection, on the backend their environment names (KERAS_BACKEND)
+        return _pytest(rest)
+    # Twice, on both cores: the whole suite on TensorFlow, then on JAX what runs there too (tests marked
+    # both_backends, and jax_only: the population engine). Each pass starts its own processes, because
+    # Keras chooses its backend once per process.
+    code = _pytest(["-n", "2"], KERAS_BACKEND="tensorflow")
+    return code or _pytest(["-n", "2"], KERAS_BACKEND="jax")
+
+
+def _pytest(args: list[str], **env: str) -> int:
+    os.environ.update(env)
+    code = _run(BIN / "python", "-m", "pytest", *args)
     if code == 5:  # pytest's "no tests collected" must never pass as green
-        print("tasks.py: pytest collected no tests", file=sys.stderr)
+        print(f"tasks.py: pytest collected no tests ({env or 'as given'})", file=sys.stderr)
     return code
 
 

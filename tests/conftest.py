@@ -8,6 +8,20 @@ import pytest  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """`python3 tasks.py test` runs the suite twice: on TensorFlow (everything not marked `jax_only`) and
+    on JAX (KERAS_BACKEND=jax: only what is marked `both_backends` or `jax_only`)."""
+    backend = keras.backend.backend()
+    keep, drop = [], []
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        runs = ("jax_only" in marks or "both_backends" in marks) if backend == "jax" else "jax_only" not in marks
+        (keep if runs else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's digits: (1797, 64) float32 in [0, 1], labels 0-9."""
@@ -35,6 +49,16 @@ def _fresh_keras():
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     yield
+
+
+class NaNGradient(keras.regularizers.Regularizer):
+    """Value 0 but gradient NaN (0 · ∞): a finite loss whose gradient is not."""
+
+    def __call__(self, w):
+        return 0.0 * keras.ops.sum(keras.ops.sqrt(keras.ops.square(w) - keras.ops.square(w)))
+
+    def get_config(self):
+        return {}
 
 
 def mlp(n_in=64, n_out=10, hidden=(32,), **dense_kwargs):

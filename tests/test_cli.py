@@ -24,9 +24,13 @@ def test_demo_runs_the_tutorial_experiment_end_to_end(tmp_path):
     result = reglab("demo", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "L2 λ=0.01" in out and "L2 λ=0.1" in out  # no / moderate / strong curves
-    assert "5-fold" in out and "selected: l2=" in out and "test set (used once" in out
-    run = tmp_path / "runs" / "demo-e10-s0"
+    assert "L2 λ=0 " in out and "L2 λ=0.001" in out and "L2 λ=0.1" in out  # no / moderate / strong curves
+    assert "5-fold" in out and "selected: l2=0.001" in out and "test set (used once" in out
+    story = {line.split()[0]: line for line in out.splitlines() if line.startswith("  λ=")}  # one line per λ
+    assert list(story) == ["λ=0", "λ=0.001", "λ=0.01", "λ=0.1"]
+    assert story["λ=0"].split()[1] == "overfitting:" and story["λ=0.1"].split()[1] == "underfitting:"
+    assert story["λ=0.001"].split()[1] == "selected,"
+    run = tmp_path / "runs" / "demo-e50-s0"
     assert len(list((run / "members").glob("*.parquet"))) == 20
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"]["accuracy"] > 0.9

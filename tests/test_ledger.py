@@ -8,6 +8,8 @@ from conftest import mlp
 import reglab
 from reglab.regularizers import L1, L2, GroupLasso
 
+pytestmark = pytest.mark.both_backends  # the ledger measures inside the compiled step of either backend
+
 
 def fit_with_ledger(model, x, y, epochs=3, optimizer=None, **fit_kwargs):
     model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
@@ -145,3 +147,67 @@ def test_two_ledgers_in_one_fit_agree_and_leave_the_model_clean(split):
     np.testing.assert_allclose(first.history[columns], second.history[columns], rtol=1e-6)
     assert "compute_loss" not in vars(model)
     assert not any(c.startswith("l2:") for c in second.history.columns)
+
+
+def test_stop_on_divergence_ends_fit_at_the_first_diverged_epoch(cancer):
+    x, y = cancer
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(1e3), loss="mse")
+    ledger = reglab.LossLedger(stop_on_divergence=True)
+    model.fit(x, y, epochs=6, verbose=0, callbacks=[ledger])
+    assert list(ledger.history.status) == ["ok"] * (len(ledger.rows) - 1) + ["diverged"]
+    assert len(ledger.rows) < 6
+
+
+def test_the_ledger_leaves_no_metric_behind_and_reports_none(split):
+    x, y, xv, yv = split
+    model = reglab.regularize(mlp(), kernel=L2(1e-3))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = [m.name for m in model.metrics]
+    ledger = reglab.LossLedger()
+    history = model.fit(x, y, epochs=1, verbose=0, callbacks=[ledger], validation_data=(xv, yv))
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}  # the sums are not logged
+    assert [m.name for m in model.metrics] == before
+    assert set(model.evaluate(xv, yv, verbose=0, return_dict=True)) == {"loss", "accuracy"}
+
+
+def test_the_reference_engine_trains_a_member_on_this_backend(digits):
+    """`reference.train_member` on whichever backend this process has (the JAX pass runs it on JAX):
+    the ledger's columns, the split of Keras's loss, a λ schedule that moves and an activity term."""
+    from reglab import data as D
+    from reglab import plan
+    from reglab.engine import reference
+    from reglab.schedules import Scheduled, Step
+
+    x, y = digits
+    dataset = D.prepare(x[:300], y[:300])
+    rest, _ = D.split_test(dataset, None, 0, True)
+    member = plan.members([{"l2": 1e-2}], D.folds(dataset, rest, 2, 1, 0, True), 0)[0]
+
+    def build(point):
+        warmup = Scheduled(L2(point["l2"]), Step([1], [0.0, 1.0]))  # no penalty in epoch 1, full after
+        return keras.Sequential([
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=warmup, activity_regularizer=L1(1e-4), name="h"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ], name="net")
+
+    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2,
+                                 loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=True)
+    records, model, _ = reference.train_member(member, dataset, setting, build)
+    assert model is not None, records.error.iloc[0]
+    assert list(records.columns[:8]) == ["member", "point", "fold", "repeat", "seed", "l2", "seconds", "epoch"]
+    for column in ["train_loss", "train_penalty", "train_total", "val_loss", "val_penalty", "val_total",
+                   "train_accuracy", "val_accuracy", "penalty:net/h/kernel", "penalty:h/activity", "scale:net/h/kernel",
+                   "l2:net/h/kernel", "zeros:net/out/bias", "status"]:
+        assert column in records.columns, column
+    assert list(records.epoch) == [1, 2, 3] and (records.status == "ok").all()
+    np.testing.assert_allclose(records.train_loss + records.train_penalty, records.train_total, rtol=1e-6)
+    np.testing.assert_allclose(records.val_loss + records.val_penalty, records.val_total, rtol=1e-6)
+    np.testing.assert_array_equal(records["scale:net/h/kernel"], [0.0, 1.0, 1.0])
+    kernel = records["penalty:net/h/kernel"]
+    assert kernel.iloc[0] == 0 and (kernel.iloc[1:] > 0.1).all()  # the schedule moved inside the compiled step
+    assert (records["penalty:h/activity"] > 0).all()
+    terms = records[["penalty:net/h/kernel", "penalty:h/activity"]].sum(axis=1)
+    np.testing.assert_allclose(terms, records.train_penalty, rtol=1e-6)

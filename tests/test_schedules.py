@@ -9,6 +9,8 @@ import reglab
 from reglab.regularizers import L2
 from reglab.schedules import Constant, CosineWarmup, LinearWarmup, Scheduled, Step, StrengthScheduler, get, set_epoch
 
+pytestmark = pytest.mark.both_backends  # on JAX the scale must be part of the step's state (`track_scales`)
+
 
 def test_schedule_values():
     assert [LinearWarmup(4, start=0.2)(e) for e in (0, 2, 4, 9)] == pytest.approx([0.2, 0.6, 1.0, 1.0])
@@ -73,3 +75,21 @@ def test_set_epoch_for_custom_loops_and_the_shared_variable():
     kernels = [v.numpy() for v in model.trainable_weights if v.regularizer is not None]
     expected = 0.5 * 0.1 * sum(np.square(k).sum() for k in kernels)
     assert float(reglab.regularization_loss(model)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_scale_is_step_state_not_a_weight_and_moves_between_fits(digits, tmp_path):
+    # On JAX a scale outside the model's state would be frozen in the compiled steps at its first value.
+    x, y = digits
+    lam = 0.01
+    model = reglab.regularize(mlp(), kernel=Scheduled(L2(lam), Step([1], [0.0, 1.0])), layers=[0])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    weights = len(model.weights)
+    model.fit(x, y, epochs=1, batch_size=256, verbose=0, callbacks=[StrengthScheduler()])
+    before = model.evaluate(x, y, batch_size=256, verbose=0)
+    set_epoch(model, 1)  # full strength, after both steps were compiled at scale 0
+    after = model.evaluate(x, y, batch_size=256, verbose=0)
+    assert after - before == pytest.approx(lam * np.square(model.layers[0].kernel.numpy()).sum(), rel=1e-4)
+    assert len(model.weights) == weights  # state of the step, not a weight: saving is unchanged
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [w.shape for w in loaded.weights] == [w.shape for w in model.weights]

@@ -161,8 +161,8 @@ def test_all_members_failing_is_an_error(cancer_raw):
 
 def test_member_results_do_not_depend_on_execution_order(cancer_raw):
     x, y = cancer_raw
-    a = reglab.Sweep(build_cancer, grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, refit=False).run(x, y)
-    b = reglab.Sweep(build_cancer, grid={"l2": [0.1, 0.0]}, cv=2, epochs=2, refit=False).run(x, y)
+    a = reglab.Sweep(build_cancer, grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False).run(x, y)
+    b = reglab.Sweep(build_cancer, grid={"l2": [0.1, 0.0]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False).run(x, y)
     columns = ["member", "epoch", "train_loss", "val_loss", "train_penalty"]
     left = a.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)
     right = b.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)

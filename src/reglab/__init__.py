@@ -1,13 +1,27 @@
 """reglab: regularization for Keras models — attach penalties, see what they do, choose λ honestly.
 
-The public API is imported lazily, so `reglab --help` answers without loading TensorFlow.
+The public API is imported lazily, so `reglab --help` answers without loading Keras. Importing reglab
+before keras selects Keras's JAX backend (where sweeps train as populations) unless KERAS_BACKEND says
+otherwise.
+
+`import reglab` is nevertheless enough for `keras.models.load_model` to find reglab's classes
+("reglab>ElasticNet", `Proximal`, ...): it registers them at once if Keras is already imported,
+and otherwise the moment Keras is (see `_AfterKeras`).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 
 __version__ = "0.1.0"
+
+# Sweeps train as populations on Keras's JAX backend: importing reglab before keras selects it, unless
+# the user chose a backend (KERAS_BACKEND=tensorflow keeps TensorFlow, the stacked and reference engines).
+if "keras" not in sys.modules:
+    os.environ.setdefault("KERAS_BACKEND", "jax")
 
 _EXPORTS = {
     "LossLedger": "reglab.ledger",
@@ -41,3 +55,54 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(__all__)
+
+
+# The modules whose classes are registered with `keras.saving.register_keras_serializable`.
+_SERIALIZABLE = ("reglab.regularizers", "reglab.schedules", "reglab.optimizers")
+
+
+def _register_with_keras():
+    for name in _SERIALIZABLE:
+        importlib.import_module(name)
+
+
+class _AfterKeras:
+    """A `sys.meta_path` finder that registers reglab's classes right after `keras` is imported.
+
+    Registering needs Keras's base classes, and importing Keras (and TensorFlow) takes seconds that
+    `reglab --help`, which imports this package, must not pay. So the finder waits for the first
+    `import keras` anywhere in the process and runs `_register_with_keras` once Keras has loaded.
+    When a module of `_SERIALIZABLE` is itself what imports Keras, it is still half-executed at that
+    moment; importing it again then returns it as it is, and it registers its classes as it finishes.
+    The finder stays until Keras is actually executed: TensorFlow, for one, looks `keras` up
+    (`importlib.util.find_spec`) before it imports it.
+    """
+
+    def __init__(self):
+        self._looking = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras" or self._looking:
+            return None
+        self._looking = True  # the lookup below asks every finder again, this one included
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking = False
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                if self in sys.meta_path:
+                    sys.meta_path.remove(self)
+                _register_with_keras()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_with_keras()
+else:
+    sys.meta_path.insert(0, _AfterKeras())

@@ -18,10 +18,12 @@ from keras.src.models.functional import Functional
 
 from reglab import regularizers as _regularizers
 
-_KINDS = ("kernel", "bias", "activity")
+_KINDS = ("kernel", "bias", "activity", "recurrent")
+# The weight each kind's `<kind>_regularizer` applies to ("activity" is the layer's output).
+_WEIGHTS = {"kernel": "kernel", "bias": "bias", "recurrent": "recurrent_kernel"}
 
 
-def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropout=None):
+def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropout=None, recurrent=None):
     """Return a copy of `model` with regularizers attached and its trained weights kept.
 
     Args:
@@ -31,6 +33,10 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
             anything `reglab.regularizers.get` accepts (the same regularizer object is shared by
             every selected layer), or a dict `{layer name: regularizer}` for a different one per
             layer (the dict then selects the layers itself). None leaves that slot unchanged.
+            A recurrent layer's `kernel` is its input kernel; in a `Bidirectional` wrapper both
+            directions get the regularizer.
+        recurrent: the same for the recurrent kernels (`recurrent_regularizer`) of LSTM, GRU,
+            SimpleRNN and other `keras.layers.RNN` layers, `Bidirectional` ones included.
         layers: which layers get the regularizers and the dropout: None (every layer that has
             the slot), a layer name (shell patterns such as "dense*" work), an index into
             `model.layers`, a layer class, a predicate `layer -> bool`, or a list of these.
@@ -56,25 +62,25 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
     selected = _select(model, leaves, layers)
 
     plan: dict[int, dict[str, object]] = {}  # id(old layer) -> {kind: regularizer}
-    for kind, spec in zip(_KINDS, (kernel, bias, activity)):
+    for kind, spec in zip(_KINDS, (kernel, bias, activity, recurrent)):
         if spec is None:
             continue
         if isinstance(spec, dict):
             targets = {}
             for name, identifier in spec.items():
                 layer = _by_name(by_name, name, kind)
-                if not _has_slot(layer, kind):
+                if not has_slot(layer, kind):
                     raise ValueError(
-                        f"Layer {name!r} ({type(layer).__name__}) has no trainable {kind} to regularize. "
+                        f"Layer {name!r} ({type(layer).__name__}) has no trainable {_slot_name(kind)} to regularize. "
                         f"Received: {kind}={spec!r}"
                     )
                 targets[id(layer)] = _regularizers.get(identifier)
         else:
             regularizer = _regularizers.get(spec)
-            targets = {id(layer): regularizer for layer in selected if _has_slot(layer, kind)}
+            targets = {id(layer): regularizer for layer in selected if has_slot(layer, kind)}
             if not targets:
                 raise ValueError(
-                    f"None of the selected layers has a trainable {kind} to regularize. "
+                    f"None of the selected layers has a trainable {_slot_name(kind)} to regularize. "
                     f"Received: layers={layers!r}"
                 )
         for layer_id, regularizer in targets.items():
@@ -83,8 +89,8 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
     rates = _dropout_plan(model, leaves, selected, by_name, dropout)
     if not plan and not rates:
         raise ValueError(
-            "Nothing to attach: give at least one of `kernel`, `bias`, `activity` or `dropout`. "
-            "Received: kernel=None, bias=None, activity=None, dropout=None"
+            "Nothing to attach: give at least one of `kernel`, `bias`, `activity`, `recurrent` or `dropout`. "
+            "Received: kernel=None, bias=None, activity=None, recurrent=None, dropout=None"
         )
 
     pairs: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
@@ -104,9 +110,10 @@ def select_layers(model, spec) -> list:
 
 
 def hidden_layers(model) -> list:
-    """Every leaf layer with a trainable kernel that does not produce a model output."""
+    """Every leaf layer with a trainable kernel that does not produce a model output (recurrent layers
+    and `Bidirectional` wrappers of them included: their kernel is the input kernel)."""
     outputs = _output_layers(model)
-    return [l for l in _leaf_layers(model) if _has_slot(l, "kernel") and id(l) not in outputs]
+    return [l for l in _leaf_layers(model) if has_slot(l, "kernel") and id(l) not in outputs]
 
 
 def _check_model(model):
@@ -181,13 +188,33 @@ def _select(model, leaves, spec) -> list:
     return selected
 
 
-def _has_slot(layer, kind) -> bool:
+def has_slot(layer, kind) -> bool:
+    """Whether `layer` takes a `<kind>_regularizer` ("kernel", "bias", "recurrent", "activity") on a
+    trainable weight; for a `Bidirectional` layer, in both directions."""
     if kind == "activity":  # every Keras 3 layer takes `activity_regularizer`
         return True
-    if f"{kind}_regularizer" not in layer.get_config():
-        return False
-    weight = getattr(layer, kind, None)
-    return isinstance(weight, keras.Variable) and weight.trainable
+    for part in _parts(layer):
+        weight = _weight(part, kind)
+        if f"{kind}_regularizer" not in part.get_config() or not (isinstance(weight, keras.Variable) and weight.trainable):
+            return False
+    return True
+
+
+def _parts(layer) -> list:
+    """The layers holding `layer`'s weights: both directions of a `Bidirectional`, else `layer` itself."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    return [layer]
+
+
+def _weight(layer, kind):
+    """The variable `layer`'s `<kind>_regularizer` applies to (a recurrent layer keeps it in its cell)."""
+    owner = layer.cell if isinstance(layer, keras.layers.RNN) else layer
+    return getattr(owner, _WEIGHTS[kind], None)
+
+
+def _slot_name(kind) -> str:
+    return _WEIGHTS.get(kind, kind).replace("_", " ")
 
 
 def _output_layers(model) -> set[int]:
@@ -208,7 +235,7 @@ def _dropout_plan(model, leaves, selected, by_name, dropout) -> dict[int, float]
         return {id(_by_name(by_name, name, "dropout")): _rate(rate, dropout) for name, rate in dropout.items()}
     rate = _rate(dropout, dropout)
     outputs = _output_layers(model)
-    rates = {id(l): rate for l in selected if _has_slot(l, "kernel") and id(l) not in outputs}
+    rates = {id(l): rate for l in selected if has_slot(l, "kernel") and id(l) not in outputs}
     if not rates:
         raise ValueError(
             "No selected hidden layer with a kernel to put Dropout after. "
@@ -247,9 +274,24 @@ class _Rebuilder:
         if isinstance(layer, keras.Model):
             return self.rebuild(layer)
         config = layer.get_config()
-        for kind, regularizer in self.plan.get(id(layer), {}).items():
-            config[f"{kind}_regularizer"] = regularizer
-        new = type(layer).from_config(config)
+        planned = self.plan.get(id(layer), {})
+        if isinstance(layer, keras.layers.Bidirectional):
+            # Its from_config deep-copies the config, regularizers and all, and builds the directions
+            # at once if it can: recreate them unbuilt and hand the very objects to their cells, which
+            # read them when they build.
+            for direction in ("layer", "backward_layer"):
+                config[direction].pop("build_config", None)
+            new = type(layer).from_config(config)
+            for kind, regularizer in planned.items():
+                if kind == "activity":
+                    new.activity_regularizer = regularizer
+                    continue
+                for part in _parts(new):
+                    setattr(part.cell, f"{kind}_regularizer", regularizer)
+        else:
+            for kind, regularizer in planned.items():
+                config[f"{kind}_regularizer"] = regularizer
+            new = type(layer).from_config(config)
         self.pairs.append((layer, new))
         if id(layer) in self.rates:
             self.new_rates[id(new)] = self.rates[id(layer)]
@@ -286,11 +328,11 @@ def _verify(old_model, new_model, plan, pairs):
             if not np.array_equal(a, b):
                 raise RuntimeError(f"regularize(): weights of layer {old.name!r} were not copied intact")
         for kind, regularizer in plan.get(id(old), {}).items():
-            live = new.activity_regularizer if kind == "activity" else getattr(new, kind).regularizer
-            if live is not regularizer:
+            live = [new.activity_regularizer] if kind == "activity" else [_weight(p, kind).regularizer for p in _parts(new)]
+            if any(r is not regularizer for r in live):
                 raise RuntimeError(f"regularize(): the {kind} regularizer of {new.name!r} did not attach")
     weight_penalties = sum(1 for v in new_model.trainable_weights if v.regularizer is not None)
-    expected = sum(1 for kinds in plan.values() for kind in kinds if kind != "activity")
+    expected = sum(len(_parts(old)) for old, _ in pairs for kind in plan.get(id(old), {}) if kind != "activity")
     if weight_penalties < expected:
         raise RuntimeError("regularize(): some requested weight penalties are missing from the model")
     if len(old_model.get_weights()) != len(new_model.get_weights()):

@@ -5,8 +5,9 @@ Dense(64, relu) → Dense(10, softmax), L2 on both hidden kernels, λ ∈ {0, 1e
 3e-3, 1e-2, 1e-1}, Adam(1e-3), batch 32, 50 epochs, validation loss and accuracy after every epoch:
 8 × 5 = 40 members.
 
-Peers, timed in this process: reglab's stacked engine; sequential Keras the tutorials' way (a few
-fits timed, × 40); scikit-learn's GridSearchCV over MLPClassifier (alpha converted from λ, see
+Peers, timed in this process: reglab's fast engine (population on JAX, stacked on TensorFlow);
+sequential Keras the tutorials' way (a few fits timed, × 40) on this backend and, from JAX, on
+TensorFlow in a subprocess (the seeds' way, which `speedup_vs_sequential_keras` compares with); scikit-learn's GridSearchCV over MLPClassifier (alpha converted from λ, see
 `reglab.conventions.mlp_alpha`); and the FLOP bound at the float32 batched-matmul rate measured now with numpy.
 Ratios measured side by side mean something on a shared, noisy machine; absolute times little.
 """
@@ -70,8 +71,43 @@ def _keras_model(strength):
     ])
 
 
+def sequential_keras(lambdas, fits: int, epochs: int, batch: int) -> dict:
+    """Time `fits` of the tutorials' sequential `model.fit`s (fold 0, λ in turn) on this process's backend."""
+    import keras
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y = _data()
+    train, val = next(iter(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y)))
+    seconds, accuracy = [], {}
+    for i in range(fits):
+        strength = lambdas[i % len(lambdas)]
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(i)
+        started = time.perf_counter()
+        model = _keras_model(strength)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=epochs, batch_size=batch, verbose=0)
+        seconds.append(time.perf_counter() - started)
+        accuracy.setdefault(f"{strength:g}", []).append(history.history["val_accuracy"][-1])
+    return {"backend": keras.backend.backend(), "per_fit": float(np.mean(seconds)),
+            "accuracy": {k: float(np.mean(v)) for k, v in accuracy.items()}}
+
+
+def _sequential_keras_on(backend: str, *args) -> dict:
+    """`sequential_keras` in a fresh process on another Keras backend (a process has one backend)."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"import json, reglab.bench as b; print(json.dumps(b.sequential_keras(*{list(args)!r})))"
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = False, out=None, echo=print) -> dict:
-    """Run the benchmark; return (and optionally write) the report dict."""
+    """Run the benchmark; return (and optionally write) the report dict. The fast engine is the population
+    engine on Keras's JAX backend, the stacked engine on TensorFlow."""
     import keras
     from sklearn.model_selection import StratifiedKFold
 
@@ -84,19 +120,25 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     keras_fits = keras_fits or len(lambdas)
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(x, y))
     members = len(lambdas) * folds
+    backend = keras.backend.backend()
+    engine_name = "population" if backend == "jax" else "stacked"
 
     def sweep(repeats=1):
         return Sweep(MLP(hidden=list(HIDDEN)).bind(64, 10), grid={"l2": list(lambdas)}, cv=folds, repeats=repeats,
                      epochs=epochs, batch_size=batch, optimizer="adam", learning_rate=1e-3, refit=False,
-                     engine="stacked", seed=0)
+                     engine=engine_name, seed=0)
 
-    echo(f"reglab (stacked engine): {members} members × {epochs} epochs …")
+    echo(f"reglab ({engine_name} engine, {backend}): {members} members × {epochs} epochs …")
     engine = sweep()
     started = time.perf_counter()
     result = engine.run(x, y)
     reglab_seconds = time.perf_counter() - started
-    epoch_times = engine.last_timing["epoch_seconds"]
-    compile_seconds = max(0.0, epoch_times[0] - float(np.median(epoch_times[1:] or epoch_times)))
+    timing = engine.last_timing
+    if "compile_seconds" in timing:
+        compile_seconds = timing["compile_seconds"]
+    else:  # the stacked engine compiles inside its first epoch
+        epoch_times = timing["epoch_seconds"]
+        compile_seconds = max(0.0, epoch_times[0] - float(np.median(epoch_times[1:] or epoch_times)))
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     final = result.members
     reglab_accuracy = final.groupby("l2").val_accuracy.mean()
@@ -109,21 +151,15 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         sweep(repeats=8).run(x, y)
         scaling_ratio = (time.perf_counter() - started) / reglab_seconds
 
-    echo(f"sequential Keras: {keras_fits} of the {members} fits, the tutorials' way …")
-    fit_seconds, keras_accuracy = [], {}
-    train, val = splits[0]
-    for i in range(keras_fits):
-        strength = lambdas[i % len(lambdas)]
-        keras.backend.clear_session()
-        keras.utils.set_random_seed(i)
-        started = time.perf_counter()
-        model = _keras_model(strength)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=epochs, batch_size=batch, verbose=0)
-        fit_seconds.append(time.perf_counter() - started)
-        keras_accuracy.setdefault(strength, []).append(history.history["val_accuracy"][-1])
-    per_fit = float(np.mean(fit_seconds))
+    echo(f"sequential Keras ({backend}): {keras_fits} of the {members} fits, the tutorials' way …")
+    sequential = {backend: sequential_keras(lambdas, keras_fits, epochs, batch)}
+    if backend != "tensorflow":
+        echo(f"sequential Keras (tensorflow, the seeds' way, in a subprocess): {keras_fits} fits …")
+        sequential["tensorflow"] = _sequential_keras_on("tensorflow", list(lambdas), keras_fits, epochs, batch)
+    seeds_way = sequential["tensorflow"]
+    per_fit = seeds_way["per_fit"]
     keras_seconds = per_fit * members
+    keras_accuracy = sequential[backend]["accuracy"]  # the same backend as reglab: same maths
 
     echo("scikit-learn: GridSearchCV(MLPClassifier) on the same folds …")
     from sklearn.model_selection import GridSearchCV
@@ -160,8 +196,13 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         "accuracy_by_lambda": {
             "reglab": {f"{s:g}": float(reglab_accuracy[s]) for s in lambdas},
             "reglab_fold0": {f"{s:g}": float(reglab_fold0[s]) for s in lambdas},
-            "keras": {f"{s:g}": float(np.mean(v)) for s, v in keras_accuracy.items()},  # fold 0
+            "keras": keras_accuracy,  # fold 0
         },
+        "engine": engine_name,
+        "backend": backend,
+        "sequential_keras": {name: {"seconds_per_fit": v["per_fit"], "seconds": v["per_fit"] * members,
+                                    "reglab_speedup": v["per_fit"] * members / reglab_seconds}
+                             for name, v in sequential.items()},
         "sequential_keras_seconds": keras_seconds,
         "sequential_keras_seconds_per_fit": per_fit,
         "sequential_keras_fits_timed": keras_fits,
@@ -173,6 +214,7 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         "members": members,
         "epochs": epochs,
         "quick": quick,
+        "device": _device(),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": _device()},
     }
     if out:
@@ -181,7 +223,63 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
 
 
 def _device() -> str:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "CPU" if device.platform == "cpu" else f"{device.platform.upper()}: {device.device_kind}"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     return f"GPU: {gpus[0].name}" if gpus else "CPU"
+
+
+def zoo(epochs: int = 5, members: int = 12, fits: int = 2, echo=print) -> dict:
+    """`reglab bench --zoo`: every family of `reglab.zoo` as a population of `members` (λ × 2 folds of the
+    digits) against sequential `model.fit` on the same backend (`fits` of them timed, × members)."""
+    import keras
+
+    from reglab import data as data_module
+    from reglab import plan, zoo as families_module
+    from reglab.engine import population, reference
+
+    _, _, y = families_module.digits()
+    training = reference.Training(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
+    points = [{"l2": float(v)} for v in np.logspace(-5, -1, members // 2)]
+    report = {}
+    for name, (build, x) in families_module.families().items():
+        dataset = data_module.prepare(x, y)
+        rest, _ = data_module.split_test(dataset, None, 0, True)
+        group = plan.members(points, data_module.folds(dataset, rest, 2, 1, 0, True), 0)
+        echo(f"zoo {name}: {len(group)} members × {epochs} epochs …")
+        started = time.perf_counter()
+        populations, failed = population.plan_populations(group, build, probe=dataset.x[:1])
+        if failed or len(populations) != 1:
+            report[name] = {"error": next(iter(failed.values()), "more than one population")}
+            continue
+        records, _, timing = population.train_population(populations[0], dataset, training)
+        seconds = time.perf_counter() - started
+        sequential, agree = [], []
+        for member in group[:fits]:
+            keras.backend.clear_session(free_memory=False)
+            plan.set_global_seed(member.seed)
+            started = time.perf_counter()
+            model = build(member.point)
+            reference.compile_model(model, training, member.point)
+            history = model.fit(dataset.x[member.train], dataset.y[member.train], epochs=epochs, batch_size=32, verbose=0,
+                                validation_data=(dataset.x[member.val], dataset.y[member.val]))
+            sequential.append(time.perf_counter() - started)
+            agree.append(abs(history.history["val_accuracy"][-1] - records[member.id].val_accuracy.iloc[-1]))
+        per_fit = float(np.mean(sequential))
+        report[name] = {"population_seconds": seconds, "compile_seconds": timing["compile_seconds"],
+                        "sequential_seconds_per_fit": per_fit, "speedup": per_fit * len(group) / seconds,
+                        "val_accuracy_population": float(np.mean([r.val_accuracy.iloc[-1] for r in records.values()])),
+                        # same seeds and data, but fit shuffles its own way: agreement within noise, not exact
+                        "max_val_accuracy_gap_vs_fit": float(max(agree))}
+    speedups = [r["speedup"] for r in report.values() if "speedup" in r]
+    report["geometric_mean_speedup"] = float(np.exp(np.mean(np.log(speedups)))) if speedups else None
+    report["min_speedup"] = float(min(speedups)) if speedups else None
+    return report

@@ -34,8 +34,23 @@ def _root(
     pass
 
 
-def _import_tensorflow_quietly():
-    """TensorFlow's C++ start-up chatter ignores TF_CPP_MIN_LOG_LEVEL; hide it from CLI users."""
+def _import_keras_quietly(compile_cache: bool = True):
+    """Keras on the backend `main` chose. On TensorFlow, hide TensorFlow's C++ start-up chatter (it ignores
+    TF_CPP_MIN_LOG_LEVEL); on JAX, keep TensorFlow from being imported at all and keep XLA's compiled
+    programs on disk (JAX's persistent compilation cache), so a re-run or a resumed sweep does not compile
+    its populations again (not for `bench`, which measures compilation)."""
+    if os.environ.get("KERAS_BACKEND") != "tensorflow":
+        import jax
+        import keras  # noqa: F401
+
+        from reglab.engine.population import keep_tensorflow_out
+
+        keep_tensorflow_out()
+        if compile_cache:
+            folder = Path(os.environ.get("REGLAB_CACHE") or Path.home() / ".cache" / "reglab") / "xla"
+            jax.config.update("jax_compilation_cache_dir", str(folder))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
@@ -94,20 +109,23 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
     params = param_columns_of(summary)
     metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
     table = Table(title=title)
+    verdict_of = {} if verdicts is None else {r["point"]: r for r in verdicts.to_dict(orient="records")}
     for name in ("rank", *params, *[f"{m} mean±std" for m in metrics], "train_loss", "penalty", "ok"):
         table.add_column(name, justify="right")
+    if verdict_of:  # "not learning" points have no rank: the verdict says why
+        table.add_column("verdict")
     for _, row in summary.iterrows():
         cells = ["–" if row["rank"] != row["rank"] else f"{int(row['rank'])}"]
         cells += [f"{row[p]:g}" if isinstance(row[p], float) else str(row[p]) for p in params]
         cells += [f"{row[f'{m}_mean']:.4f}±{row[f'{m}_std']:.4f}" for m in metrics]
         cells += [f"{row['train_loss_mean']:.4f}", f"{row['train_penalty_mean']:.4f}", f"{row['ok']}/{row['members']}"]
+        if verdict_of:
+            cells.append(verdict_of.get(row["point"], {}).get("verdict", ""))
         table.add_row(*cells, style="bold green" if row["point"] == best["point_id"] else None)
     console.print(table, markup=False)
 
     def described(choice):
         return escape(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice["params"].items()))
-
-    verdict_of = {} if verdicts is None else {r["point"]: r for r in verdicts.to_dict(orient="records")}
 
     def verdict(choice):
         v = verdict_of.get(choice["point_id"])
@@ -133,22 +151,27 @@ def _finish(result, run_dir, title):
 
 @app.command()
 def demo(
-    epochs: int = typer.Option(10, min=1, max=1000, help="Epochs per member."),
+    epochs: int = typer.Option(50, min=1, max=1000, help="Epochs per member (the story needs enough for λ=0 to overfit)."),
     seed: int = typer.Option(0, min=0, help="Global random seed."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/demo-e<epochs>-s<seed>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
+    wait: float = typer.Option(None, "--wait", min=0, metavar="SECONDS",
+                               help="If another process is using the run directory, wait this long for it (default: exit 2 at once)."),
 ):
-    """No, moderate and strong L2, then a λ grid with 5-fold CV and a once-only test score, on digits."""
-    _import_tensorflow_quietly()
+    """The tutorial's story on a small digits training set: no L2 overfits, moderate L2 is selected, strong L2 underfits.
+
+    Curves of λ = 0, 1e-3, 0.1; one line per λ with its verdict; a λ grid with 5-fold CV; the choice refit, tested once.
+    """
+    _import_keras_quietly()
     from rich.console import Console
     from rich.table import Table
 
-    from reglab.demo import SHOWN, run_demo
+    from reglab.demo import SHOWN, run_demo, story
 
     run_dir = run_dir or Path("runs") / f"demo-e{epochs}-s{seed}"
     try:
         with _Progress(quiet, "demo") as progress:
-            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress)
+            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait)
     except ValueError as error:
         _fail_usage(error)
     console = Console()
@@ -158,10 +181,14 @@ def demo(
         curves.add_column(f"L2 λ={strength:g}", justify="right")
     ok = result.epochs[result.epochs["status"] == "ok"]
     means = ok.groupby(["l2", "epoch"])[["train_loss", "val_loss"]].mean()
-    for epoch in sorted({1, *range(5, epochs + 1, 5), epochs}):
+    step = 5 if epochs <= 30 else 10
+    for epoch in sorted({1, *range(step, epochs + 1, step), epochs}):
         cells = [f"{means.loc[(s, epoch), 'train_loss']:.3f} / {means.loc[(s, epoch), 'val_loss']:.3f}" for s in SHOWN]
         curves.add_row(str(epoch), *cells)
     console.print(curves)
+    typer.echo("What each λ did (mean of 5 folds, prediction loss; verdicts by reglab.diagnosis):")
+    for line in story(result):
+        typer.echo(f"  {line}")
     _finish(result, run_dir, "λ grid, 5-fold stratified cross-validation (final epoch)")
 
 
@@ -170,9 +197,11 @@ def sweep(
     config: Path = typer.Argument(..., help="A sweep spec (.toml or .json); see docs/examples/sweep.toml."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/<name>). Re-running resumes it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
+    wait: float = typer.Option(None, "--wait", min=0, metavar="SECONDS",
+                               help="If another process is using the run directory, wait this long for it (default: exit 2 at once)."),
 ):
     """Run (or resume) the sweep a config file describes."""
-    _import_tensorflow_quietly()
+    _import_keras_quietly()
     from reglab.config import from_file
 
     try:
@@ -180,7 +209,7 @@ def sweep(
         run_dir = run_dir or Path("runs") / experiment.name
         with _Progress(quiet, experiment.name) as progress:
             result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
-                                          progress=progress)
+                                          progress=progress, wait_for_lock=wait)
     except ValueError as error:
         _fail_usage(error)
     _finish(result, run_dir, f"Sweep {experiment.name}")
@@ -192,18 +221,21 @@ def report(
     tensorboard: Path = typer.Option(None, help="Also export the run as a TensorBoard HParams experiment into this folder."),
 ):
     """Re-render a run directory's tables, summary, plots and report.html from its stored records."""
-    _import_tensorflow_quietly()
+    _import_keras_quietly()
     import pandas as pd
 
-    from reglab.report import render
+    from reglab.report import refresh
 
     try:
-        document = render(run_dir)
+        document = refresh(run_dir)  # a directory in use is read, not written (see reglab.report.refresh)
     except ValueError as error:
         _fail_usage(error)
     _print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
                   f"Report of {run_dir}", document["best_1se"], pd.DataFrame(document["diagnosis"]))
-    typer.echo(f"plots: {run_dir / 'plots'}\nreport: {run_dir / 'report.html'}")
+    if document.get("in_use"):
+        typer.echo(f"reglab: {document['in_use']}", err=True)
+    else:
+        typer.echo(f"plots: {run_dir / 'plots'}\nreport: {run_dir / 'report.html'}")
     if tensorboard is not None:
         from reglab.tensorboard_export import export
 
@@ -216,24 +248,32 @@ def bench(
     out: Path = typer.Option(Path("bench.json"), help="Where to write the JSON report."),
     keras_fits: int = typer.Option(None, min=1, help="Sequential Keras fits to time (default: one per λ, fold 0)."),
     scaling: bool = typer.Option(False, "--scaling", help="Also time 8× the members (320) against the 40."),
+    zoo: bool = typer.Option(False, "--zoo", help="Also every model family of reglab.zoo: population vs sequential fit."),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
-    _import_tensorflow_quietly()
+    _import_keras_quietly(compile_cache=False)
     from rich.console import Console
     from rich.table import Table
 
     from reglab.bench import run
 
     console = Console()
-    report = run(quick=quick, keras_fits=keras_fits, scaling=scaling, out=out, echo=lambda m: console.print(m, style="dim"))
+    echo = lambda m: console.print(m, style="dim")  # noqa: E731
+    report = run(quick=quick, keras_fits=keras_fits, scaling=scaling, out=None, echo=echo)
+    if zoo:
+        from reglab.bench import zoo as run_zoo
+
+        report["zoo"] = run_zoo(epochs=2 if quick else 5, echo=echo)
+    out.write_text(__import__("json").dumps(report, indent=2) + "\n")
     table = Table(title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})")
     table.add_column("way")
     table.add_column("seconds", justify="right")
     table.add_column("reglab is … faster", justify="right")
-    table.add_row("reglab (stacked)", f"{report['reglab_seconds']:.2f}", "")
+    table.add_row(f"reglab ({report['engine']} engine, {report['backend']})", f"{report['reglab_seconds']:.2f}", "")
     table.add_row("  of which compile", f"{report['compile_seconds']:.2f}", "")
-    table.add_row(f"sequential Keras ({report['sequential_keras_fits_timed']} fits × {report['members']})",
-                  f"{report['sequential_keras_seconds']:.1f}", f"{report['speedup_vs_sequential_keras']:.1f}×")
+    for backend, seq in report["sequential_keras"].items():
+        table.add_row(f"sequential Keras on {backend} ({report['sequential_keras_fits_timed']} fits × {report['members']})",
+                      f"{seq['seconds']:.1f}", f"{seq['reglab_speedup']:.1f}×")
     table.add_row("scikit-learn GridSearchCV", f"{report['sklearn_seconds']:.1f}", f"{report['speedup_vs_sklearn']:.1f}×")
     table.add_row(f"FLOP bound ({report['gflop']:.0f} GFLOP at {report['matmul_gflops']:.0f} GFLOP/s)",
                   f"{report['flop_bound_seconds']:.2f}", f"reglab / bound = {report['ratio_to_flop_bound']:.2f}")
@@ -248,8 +288,25 @@ def bench(
                          "–" if keras_value is None else f"{keras_value:.4f}")
     console.print(accuracy)
     extra = f"; 8× members cost {report['scaling_8x_members_time_ratio']:.2f}× the time" if scaling else ""
+    if zoo:
+        families = Table(title="Model families (reglab.zoo): population vs sequential model.fit, same backend")
+        for name in ("family", "population s", "compile s", "fit s × members", "speedup", "val acc gap"):
+            families.add_column(name, justify="right")
+        for name, row in report["zoo"].items():
+            if isinstance(row, dict) and "speedup" in row:
+                families.add_row(name, f"{row['population_seconds']:.2f}", f"{row['compile_seconds']:.2f}",
+                                 f"{row['sequential_seconds_per_fit']:.2f}", f"{row['speedup']:.1f}×",
+                                 f"{row['max_val_accuracy_gap_vs_fit']:.3f}")
+            elif isinstance(row, dict):
+                families.add_row(name, "failed", "", "", "", row.get("error", "")[:40])
+        console.print(families)
+        console.print(f"geometric mean speedup {report['zoo']['geometric_mean_speedup']:.1f}×, "
+                      f"lowest {report['zoo']['min_speedup']:.1f}×")
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 
 def main():
+    # Sweeps train as populations on Keras's JAX backend; KERAS_BACKEND=tensorflow chooses the stacked and
+    # reference engines instead.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
     app()  # typer exits 2 on usage errors, 0 on success, 1 on an uncaught error

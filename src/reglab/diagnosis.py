@@ -12,6 +12,15 @@ explicit and testable. For each point, from the epoch records of its members (me
 
 The rules, in order (thresholds are module constants):
 
+0. *not learning* when the final validation loss is no better than the constant predictor's on the
+   same folds (`baseline_loss`, `reglab.baseline`: the training fold's class priors or mean target):
+   whatever else the curves show, such a model is worse than ignoring the inputs — unless it was
+   better at its minimum and overfitted from there (rule 1's rise with the training loss falling):
+   that is *overfitting*, and its reason says it ends worse than the constant predictor. The advice follows
+   the cause: "decrease the learning rate" when the training loss is ≥ `BLOWN_UP` × the baseline (the
+   weights blew up; a large penalty share then only follows from their size); "decrease λ" when the
+   penalty dominates the objective; "increase λ …" when the training loss is below the baseline (it
+   fits the training folds only); else "decrease the learning rate".
 1. *overfitting* when the validation loss rose ≥ `RISE` above its minimum while the training loss
    kept falling, or when the gap is ≥ `GAP` and the point ends ≥ `EXCESS` worse than the best →
    "increase λ" (or add dropout; or stop at the best epoch).
@@ -40,15 +49,16 @@ SMALL_GAP = 0.25
 EXCESS = 0.10
 PENALTY_SHARE = 0.3
 LATE_GAIN = 0.01
+BLOWN_UP = 10.0
 
 COLUMNS = ("verdict", "recommendation", "reason", "rise", "train_drop", "gap", "excess", "penalty_share", "late_gain",
-           "best_epoch")
+           "best_epoch", "baseline_loss")
 
 
 def curves(epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """{point: per-epoch means over its "ok" members of the losses}: the curves the rules read."""
     ok = epochs[epochs["status"] == "ok"]
-    wanted = [c for c in ("train_loss", "val_loss", "train_penalty", "train_total") if c in ok]
+    wanted = [c for c in ("train_loss", "val_loss", "train_penalty", "train_total", "baseline_loss") if c in ok]
     return {pid: group.groupby("epoch")[wanted].mean().sort_index() for pid, group in ok.groupby("point", sort=False)}
 
 
@@ -65,11 +75,13 @@ def diagnose(epochs: pd.DataFrame) -> pd.DataFrame:
             rows.append({"point": pid, "verdict": broken, "recommendation": "decrease the learning rate or λ"
                          if broken == "diverged" else "see the member's error", "reason": f"a member {broken}"})
             continue
-        rows.append({"point": pid, **_judge(curve, lowest)})
+        predictor = next((p for p in epochs.loc[epochs["point"] == pid].get("baseline_predictor", [])
+                          if isinstance(p, str) and p), "the constant predictor")
+        rows.append({"point": pid, **_judge(curve, lowest, predictor)})
     return pd.DataFrame(rows, columns=["point", *COLUMNS])
 
 
-def _judge(curve: pd.DataFrame, lowest: float) -> dict:
+def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
     val, train = curve["val_loss"], curve["train_loss"]
     final_val, final_train = float(val.iloc[-1]), float(train.iloc[-1])
     best_epoch = int(val.idxmin())
@@ -83,15 +95,35 @@ def _judge(curve: pd.DataFrame, lowest: float) -> dict:
         if "train_penalty" in curve and curve["train_total"].iloc[-1] > 0 else 0.0,
         "late_gain": _late_gain(val),
         "best_epoch": best_epoch,
+        # the mean over the folds of the final curve's members, as the validation loss it is compared with
+        "baseline_loss": float(curve["baseline_loss"].iloc[-1]) if "baseline_loss" in curve else math.nan,
     }
     n = numbers
-    facts = (f"validation loss {final_val:.3g} (its minimum {val_min:.3g} at epoch {best_epoch}, the best point's "
-             f"{lowest:.3g}), training loss {final_train:.3g}, penalty {n['penalty_share']:.0%} of the objective")
+    minimum = f"its minimum {val_min:.3g} at epoch {best_epoch}, the best point's {lowest:.3g}"
+    rest = f"training loss {final_train:.3g}, penalty {n['penalty_share']:.0%} of the objective"
+    facts = f"validation loss {final_val:.3g} ({minimum}), {rest}"
     still_falling = n["late_gain"] >= LATE_GAIN
-    if (n["rise"] >= RISE and n["train_drop"] > 0) or (n["gap"] >= GAP and n["excess"] >= EXCESS):
-        why = (f"validation loss rose {n['rise']:.0%} above its minimum while training loss kept falling"
-               if n["rise"] >= RISE and n["train_drop"] > 0 else
+    baseline = n["baseline_loss"]
+    rose = n["rise"] >= RISE and n["train_drop"] > 0
+    worse = final_val >= baseline  # False when the baseline is NaN (unknown loss, older run directory)
+    if worse and not (rose and val_min < baseline):
+        why = (f"validation loss {final_val:.3g} is {'worse than' if final_val > baseline else 'no better than'} "
+               f"the constant predictor's {baseline:.3g} ({predictor})")
+        if final_train >= BLOWN_UP * baseline:
+            advice = "decrease the learning rate"
+        elif n["penalty_share"] >= PENALTY_SHARE:
+            advice = "decrease λ"
+        elif final_train < baseline:
+            advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}"
+                                                      if val_min < baseline else "")
+        else:
+            advice = "decrease the learning rate"
+        return {"verdict": "not learning", "recommendation": advice, "reason": f"{why}; {minimum}, {rest}", **numbers}
+    if rose or (n["gap"] >= GAP and n["excess"] >= EXCESS):
+        why = (f"validation loss rose {n['rise']:.0%} above its minimum while training loss kept falling" if rose else
                f"validation loss is {n['gap']:.0%} above training loss and {n['excess']:.0%} above the best point's")
+        if worse:
+            why += f", to worse than the constant predictor's {baseline:.3g} ({predictor})"
         advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}" if n["rise"] >= RISE else "")
         return {"verdict": "overfitting", "recommendation": advice, "reason": f"{why}: {facts}", **numbers}
     if n["excess"] >= EXCESS and n["gap"] < SMALL_GAP:

@@ -25,7 +25,8 @@ import pandas as pd
 from reglab import views
 from reglab.selection import param_columns_of
 
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_DASHES = ("solid", "dash", "dot", "dashdot")  # lines that are not points (kernels), in views.NEUTRAL
+_SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")
 
 
 def write(run_dir, epochs, summary, members, histograms, document: dict, spec: dict, title: str | None = None) -> Path:
@@ -46,25 +47,27 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
 
     params = param_columns_of(summary)
     param = views.sweep_param(summary)
-    ordered = summary.sort_values(param, kind="stable") if param is not None else summary
-    labels = {row["point"]: views.label(row, params) for _, row in ordered.iterrows()}  # legends in λ order
+    rows = summary.set_index("point")
+    labels = {p: views.label(rows.loc[p], params) for p in views.point_order(summary, params)}  # legends in λ order
+    colors = views.point_colors(summary, params)  # a point has this colour in every figure (and in the PNGs)
     best = (document.get("best") or {}).get("point_id")
     one_se = (document.get("best_1se") or {}).get("point_id")
     figures = []  # (heading, explanation, figure)
     if param is not None:
         figures.append(("Validation curve", f"Final validation loss against {param}, mean ± std over folds. "
                         "Star: the best point; diamond: the one-standard-error choice.",
-                        _validation_figure(go, summary, param, best, one_se, labels)))
+                        _validation_figure(go, summary, param, best, one_se, labels, colors)))
     figures.append(("Learning curves", "Prediction loss (no penalty) per epoch, mean over folds: solid validation, "
-                    "dashed training. Click legend entries to hide points.", _learning_figure(go, epochs, labels)))
+                    "dashed training. Click legend entries to hide points.", _learning_figure(go, epochs, labels, colors)))
     if param is not None:
         figures.append(("Regularization paths", f"Each kernel's size and sparsity at the end of training against {param} "
-                        "(mean ± std over folds).", _paths_figure(go, epochs, summary, param, best, one_se)))
+                        "(mean ± std over folds); a kernel is a line style, a point a marker colour.",
+                        _paths_figure(go, epochs, summary, param, best, one_se, labels, colors)))
         if histograms is not None and len(histograms):
             figures.append(("Weight sizes", "log10 |w| of all kernels of every member of the point; exact zeros are "
-                            "counted apart (legend).", _histogram_figure(go, histograms, epochs, summary, param, best)))
+                            "counted apart (legend).", _histogram_figure(go, histograms, epochs, summary, param, best, colors)))
     figures.append(("Penalty share", "The penalty's share of the training objective per epoch, mean over folds.",
-                    _share_figure(go, epochs, labels)))
+                    _share_figure(go, epochs, labels, colors)))
 
     nonce = secrets.token_urlsafe(16)
     scripts, sections = [], []
@@ -111,6 +114,12 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
             verdict = f' — <b>{_e(v["verdict"])}</b>: {_e(v["recommendation"])}'
         lines.append(f"<li><b>{_e(name)}</b>: {_e(labels.get(choice.get('point_id'), choice.get('point_id')))} "
                      f"({_e(score)}){verdict}<br><span class=\"note\">{_e(rule)}</span></li>")
+    stuck = verdicts[verdicts["verdict"] == "not learning"] if len(verdicts) else verdicts
+    if len(stuck):
+        names = "; ".join(str(labels.get(p, p)) for p in stuck["point"])
+        lines.append(f'<li class="bad"><b>Not learning</b> ({len(stuck)} of {len(verdicts)} configurations): {_e(names)}'
+                     "<br><span class=\"note\">validation loss no better than the constant predictor's (the training "
+                     "folds' class priors or mean target); never selected by the validation loss</span></li>")
     if test:
         scores = ", ".join(f"{k} = {_num(v)}" for k, v in test.items())
         lines.append(f"<li><b>Test set</b> (used once, the best point refit on all non-test data): {_e(scores)}</li>")
@@ -122,7 +131,9 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
 def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document: dict) -> str:
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
-    header = ["configuration", "rank", *[f"{m} (mean ± std)" for m in metrics], "best epoch", "members ok / failed / diverged",
+    baseline = "baseline_loss_mean" in summary and summary["baseline_loss_mean"].notna().any()
+    header = ["configuration", "rank", *[f"{m} (mean ± std)" for m in metrics],
+              *(["constant predictor's loss"] if baseline else []), "best epoch", "members ok / failed / diverged",
               "verdict", "recommendation", "why"]
     marks = [((document.get("best") or {}).get("point_id"), "best"), ((document.get("best_1se") or {}).get("point_id"), "1-SE")]
     rows = []
@@ -131,9 +142,11 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
         mark = ", ".join(m for p, m in marks if p == row["point"])
         cells = [labels[row["point"]] + (f"  [{mark}]" if mark else ""), _num(row["rank"])]
         cells += [f"{_num(row[f'{m}_mean'])} ± {_num(row[f'{m}_std'])}" for m in metrics]
+        cells += [_num(row["baseline_loss_mean"])] if baseline else []
         cells += [_num(row.get("curve_best_epoch")), f"{row['ok']} / {row['failed']} / {row['diverged']}",
                   v.get("verdict", ""), v.get("recommendation", ""), v.get("reason", "")]
-        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+        bad = v.get("verdict", "") in ("not learning", "diverged", "failed")  # unusable: seen at a glance
+        rows.append(("<tr class=\"bad\">" if bad else "<tr>") + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     return ("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
 
@@ -155,32 +168,36 @@ def _log_x(values: pd.Series):
     return x, {"type": "log", "tickvals": ticks, "ticktext": text}
 
 
-def _validation_figure(go, summary, param, best, one_se, labels):
+def _validation_figure(go, summary, param, best, one_se, labels, colors):
     rows = views.through(summary, param, best)
     x, axis = _log_x(rows[param])
     fig = go.Figure()
+    points = list(rows["point"])  # `customdata`: the point of each marker, whose colour it has
     fig.add_trace(go.Scatter(x=x, y=rows["val_loss_mean"], error_y={"array": rows["val_loss_std"], "visible": True},
-                             mode="lines+markers", name="validation loss", text=[labels[p] for p in rows["point"]],
+                             mode="lines+markers", name="validation loss", text=[labels[p] for p in points],
+                             customdata=points, line={"color": views.NEUTRAL, "width": 1},
+                             marker={"color": [colors[p] for p in points], "size": 10, "line": {"color": "black", "width": 0.6}},
                              hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>"))
     for point, name in ((best, "best"), (one_se, "1-SE rule")):
         if point is not None and (rows["point"] == point).any():
             at = float(x[rows["point"] == point].iloc[0])
             fig.add_trace(go.Scatter(x=[at], y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
-                                     mode="markers", marker={"size": 12, "symbol": "star" if name == "best" else "diamond"},
-                                     name=f"{name}: {labels[point]}"))
+                                     mode="markers", meta=point, name=f"{name}: {labels[point]}",
+                                     marker={"size": 16, "symbol": "star" if name == "best" else "diamond",
+                                             "color": colors[point], "line": {"color": "black", "width": 1}}))
     fig.update_layout(xaxis={"title": f"{param} (log scale)", **axis}, yaxis_title="validation loss (mean ± std over folds)",
                       **_LAYOUT)
     return fig
 
 
-def _learning_figure(go, epochs, labels):
+def _learning_figure(go, epochs, labels, colors):
     table = views.learning_curves(epochs)
     fig = go.Figure()
-    for i, point in enumerate(p for p in labels if (table["point"] == p).any()):
+    for point in (p for p in labels if (table["point"] == p).any()):
         rows = table[table["point"] == point]
-        color = _COLORS[i % len(_COLORS)]
+        color = colors[point]
         for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
-            fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines", legendgroup=point,
+            fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines", legendgroup=point, meta=point,
                                      name=labels.get(point, point) if column == "val_loss" else None,
                                      showlegend=column == "val_loss", line={"color": color, "dash": dash},
                                      hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>"))
@@ -188,7 +205,7 @@ def _learning_figure(go, epochs, labels):
     return fig
 
 
-def _paths_figure(go, epochs, summary, param, best, one_se):
+def _paths_figure(go, epochs, summary, param, best, one_se, labels, colors):
     from plotly.subplots import make_subplots
 
     table = views.regularization_paths(epochs, summary, param, best)
@@ -197,34 +214,46 @@ def _paths_figure(go, epochs, summary, param, best, one_se):
     x_all, axis = _log_x(table[param]) if len(table) else (table[param], {})
     for c, quantity in enumerate(titles, start=1):
         for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
+            points = list(rows["point"])  # a kernel: a dash and a marker shape; a point: the marker's colour
             fig.add_trace(go.Scatter(x=x_all[rows.index], y=rows["mean"], error_y={"array": rows["std"], "visible": True},
                                      mode="lines+markers", name=weight, legendgroup=weight, showlegend=c == 1,
-                                     line={"color": _COLORS[i % len(_COLORS)]}), row=1, col=c)
+                                     customdata=points, text=[labels.get(p, p) for p in points],
+                                     hovertemplate=f"{weight}<br>%{{text}}: %{{y:.4g}}<extra></extra>",
+                                     line={"color": views.NEUTRAL, "width": 1, "dash": _DASHES[i % len(_DASHES)]},
+                                     marker={"color": [colors[p] for p in points], "size": 9,
+                                             "symbol": _SYMBOLS[i % len(_SYMBOLS)], "line": {"color": "black", "width": 0.5}}),
+                          row=1, col=c)
+        for point, dash in ((best, "dash"), (one_se, "dot")):  # the choices, in their points' colours
+            at = table.index[table["point"] == point]
+            if point is not None and len(at):
+                fig.add_vline(x=float(x_all[at[0]]), row=1, col=c, name=point,
+                              line={"color": colors[point], "dash": dash, "width": 1.5})
         fig.update_xaxes(title_text=f"{param}", row=1, col=c, **axis)
     fig.update_layout(**_LAYOUT)
     return fig
 
 
-def _histogram_figure(go, histograms, epochs, summary, param, best):
+def _histogram_figure(go, histograms, epochs, summary, param, best, colors):
     fig = go.Figure()
-    names = {"none": "weakest", "chosen": "chosen", "strong": "strongest"}
-    for key, point in views.histogram_choices(summary, param, best).items():
+    for point, roles in views.histogram_traces(summary, param, best):
         table = views.weight_distribution(histograms, epochs, point)
         value = summary.loc[summary["point"] == point, param].iloc[0]
         finite = table[np.isfinite(table["low"])]
         zeros = float(table.loc[~np.isfinite(table["low"]), "fraction"].sum())
-        fig.add_trace(go.Scatter(x=(finite["low"] + finite["high"]) / 2, y=finite["fraction"], mode="lines",
-                                 line={"shape": "hvh"}, name=f"{names[key]}: {param}={value:g} (exact zeros {zeros:.1%})"))
+        fig.add_trace(go.Scatter(x=(finite["low"] + finite["high"]) / 2, y=finite["fraction"], mode="lines", meta=point,
+                                 line={"shape": "hvh", "color": colors[point]},
+                                 name=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})"))
     fig.update_layout(xaxis_title="log10 |w| (kernels)", yaxis_title="fraction of weights", **_LAYOUT)
     return fig
 
 
-def _share_figure(go, epochs, labels):
+def _share_figure(go, epochs, labels, colors):
     table = views.penalty_share(epochs)
     fig = go.Figure()
     for point in (p for p in labels if (table["point"] == p).any()):
         rows = table[table["point"] == point]
-        fig.add_trace(go.Scatter(x=rows["epoch"], y=rows["share"], mode="lines", name=labels.get(point, point)))
+        fig.add_trace(go.Scatter(x=rows["epoch"], y=rows["share"], mode="lines", name=labels.get(point, point), meta=point,
+                                 line={"color": colors[point]}))
     fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **_LAYOUT)
     return fig
 
@@ -259,5 +288,5 @@ h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 1px solid #ddd; padding-bottom
 .note { color: #666; font-size: 0.9rem; } .decision { background: #f4f8ff; padding: 0.5rem 1rem; border-radius: 6px; }
 .figure { width: 100%; min-height: 420px; }
 table { border-collapse: collapse; font-size: 0.85rem; } td, th { border: 1px solid #ddd; padding: 4px 6px; vertical-align: top; }
-th { background: #f6f6f6; } pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
+th { background: #f6f6f6; } tr.bad td, li.bad { background: #fdecea; } pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem; }
 """

@@ -8,10 +8,13 @@ in the epoch-record format of `reglab.records`.
 
 How: while `fit` runs, the ledger wraps the model's `compute_loss` so that the compiled training
 and test steps also add, per batch, the prediction loss and each penalty term into a small
-accumulator variable. The numbers are therefore measured in the very step Keras runs (same batch,
+accumulator vector. The numbers are therefore measured in the very step Keras runs (same batch,
 same dropout mask, same weights) and weighted by batch size as Keras weights its own `loss`; the
 ledger re-traces the step once at the start of `fit` and restores the model at the end.
-Supported on the TensorFlow backend (the default).
+The accumulators are metrics of the model while it fits (they report nothing and Keras does not
+reset them), because metric variables are state that every backend's compiled step carries: on
+JAX the step is a pure function that takes them in and returns them. Supported on the TensorFlow
+and JAX backends, with the same numbers.
 
 >>> import keras, numpy as np
 >>> from sklearn.datasets import load_diabetes
@@ -43,7 +46,7 @@ from keras import ops
 from reglab import _checks, records
 from reglab.penalties import penalty_terms
 from reglab.regularizers import describe
-from reglab.schedules import scheduled_regularizers
+from reglab.schedules import scheduled_regularizers, track_scales
 
 # Accumulator layout: [examples, prediction loss, total penalty, term 1, ..., term k, other].
 _COUNT, _PRED, _PENALTY, _FIRST_TERM = 0, 1, 2, 3
@@ -85,11 +88,6 @@ class LossLedger(keras.callbacks.Callback):
     # --- installation: wrap compute_loss for the duration of fit ---------------------------
 
     def on_train_begin(self, logs=None):
-        if keras.backend.backend() != "tensorflow":
-            raise NotImplementedError(
-                "LossLedger measures inside the compiled step and supports the TensorFlow backend "
-                f"only. Received: backend={keras.backend.backend()!r}"
-            )
         model = self.model
         regularizers = {v.path: v.regularizer for v in model.trainable_weights if v.regularizer is not None}
         for layer in model._flatten_layers(include_self=True):
@@ -97,10 +95,10 @@ class LossLedger(keras.callbacks.Callback):
                 regularizers[f"{layer.name}/activity"] = layer.activity_regularizer
         self._names = list(regularizers)
         self.terms = {name: describe(reg) for name, reg in regularizers.items()}
-        names = self._names
-        width = _FIRST_TERM + len(names) + 1
-        self._train = keras.Variable(np.zeros(width, "float32"), trainable=False, name="ledger_train")
-        self._val = keras.Variable(np.zeros(width, "float32"), trainable=False, name="ledger_val")
+        width = _FIRST_TERM + len(self._names) + 1
+        self._train = _Sums(width, name="reglab_ledger_train")
+        self._val = _Sums(width, name="reglab_ledger_val")
+        track_scales(model)  # on JAX a λ scale outside the model's state would be frozen at trace time
         self._install(model)
 
     def on_train_end(self, logs=None):
@@ -133,13 +131,16 @@ class LossLedger(keras.callbacks.Callback):
                 slots[_PENALTY] = slots[_PENALTY] + value
                 slot = index.get(name.split("#")[0], other)  # "#k": a layer's k-th added loss
                 slots[slot] = slots[slot] + value
-            (self._train if training else self._val).assign_add(ops.stack(slots) * n)
+            (self._train if training else self._val).update_state(ops.stack(slots) * n)
             return total
 
         compute_loss.ledger = self
         compute_loss.has_training_arg = has_training_arg
         compute_loss.previous = vars(model).get("compute_loss")  # another ledger's wrapper, or None
         self._installed = model
+        # The sums are metrics of the model while it fits: the compiled steps carry the model's metric
+        # variables as state (JAX's pure steps pass them in and out), so the updates above persist.
+        model._metrics.extend([self._train, self._val])
         model.compute_loss = compute_loss
         model._compute_loss_has_training_arg = True
         # Retrace so the compiled steps call the wrapper (a cached step would bypass it).
@@ -151,6 +152,7 @@ class LossLedger(keras.callbacks.Callback):
             return
         model = self._installed
         self._installed = None
+        model._metrics[:] = [m for m in model._metrics if m is not self._train and m is not self._val]
         # Unwind every wrapper whose ledger has finished, whatever order several ledgers end in.
         current, flag = vars(model).get("compute_loss"), None
         while getattr(current, "ledger", None) is not None and current.ledger._installed is None:
@@ -167,17 +169,17 @@ class LossLedger(keras.callbacks.Callback):
     # --- per-epoch bookkeeping -------------------------------------------------------------
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._train.assign(ops.zeros_like(self._train))
-        self._val.assign(ops.zeros_like(self._val))
+        self._train.clear()
+        self._val.clear()
 
     def on_test_begin(self, logs=None):
         if self._installed is not None:
-            self._val.assign(ops.zeros_like(self._val))
+            self._val.clear()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        train = _means(self._train.numpy())
-        val = _means(self._val.numpy())
+        train = _means(self._train.read())
+        val = _means(self._val.read())
         row = {
             "epoch": epoch + 1,
             "train_loss": train[_PRED],
@@ -208,6 +210,36 @@ class LossLedger(keras.callbacks.Callback):
         self.rows.append(row)
         if self.stop_on_divergence and row["status"] == "diverged":
             self.model.stop_training = True
+
+
+class _Sums(keras.metrics.Metric):
+    """The ledger's accumulator vector, as a Keras metric of the model for the duration of `fit`.
+
+    Every backend's compiled step carries the model's metric variables as state (TensorFlow's captures
+    them; JAX's pure step takes them in and returns them, `compute_loss` included), so a metric is the
+    state a wrapped `compute_loss` can update on each. It reports nothing (`result()` is an empty dict,
+    which Keras's logs skip) and Keras's `reset_metrics` leaves it alone (`evaluate` runs it between the
+    training batches and the epoch's end): the ledger clears it itself.
+    """
+
+    def __init__(self, width, name):
+        super().__init__(name=name, dtype="float32")
+        self.sums = self.add_variable(shape=(width,), initializer="zeros", dtype="float32", name="sums")
+
+    def update_state(self, values):
+        self.sums.assign_add(values)
+
+    def result(self):
+        return {}
+
+    def reset_state(self):
+        pass
+
+    def clear(self):
+        self.sums.assign(np.zeros(self.sums.shape, "float32"))
+
+    def read(self) -> np.ndarray:
+        return keras.ops.convert_to_numpy(self.sums)
 
 
 def _means(sums: np.ndarray) -> np.ndarray:

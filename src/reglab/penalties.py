@@ -5,7 +5,9 @@ the ledger, the engines and the reports can say which layer and which regularize
 
 - a regularized weight is named by its Keras path, e.g. `"dense/kernel"`, or `"mlp/dense/kernel"` for
   a layer of the Sequential model "mlp" (name your layers and models for stable names), and its
-  value is `regularizer(weight)`;
+  value is `regularizer(weight)`; a recurrent layer keeps its weights in its cell, so its input and
+  recurrent kernels are `"lstm/lstm_cell/kernel"` and `"lstm/lstm_cell/recurrent_kernel"`, and a
+  `Bidirectional` layer's are `"bi/forward_lstm/lstm_cell/..."` and `"bi/backward_lstm/lstm_cell/..."`;
 - an activity regularizer (or any `add_loss` call) is named `"<layer>/activity"` (`"<layer>/add_loss"`
   when the layer has no activity regularizer); these exist only after a forward pass, and Keras
   has already divided activity penalties by the batch size.
@@ -33,10 +35,14 @@ def penalty_terms(model) -> list[tuple[str, object]]:
     [('net/d/kernel', 3.0)]
     """
     terms: list[tuple[str, object]] = []
+    # Inside JAX's train/test step the forward pass ran in a stateless scope of its own, whose added
+    # losses Keras hands on as `model._losses_override` (what `model.losses` returns there); each is
+    # still known to the layer that added it (`layer._loss_ids`). Elsewhere a layer holds its own.
+    forward = list(getattr(model, "_losses_override", None) or ())
     # Keras orders model.losses as: each layer's own losses (the model first), then weight
     # penalties in trainable_weights order. Follow that order so the two lists line up.
     for layer in model._flatten_layers(include_self=True):
-        own = layer._get_own_losses()
+        own = [v for v in forward if id(v) in layer._loss_ids] if forward else layer._get_own_losses()
         kind = "activity" if getattr(layer, "activity_regularizer", None) is not None else "add_loss"
         for i, value in enumerate(own):
             suffix = "" if i == 0 else f"#{i + 1}"

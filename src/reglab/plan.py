@@ -8,6 +8,7 @@ uninterrupted one, and the same point in a later search round is recognised as a
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,25 @@ def member_seed(seed: int, pid: str, fold: int, repeat: int) -> int:
     """
     digest = hashlib.sha256(f"{seed}|{pid}|{fold}|{repeat}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def set_global_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed` (Python, NumPy and Keras's global seed), without importing TensorFlow
+    on another backend: Keras does that whenever TensorFlow is installed, and it costs ~460 MB
+    (shared/experiments/NOTES.md). On the TensorFlow backend it is Keras's function itself."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def members(points: list[dict], splits, seed: int) -> list[Member]:

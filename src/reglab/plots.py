@@ -6,6 +6,10 @@
 - `regularization_paths`: per kernel, ‖w‖₂, exact zeros and near-zero fraction vs λ (glmnet's path plot
   for a neural net);
 - `weight_histograms`: log10|w| of the kernels for no / the chosen / the strongest regularization.
+
+Every point has one colour in all of them (`views.point_colors`, the same as in report.html); what
+is not a point (a validation curve's line, a kernel's path) is neutral grey, told apart by line style.
+Each artist drawn for a point carries the point id as its `gid`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from reglab import views  # noqa: E402
 from reglab.selection import param_columns, param_columns_of  # noqa: E402
@@ -32,11 +37,14 @@ def _label(row, params, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _in_order(ok: pd.DataFrame, params) -> list[str]:
-    """Point ids sorted by their parameter values (λ ascending), so panels and legends read in order."""
-    first = ok.drop_duplicates("point")
-    numeric = [p for p in params if pd.api.types.is_numeric_dtype(first[p])]
-    return list(first.sort_values(numeric, kind="stable")["point"]) if numeric else list(first["point"])
+def _in_order(epochs: pd.DataFrame, params) -> list[str]:
+    """The points with an "ok" member in λ order (`views.point_order`), so panels and legends read in order."""
+    shown = set(_ok(epochs)["point"])
+    return [p for p in views.point_order(epochs, params) if p in shown]
+
+
+STYLES = ("-", "--", ":", "-.")  # lines that are not points (other settings, kernels), in NEUTRAL
+MARKERS = ("o", "s", "^", "D", "v")
 
 
 def _ok(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -46,25 +54,28 @@ def _ok(epochs: pd.DataFrame) -> pd.DataFrame:
 def learning_curves(epochs: pd.DataFrame, path, title: str = "Learning curves") -> Path:
     params = param_columns(epochs)
     ok = _ok(epochs)
-    points = _in_order(ok, params)[:MAX_PANELS]
+    colors = views.point_colors(epochs, params)
+    points = _in_order(epochs, params)[:MAX_PANELS]
     cols = min(3, max(1, len(points)))
     rows = math.ceil(len(points) / cols) or 1
     table = views.learning_curves(epochs)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
     for ax, pid in zip(axes.flat, points):
         curve = table[table["point"] == pid]
-        for column, color, name in (("train_loss", "tab:blue", "train"), ("val_loss", "tab:orange", "validation")):
+        for column, style, name in (("train_loss", "--", "train"), ("val_loss", "-", "validation")):
             mean, std = curve[column], curve[f"{column}_std"]
-            ax.plot(curve["epoch"], mean, color=color, label=name)
-            ax.fill_between(curve["epoch"], mean - std, mean + std, color=color, alpha=0.2)
-        ax.set_title(_label(ok[ok["point"] == pid].iloc[0], params), fontsize=9)
+            ax.plot(curve["epoch"], mean, color=colors[pid], linestyle=style, label=name, gid=pid)
+            ax.fill_between(curve["epoch"], mean - std, mean + std, color=colors[pid], alpha=0.15, gid=pid)
+        ax.set_title(_label(ok[ok["point"] == pid].iloc[0], params), fontsize=9, color=colors[pid])
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("prediction loss (no penalty)")
     for ax in list(axes.flat)[len(points):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+    # the colour is the panel's point; the legend only tells the line styles apart
+    axes.flat[0].legend(handles=[Line2D([], [], color=views.NEUTRAL, linestyle=s, label=n)
+                                 for s, n in (("-", "validation"), ("--", "train"))], fontsize=8)
     fig.suptitle(title + ("" if len(points) == ok["point"].nunique() else f" (first {MAX_PANELS} points)"))
     fig.tight_layout()
     return _save(fig, path)
@@ -78,19 +89,20 @@ def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val
                      best_1se: str | None = None) -> Path:
     """Mean ± std over folds of the final `metric` against `param`, one line per setting of the other parameters."""
     params = param_columns_of(summary)
+    colors = views.point_colors(summary, params)
     others = [p for p in params if p != param and summary[p].nunique() > 1]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = summary.groupby(others, sort=True) if others else [((), summary)]
-    for key, group in groups:
+    for i, (key, group) in enumerate(groups):
         group = group.sort_values(param)
         label = ", ".join(f"{o}={k}" for o, k in zip(others, key if isinstance(key, tuple) else (key,))) or None
-        ax.errorbar(group[param], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], marker="o", capsize=3, label=label)
-    if best_point is not None and (summary["point"] == best_point).any():
-        row = summary[summary["point"] == best_point].iloc[0]
-        ax.axvline(row[param], color="tab:green", linestyle="--", label=f"best {param}={row[param]:g}")
-    if best_1se is not None and (summary["point"] == best_1se).any():
-        row = summary[summary["point"] == best_1se].iloc[0]
-        ax.axvline(row[param], color="tab:purple", linestyle=":", label=f"1-SE rule {param}={row[param]:g}")
+        ax.errorbar(group[param], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], color=views.NEUTRAL,
+                    linestyle=STYLES[i % len(STYLES)], linewidth=1, capsize=3, label=label)
+        for _, row in group.iterrows():  # each point's marker in its colour
+            ax.plot([row[param]], [row[f"{metric}_mean"]], marker=MARKERS[i % len(MARKERS)], markersize=8,
+                    color=colors[row["point"]], markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
+                    gid=row["point"], zorder=3)
+    _choice_lines(ax, summary, param, best_point, best_1se, colors, labelled=True)
     _log_axis(ax, summary[param].astype(float), param)
     ax.set_ylabel(f"validation {metric.removeprefix('val_')} (mean ± std over folds)")
     ax.set_title(f"Validation curve: {metric} vs {param}")
@@ -99,6 +111,15 @@ def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val
         ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _choice_lines(ax, summary, param, best_point, best_1se, colors, labelled=False) -> None:
+    """Vertical lines at the best (dashed) and the 1-SE (dotted) point, each in its point's colour."""
+    for point, style, name in ((best_point, "--", "best"), (best_1se, ":", "1-SE rule")):
+        if point is not None and (summary["point"] == point).any():
+            value = summary.loc[summary["point"] == point, param].iloc[0]
+            ax.axvline(value, color=colors[point], linestyle=style, linewidth=1.6, gid=point,
+                       label=f"{name} {param}={value:g}" if labelled else None)
 
 
 def _log_axis(ax, values: pd.Series, param: str) -> None:
@@ -110,6 +131,7 @@ def _log_axis(ax, values: pd.Series, param: str) -> None:
             ax.set_xlim(left=-0.3 * float(positive.min()))
         else:
             ax.set_xscale("log")
+        ax.set_xlim(right=1.6 * float(positive.max()))  # the largest λ's marker is not cut in half by the frame
     ax.set_xlabel(f"{param} ({'symmetric ' if (values == 0).any() else ''}log scale)")
 
 
@@ -117,14 +139,18 @@ def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str
                          best_1se=None) -> Path:
     """Per kernel: ‖w‖₂, exact zeros and the near-zero fraction at the end of training vs `param`."""
     table = views.regularization_paths(epochs, summary, param, best_point)
+    colors = views.point_colors(summary, param_columns_of(summary))
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
     titles = {"l2": "‖w‖₂ (L2 norm)", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
     for ax, (quantity, title) in zip(axes, titles.items()):
-        for weight, rows in table[table["quantity"] == quantity].groupby("weight", sort=False):
-            ax.errorbar(rows[param], rows["mean"], yerr=rows["std"], marker="o", capsize=2, label=weight)
-        for point, style in ((best_point, ("tab:green", "--")), (best_1se, ("tab:purple", ":"))):
-            if point is not None and (summary["point"] == point).any():
-                ax.axvline(summary.loc[summary["point"] == point, param].iloc[0], color=style[0], linestyle=style[1])
+        for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
+            marker = MARKERS[i % len(MARKERS)]  # a kernel: a line style and a marker shape; a point: a colour
+            ax.errorbar(rows[param], rows["mean"], yerr=rows["std"], color=views.NEUTRAL, linestyle=STYLES[i % len(STYLES)],
+                        linewidth=1, marker=marker, markerfacecolor="none", capsize=2, label=weight)
+            for _, row in rows.iterrows():
+                ax.plot([row[param]], [row["mean"]], marker=marker, markersize=6, color=colors[row["point"]],
+                        markeredgecolor="black", markeredgewidth=0.5, linestyle="none", gid=row["point"], zorder=3)
+        _choice_lines(ax, summary, param, best_point, best_1se, colors)
         _log_axis(ax, table[param].astype(float), param)
         if quantity == "l2" and (table.loc[table["quantity"] == "l2", "mean"] > 0).all():
             ax.set_yscale("log")
@@ -132,7 +158,8 @@ def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean over folds (± std)")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Regularization paths: the weights vs {param} (dashed: best, dotted: 1-SE rule)")
+    fig.suptitle(f"Regularization paths: the weights vs {param} (marker colour: the point; dashed: best, dotted: 1-SE rule)",
+                 fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -141,14 +168,14 @@ def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: p
                       best_point=None) -> Path:
     """log10|w| of all kernels for the weakest, the chosen and the strongest `param` (exact zeros at the left)."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    labels = {"none": "weakest", "chosen": "chosen", "strong": "strongest"}
-    for key, point in views.histogram_choices(summary, param, best_point).items():
+    colors = views.point_colors(summary, param_columns_of(summary))
+    for point, roles in views.histogram_traces(summary, param, best_point):
         table = views.weight_distribution(histograms, epochs, point)
         value = summary.loc[summary["point"] == point, param].iloc[0]
         finite = table[table["low"] > -float("inf")]
         zeros = float(table.loc[table["low"] == -float("inf"), "fraction"].sum())
-        ax.stairs(finite["fraction"], list(finite["low"]) + [finite["high"].iloc[-1]],
-                  label=f"{labels[key]}: {param}={value:g} (exact zeros {zeros:.1%})", linewidth=1.6)
+        ax.stairs(finite["fraction"], list(finite["low"]) + [finite["high"].iloc[-1]], color=colors[point], gid=point,
+                  label=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})", linewidth=1.6)
     ax.set_xlabel("log10 |w| (kernels, all members of the point)")
     ax.set_ylabel("fraction of weights")
     ax.set_title("Weight sizes: weakest, chosen and strongest regularization")
@@ -161,11 +188,13 @@ def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: p
 def penalty_share(epochs: pd.DataFrame, path) -> Path:
     params = param_columns(epochs)
     ok = _ok(epochs)
+    colors = views.point_colors(epochs, params)
     table = views.penalty_share(epochs)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for pid in _in_order(ok, params)[:MAX_PANELS]:
+    for pid in _in_order(epochs, params)[:MAX_PANELS]:
         share = table[table["point"] == pid]
-        ax.plot(share["epoch"], share["share"], label=_label(ok[ok["point"] == pid].iloc[0], params))
+        ax.plot(share["epoch"], share["share"], color=colors[pid], gid=pid,
+                label=_label(ok[ok["point"] == pid].iloc[0], params))
     ax.set_xlabel("epoch")
     ax.set_ylabel("penalty / total training loss")
     ax.set_ylim(0, 1)

@@ -5,12 +5,15 @@ When a sweep is given a model (not a builder function), each point is applied wi
 
 =====================  ========================================================================
 `l1`, `l2`,            λ of that kernel penalty on the sweep's layers (by default the hidden
-`elastic_net`,         layers: every layer with a kernel except the output layers)
-`group_lasso`,
+`elastic_net`,         layers: every layer with a kernel except the output layers; for LSTM, GRU,
+`group_lasso`,         SimpleRNN and their `Bidirectional` wrappers, the input kernel)
 `smoothness`
-`<penalty>.<group>`    λ of that penalty on a named layer group (`layer_groups={"early": [0]}`)
+`recurrent_<penalty>`  the same on the recurrent kernels of those of the sweep's layers that have
+                       one (`recurrent_l2`, `recurrent_l1`, `recurrent_elastic_net`, ...)
+`<penalty>.<group>`    λ of that penalty on a named layer group (`layer_groups={"early": [0]}`);
+                       `recurrent_<penalty>.<group>` too
 `penalty`, `lambda`    the penalty kind as a dimension of its own (`lambda.<group>` works too)
-`l1_ratio`             elastic net's L1 share (default 0.5)
+`l1_ratio`             elastic net's L1 share (default 0.5), recurrent kernels' too
 `dropout`              Dropout rate inserted after each of the sweep's layers
 `weight_decay`         decoupled weight decay `w ← w − lr·wd·w` (Keras's `weight_decay`) on the
                        kernels of the sweep's layers, outside the loss
@@ -25,7 +28,7 @@ plain SGD (and not under Adam: that difference is what such a sweep shows);
 `{"penalty": "prox_l1", "lambda": λ}` is `prox_l1 = λ`. These two act in the optimizer, so they
 work with builder functions too (on every kernel there).
 
-`l1` and `l2` on the same layer combine into `L1L2`.
+`l1` and `l2` on the same layer combine into `L1L2` (`recurrent_l1` and `recurrent_l2` likewise).
 
 >>> describe({"l2": 1e-3, "dropout": 0.2})
 'L2(l2=0.001) on the hidden layers, dropout 0.2'
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 from reglab import _checks
 from reglab import regularizers as R
-from reglab.attach import hidden_layers, regularize, select_layers
+from reglab.attach import has_slot, hidden_layers, regularize, select_layers
 
 KINDS = {
     "l1": lambda s, p: R.L1(s),
@@ -46,6 +49,7 @@ KINDS = {
 }
 OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
 OTHER_KEYS = ("penalty", "l1_ratio", "dropout", *OPTIMIZER_KINDS)
+RECURRENT = "recurrent_"  # `recurrent_l2` is `l2` on the recurrent kernels
 
 
 def check_optimizer_keys(points: list[dict], optimizer: str) -> None:
@@ -73,16 +77,43 @@ def optimizer_settings(point: dict) -> dict[str, float]:
     return settings
 
 
-def _entries(point: dict) -> list[tuple[str, str | None, float]]:
-    """[(penalty kind, layer group or None, λ)] named by the point."""
+def _entries(point: dict) -> list[tuple[str, str, str | None, float]]:
+    """[(slot, penalty kind, layer group or None, λ)] named by the point; slot is "kernel" or "recurrent"."""
     entries = []
     for key, value in point.items():
         base, _, group = key.partition(".")
         if base in KINDS:
-            entries.append((base, group or None, value))
+            entries.append(("kernel", base, group or None, value))
+        elif base.removeprefix(RECURRENT) in KINDS:
+            entries.append(("recurrent", base.removeprefix(RECURRENT), group or None, value))
         elif base == "lambda" and point.get("penalty", "l2") not in OPTIMIZER_KINDS:
-            entries.append((point.get("penalty", "l2"), group or None, value))
+            entries.append(("kernel", point.get("penalty", "l2"), group or None, value))
     return entries
+
+
+def _targets(model, entry, layers, groups) -> list:
+    """The layers an entry of `_entries` acts on: its group's, else the sweep's; for a recurrent key,
+    those of them that have a recurrent kernel (an error if none has: the key would do nothing)."""
+    slot, kind, group, value = entry
+    if group is not None:
+        chosen = select_layers(model, groups[group])
+    else:
+        chosen = hidden_layers(model) if layers == "hidden" else select_layers(model, layers)
+    if slot == "recurrent":
+        chosen = [layer for layer in chosen if has_slot(layer, "recurrent")]
+        if not chosen:
+            key = RECURRENT + kind + (f".{group}" if group else "")
+            where = f"layer group {group!r}" if group else f"the sweep's layers ({layers!r})"
+            raise ValueError(f"No layer with a recurrent kernel (LSTM, GRU, SimpleRNN, ...) in {where}. "
+                             f"Received: {key}={value!r}")
+    return chosen
+
+
+def check_model(model, points: list[dict], layers="hidden", groups: dict | None = None) -> None:
+    """Refuse keys that would act on no layer of `model` (recurrent keys on a model without one)."""
+    for point in points:
+        for entry in _entries(point):
+            _targets(model, entry, layers, groups or {})
 
 
 def check(points: list[dict], groups: dict) -> None:
@@ -90,14 +121,16 @@ def check(points: list[dict], groups: dict) -> None:
     for point in points:
         for key, value in point.items():
             base, _, group = key.partition(".")
-            if base not in KINDS and base != "lambda" and key not in OTHER_KEYS:
+            kind = base.removeprefix(RECURRENT)
+            if kind not in KINDS and base != "lambda" and key not in OTHER_KEYS:
                 raise ValueError(
-                    f"Unknown search key for a model sweep (use {sorted(KINDS)}, 'lambda', 'penalty', "
-                    f"'l1_ratio', 'dropout', or pass a builder function). Received: {key}={value!r}"
+                    f"Unknown search key for a model sweep (use {sorted(KINDS)}, the same with a "
+                    f"{RECURRENT!r} prefix, 'lambda', 'penalty', 'l1_ratio', 'dropout', or pass a builder "
+                    f"function). Received: {key}={value!r}"
                 )
             if group and group not in groups:
                 raise ValueError(f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}")
-            if base in KINDS or base == "lambda" or key in OPTIMIZER_KINDS:
+            if kind in KINDS or base == "lambda" or key in OPTIMIZER_KINDS:
                 _checks.non_negative_float(value, key)
             elif key == "penalty" and value not in KINDS and value not in OPTIMIZER_KINDS:
                 raise ValueError(f"Unknown penalty (use {sorted([*KINDS, *OPTIMIZER_KINDS])}). Received: penalty={value!r}")
@@ -111,35 +144,36 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
     """A copy of `model` regularized as `point` says (its weights kept)."""
     groups = groups or {}
     default = hidden_layers(model) if layers == "hidden" else select_layers(model, layers)
-    per_layer: dict[str, list] = {}
-    for kind, group, strength in _entries(point):
-        targets = default if group is None else select_layers(model, groups[group])
-        for layer in targets:
-            per_layer.setdefault(layer.name, []).append((kind, strength))
-    kernel = {}
-    for name, penalties in per_layer.items():
+    per_layer: dict[tuple[str, str], list] = {}  # (slot, layer name) -> [(kind, λ)]
+    for entry in _entries(point):
+        slot, kind, _, strength = entry
+        for layer in _targets(model, entry, layers, groups):
+            per_layer.setdefault((slot, layer.name), []).append((kind, strength))
+    chosen: dict[str, dict] = {"kernel": {}, "recurrent": {}}  # slot -> {layer name: regularizer}
+    for (slot, name), penalties in per_layer.items():
         kinds = {k for k, _ in penalties}
         if len(penalties) == 1:
             kind, strength = penalties[0]
-            kernel[name] = KINDS[kind](strength, point)
+            chosen[slot][name] = KINDS[kind](strength, point)
         elif kinds == {"l1", "l2"} and len(penalties) == 2:
             values = dict(penalties)
-            kernel[name] = R.L1L2(l1=values["l1"], l2=values["l2"])
+            chosen[slot][name] = R.L1L2(l1=values["l1"], l2=values["l2"])
         else:
             raise ValueError(
-                f"Layer {name!r} would get several penalties {penalties}; one per layer (use elastic_net "
-                f"for L1 + L2). Received: point={point!r}"
+                f"Layer {name!r} would get several {slot} penalties {penalties}; one per layer (use "
+                f"elastic_net for L1 + L2). Received: point={point!r}"
             )
+    kernel, recurrent = chosen["kernel"], chosen["recurrent"]
     # A "dropout" key always inserts the layers (rate 0 included), so every point of a dropout sweep
     # has the same architecture and the stacked engine can train them together.
     dropout = {layer.name: point["dropout"] for layer in default} if "dropout" in point else None
-    if not kernel and not dropout:
+    if not kernel and not recurrent and not dropout:
         import keras
 
         out = keras.models.clone_model(model)
         out.set_weights(model.get_weights())
     else:
-        out = regularize(model, kernel=kernel or None, dropout=dropout)
+        out = regularize(model, kernel=kernel or None, recurrent=recurrent or None, dropout=dropout)
     if optimizer_settings(point):  # the engines decay / threshold these kernels only
         names = {layer.name for layer in default}
         out.reglab_optimizer_targets = [v.path for layer in out.layers if layer.name in names
@@ -157,9 +191,11 @@ def optimizer_targets(model) -> list[str]:
 def describe(point: dict) -> str:
     """A short human description of what a point does to a plain model."""
     parts = []
-    for kind, group, strength in _entries(point):
+    for slot, kind, group, strength in _entries(point):
         reg = KINDS[kind](strength, point)
-        parts.append(f"{R.describe(reg)} on the {'hidden layers' if group is None else group + ' layers'}")
+        where = "hidden layers" if group is None else group + " layers"
+        where += "' recurrent kernels" if slot == "recurrent" else ""
+        parts.append(f"{R.describe(reg)} on the {where}")
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
     for kind, value in optimizer_settings(point).items():

@@ -15,6 +15,10 @@ Fixed columns (absent values are NaN):
 `status`           "ok", or "diverged" once a loss is not finite
 =================  ==================================================================================
 
+Per member (the same on each of its rows, added by the sweep from the data, `reglab.baseline`):
+`baseline_loss`, the validation loss of the constant predictor fitted on the member's training fold
+(class priors, training mean), in the units of `val_loss`; `baseline_predictor`, which one it is.
+
 Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.penalty_terms`):
 
 =========================  =========================================================================
@@ -51,6 +55,7 @@ FIXED = (
     "val_penalty",
     "val_total",
 )
+BASELINE = ("baseline_loss", "baseline_predictor")
 WEIGHT_STATS = ("l1", "l2", "zeros", "near_zero")
 NEAR_ZERO = 1e-3
 

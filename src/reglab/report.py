@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reglab import diagnosis, html_report, selection
 from reglab.plots import render_all
-from reglab.store import RunDirectory
+from reglab.store import RunDirectory, RunDirectoryInUse
 
 
 def tables(run_dir):
@@ -50,3 +50,29 @@ def render(run_dir) -> dict:
     html_report.write(run_dir, epochs, summary, members, histograms, document, spec["spec"])
     document["table"] = summary
     return document
+
+
+def refresh(run_dir) -> dict:
+    """What `reglab report` does: `render` under the run directory's lock (taken without waiting).
+
+    While another process holds the lock (a sweep still running) the directory's files are that
+    process's to write — it renders them when it ends, and a report finishing after it would put back
+    an older summary — so the document is computed from the members complete so far and nothing is
+    written; `document["in_use"]` then says so in one line.
+    """
+    store = RunDirectory(run_dir)
+    store.spec()  # not a run directory (or a damaged spec.json): ValueError, before a lock file is made
+    try:
+        store.lock()
+    except RunDirectoryInUse as busy:
+        *_, summary, _, document = tables(run_dir)
+        document["table"] = summary
+        who = busy.holder and f"process {busy.holder.get('pid')} on host {busy.holder.get('host')}"
+        document["in_use"] = (f"{run_dir} is in use by {who or 'another process'}: shown from the "
+                              f"{document['members_complete']} members complete so far, nothing was rewritten "
+                              f"(that run renders its files when it ends)")
+        return document
+    try:
+        return render(run_dir)
+    finally:
+        store.close()

@@ -9,6 +9,12 @@ is `schedule(e)`, so the effective strength is `schedule(e) · λ`.
 With `model.fit`, add the `StrengthScheduler` callback. In a custom loop call
 `set_epoch(model, epoch)` at the start of each epoch.
 
+On JAX the compiled step is a pure function of the model's state: a variable outside that state is
+read once, when the step is traced, and stays frozen. `track_scales(model)` therefore makes every
+scale part of the model's non-trainable state (not of its weights: nothing is saved); `set_epoch`,
+`StrengthScheduler` and `reglab.LossLedger` call it. In a custom JAX loop built on `stateless_call`,
+call `set_epoch` (or `track_scales`) before collecting `model.non_trainable_variables`.
+
 >>> import keras
 >>> reg = Scheduled(keras.regularizers.L2(1e-3), LinearWarmup(epochs=4))
 >>> [LinearWarmup(epochs=4)(e) for e in range(6)]
@@ -37,6 +43,7 @@ __all__ = [
     "get",
     "scheduled_regularizers",
     "set_epoch",
+    "track_scales",
 ]
 
 _register = keras.saving.register_keras_serializable(package="reglab")
@@ -166,8 +173,10 @@ def get(identifier) -> Schedule:
     )
 
 
+# Keras's base class, not `_regularizers.Regularizer`: when reglab.regularizers is what imports Keras,
+# this module is imported while that one is still half-executed (see reglab._AfterKeras).
 @_register
-class Scheduled(_regularizers.Regularizer):
+class Scheduled(keras.regularizers.Regularizer):
     """`regularizer` multiplied by `schedule(epoch)`, changeable while a compiled step runs.
 
     Args:
@@ -222,8 +231,31 @@ def scheduled_regularizers(model) -> dict[str, Scheduled]:
     return found
 
 
+class _ScaleState:
+    # Keras keeps state that is not a weight in a layer's seed-generator list: `layer.variables` and
+    # so `non_trainable_variables` include each entry's `state` (JAX's pure steps take it as input),
+    # `weights` and saving do not. A scale held here is read from the step's state on every backend.
+    def __init__(self, variable):
+        self.state = variable
+
+
+def track_scales(model) -> None:
+    """Make every `Scheduled` scale of `model` part of its non-trainable state (once; idempotent).
+
+    Needed on JAX, where the compiled step reads only the state it is given: an untracked scale is
+    frozen at its value when the step was traced. The scales join `model.non_trainable_variables`,
+    not `model.weights`, so saving and `get_weights` are unchanged.
+    """
+    held = {id(v) for v in model.variables}  # already state (here, or in a nested model that holds it)
+    for reg in scheduled_regularizers(model).values():
+        if id(reg.scale) not in held:
+            model._seed_generators.append(_ScaleState(reg.scale))
+            held.add(id(reg.scale))
+
+
 def set_epoch(model, epoch: float) -> dict[str, float]:
     """Set every scheduled penalty of `model` to its value at `epoch`; returns `{term: scale}`."""
+    track_scales(model)
     return {name: reg.set_epoch(epoch) for name, reg in scheduled_regularizers(model).items()}
 
 

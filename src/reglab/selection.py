@@ -3,6 +3,13 @@
 Pure functions over pandas tables (the run directory's `epochs.parquet` is enough): nothing here
 trains or reads a model. A point is compared only if every one of its members finished "ok"; a
 point with a failed or diverged member ranks last (as scikit-learn scores failed fits NaN).
+
+A point whose mean final validation loss is no better than the constant predictor's on the same
+folds (`baseline_loss`, `reglab.baseline`: class priors, training mean) is *not learning*
+(`learning` is False). When the selection is by the loss (`by="val_loss"`) such a point gets no
+rank either, so neither `best` nor `best_1se` can choose it. Selecting by another quantity
+(accuracy, …) it keeps its rank: an over-confident model can have a useful accuracy and a loss
+worse than the priors' — the verdict (`reglab.diagnosis`) still says "not learning".
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
             row["best_epoch"] = math.nan
             for column in metrics:
                 row[f"best_{column}"] = math.nan
+        row["baseline_loss"] = float(last["baseline_loss"]) if "baseline_loss" in records else math.nan
+        row["baseline_predictor"] = last["baseline_predictor"] if "baseline_predictor" in records else ""
         if "error" in records and isinstance(last.get("error"), str):
             row["error"] = last["error"]
         rows.append(row)
@@ -76,7 +85,10 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
 def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss", mode: str = "min") -> pd.DataFrame:
     """Per point: mean, std and standard error over its members of the final and best-epoch values.
 
-    `rank` orders complete points by the mean of `by` (1 is best); incomplete points get no rank.
+    `rank` orders complete points by the mean of `by` (1 is best); incomplete points get no rank,
+    nor (when `by` is "val_loss") points that are not `learning`: their mean final validation loss
+    is ≥ `baseline_loss_mean`, the constant predictor's on the same members' folds (a baseline of
+    NaN, e.g. an unknown loss or a run stored before baselines existed, compares nothing).
     `curve_best_epoch` is the epoch where the fold-averaged validation loss is lowest.
     """
     params = param_columns(epochs)
@@ -95,29 +107,34 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
             row[f"{q}_sem"] = row[f"{q}_std"] / math.sqrt(len(values)) if len(values) else math.nan
         curve = epochs[(epochs["point"] == pid) & (epochs["status"] == "ok")].groupby("epoch")["val_loss"].mean()
         row["curve_best_epoch"] = int(curve.idxmin()) if curve.notna().any() else math.nan
+        baseline = ok["baseline_loss"].astype(float) if "baseline_loss" in ok else pd.Series(dtype=float)
+        row["baseline_loss_mean"] = float(baseline.mean()) if baseline.notna().any() else math.nan
+        row["baseline_predictor"] = next((p for p in ok.get("baseline_predictor", []) if isinstance(p, str) and p), "")
+        row["learning"] = not row["val_loss_mean"] >= row["baseline_loss_mean"]  # NaN on either side: nothing to compare
         rows.append(row)
     summary = pd.DataFrame(rows)
-    score = summary[f"{by}_mean"].where(summary["ok"] == summary["members"])
+    selectable = summary["ok"] == summary["members"]
+    if by == "val_loss":
+        selectable &= summary["learning"]
+    score = summary[f"{by}_mean"].where(selectable)
     summary["rank"] = score.rank(method="min", ascending=(mode == "min"))
     return summary.sort_values(["rank"], na_position="last", kind="stable").reset_index(drop=True)
 
 
 def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict:
-    """The best complete point: its parameters and scores. Raises if no point completed.
+    """The best ranked point: its parameters and scores. Raises if no point has a rank (every one
+    failed, diverged or, selecting by the loss, is not learning — see `summarize`).
 
-    Warns when some points were excluded because members failed or diverged.
+    Warns when some points were excluded.
     """
     complete = summary[summary["rank"].notna()]
-    broken = summary[summary["ok"] < summary["members"]]
     if complete.empty:
-        raise RuntimeError(
-            f"Every configuration failed or diverged ({int(summary['failed'].sum())} failed, "
-            f"{int(summary['diverged'].sum())} diverged members); nothing to select."
-        )
-    if len(broken) and warn:
+        raise RuntimeError(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
+                           "nothing to select.")
+    excluded = summary[summary["rank"].isna()]
+    if len(excluded) and warn:
         warnings.warn(
-            f"{len(broken)} of {len(summary)} configurations were excluded from selection: "
-            f"{int(broken['failed'].sum())} members failed, {int(broken['diverged'].sum())} diverged.",
+            f"{len(excluded)} of {len(summary)} configurations were excluded from selection: {_excluded(excluded)}.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -157,7 +174,8 @@ def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", sim
     """
     complete = summary[summary["rank"].notna()]
     if complete.empty:
-        raise RuntimeError("Every configuration failed or diverged; nothing to select.")
+        raise RuntimeError(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
+                           "nothing to select.")
     top = complete.sort_values("rank", kind="stable").iloc[0]
     sem = float(top[f"{by}_sem"]) if not _missing(top[f"{by}_sem"]) else 0.0
     threshold = float(top[f"{by}_mean"]) + (sem if mode == "min" else -sem)
@@ -192,6 +210,15 @@ def document(summary: pd.DataFrame, best: dict, test: dict | None, members_compl
 
     return {"best": best, "best_1se": best_1se, "test": test, "members_complete": int(members_complete),
             "summary": records(summary), "diagnosis": records(verdicts) if verdicts is not None else []}
+
+
+def _excluded(points: pd.DataFrame) -> str:
+    """Why unranked points have no rank, counted: "2 members failed, 0 diverged, 3 configurations not learning"."""
+    complete = points["ok"] == points["members"]
+    not_learning = int((complete & ~points["learning"].astype(bool)).sum()) if "learning" in points else 0
+    return (f"{int(points['failed'].sum())} members failed, {int(points['diverged'].sum())} diverged, {not_learning} "
+            f"configuration{'' if not_learning == 1 else 's'} not learning (validation loss no better than the constant "
+            "predictor's)")
 
 
 def param_columns_of(summary: pd.DataFrame) -> list[str]:

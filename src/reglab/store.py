@@ -13,19 +13,39 @@ runs/<name>/
   plots/*.png        learning curves, validation curve, penalty share, regularization paths, weights
   report.html        everything above in one self-contained interactive page
   best_model.keras   the selected point refit on all non-test data
+  .lock              flock'ed by the process using the directory, from `open()` to `close()`
+  .lock.json         who holds it: {pid, host, started} (removed on close; a stale one is harmless)
+  quarantine/members/<id>.parquet.<time>, quarantine/histograms/…   damaged files, moved aside
 ```
 
 Every file is written to a temporary name in the same directory and moved into place with
 `os.replace`, so a crash or SIGKILL leaves either the old file or the new one, never half of one.
 A run directory only ever resumes the sweep it was made for: a different spec or different data is
 refused before anything is trained.
+
+One process at a time: `open()` takes an exclusive `flock` on `.lock` (via `filelock`) and holds it
+until `close()` (a `Sweep.run` closes in a `finally`). A second process gets `RunDirectoryInUse` (a
+ValueError naming the holder's pid, host and start time) at once, or after waiting `wait` seconds.
+The kernel drops a flock when its process dies, so a SIGKILLed run never leaves a lock behind.
+`reglab report` reads a directory in use without writing to it (`report.refresh`); the sweep
+renders its files when it ends.
+
+A damaged run directory heals where it can: `open()` reads every member and histogram file, and one
+that does not read back as that member's records (truncated, not Parquet, other content) is moved to
+`quarantine/` with a warning, so that the resume trains that member again (a damaged histogram takes
+its member's records with it). A damaged `spec.json` cannot be healed — it says which sweep the
+directory belongs to — and is refused with an error naming it.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import os
+import socket
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +57,11 @@ os.umask(_UMASK)
 SPEC = "spec.json"
 MEMBERS = "members"
 HISTOGRAMS = "histograms"
+LOCK = ".lock"  # flock'ed while a process uses the directory
+HOLDER = ".lock.json"  # {pid, host, started} of that process (a sidecar: the lock file itself is the flock's)
+QUARANTINE = "quarantine"
+_SPEC_KEYS = {"spec": dict, "spec_hash": str, "data_fingerprint": str}
+_RECORD_COLUMNS = ("member", "epoch", "status")
 
 
 @contextmanager
@@ -75,46 +100,199 @@ def _plain(value):
     raise TypeError(f"not JSON-serializable: {type(value).__name__}")
 
 
+class RunDirectoryInUse(ValueError):
+    """Another process holds the run directory's lock. `holder` is its record ({pid, host, started}) or None."""
+
+    def __init__(self, message: str, holder: dict | None):
+        super().__init__(message)
+        self.holder = holder
+
+
+def _ours(name: str) -> bool:
+    """Files a reglab process makes in a run directory before (or while) writing spec.json."""
+    return name.startswith((LOCK, f".{LOCK}", f".{SPEC}."))
+
+
+def _one_line(error: BaseException, limit: int = 160) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class RunDirectory:
-    """A sweep's run directory. `open()` creates it or checks that it belongs to the same sweep."""
+    """A sweep's run directory. `open()` creates it or checks that it belongs to the same sweep, and
+    locks it until `close()` (or the end of a `with RunDirectory(...) as store:` block)."""
 
     def __init__(self, path):
         self.path = Path(path)
+        self._lock = None
 
-    def open(self, spec: dict, spec_hash: str, fingerprint: str) -> int:
-        """Create or re-open; return how many members are already complete.
+    def __enter__(self):
+        return self
 
-        Raises ValueError (and touches nothing) if the directory holds another sweep or other data.
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the lock ---------------------------------------------------------------------------------
+
+    def lock(self, wait: float | None = None) -> None:
+        """Take the directory's lock (creating the directory), waiting at most `wait` seconds (None or
+        0: not at all; math.inf: as long as it takes). Raises RunDirectoryInUse naming the holder."""
+        if self._lock is not None:
+            return
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path / LOCK)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if not wait:
+                raise self._in_use() from None
+            warnings.warn(f"reglab: run directory {self.path} is in use by {self._holder()[1]}; waiting up to "
+                          f"{wait:g} s for it", UserWarning, stacklevel=3)
+            try:
+                lock.acquire(timeout=-1 if math.isinf(wait) else wait)
+            except Timeout:
+                raise self._in_use(waited=wait) from None
+        self._lock = lock
+        try:
+            write_json(self.path / HOLDER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the lock (if this object holds it). Safe to call twice."""
+        lock, self._lock = self._lock, None
+        if lock is None:
+            return
+        try:
+            (self.path / HOLDER).unlink(missing_ok=True)  # before the unlock: afterwards it may be the next holder's
+        finally:
+            lock.release()
+
+    def _holder(self) -> tuple[dict | None, str]:
+        """The holder's record and a description of it ("process 1234 on host h since …")."""
+        try:
+            holder = json.loads((self.path / HOLDER).read_text())
+            return holder, f"process {int(holder['pid'])} on host {holder['host']} since {holder['started']}"
+        except (OSError, ValueError, TypeError, KeyError):  # not written yet (it is, just after the flock)
+            return None, "another process"
+
+    def _in_use(self, waited: float | None = None) -> RunDirectoryInUse:
+        holder, who = self._holder()
+        after = f" (waited {waited:g} s)" if waited else ""
+        return RunDirectoryInUse(
+            f"run directory {self.path} is in use by {who}{after}; wait for it (--wait SECONDS) or use another "
+            f"--run-dir. Received: run_dir={str(self.path)!r}", holder)
+
+    # --- opening ----------------------------------------------------------------------------------
+
+    def open(self, spec: dict, spec_hash: str, fingerprint: str, wait: float | None = None) -> int:
+        """Create or re-open, locked (see `lock`); return how many members are already complete.
+
+        Raises ValueError (and touches nothing but the lock) if the directory holds another sweep or
+        other data, or its spec.json is damaged; RunDirectoryInUse if another process uses it. Damaged
+        member and histogram files are moved to quarantine/ (with a warning each), so that those
+        members count as not done.
         """
         meta = self.path / SPEC
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"The run directory is a file. Received: run_dir={str(self.path)!r}")
-        if meta.exists():
-            stored = json.loads(meta.read_text())
-            if stored.get("spec_hash") != spec_hash:
-                raise ValueError(
-                    f"{self.path} holds a different sweep (spec hash {stored.get('spec_hash')} ≠ {spec_hash}); "
-                    f"use another run directory or delete it. Received: run_dir={str(self.path)!r}"
-                )
-            if stored.get("data_fingerprint") != fingerprint:
-                raise ValueError(
-                    f"{self.path} was run on different data (fingerprint {stored.get('data_fingerprint')} ≠ "
-                    f"{fingerprint}). Received: run_dir={str(self.path)!r}"
-                )
-        elif self.path.exists() and any(p.name != ".lock" for p in self.path.iterdir()):
+        if not meta.exists():
+            self._refuse_foreign()  # before the lock file would be made in someone's folder
+        self.lock(wait)
+        try:
+            if meta.exists():
+                stored = self._read_spec()
+                if stored["spec_hash"] != spec_hash:
+                    raise ValueError(
+                        f"{self.path} holds a different sweep (spec hash {stored['spec_hash']} ≠ {spec_hash}); "
+                        f"use another run directory or delete it. Received: run_dir={str(self.path)!r}"
+                    )
+                if stored["data_fingerprint"] != fingerprint:
+                    raise ValueError(
+                        f"{self.path} was run on different data (fingerprint {stored['data_fingerprint']} ≠ "
+                        f"{fingerprint}). Received: run_dir={str(self.path)!r}"
+                    )
+                self._heal()
+            else:
+                self._refuse_foreign()
+                write_json(meta, {"spec": spec, "spec_hash": spec_hash, "data_fingerprint": fingerprint})
+        except BaseException:
+            self.close()
+            raise
+        return len(self.completed())
+
+    def _refuse_foreign(self) -> None:
+        if self.path.exists() and any(not _ours(p.name) for p in self.path.iterdir()):
             raise ValueError(
                 f"{self.path} exists and is not a reglab run directory; refusing to write into it. "
                 f"Received: run_dir={str(self.path)!r}"
             )
+
+    def _read_spec(self) -> dict:
+        meta = self.path / SPEC
+        try:
+            stored = json.loads(meta.read_bytes())
+        except ValueError as error:  # not JSON, not UTF-8, empty
+            problem = f"not JSON: {_one_line(error)}"
         else:
-            write_json(meta, {"spec": spec, "spec_hash": spec_hash, "data_fingerprint": fingerprint})
-        return len(self.completed())
+            if not isinstance(stored, dict):
+                problem = f"not a JSON object but a {type(stored).__name__}"
+            else:
+                wrong = [key for key, kind in _SPEC_KEYS.items() if not isinstance(stored.get(key), kind)]
+                problem = f"missing or malformed: {', '.join(wrong)}" if wrong else None
+        if problem:
+            raise ValueError(f"{meta} is damaged ({problem}): delete the run directory or choose another --run-dir. "
+                             f"Received: run_dir={str(self.path)!r}")
+        return stored
+
+    # --- healing ----------------------------------------------------------------------------------
+
+    def _damage(self, file: Path) -> str | None:
+        """Why `file` (members/<id>.parquet or histograms/<id>.parquet) is not that member's, or None."""
+        try:
+            frame = pd.read_parquet(file)
+        except Exception as error:  # pyarrow raises several kinds for a truncated or foreign file
+            return _one_line(error)
+        needed = _RECORD_COLUMNS if file.parent.name == MEMBERS else ("member",)
+        if frame.empty or not set(needed) <= set(frame.columns):
+            return f"no rows or not the columns {list(needed)}"
+        if (frame["member"].astype(str) != file.stem).any():
+            return "records of another member"
+        return None
+
+    def _quarantine(self, file: Path) -> Path:
+        folder = self.path / QUARANTINE / file.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        target, n = folder / f"{file.name}.{stamp}", 1
+        while target.exists():
+            target, n = folder / f"{file.name}.{stamp}-{n}", n + 1
+        os.replace(file, target)
+        return target
+
+    def _heal(self) -> None:
+        for kind in (MEMBERS, HISTOGRAMS):
+            for file in sorted((self.path / kind).glob("*.parquet")):
+                problem = self._damage(file)
+                if problem is None:
+                    continue
+                moved = [self._quarantine(file)]
+                records = self.path / MEMBERS / file.name
+                if kind == HISTOGRAMS and records.exists():  # the records mark the member complete: they go too
+                    moved.append(self._quarantine(records))
+                what = " and ".join(str(m.relative_to(self.path)) for m in moved)
+                warnings.warn(f"reglab: {self.path / kind / file.name} is damaged ({problem}); moved to {what} in "
+                              f"{self.path}; the member is trained again", UserWarning, stacklevel=4)
 
     def spec(self) -> dict:
         meta = self.path / SPEC
         if not meta.exists():
             raise ValueError(f"Not a reglab run directory (no {SPEC}). Received: run_dir={str(self.path)!r}")
-        return json.loads(meta.read_text())
+        return self._read_spec()
 
     def completed(self) -> set[str]:
         folder = self.path / MEMBERS
@@ -132,7 +310,7 @@ class RunDirectory:
 
     def all_histograms(self) -> pd.DataFrame:
         files = sorted((self.path / HISTOGRAMS).glob("*.parquet"))
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+        return pd.concat([self._read(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
     def member_records(self, member_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path / MEMBERS / f"{member_id}.parquet")
@@ -141,7 +319,15 @@ class RunDirectory:
         files = sorted((self.path / MEMBERS).glob("*.parquet"))
         if not files:
             return pd.DataFrame()
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return pd.concat([self._read(f) for f in files], ignore_index=True)
+
+    def _read(self, file: Path) -> pd.DataFrame:
+        """A stored member file for `reglab report`, or a ValueError naming it (the next run heals it)."""
+        try:
+            return pd.read_parquet(file)
+        except Exception as error:
+            raise ValueError(f"{file} is damaged ({_one_line(error)}); run the sweep again: it moves the file to "
+                             f"{QUARANTINE}/ and trains that member again. Received: run_dir={str(self.path)!r}") from None
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         write_table(self.path / name, frame)

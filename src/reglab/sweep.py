@@ -7,7 +7,7 @@
 ...     return keras.Sequential([keras.Input((30,)),
 ...         keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
 ...         keras.layers.Dense(2, activation="softmax")])
->>> result = reglab.Sweep(build, grid={"l2": [0.0, 0.01]}, cv=3, epochs=2, standardize=True,
+>>> result = reglab.Sweep(build, grid={"l2": [0.0, 0.01]}, cv=3, epochs=2, learning_rate=1e-2, standardize=True,
 ...                       test_size=0.2, seed=0).run(x, y)
 >>> result.summary[["l2", "val_loss_mean", "val_accuracy_mean", "rank"]].shape
 (2, 4)
@@ -30,7 +30,22 @@ import pandas as pd
 
 from reglab import _checks, data as data_module, diagnosis, plan, points as points_module, selection, space
 from reglab.engine import reference
-from reglab.records import FIXED, weight_histogram
+from reglab.records import BASELINE, FIXED, weight_histogram
+
+ENGINES = ("auto", "population", "stacked", "reference")
+
+
+def _engine_unavailable(engine: str) -> str | None:
+    """Why `engine` cannot run in this process (Keras's backend decides), or None."""
+    backend = keras.backend.backend()
+    if engine == "population":
+        from reglab.engine.population import unavailable
+
+        return unavailable()
+    if engine == "stacked" and backend != "tensorflow":
+        return f"the stacked engine runs on Keras's TensorFlow backend and this process uses {backend!r}"
+    return None
+
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
@@ -88,9 +103,11 @@ class Sweep:
             and std. Defaults to False.
         select: the validation quantity that picks the best point. Defaults to "val_loss".
         refit: refit the best point on all non-test data (and score it on the test set).
-        engine: "auto" (the stacked engine — all members in one compiled program — when it can
-            express the model, else the reference engine with a one-line warning), "stacked" or
-            "reference" (one `model.fit` per member). Defaults to "auto".
+        engine: "population" (all members of an architecture in one compiled program of Keras's own
+            training step, any model; Keras's JAX backend), "stacked" (TensorFlow backend: Dense/Conv
+            chains in one program), "reference" (one `model.fit` per member; either backend) or
+            "auto": population on JAX; on TensorFlow the stacked engine where it can express the
+            model, else the reference engine with a one-line warning. Defaults to "auto".
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
@@ -164,10 +181,13 @@ class Sweep:
             raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
         self.select = select
         self.refit = bool(refit)
-        if engine not in ("auto", "stacked", "reference"):
-            raise ValueError(f"`engine` is 'auto', 'stacked' or 'reference'. Received: engine={engine!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
+        unavailable = _engine_unavailable(engine)
+        if unavailable:
+            raise ValueError(f"{unavailable}. Received: engine={engine!r}")
         self.engine = engine
-        reserved = set(FIXED) | set(selection.IDENTITY) | {"seconds", "status", "error"}
+        reserved = set(FIXED) | set(selection.IDENTITY) | {"seconds", "status", "error", *BASELINE}
         for point in self._rounds[0]:
             for key in point:
                 if key in reserved or ":" in key:
@@ -186,6 +206,8 @@ class Sweep:
                 select_layers(model, layers)
             for group, selector in self.layer_groups.items():
                 select_layers(model, selector)
+            for round_points in self._rounds:
+                points_module.check_model(model, round_points, layers, self.layer_groups)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -277,17 +299,24 @@ class Sweep:
         rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
         return dataset, rest, test, data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
 
-    def run(self, x, y, run_dir=None, task="auto", progress=None, keep_weights=False) -> SweepResult:
+    def run(self, x, y, run_dir=None, task="auto", progress=None, keep_weights=False,
+            wait_for_lock=None) -> SweepResult:
         """Validate the data, train every member (resuming `run_dir` if given), select, refit, test once.
 
         Args:
             x, y: features (array or DataFrame, rank ≥ 2) and target (classes or a regression target).
-            run_dir: a run directory to write (and resume); None keeps everything in memory.
+            run_dir: a run directory to write (and resume); None keeps everything in memory. It is
+                locked for the whole run: another process using it raises `reglab.store.RunDirectoryInUse`
+                (a ValueError naming that process).
             task: "auto", "classification" or "regression".
             progress: a callable `(done, total, member_id)` called after each member.
             keep_weights: keep every member's final weights in `result.weights` (members trained in
                 this call; a resumed member's weights were not stored).
+            wait_for_lock: seconds to wait for a run directory another process is using (None: fail at
+                once; math.inf: as long as it takes).
         """
+        if wait_for_lock is not None and wait_for_lock != float("inf"):
+            _checks.number(wait_for_lock, "wait_for_lock", low=0)
         dataset, rest, test, splits = self.split(x, y, task)
         training = self._training(dataset)
 
@@ -296,7 +325,14 @@ class Sweep:
             from reglab.store import RunDirectory
 
             store = RunDirectory(run_dir)
-            store.open(self.spec(), self.spec_hash(), dataset.fingerprint())
+            store.open(self.spec(), self.spec_hash(), dataset.fingerprint(), wait=wait_for_lock)
+        try:
+            return self._run(dataset, rest, test, splits, training, store, run_dir, progress, keep_weights)
+        finally:  # the lock goes with the run, however it ends
+            if store is not None:
+                store.close()
+
+    def _run(self, dataset, rest, test, splits, training, store, run_dir, progress, keep_weights) -> SweepResult:
         done: dict[str, pd.DataFrame] = {}
         make_model = self._make_model()
         mode = selection.mode_for(self.select)
@@ -305,6 +341,7 @@ class Sweep:
         final_weights: dict[str, dict] = {}
 
         def finish(member, records, weights, count, total):
+            records = reference.with_baseline(records, member, dataset, training)  # both engines, from the data
             histogram = _histogram(member.id, weights)
             if store:
                 store.record_member(member.id, records, histogram)
@@ -325,7 +362,8 @@ class Sweep:
                     histograms[member.id] = stored
             todo = [m for m in members if m.id not in done]
             if todo and self.engine != "reference":
-                trained = self._train_stacked(todo, dataset, training, make_model)
+                fast = self._train_population if self._population_engine() else self._train_stacked
+                trained = fast(todo, dataset, training, make_model)
                 if trained is not None:
                     records, weights = trained
                     for i, member in enumerate(todo):
@@ -382,6 +420,30 @@ class Sweep:
             render(store.path)
         return result
 
+    def _population_engine(self) -> bool:
+        return self.engine == "population" or (self.engine == "auto" and keras.backend.backend() == "jax")
+
+    def _train_population(self, members, dataset, training, make_model):
+        """All members through the population engine: one compiled program per architecture."""
+        from reglab.engine import population
+
+        try:
+            populations, failures = population.plan_populations(members, make_model, probe=dataset.x[:1])
+            by_id = {m.id: m for m in members}
+            results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
+                                                    by_id[mid], 0.0) for mid, error in failures.items()}
+            weights = {}
+            for pop in populations:
+                out, final, timing = population.train_population(pop, dataset, training)
+                share = timing["seconds"] / len(pop.members)
+                for member in pop.members:
+                    results[member.id] = reference.with_identity(out[member.id], member, share)
+                    weights[member.id] = final[member.id]
+                self.last_timing = timing
+            return results, weights
+        except population.Unsupported as reason:
+            raise ValueError(f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}") from None
+
     def _train_stacked(self, members, dataset, training, make_model):
         """All members through the stacked engine, or None (with a one-line warning) if it cannot."""
         from reglab.engine import stacked
@@ -416,7 +478,11 @@ class Sweep:
         if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
             model = keras.models.load_model(store.path / "best_model.keras", safe_mode=True)
             return model, stored["test"]
-        records, model, scaling = reference.train_member(member, dataset, training, make_model, validate=False)
+        if self._population_engine():  # a population of one: the refit takes the fast path too
+            from reglab.engine.population import train_member
+        else:
+            train_member = reference.train_member
+        records, model, scaling = train_member(member, dataset, training, make_model, validate=False)
         if model is None:
             raise RuntimeError(f"Refitting the selected point failed: {records.get('error', pd.Series(['?'])).iloc[0]}")
         model = with_preprocessing(model, scaling, dataset)

@@ -1,6 +1,7 @@
 """What the figures show, computed from the stored tables only (pure pandas; no drawing here).
 
-`plots` (PNG files) and `html_report` (one interactive page) draw the same views.
+`plots` (PNG files) and `html_report` (one interactive page) draw the same views, and give every
+point the same colour in every figure of both (`point_colors`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,34 @@ import numpy as np
 import pandas as pd
 
 from reglab.selection import param_columns_of
+
+# matplotlib's "tab10" = plotly's default colours: PNG and report.html look alike. Points beyond ten
+# reuse them in order (neighbours in λ order never share a colour).
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+NEUTRAL = "#444444"  # what is not a point (a line through points, a weight's path) is drawn in this
+
+
+def point_order(table: pd.DataFrame, params: list[str]) -> list[str]:
+    """Every point of `table` (epoch records or a summary) in λ order: by the numeric parameters
+    ascending (a key a point lacks last), then the others as text, then the id — so the order, and
+    the colours, do not depend on the table's row order or on which members finished."""
+    first = table.drop_duplicates("point")
+    numeric = [p for p in params if pd.api.types.is_numeric_dtype(first[p])]
+    keys = first[[*params, "point"]].copy()
+    for p in params:
+        if p not in numeric:
+            keys[p] = keys[p].astype(str)
+    return list(keys.sort_values([*numeric, *[p for p in params if p not in numeric], "point"], na_position="last",
+                                 kind="stable")["point"])
+
+
+def point_colors(table: pd.DataFrame, params: list[str]) -> dict[str, str]:
+    """{point id: colour}, the one map every figure (PNG and HTML) uses: `PALETTE` in `point_order`.
+
+    >>> point_colors(pd.DataFrame({"point": ["b", "a", "b"], "l2": [0.1, 0.0, 0.1]}), ["l2"])
+    {'a': '#1f77b4', 'b': '#ff7f0e'}
+    """
+    return {pid: PALETTE[i % len(PALETTE)] for i, pid in enumerate(point_order(table, params))}
 
 
 def sweep_param(summary: pd.DataFrame) -> str | None:
@@ -78,6 +107,18 @@ def histogram_choices(summary: pd.DataFrame, param: str, best: str | None) -> di
         choices["chosen"] = best
     choices["strong"] = rows.iloc[-1]["point"]
     return choices
+
+
+ROLES = {"none": "weakest", "chosen": "chosen", "strong": "strongest"}
+
+
+def histogram_traces(summary: pd.DataFrame, param: str, best: str | None) -> list[tuple[str, list[str]]]:
+    """[(point id, its roles)]: the points of `histogram_choices`, each once — the chosen point that is
+    also the weakest is one entry, ("…", ["weakest", "chosen"]), not two identical curves."""
+    roles: dict[str, list[str]] = {}
+    for key, point in histogram_choices(summary, param, best).items():
+        roles.setdefault(point, []).append(ROLES[key])
+    return list(roles.items())
 
 
 def weight_distribution(histograms: pd.DataFrame, members: pd.DataFrame, point: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import points
+from reglab import plan, points
 from reglab.ledger import LossLedger
 from reglab.optimizers import Proximal
 from reglab.schedules import StrengthScheduler
@@ -97,7 +97,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
     whose loss stops being finite stops there with status "diverged". Neither disturbs others.
     """
     keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
-    keras.utils.set_random_seed(member.seed)
+    plan.set_global_seed(member.seed)
     x_train, y_train, x_val, y_val, scaling = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()
     ledger = LossLedger(stop_on_divergence=True)
@@ -119,6 +119,17 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
         records = pd.DataFrame([{"epoch": 0, "status": "failed",
                                  "error": "".join(traceback.format_exception_only(error)).strip()[:500]}])
     return with_identity(records, member, time.perf_counter() - started), model, scaling
+
+
+def with_baseline(records, member, data, training: Training):
+    """Add the constant predictor's validation loss on the member's fold (`reglab.baseline`): columns
+    `baseline_loss` and `baseline_predictor`, the same on every row. The targets go through
+    `fold_arrays`, so with `standardize` a regression baseline is in the units of `val_loss`."""
+    from reglab.baseline import constant_loss
+
+    _, y_train, _, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
+    loss, predictor = constant_loss(y_train, y_val, training.loss, data.n_classes if data.task == "classification" else None)
+    return records.assign(baseline_loss=loss, baseline_predictor=predictor)
 
 
 def with_identity(records, member, seconds):

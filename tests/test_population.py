@@ -1,0 +1,188 @@
+"""The population engine: each member is `model.fit` (JAX backend) of the same model with the same seed,
+initial weights and batch order, for every model family; members are isolated.
+
+These tests run in the JAX pass of `python3 tasks.py test` (KERAS_BACKEND=jax).
+"""
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from keras import layers as L
+
+from conftest import NaNGradient
+from reglab import data as D
+from reglab import plan
+from reglab import regularizers as R
+from reglab import zoo
+from reglab.engine import population, reference
+from reglab.engine.batches import default_order
+from reglab.schedules import LinearWarmup, Scheduled
+
+pytestmark = pytest.mark.jax_only
+
+X, _, Y = zoo.digits()
+FAMILIES = zoo.families()
+mlp_dropout = zoo.mlp_dropout
+
+
+def setup(x, n=300, folds=2, lambdas=(0.0, 1e-2), seed=0):
+    dataset = D.prepare(x[:n], Y[:n])
+    rest, _ = D.split_test(dataset, None, seed, True)
+    members = plan.members([{"l2": v} for v in lambdas], D.folds(dataset, rest, folds, 1, seed, True), seed)
+    return dataset, members
+
+
+def training(optimizer="adam", lr=1e-3, epochs=3):
+    return reference.Training(epochs=epochs, batch_size=32, optimizer=optimizer, learning_rate=lr,
+                              loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
+
+
+def fit(build, member, dataset, setting):
+    """`model.fit` of the member's model, built under its seed (as both engines do), in the population's batch order."""
+    keras.backend.clear_session(free_memory=False)
+    plan.set_global_seed(member.seed)
+    model = build(member.point)
+    reference.compile_model(model, setting, member.point)
+    callbacks = [keras.callbacks.LambdaCallback()]
+    history = []
+    for epoch in range(setting.epochs):
+        order = default_order(member, epoch)
+        h = model.fit(dataset.x[order], dataset.y[order], batch_size=setting.batch_size, shuffle=False, epochs=epoch + 1,
+                      initial_epoch=epoch, verbose=0, validation_data=(dataset.x[member.val], dataset.y[member.val]),
+                      validation_batch_size=len(member.val), callbacks=callbacks)
+        history.append({k: v[-1] for k, v in h.history.items()})
+    return {v.path: np.asarray(v.value) for v in model.trainable_variables}, pd.DataFrame(history)
+
+
+def assert_equivalent(build, x, setting, members_checked=(0, -1), **kwargs):
+    dataset, members = setup(x, **kwargs)
+    (pop,), failures = population.plan_populations(members, build, probe=dataset.x[:1])
+    assert not failures
+    records, weights, _ = population.train_population(pop, dataset, setting)
+    for m in members_checked:  # both λ, both folds (the folds differ in size: two partial-batch shapes)
+        member = members[m]
+        expected, history = fit(build, member, dataset, setting)
+        assert expected.keys() == weights[member.id].keys()
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+        ours = records[member.id]
+        np.testing.assert_allclose(ours.train_total, history["loss"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours.val_total, history["val_loss"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours.train_accuracy, history["accuracy"], atol=1e-6)
+        np.testing.assert_allclose(ours.val_accuracy, history["val_accuracy"], atol=1e-6)
+        penalty = ours.filter(like="penalty:").sum(axis=1)
+        np.testing.assert_allclose(penalty, ours.train_penalty, rtol=1e-5, atol=1e-7)  # the terms add up
+    return {m.point["l2"]: records[m.id] for m in members}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_model_family_trains_exactly_as_model_fit(family):
+    build, x = FAMILIES[family]
+    by_lambda = assert_equivalent(build, x, training())
+    assert (by_lambda[1e-2].train_penalty > by_lambda[0.0].train_penalty).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 1e-2), ("rmsprop", 1e-3), ("adamw", 1e-3), ("nadam", 1e-3)])
+def test_any_keras_optimizer(optimizer, lr):
+    assert_equivalent(mlp_dropout, X, training(optimizer, lr), members_checked=(-1,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [{"l2": 0.0, "weight_decay": 0.05}, {"l2": 0.0, "prox_l1": 1e-3}],
+                         ids=["weight-decay", "proximal-l1"])
+def test_what_a_point_asks_of_the_optimizer(point):
+    """Decoupled decay and the proximal step (`reglab.optimizers.Proximal`) are the optimizer's own."""
+    dataset, members = setup(X)
+    members = [plan.Member(m.id, point, m.point_id, m.fold, m.repeat, m.seed, m.train, m.val) for m in members[:2]]
+    (pop,), _ = population.plan_populations(members, mlp_dropout)
+    setting = training()
+    records, weights, _ = population.train_population(pop, dataset, setting)
+    for member in members:
+        expected, history = fit(mlp_dropout, member, dataset, setting)
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+    if "prox_l1" in point:
+        assert (weights[members[0].id]["net/h1/kernel"] == 0).mean() > 0.05  # exact zeros, as with fit
+
+
+def test_a_population_whose_strengths_are_all_zero_reports_zero_terms():
+    dataset, members = setup(X, lambdas=(0.0,))
+    (pop,), _ = population.plan_populations(members, mlp_dropout)
+    records, _, _ = population.train_population(pop, dataset, training(epochs=1))
+    table = records[members[0].id]
+    assert (table["penalty:net/h1/kernel"] == 0).all() and (table["penalty:h2/activity"] > 0).all()
+
+
+def test_scheduled_penalties_follow_their_schedule_per_member():
+    def build(point):
+        return keras.Sequential([keras.Input((64,)),
+                                 L.Dense(16, activation="relu",
+                                         kernel_regularizer=Scheduled(R.L2(point["l2"]), LinearWarmup(3))),
+                                 L.Dense(10, activation="softmax")])
+
+    dataset, members = setup(X, lambdas=(1e-2,), folds=2)
+    (pop,), _ = population.plan_populations(members, build)
+    records, weights, _ = population.train_population(pop, dataset, training(epochs=3))
+    scales = records[members[0].id].filter(like="scale:").iloc[:, 0].tolist()
+    assert scales == pytest.approx([0.0, 1 / 3, 2 / 3])
+    assert records[members[0].id].train_penalty.iloc[0] == 0.0 < records[members[0].id].train_penalty.iloc[1]
+
+
+def test_points_share_one_population_and_one_compilation():
+    dataset, members = setup(X, lambdas=(0.0, 1e-4, 1e-2, 1.0), folds=2)
+    pops, _ = population.plan_populations(members, mlp_dropout)
+    assert len(pops) == 1 and len(pops[0].members) == 8
+    _, _, timing = population.train_population(pops[0], dataset, training(epochs=2))
+    assert len(timing["epoch_seconds"]) == 2 and timing["compile_seconds"] > 0
+
+
+@pytest.mark.parametrize("bad_lambda", [1e4, -1.0], ids=["loss-explodes", "finite-loss-nan-gradient"])
+def test_a_diverging_member_is_frozen_and_leaves_the_others_bit_for_bit_unchanged(bad_lambda):
+    setting = training("sgd", 0.05, epochs=4)
+
+    def build(point):
+        penalty = NaNGradient() if point["l2"] < 0 else R.L2(point["l2"])
+        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu", kernel_regularizer=penalty),
+                                 L.Dense(10, activation="softmax")])
+
+    def run(bad):
+        dataset, members = setup(X, lambdas=(0.0, 1e-3, bad))
+        pops, _ = population.plan_populations(members, build)
+        out = {}
+        for pop in pops:
+            records, weights, _ = population.train_population(pop, dataset, setting)
+            out.update({mid: (records[mid], weights[mid]) for mid in records})
+        return members, out
+
+    members, with_bad = run(bad_lambda)
+    _, with_good = run(1e-2)  # the same population size, the third point harmless
+    for member in members[-2:]:
+        table, weights = with_bad[member.id]
+        assert table.status.iloc[-1] == "diverged" and len(table) < setting.epochs
+        assert all(np.isfinite(w).all() for w in weights.values())  # frozen at its last finite state
+    for member in members[:4]:
+        pd.testing.assert_frame_equal(with_bad[member.id][0], with_good[member.id][0])
+        for path, w in with_bad[member.id][1].items():
+            assert np.array_equal(w, with_good[member.id][1][path])
+        assert (with_bad[member.id][0].status == "ok").all()
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_dropout_masks_are_drawn_per_member(rate):
+    """Two members with the same initial weights (fixed initializer seeds) and batches, different member
+    seeds: their weights part after one epoch exactly when dropout is on."""
+    dataset, members = setup(X, lambdas=(0.0,), folds=2)
+    twins = [plan.Member(f"twin{s}", members[0].point, members[0].point_id, 0, 0, s, members[0].train, members[0].val)
+             for s in (1, 2)]
+
+    def build(point):
+        return keras.Sequential([keras.Input((64,)),
+                                 L.Dense(16, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(0)),
+                                 L.Dropout(rate), L.GaussianNoise(rate),
+                                 L.Dense(10, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(1))])
+
+    (pop,), _ = population.plan_populations(twins, build)
+    _, weights, _ = population.train_population(pop, dataset, training(epochs=1), order=lambda m, e: m.train)
+    a, b = (weights[t.id][pop.models[0].trainable_variables[0].path] for t in twins)
+    assert np.array_equal(a, b) == (rate == 0.0)
