@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -264,7 +265,7 @@ def bench(
         from reglab.bench import zoo as run_zoo
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, echo=echo)
-    out.write_text(__import__("json").dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})")
     table.add_column("way")
     table.add_column("seconds", justify="right")

@@ -80,6 +80,16 @@ def weight_stats(name: str, values, near_zero: float = NEAR_ZERO) -> dict[str, f
     }
 
 
+def frame(rows: list[dict]):
+    """One member's epoch records as a table, zero counts as integers (what every engine returns)."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    zeros = [c for c in table.columns if c.startswith("zeros:")]
+    table[zeros] = table[zeros].astype("int64")
+    return table
+
+
 def status(train_total: float, previously: str = "ok") -> str:
     """ "diverged" from the first epoch whose training loss is not finite on; "ok" before that."""
     if previously == "diverged" or not math.isfinite(train_total):

@@ -241,12 +241,12 @@ def segments(sizes: list[int], batch: int) -> list[Segment]:
 class Program:
     """One population's compiled epoch: the template model's stateless step, vmapped."""
 
-    def __init__(self, population: Population, training, data_shapes, validate: bool):
+    def __init__(self, population: Population, training, data_shapes):
         import jax
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
-        self.population, self.training = population, training
+        self.population = population
         models, members = population.models, population.members
         self.M = len(members)
         self.terms = penalty_terms(models)
@@ -295,7 +295,6 @@ class Program:
         self.metric_names = [name for name in self._metric_result(self.metric_start) if name != "loss"]
         initial["alive"] = np.ones(self.M, bool)
         self.initial = initial
-        self.validate = validate
         self.settings = points.optimizer_settings(point)
         self.decay_targets = set(points.optimizer_targets(template)) if "weight_decay" in self.settings else set()
 
@@ -462,7 +461,7 @@ def train_population(population: Population, data, training, validate: bool = Tr
             out.append(jnp.asarray(np.stack(rows).astype("int32")))
         return out
 
-    program = Program(population, training, (x_views[0][:B], y_views[0][:B]), validate)
+    program = Program(population, training, (x_views[0][:B], y_views[0][:B]))
     try:
         run = program.epoch_function(steps, val_plan, X, Y)
         return _train(program, run, members, training, validate, batch_indices, val_indices)
@@ -525,23 +524,16 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
             row["status"] = status[m]
             rows[member.id].append(row)
     timing["seconds"] = time.perf_counter() - started
-    _write_back(program.population, state)
     final = [np.asarray(w) for w in state["trainable"]]
+    _write_back(program.population, final, [np.asarray(w) for w in state["non_trainable"]])
     weights = {member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)}
                for m, member in enumerate(members)}
-    out = {}
-    for member in members:
-        frame = pd.DataFrame(rows[member.id])
-        zeros = [c for c in frame.columns if c.startswith("zeros:")]
-        frame[zeros] = frame[zeros].astype("int64")
-        out[member.id] = frame
+    out = {member.id: records.frame(rows[member.id]) for member in members}
     return out, weights, timing
 
 
-def _write_back(population: Population, state) -> None:
+def _write_back(population: Population, trainable, non_trainable) -> None:
     """Give every member's own Keras model its final state (weights, BatchNormalization statistics, seeds)."""
-    trainable = [np.asarray(w) for w in state["trainable"]]
-    non_trainable = [np.asarray(w) for w in state["non_trainable"]]
     for m, model in enumerate(population.models):
         for variable, values in zip(model.trainable_variables, trainable):
             variable.assign(values[m])

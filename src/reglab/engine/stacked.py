@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from reglab import points, records
@@ -795,12 +794,7 @@ def train_group(group: Group, data, training, fresh_init=True, initial_weights=N
                 rows[member.id].append(row)
     timing["seconds"] = time.perf_counter() - started
     final = [np.concatenate([shard[1][w].numpy() for shard in shards]) for w in range(len(weight_paths))]
-    out = {}
-    for member in members:
-        frame = pd.DataFrame(rows[member.id])
-        zeros = [c for c in frame.columns if c.startswith("zeros:")]
-        frame[zeros] = frame[zeros].astype("int64")
-        out[member.id] = frame
+    out = {member.id: records.frame(rows[member.id]) for member in members}
     return out, final, timing
 
 
