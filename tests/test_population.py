@@ -186,3 +186,69 @@ def test_dropout_masks_are_drawn_per_member(rate):
     _, weights, _ = population.train_population(pop, dataset, training(epochs=1), order=lambda m, e: m.train)
     a, b = (weights[t.id][pop.models[0].trainable_variables[0].path] for t in twins)
     assert np.array_equal(a, b) == (rate == 0.0)
+
+
+@pytest.mark.slow
+def test_points_differing_in_learning_rate_decay_proximal_strength_and_dropout_train_in_one_population():
+    """A dropout rate, learning rate, weight decay and proximal strength are per-member values of one
+    compiled program, and each member is still `model.fit` of its own point. (A rate of 0 is another
+    architecture: Keras's Dropout(0) has no random state.)"""
+    from reglab.models import MLP
+
+    build = MLP(hidden=[32, 16]).bind(64, 10)
+    dataset, members = setup(X)
+    points = [{"l2": 1e-3, "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 0.0, "prox_l1": 0.0},
+              {"l2": 1e-2, "dropout": 0.3, "learning_rate": 3e-3, "weight_decay": 0.05, "prox_l1": 1e-3}]
+    members = [plan.Member(m.id, points[i % 2], m.point_id, m.fold, m.repeat, m.seed, m.train, m.val)
+               for i, m in enumerate(members)]
+    pops, _ = population.plan_populations(members, build)
+    assert len(pops) == 1
+    setting = training()
+    records, weights, timing = population.train_population(pops[0], dataset, setting)
+    assert timing["members"] == len(members)
+    for member in members:
+        expected, history = fit(build, member, dataset, setting)
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+        np.testing.assert_allclose(records[member.id].val_total, history["val_loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_that_needs_its_rate_as_a_number_trains_one_population_per_rate():
+    def build(point):  # GaussianDropout computes math.sqrt(rate / (1 - rate)) in Python
+        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu"),
+                                 L.GaussianDropout(0.1 if point["l2"] else 0.4), L.Dense(10, activation="softmax")])
+
+    dataset, members = setup(X)
+    (pop,), _ = population.plan_populations(members, build)
+    setting = training(epochs=2)
+    records, weights, timing = population.train_population(pop, dataset, setting)
+    assert len(records) == len(members) and timing["members"] == len(members)
+    for member in members[:2]:
+        expected, _ = fit(build, member, dataset, setting)
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+
+
+@pytest.mark.slow
+def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_rows():
+    """`row_independent` decides between one padded step body and exact partial-batch shapes; the
+    equivalence tests above then cover both paths."""
+
+    def plain_mlp(point):
+        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                                 L.Dense(10, activation="softmax")])
+
+    # (training, evaluation). Dropout is row-independent: JAX's threefry draws each element from its
+    # position, so the real rows' draws do not depend on the rows after them. What is not:
+    expected = {name: (True, True) for name in [*FAMILIES, "plain-mlp"]}
+    expected["mlp-dropout"] = (False, False)  # an activity penalty: divided by the batch size
+    for name in ("resnet-batchnorm", "conv1d-batchnorm"):
+        expected[name] = (False, True)  # BatchNormalization's batch statistics, in training only
+    cases = {**FAMILIES, "plain-mlp": (plain_mlp, X)}
+    for name, (build, x) in cases.items():
+        dataset, members = setup(x, n=100)
+        (pop,), _ = population.plan_populations(members, build, probe=dataset.x[:1])
+        program = population.Program(pop, training(), (dataset.x[:32], dataset.y[:32]))
+        try:
+            got = program.row_independent(dataset.x[:32], dataset.y[:32].astype("int32"))
+        finally:
+            program.release()
+        assert got == expected[name], name

@@ -15,6 +15,7 @@ When a sweep is given a model (not a builder function), each point is applied wi
 `penalty`, `lambda`    the penalty kind as a dimension of its own (`lambda.<group>` works too)
 `l1_ratio`             elastic net's L1 share (default 0.5), recurrent kernels' too
 `dropout`              Dropout rate inserted after each of the sweep's layers
+`learning_rate`        the optimizer's learning rate for this point (instead of the sweep's)
 `weight_decay`         decoupled weight decay `w ← w − lr·wd·w` (Keras's `weight_decay`) on the
                        kernels of the sweep's layers, outside the loss
 `prox_l1`              λ of a proximal L1 step after each update (`reglab.optimizers.Proximal`):
@@ -48,7 +49,7 @@ KINDS = {
     "smoothness": lambda s, p: R.Smoothness(s),
 }
 OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
-OTHER_KEYS = ("penalty", "l1_ratio", "dropout", *OPTIMIZER_KINDS)
+OTHER_KEYS = ("penalty", "l1_ratio", "dropout", "learning_rate", *OPTIMIZER_KINDS)
 RECURRENT = "recurrent_"  # `recurrent_l2` is `l2` on the recurrent kernels
 
 
@@ -58,6 +59,8 @@ def check_optimizer_keys(points: list[dict], optimizer: str) -> None:
         for key in OPTIMIZER_KINDS:
             if key in point:
                 _checks.non_negative_float(point[key], key)
+        if "learning_rate" in point:
+            _checks.number(point["learning_rate"], "learning_rate", low=0, low_open=True)
         kinds = set(point) | {point.get("penalty")}
         if kinds & {"prox_l1", "prox_group"} and optimizer not in ("sgd", "adam", "adamw", "rmsprop"):
             raise ValueError("Proximal steps (prox_l1, prox_group) need the sweep's optimizer to be sgd, adam, adamw or "
@@ -125,7 +128,7 @@ def check(points: list[dict], groups: dict) -> None:
             if kind not in KINDS and base != "lambda" and key not in OTHER_KEYS:
                 raise ValueError(
                     f"Unknown search key for a model sweep (use {sorted(KINDS)}, the same with a "
-                    f"{RECURRENT!r} prefix, 'lambda', 'penalty', 'l1_ratio', 'dropout', or pass a builder "
+                    f"{RECURRENT!r} prefix, 'lambda', 'penalty', 'l1_ratio', 'dropout', 'learning_rate', or pass a builder "
                     f"function). Received: {key}={value!r}"
                 )
             if group and group not in groups:
@@ -138,6 +141,8 @@ def check(points: list[dict], groups: dict) -> None:
                 _checks.fraction(value, "l1_ratio")
             elif key == "dropout":
                 _checks.number(value, "dropout", low=0, high=0.999999)
+            elif key == "learning_rate":
+                _checks.number(value, "learning_rate", low=0, low_open=True)
 
 
 def apply(model, point: dict, layers="hidden", groups: dict | None = None):

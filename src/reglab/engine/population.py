@@ -7,17 +7,20 @@ BatchNormalization statistics and dropout seeds, optimizer slots and iteration, 
 turns one member's step into a population's step, for any model `model.fit` can train, with no
 layer, loss, optimizer or metric code of ours: each member is `model.fit` by construction.
 
-What varies between members without recompiling is data, not code: the penalties. Every penalty
-reglab and Keras ship is linear in its strengths over a few basis functions (`reglab.engine.basis`),
-so the template model's weight regularizers are taken off and each member's penalty is computed as
-its own coefficients (a traced array) times the basis values of its own weights; λ schedules scale
-those coefficients each epoch. Anything else that differs between members — the architecture, a
-dropout rate, a custom regularizer's configuration, what a point asks of the optimizer — makes a
-separate population (`signature`).
+What varies between members without recompiling is data, not code. Every penalty reglab and Keras
+ship is linear in its strengths over a few basis functions (`reglab.engine.basis`), so the template
+model's weight regularizers are taken off and each member's penalty is computed as its own
+coefficients (a traced array) times the basis values of its own weights; λ schedules scale those
+coefficients each epoch. A point's learning rate is the member's value of the optimizer's variable;
+dropout rates, weight decay and proximal strengths are traced per-member values standing in for
+Keras's Python numbers (`_PerMember`). Anything else that differs between members — the
+architecture, a custom regularizer's configuration — makes a separate population (`signature`).
 
-Exactness also needs the batches `fit` sees: members whose training folds differ in size get their
-last (partial) batches in steps of their own shape, so BatchNormalization sees exactly the rows
-`fit` would give it; validation runs on each member's whole fold at once. Members are independent
+Exactness also needs the batches `fit` sees. Members whose training folds differ in size have
+partial last batches: where the model's step ignores the other rows of a batch (checked numerically,
+`Program.row_independent`) they are padded to full batches with weight-0 rows, one step body for
+all; otherwise they get steps of their own shape, so BatchNormalization sees exactly the rows `fit`
+would give it. Validation runs on each member's whole fold at once. Members are independent
 (nothing reduces over the member axis), so a member whose loss or weights stop being finite cannot
 touch the others; at the end of that epoch it goes back to its state at the epoch's start, is
 frozen there and marked diverged.
@@ -29,6 +32,7 @@ statistics, validation, divergence check) and returns it with that epoch's numbe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -82,10 +86,15 @@ class Population:
     models: list
 
 
+PER_MEMBER_LAYER_ATTRIBUTES = ("rate",)  # a dropout-like rate: a traced per-member value (see `_PerMember`)
+PER_MEMBER_OPTIMIZER_ATTRIBUTES = ("weight_decay", "l1", "group_lasso")  # Keras's decay, Proximal's strengths
+
+
 def _structure(config):
-    """A model config without its weight penalties (members may differ in those)."""
+    """A model config without what members may differ in: weight penalties and dropout rates."""
     if isinstance(config, dict):
-        return {k: "<weight penalty>" if k.endswith("_regularizer") and k != "activity_regularizer" else _structure(v)
+        return {k: "<per member>" if (k.endswith("_regularizer") and k != "activity_regularizer")
+                or (k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float)) else _structure(v)
                 for k, v in config.items()}
     if isinstance(config, list):
         return [_structure(v) for v in config]
@@ -112,7 +121,7 @@ def signature(model, point: dict) -> str:
             penalties.append([v.path, keras.saving.serialize_keras_object(inner)])
     variables = [[v.path, list(v.shape), str(v.dtype), bool(v.trainable)] for v in model.variables]
     return json.dumps([f"{type(model).__module__}.{type(model).__qualname__}", config, variables, penalties,
-                       points.optimizer_settings(point)], sort_keys=True, default=repr)
+                       sorted(points.optimizer_settings(point))], sort_keys=True, default=repr)
 
 
 def plan_populations(members, make_model, probe=None) -> tuple[list[Population], dict]:
@@ -189,6 +198,102 @@ def penalty_terms(models) -> list[Term]:
     return terms
 
 
+class _PerMember:
+    """A Python-number attribute (a dropout rate, a weight decay, a proximal strength) that differs
+    between the members of a population, standing in for the number while the step is traced: its
+    arithmetic is the member's traced value, and the questions code asks of the number itself (`rate
+    > 0`, `if self.l1:`, `rate == 1.0`) get the answer that keeps the computation in the program for
+    every member — which is exact for the members whose value makes it a no-op (a rate or strength
+    of 0). Code that needs the concrete number (`math.sqrt(rate)`) fails to trace; the population is
+    then split by value (`train_population`)."""
+
+    def __init__(self, value, values):
+        self.value, self.values = value, tuple(values)
+
+    def __jax_array__(self):
+        return self.value
+
+    def __bool__(self):
+        return any(v != 0 for v in self.values)
+
+    def __gt__(self, other):
+        return any(v > other for v in self.values)
+
+    def __ge__(self, other):
+        return any(v >= other for v in self.values)
+
+    def __lt__(self, other):
+        return any(v < other for v in self.values)
+
+    def __le__(self, other):
+        return any(v <= other for v in self.values)
+
+    def __eq__(self, other):
+        return all(v == other for v in self.values)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __neg__(self):
+        return -self.value
+
+    def __float__(self):
+        raise TypeError("a per-member value has no single Python number")
+
+
+for _name in ("add", "sub", "mul", "truediv", "pow"):
+    setattr(_PerMember, f"__{_name}__", lambda self, other, op=f"__{_name}__": getattr(self.value, op)(other))
+    setattr(_PerMember, f"__r{_name}__", lambda self, other, op=f"__r{_name}__": getattr(self.value, op)(other))
+
+
+@dataclass
+class Knob:
+    """A per-member number: `attribute` of `owner` (a layer or optimizer of the template), one value a member."""
+
+    owner: object
+    attribute: str
+    values: np.ndarray
+
+
+def per_member_knobs(template, models, optimizers) -> list[Knob]:
+    """The numbers the members differ in that a traced value can stand for: layers' rates and the
+    optimizers' decay and proximal strengths (the members' optimizers as `make_optimizer` builds them)."""
+    knobs = []
+    layer_lists = [list(m._flatten_layers(include_self=False)) for m in models]
+    for position, layer in enumerate(layer_lists[0]):
+        for attribute in PER_MEMBER_LAYER_ATTRIBUTES:
+            values = [getattr(layers[position], attribute, None) for layers in layer_lists]
+            if isinstance(values[0], float) and all(isinstance(v, float) for v in values) and len(set(values)) > 1:
+                knobs.append(Knob(layer, attribute, np.array(values, "float32")))
+    chains = [_optimizer_chain(o) for o in optimizers]
+    for depth, owner in enumerate(_optimizer_chain(template.optimizer)):
+        for attribute in PER_MEMBER_OPTIMIZER_ATTRIBUTES:
+            values = [getattr(chain[depth], attribute, None) if depth < len(chain) else None for chain in chains]
+            if isinstance(values[0], float) and all(isinstance(v, float) for v in values) and len(set(values)) > 1:
+                knobs.append(Knob(owner, attribute, np.array(values, "float32")))
+    return knobs
+
+
+def _optimizer_chain(optimizer) -> list:
+    """The optimizer and the ones it wraps (`Proximal(inner)`)."""
+    chain = [optimizer]
+    while getattr(chain[-1], "inner", None) is not None:
+        chain.append(chain[-1].inner)
+    return chain
+
+
+def _learning_rate_variable(optimizer):
+    """The variable holding the learning rate (per member in the optimizer state), or None (a schedule).
+    The innermost optimizer's: it takes the steps (`Proximal` reads its inner optimizer's rate)."""
+    for owner in reversed(_optimizer_chain(optimizer)):
+        rate = getattr(owner, "_learning_rate", None)
+        if isinstance(rate, keras.Variable):
+            return rate
+    return None
+
+
 class _Recorded:
     """An activity regularizer that also hands its value to the step tracing it, so the step can
     report it as a term of its own. Values are tracers of that trace, never kept beyond it."""
@@ -210,22 +315,32 @@ class _Recorded:
 
 @dataclass(frozen=True)
 class Segment:
-    """Steps that a set of members takes with one batch shape."""
+    """Steps that a set of members takes with one batch shape. In a padded segment every step is a full
+    batch whose rows beyond a member's real ones carry weight 0 (its last batch is partial, or it has
+    no batch left at that step: `ragged`, then its state does not move)."""
 
     members: tuple  # member indices (positions in the population)
     steps: int
     batch: int
+    padded: bool = False
+    ragged: bool = False
 
 
-def segments(sizes: list[int], batch: int) -> list[Segment]:
+def segments(sizes: list[int], batch: int, padded: bool = False) -> list[Segment]:
     """The batches of one epoch as `fit` makes them (full batches, then a partial one), grouped so that
     each segment's steps have one shape: first the full batches every member has, then each size's
-    extra full batches and its partial batch.
+    extra full batches and its partial batch. `padded`: one segment of full-size batches instead, for
+    a model whose step does not depend on the other rows of a batch (`Program.row_independent`).
 
     >>> [(s.members, s.steps, s.batch) for s in segments([70, 70, 65], 32)]
     [((0, 1, 2), 2, 32), ((0, 1), 1, 6), ((2,), 1, 1)]
+    >>> segments([70, 70, 65], 32, padded=True)
+    [Segment(members=(0, 1, 2), steps=3, batch=32, padded=True, ragged=False)]
     """
     everyone = tuple(range(len(sizes)))
+    if padded:
+        steps = [-(-size // batch) for size in sizes]
+        return [Segment(everyone, max(steps), batch, padded=True, ragged=len(set(steps)) > 1)]
     common = min(sizes) // batch
     out = [Segment(everyone, common, batch)] if common else []
     for size in sorted(set(sizes), reverse=True):
@@ -282,7 +397,7 @@ class Program:
         point = members[0].point
         try:
             template.compile(optimizer=make_optimizer(training, point, template), loss=training.loss,
-                             metrics=list(training.metrics))
+                             weighted_metrics=list(training.metrics))  # weighted: padding rows count 0
             x_probe, y_probe = data_shapes
             template._symbolic_build(data_batch=(x_probe, y_probe))  # builds the loss, metrics and optimizer
         except Exception:
@@ -291,12 +406,18 @@ class Program:
         self.template = template
         optimizer = template.optimizer
         initial["optimizer"] = [np.stack([np.asarray(v.value)] * self.M) for v in optimizer.variables]
+        optimizers = [make_optimizer(training, m.point, model) for m, model in zip(members, models)]
+        self.knobs = per_member_knobs(template, models, optimizers)
+        rate = _learning_rate_variable(optimizer)
+        if rate is not None:  # a point's learning rate: the member's value of the optimizer's variable
+            index = next(i for i, v in enumerate(optimizer.variables) if v is rate)
+            initial["optimizer"][index] = np.array([np.asarray(_learning_rate_variable(o).value) for o in optimizers])
         self.metric_start = [np.asarray(v.value) for v in template.metrics_variables]
         self.metric_names = [name for name in self._metric_result(self.metric_start) if name != "loss"]
         initial["alive"] = np.ones(self.M, bool)
         self.initial = initial
-        self.settings = points.optimizer_settings(point)
-        self.decay_targets = set(points.optimizer_targets(template)) if "weight_decay" in self.settings else set()
+        self.decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
+        self.decay_targets = set(points.optimizer_targets(template)) if any(self.decay) else set()
 
     def release(self):
         """Give the template model its own penalties back (the compiled program no longer needs them)."""
@@ -310,9 +431,28 @@ class Program:
         with keras.src.backend.StatelessScope(state_mapping=list(zip(self.template.metrics_variables, metric_values))):
             return {k: v for k, v in self.template.get_metrics_result().items()}
 
+    def values(self, epoch: int, member=None) -> dict:
+        """What the members' points set, as arrays with a member axis (or member `member`'s alone): the
+        penalty coefficients in `epoch` and the per-member numbers (`knobs`)."""
+        pick = (lambda a: a) if member is None else (lambda a: a[member])
+        return {"terms": [self.jnp.asarray(pick(term.at(epoch))) for term in self.terms],
+                "knobs": [self.jnp.asarray(pick(knob.values)) for knob in self.knobs]}
+
+    @contextlib.contextmanager
+    def _per_member(self, coefficients):
+        """While tracing: each knob's attribute is the member's traced value (`_PerMember`)."""
+        saved = [(knob.owner, knob.attribute, getattr(knob.owner, knob.attribute)) for knob in self.knobs]
+        try:
+            for knob, value in zip(self.knobs, coefficients["knobs"]):
+                setattr(knob.owner, knob.attribute, _PerMember(value, knob.values.tolist()))
+            yield
+        finally:
+            for owner, attribute, value in reversed(saved):
+                setattr(owner, attribute, value)
+
     def _penalties(self, trainable, coefficients):
         out = []
-        for term, c in zip(self.terms, coefficients):
+        for term, c in zip(self.terms, coefficients["terms"]):
             w = trainable[term.index]
             if term.shared is not None:
                 out.append(c[0] * term.shared(w))
@@ -325,18 +465,25 @@ class Program:
                 out.append(value)
         return out
 
-    def _forward(self, trainable, non_trainable, metrics, x, y, coefficients, training):
+    def _forward(self, trainable, non_trainable, metrics, x, y, coefficients, training, weight=None):
+        """The member's objective on one batch. `weight`: 1 for a real row, 0 for padding (a padded
+        batch); the prediction loss is then the mean over the real rows, as `fit`'s partial batch."""
         del self.sink[:]
         template = self.template
-        y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
-                                                                return_losses=True)
+        with self._per_member(coefficients):
+            y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
+                                                                    return_losses=True)
         recorded = {}
         for name, value in self.sink:  # a layer with several outputs adds several
             recorded[name] = recorded[name] + value if name in recorded else value
         del self.sink[:]
         # no weight penalties are left on the template, so this is the prediction loss alone
+        sample_weight = None
+        if weight is not None:  # Keras divides by the batch's rows: scale the real ones up to their mean
+            sample_weight = weight * (weight.shape[0] / self.jnp.maximum(weight.sum(), 1.0))
         pred, (_, _, metrics) = template.stateless_compute_loss(trainable, non_trainable, metrics, x=x, y=y,
-                                                                y_pred=y_pred, training=training)
+                                                                y_pred=y_pred, sample_weight=sample_weight,
+                                                                training=training)
         weight_terms = self._penalties(trainable, coefficients)
         extra = sum(losses) if losses else self.jnp.zeros((), pred.dtype)  # activity penalties and add_loss
         terms = [*weight_terms, *(recorded.get(name, self.jnp.zeros((), pred.dtype)) for name in self.activity)]
@@ -345,35 +492,77 @@ class Program:
             total = total + value
         return total, (pred, total - pred, terms, y_pred, non_trainable, metrics)
 
-    def _member_step(self, state, coefficients, x, y):
-        jax = self.jax
-        trainable, non_trainable, optimizer_values, metrics = state
-
+    def _gradient(self, trainable, non_trainable, metrics, coefficients, x, y, weight):
         def objective(trainable):
-            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, True)
+            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, True, weight)
 
-        (total, (pred, penalty, terms, y_pred, non_trainable_new, metrics_new)), grads = jax.value_and_grad(
-            objective, has_aux=True)(trainable)
-        trainable_new, optimizer_new = self.template.optimizer.stateless_apply(optimizer_values, grads, trainable)
-        _, metrics_new = self.template._update_metrics_variables(metrics_new, total, x, y, y_pred, None)
+        (total, aux), grads = self.jax.value_and_grad(objective, has_aux=True)(trainable)
+        pred, penalty, terms, y_pred, non_trainable_new, metrics_new = aux
+        _, metrics_new = self.template._update_metrics_variables(metrics_new, total, x, y, y_pred, weight)
         numbers = self.jnp.stack([pred, penalty, *terms]) if terms else self.jnp.stack([pred, penalty])
-        return (trainable_new, non_trainable_new, optimizer_new, metrics_new), numbers
+        return grads, numbers, y_pred, non_trainable_new, metrics_new
 
-    def _member_validate(self, trainable, non_trainable, coefficients, x, y):
+    def _member_step(self, state, coefficients, x, y, weight=None, ragged=False):
+        trainable, non_trainable, optimizer_values, metrics = state
+        grads, numbers, _, non_trainable_new, metrics_new = self._gradient(trainable, non_trainable, metrics,
+                                                                           coefficients, x, y, weight)
+        with self._per_member(coefficients):
+            trainable_new, optimizer_new = self.template.optimizer.stateless_apply(optimizer_values, grads, trainable)
+        new = (trainable_new, non_trainable_new, optimizer_new, metrics_new)
+        if ragged:  # a member with no rows left this epoch takes no step (Adam's moments must not decay)
+            moving = weight.sum() > 0
+            new = self.jax.tree.map(lambda n, o: self.jnp.where(moving, n, o), new, state)
+        return new, numbers
+
+    def _member_validate(self, trainable, non_trainable, coefficients, x, y, weight=None):
         metrics = [self.jnp.asarray(v) for v in self.metric_start]
         total, (pred, penalty, _, y_pred, _, metrics) = self._forward(trainable, non_trainable, metrics, x, y,
-                                                                      coefficients, False)
-        _, metrics = self.template._update_metrics_variables(metrics, total, x, y, y_pred, None)
+                                                                      coefficients, False, weight)
+        _, metrics = self.template._update_metrics_variables(metrics, total, x, y, y_pred, weight)
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 
+    def row_independent(self, x, y) -> tuple[bool, bool]:
+        """Whether this model's training step, and its evaluation, on a batch padded with weight-0 rows
+        give its real rows what `fit` gives them on the real rows alone: (training, evaluation). Checked,
+        not assumed — once, on member 0's initial state and the rows `x`, with two different paddings.
+        A layer that mixes rows (BatchNormalization's batch statistics) or a penalty divided by the batch
+        size (activity regularizers) make it False; then partial batches get steps of their own shape.
+        (Dropout passes: JAX's threefry draws each element from its position in the array.)"""
+        jax, jnp = self.jax, self.jnp
+        rows = x.shape[0]
+        real = rows // 2 + 1
+        trainable, non_trainable = ([jnp.asarray(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
+        coefficients = self.values(0, member=0)
+        weight = jnp.asarray(np.arange(rows) < real, "float32")
+
+        def train(x, y, weight):
+            metrics = [jnp.asarray(v) for v in self.metric_start]
+            grads, numbers, y_pred, nt, m = self._gradient(trainable, non_trainable, metrics, coefficients, x, y, weight)
+            result = self._metric_result(m)
+            return grads, numbers, y_pred[:real], nt, [result[k] for k in self.metric_names]
+
+        def evaluate(x, y, weight):
+            return self._member_validate(trainable, non_trainable, coefficients, x, y, weight)
+
+        @jax.jit  # one small compilation: eager Keras would cost seconds
+        def probe(x_real, y_real, paddings, y):
+            return [[f(x_real, y_real, None), *(f(x_pad, y, weight) for x_pad in paddings)] for f in (train, evaluate)]
+
+        paddings = [np.concatenate([x[:real], np.zeros_like(x[real:])]), np.concatenate([x[:real], x[real:][::-1]])]
+        try:
+            outputs = probe(x[:real], y[:real], paddings, y)
+        except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
+            return False, False
+        return tuple(all(_close(runs[0], other) for other in runs[1:]) for runs in outputs)
+
     def epoch_function(self, segment_plan, val_plan, X, Y):
-        """The jitted epoch: (state, coefficients, per-segment batch indices, per-cohort validation
-        indices) -> (state, training sums, training metrics, validation numbers, weight statistics)."""
+        """The jitted epoch: (state, coefficients, per-segment batch indices and weights, per-cohort
+        validation indices and weights) -> (state, training sums, training metrics, validation numbers,
+        weight statistics). Weights are None where batches are not padded."""
         jax, jnp = self.jax, self.jnp
         M = self.M
         width = 2 + len(self.terms) + len(self.activity)
-        step = jax.vmap(self._member_step)
         check = jax.vmap(self._member_validate)
 
         def take(tree, who):
@@ -382,21 +571,25 @@ class Program:
         def put(tree, who, part):
             return part if len(who) == M else jax.tree.map(lambda a, b: a.at[np.asarray(who)].set(b), tree, part)
 
-        def epoch(state, coefficients, batch_indices, val_indices):
+        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights):
             start = (state["trainable"], state["non_trainable"], state["optimizer"])
             metrics = [jnp.broadcast_to(jnp.asarray(v), (M, *np.shape(v))) for v in self.metric_start]
             carry = (*start, metrics)
             sums = jnp.zeros((M, width), "float32")
-            for segment, idx in zip(segment_plan, batch_indices):
+            for segment, idx, weight in zip(segment_plan, batch_indices, batch_weights):
                 part, coef = take(carry, segment.members), take(coefficients, segment.members)
+                step = jax.vmap(lambda s, c, x, y, w, ragged=segment.ragged: self._member_step(s, c, x, y, w, ragged))
 
-                def body(inner, step_idx, coef=coef):
-                    inner, numbers = step(inner, coef, X[step_idx], Y[step_idx])
-                    return inner, numbers
+                def body(inner, step_input, coef=coef, step=step):
+                    step_idx, step_weight = step_input
+                    inner, numbers = step(inner, coef, X[step_idx], Y[step_idx], step_weight)
+                    rows = step_weight.sum(axis=1) if step_weight is not None else segment.batch
+                    return inner, numbers * jnp.reshape(rows, (-1, 1))
 
-                part, numbers = jax.lax.scan(body, part, jnp.swapaxes(idx, 0, 1))
+                inputs = (jnp.swapaxes(idx, 0, 1), None if weight is None else jnp.swapaxes(weight, 0, 1))
+                part, numbers = jax.lax.scan(body, part, inputs)
                 carry = put(carry, segment.members, part)
-                sums = sums.at[np.asarray(segment.members)].add(segment.batch * numbers.sum(axis=0))
+                sums = sums.at[np.asarray(segment.members)].add(numbers.sum(axis=0))
             trainable, non_trainable, optimizer_values, metrics = carry
             flat = jnp.concatenate([w.reshape(M, -1) for w in trainable], axis=1)
             ok = state["alive"] & jnp.isfinite(sums).all(axis=1) & jnp.isfinite(flat).all(axis=1)
@@ -408,14 +601,29 @@ class Program:
             train_metrics = jax.vmap(self._metric_result)(metrics)
             stats = jnp.stack([_weight_stats(jnp, w.reshape(M, -1)) for w in trainable], axis=1)
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
-            for who, idx in zip(val_plan, val_indices):
+            for who, idx, weight in zip(val_plan, val_indices, val_weights):
                 part = take((trainable, non_trainable, coefficients), who)
-                val = val.at[np.asarray(who)].set(check(*part, X[idx], Y[idx]))
+                val = val.at[np.asarray(who)].set(check(*part, X[idx], Y[idx], weight))
             new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
                          "alive": ok}
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
 
         return jax.jit(epoch, donate_argnums=(0,))
+
+
+def _close(expected, got) -> bool:
+    """Every leaf of two pytrees equal to float32 rounding (relative to the leaf's scale)."""
+    import jax
+
+    a_leaves, b_leaves = jax.tree.leaves(expected), jax.tree.leaves(got)
+    if len(a_leaves) != len(b_leaves):
+        return False
+    for a, b in zip(a_leaves, b_leaves):
+        a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+        scale = float(np.max(np.abs(a), initial=0.0))
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6 * max(scale, 1e-3), equal_nan=True):
+            return False
+    return True
 
 
 def _weight_stats(jnp, flat):
@@ -428,12 +636,37 @@ def _weight_stats(jnp, flat):
 # --- training a population ----------------------------------------------------------------------
 
 
+class _Untraceable(Exception):
+    """The step did not trace with per-member values standing in for numbers (`_PerMember`)."""
+
+    def __init__(self, groups):
+        super().__init__("per-member values did not trace")
+        self.groups = groups
+
+
 def train_population(population: Population, data, training, validate: bool = True, order=default_order):
     """Train every member of `population` at once; each member's own model gets its final state.
 
     Returns ({member id: epoch records}, {member id: {weight path: final array}}, timing), the records in
-    the format of `reglab.records` (as the reference engine's ledger writes them).
+    the format of `reglab.records` (as the reference engine's ledger writes them). A population whose
+    layers need one of its per-member numbers as a Python number trains as one population per value.
     """
+    try:
+        return _train_population(population, data, training, validate, order)
+    except _Untraceable as split:
+        out, weights, timing = {}, {}, {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0}
+        for who in split.groups:
+            part = Population([population.members[i] for i in who], [population.models[i] for i in who])
+            records, final, seconds = _train_population(part, data, training, validate, order)
+            out.update(records)
+            weights.update(final)
+            for key in ("compile_seconds", "seconds", "members"):
+                timing[key] += seconds[key]
+            timing["epoch_seconds"] += seconds["epoch_seconds"]
+        return out, weights, timing
+
+
+def _train_population(population, data, training, validate, order):
     import jax.numpy as jnp
 
     members = population.members
@@ -443,30 +676,62 @@ def train_population(population: Population, data, training, validate: bool = Tr
     Y = jnp.asarray(y_views.reshape(-1, *y_views.shape[2:]))
     offsets = view_of.astype("int64") * N
     B = training.batch_size
-    steps = segments([len(m.train) for m in members], B)
-    val_sizes = [len(m.val) for m in members] if validate else []
-    val_plan = [tuple(i for i, s in enumerate(val_sizes) if s == size) for size in dict.fromkeys(val_sizes)]
-    val_indices = [jnp.asarray(np.stack([members[i].val + offsets[i] for i in who]).astype("int32")) for who in val_plan]
-
-    def batch_indices(epoch):
-        """Per segment (members, steps, batch): each member's next batches in its order of this epoch."""
-        orders = [order(m, epoch) + offsets[i] for i, m in enumerate(members)]
-        out, used = [], [0] * len(members)
-        for segment in steps:
-            rows = []
-            for i in segment.members:
-                size = segment.steps * segment.batch
-                rows.append(orders[i][used[i]: used[i] + size].reshape(segment.steps, segment.batch))
-                used[i] += size
-            out.append(jnp.asarray(np.stack(rows).astype("int32")))
-        return out
-
+    sizes = [len(m.train) for m in members]
     program = Program(population, training, (x_views[0][:B], y_views[0][:B]))
     try:
+        # One step body for every batch where the model allows padding (compiles once, not once per
+        # partial-batch shape), and one evaluation for validation folds of different sizes
+        val_sets = [m.val + offsets[i] for i, m in enumerate(members)] if validate else []
+        ragged_batches = len({s % B for s in sizes} - {0}) > 0
+        ragged_val = len({len(v) for v in val_sets}) > 1
+        pad_train = pad_val = False
+        if ragged_batches or ragged_val:
+            rows = members[0].train[:B] + offsets[0]
+            pad_train, pad_val = program.row_independent(np.asarray(X[rows]), np.asarray(Y[rows]))
+        steps = segments(sizes, B, padded=pad_train and ragged_batches)
+        val_plan, val_indices, val_weights = [], [], []
+        if pad_val and ragged_val:
+            idx, mask = _padded(val_sets, max(len(v) for v in val_sets))
+            val_plan, val_indices, val_weights = [tuple(range(len(members)))], [jnp.asarray(idx)], [jnp.asarray(mask)]
+        else:  # members whose validation folds have one size are evaluated together
+            for size in dict.fromkeys(len(v) for v in val_sets):
+                who = tuple(i for i, v in enumerate(val_sets) if len(v) == size)
+                val_plan.append(who)
+                val_indices.append(jnp.asarray(np.stack([val_sets[i] for i in who]).astype("int32")))
+                val_weights.append(None)
+
+        def batch_indices(epoch):
+            """Per segment (members, steps, batch): each member's next batches in its order of this epoch,
+            and for a padded segment their weights (1 for a real row)."""
+            orders = [order(m, epoch) + offsets[i] for i, m in enumerate(members)]
+            out, weights, used = [], [], [0] * len(members)
+            for segment in steps:
+                if segment.padded:
+                    idx, mask = _padded(orders, segment.steps * segment.batch)
+                    out.append(jnp.asarray(idx.reshape(len(members), segment.steps, segment.batch)))
+                    weights.append(jnp.asarray(mask.reshape(len(members), segment.steps, segment.batch)))
+                    continue
+                rows = []
+                for i in segment.members:
+                    size = segment.steps * segment.batch
+                    rows.append(orders[i][used[i]: used[i] + size].reshape(segment.steps, segment.batch))
+                    used[i] += size
+                out.append(jnp.asarray(np.stack(rows).astype("int32")))
+                weights.append(None)
+            return out, weights
+
         run = program.epoch_function(steps, val_plan, X, Y)
-        return _train(program, run, members, training, validate, batch_indices, val_indices)
+        return _train(program, run, members, training, validate, batch_indices, (val_indices, val_weights))
     finally:
         program.release()
+
+
+def _padded(index_lists, length):
+    """(indices, weights): each list padded to `length` by repeating its own rows (so a padding row is
+    as finite as a real one) with weight 0."""
+    idx = np.stack([np.resize(np.asarray(i), length) for i in index_lists]).astype("int32")
+    mask = (np.arange(length)[None, :] < np.array([len(i) for i in index_lists])[:, None]).astype("float32")
+    return idx, mask
 
 
 def _train(program, run, members, training, validate, batch_indices, val_indices):
@@ -479,18 +744,23 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
     n = np.array([len(m.train) for m in members], "float64")
-    decay = [program.settings.get("weight_decay", 0.0) if path in program.decay_targets else 0.0
-             for path in program.paths]
+    decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
     compiled = None
     started = time.perf_counter()
     for epoch in range(training.epochs):
         t0 = time.perf_counter()
-        coefficients = [jnp.asarray(term.at(epoch)) for term in program.terms]
-        args = (state, coefficients, batch_indices(epoch), val_indices)
+        coefficients = program.values(epoch)
+        args = (state, coefficients, *batch_indices(epoch), *val_indices)
         if compiled is None:  # once per population: the points' values are arguments, not constants
-            with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
-                compiled = run.lower(*args).compile()
+            try:
+                with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
+                    compiled = run.lower(*args).compile()
+            except Exception:
+                if not program.knobs:
+                    raise
+                values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
+                raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
             timing["compile_seconds"] = time.perf_counter() - t0
         state, sums, train_metrics, val, stats = compiled(*args)
         sums, val, stats, alive = (np.asarray(a, dtype="float64") for a in (sums, val, stats, state["alive"]))
@@ -518,8 +788,8 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
                 for q, quantity in enumerate(records.WEIGHT_STATS):
                     row[records.column(quantity, path)] = stats[m, wi, q]
             for wi, path in enumerate(program.paths):  # as the ledger's `decay_terms`
-                if decay[wi]:
-                    row[records.column("decay", path)] = decay[wi] / 2 * stats[m, wi, 1] ** 2
+                if decays[wi]:
+                    row[records.column("decay", path)] = program.decay[m] / 2 * stats[m, wi, 1] ** 2
             status[m] = records.status(row["train_total"] if alive[m] else math.nan, status[m])
             row["status"] = status[m]
             rows[member.id].append(row)

@@ -65,17 +65,21 @@ def fold_arrays(data, train, val, standardize: bool):
 
 
 def make_optimizer(training: Training, point: dict | None = None, model=None):
-    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule) and
-    what the point asks of it (`reglab.points.optimizer_settings`): decoupled weight decay and a
+    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule; a
+    point's `learning_rate` replaces it) and what the point asks of it (`reglab.points.optimizer_settings`): decoupled weight decay and a
     proximal L1 step, on `points.optimizer_targets(model)` only."""
-    settings = points.optimizer_settings(point or {})
+    point = point or {}
+    settings = points.optimizer_settings(point)
     cls = type(keras.optimizers.get(training.optimizer))
     extra = {"weight_decay": settings["weight_decay"]} if "weight_decay" in settings else {}
-    optimizer = cls(learning_rate=training.learning_rate, **extra)
+    learning_rate = float(point["learning_rate"]) if "learning_rate" in point else training.learning_rate
+    optimizer = cls(learning_rate=learning_rate, **extra)
     targets = points.optimizer_targets(model) if settings else []
     if "weight_decay" in settings:
         optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_weights if v.path not in set(targets)])
-    if settings.get("prox_l1") or settings.get("prox_group"):
+    # whenever the point has the key (a strength of 0 is the identity): every point of a prox sweep
+    # then has the same optimizer, and trains in one population
+    if "prox_l1" in settings or "prox_group" in settings:
         optimizer = Proximal(optimizer, l1=settings.get("prox_l1", 0.0), group_lasso=settings.get("prox_group", 0.0),
                              weights="^(" + "|".join(map(re.escape, targets)) + ")$")
     return optimizer

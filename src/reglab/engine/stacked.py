@@ -515,6 +515,8 @@ def plan_groups(members, make_model) -> tuple[list[Group], dict]:
     Returns (groups, {member id: error} for points whose model could not be built). Raises
     `Unsupported` if a model cannot be stacked.
     """
+    if any("learning_rate" in m.point for m in members):
+        raise Unsupported("points with their own learning_rate")
     models, lowered, groups, failed = {}, {}, {}, {}
     for member in members:
         if member.point_id not in models and member.point_id not in failed:
