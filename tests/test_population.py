@@ -252,3 +252,40 @@ def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_row
         finally:
             program.release()
         assert got == expected[name], name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_the_metrics_people_use_are_those_of_fit(task):
+    """AUC, precision and recall (binary cross-entropy, breast cancer); MAE, MSE and RMSE (diabetes):
+    Keras's own metrics, weighted so that padding rows count nothing."""
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    if task == "binary":
+        x, y = load_breast_cancer(return_X_y=True)
+        loss, metrics, width, activation = "binary_crossentropy", ("auc", "precision", "recall"), 1, "sigmoid"
+    else:
+        x, y = load_diabetes(return_X_y=True)
+        y = (y - y.mean()) / y.std()
+        loss, metrics, width, activation = "mse", ("mae", "mse", "root_mean_squared_error"), 1, None
+    x = ((x - x.mean(0)) / x.std(0)).astype("float32")[:300]
+
+    def build(point):
+        return keras.Sequential([keras.Input((x.shape[1],)), L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                                 L.Dense(width, activation=activation)])
+
+    dataset = D.prepare(x, y[:300], "classification" if task == "binary" else "regression")
+    rest, _ = D.split_test(dataset, None, 0, task == "binary")
+    members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, rest, 2, 1, 0, task == "binary"), 0)
+    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2, loss=loss,
+                                 metrics=metrics, standardize=False)
+    (pop,), _ = population.plan_populations(members, build)
+    records, weights, _ = population.train_population(pop, dataset, setting)
+    for member in (members[0], members[-1]):
+        expected, history = fit(build, member, dataset, setting)
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+        names = [c for c in history.columns if c not in ("loss", "val_loss")]
+        assert len(names) == 2 * len(metrics)
+        for name in names:  # fit's "auc" is our "train_auc"
+            ours = records[member.id][name if name.startswith("val_") else f"train_{name}"]
+            np.testing.assert_allclose(ours, history[name], rtol=1e-5, atol=1e-6, err_msg=name)
