@@ -239,7 +239,7 @@ def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_row
     # (training, evaluation). Dropout is row-independent: JAX's threefry draws each element from its
     # position, so the real rows' draws do not depend on the rows after them. What is not:
     expected = {name: (True, True) for name in [*FAMILIES, "plain-mlp"]}
-    expected["mlp-dropout"] = (False, False)  # an activity penalty: divided by the batch size
+    # (mlp-dropout's activity penalty counts the real rows only: `_Recorded`)
     for name in ("resnet-batchnorm", "conv1d-batchnorm"):
         expected[name] = (False, True)  # BatchNormalization's batch statistics, in training only
     cases = {**FAMILIES, "plain-mlp": (plain_mlp, X)}

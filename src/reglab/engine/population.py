@@ -296,13 +296,20 @@ def _learning_rate_variable(optimizer):
 
 class _Recorded:
     """An activity regularizer that also hands its value to the step tracing it, so the step can
-    report it as a term of its own. Values are tracers of that trace, never kept beyond it."""
+    report it as a term of its own. Values are tracers of that trace, never kept beyond it. In a padded
+    batch (`rows[0]`: the rows' weights) it sees the padding rows as zeros and counts the real rows
+    only, as `fit`'s partial batch (checked with the rest of the step by `Program.row_independent`)."""
 
-    def __init__(self, regularizer, name, sink):
-        self.regularizer, self.name, self.sink = regularizer, name, sink
+    def __init__(self, regularizer, name, sink, rows):
+        self.regularizer, self.name, self.sink, self.rows = regularizer, name, sink, rows
 
     def __call__(self, x):
-        value = self.regularizer(x)
+        weight = self.rows[0]
+        if weight is not None and x.ndim and x.shape[0] == weight.shape[0]:
+            x = x * keras.ops.reshape(weight, (-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+            value = self.regularizer(x) * (weight.shape[0] / keras.ops.maximum(keras.ops.sum(weight), 1.0))
+        else:
+            value = self.regularizer(x)
         # Keras divides an activity penalty by the batch size after calling the regularizer
         # (`Layer.__call__`); the term is reported as it enters the loss
         share = keras.ops.divide_no_nan(value, keras.ops.cast(keras.ops.shape(x)[0], value.dtype)) if x.ndim else value
@@ -382,6 +389,7 @@ class Program:
             self._undo.append((variable, "regularizer", variable.regularizer))
             variable.regularizer = None
         self.sink = []
+        self.rows = [None]  # the weights of the batch being traced, if padded (see `_Recorded`)
         self.activity = []
         for layer in template._flatten_layers(include_self=False):
             if getattr(layer, "activity_regularizer", None) is not None:
@@ -390,7 +398,7 @@ class Program:
                     raise Unsupported(f"a scheduled activity penalty on layer {layer.name!r}")
                 name = f"{layer.name}/activity"
                 self._undo.append((layer, "activity_regularizer", layer.activity_regularizer))
-                layer.activity_regularizer = _Recorded(layer.activity_regularizer, name, self.sink)
+                layer.activity_regularizer = _Recorded(layer.activity_regularizer, name, self.sink, self.rows)
                 self.activity.append(name)
         from reglab.engine.reference import make_optimizer
 
@@ -470,9 +478,13 @@ class Program:
         batch); the prediction loss is then the mean over the real rows, as `fit`'s partial batch."""
         del self.sink[:]
         template = self.template
-        with self._per_member(coefficients):
-            y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
-                                                                    return_losses=True)
+        self.rows[0] = weight
+        try:
+            with self._per_member(coefficients):
+                y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
+                                                                        return_losses=True)
+        finally:
+            self.rows[0] = None
         recorded = {}
         for name, value in self.sink:  # a layer with several outputs adds several
             recorded[name] = recorded[name] + value if name in recorded else value
@@ -526,9 +538,9 @@ class Program:
         """Whether this model's training step, and its evaluation, on a batch padded with weight-0 rows
         give its real rows what `fit` gives them on the real rows alone: (training, evaluation). Checked,
         not assumed — once, on member 0's initial state and the rows `x`, with two different paddings.
-        A layer that mixes rows (BatchNormalization's batch statistics) or a penalty divided by the batch
-        size (activity regularizers) make it False; then partial batches get steps of their own shape.
-        (Dropout passes: JAX's threefry draws each element from its position in the array.)"""
+        A layer that mixes rows (BatchNormalization's batch statistics) makes it False; then partial
+        batches get steps of their own shape. (Dropout passes: JAX's threefry draws each element from its
+        position in the array; activity penalties count the real rows only, see `_Recorded`.)"""
         jax, jnp = self.jax, self.jnp
         rows = x.shape[0]
         real = rows // 2 + 1
