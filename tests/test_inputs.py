@@ -63,6 +63,8 @@ INIT_CASES = [
     ("reserved key", dict(grid={"epoch": [1.0]}), "Received: epoch="),
     ("unbuilt model", dict(model=keras.Sequential([keras.layers.Dense(2)])), "not built"),
     ("empty stages", dict(grid=None, stages=[]), "Received: stages=\\[\\]"),
+    ("loss weights as text", dict(loss_weights="heavy"), "Received: loss_weights='heavy'"),
+    ("negative loss weight", dict(loss_weights={"a": -1}), "Received: loss_weights=-1"),
 ]
 
 
@@ -94,6 +96,13 @@ RUN_CASES = [
     ("NaN regression target", lambda: (X, np.where(np.arange(len(Y)) == 3, np.nan, Y.astype(float))), {}, "Received: y with 1 NaN"),
     ("stratified regression", lambda: (X, Y.astype(float) + 0.5), {"stratify": True}, "Received: stratify=True"),
     ("unknown task", lambda: (X, Y), {"task": "ranking"}, "Received: task='ranking'"),
+    ("inputs of different lengths", lambda: ({"a": X, "b": X[:-1]}, Y), {}, r"Received: lengths \{"),
+    ("input names not strings", lambda: ({0: X}, Y), {}, "dict with string keys"),
+    ("NaN in one of two inputs", lambda: ({"a": X, "b": np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X)}, Y),
+     {}, r"Received: x\['b'\] with 1 NaN"),
+    ("several targets without their losses", lambda: (X, {"a": Y, "b": X[:, 0]}), {}, "Received: loss='auto'"),
+    ("one target of two too short", lambda: (X, {"a": Y, "b": Y[:-1]}), {}, r"len\(y\['b'\]\)=568"),
+    ("several inputs standardized", lambda: ([X, X], Y), {"standardize": True}, "Received: standardize=True"),
 ]
 
 
@@ -101,7 +110,7 @@ RUN_CASES = [
 def test_bad_data_is_refused_before_any_model_or_file(what, make, options, pattern, tmp_path):
     builder = CountingBuilder()
     options = dict(options)
-    sweep_kwargs = {**GOOD, **{k: options.pop(k) for k in ("cv", "stratify") if k in options}}
+    sweep_kwargs = {**GOOD, **{k: options.pop(k) for k in ("cv", "stratify", "standardize") if k in options}}
     sweep = reglab.Sweep(builder, **sweep_kwargs)
     x, y = make()
     run_dir = tmp_path / "run"

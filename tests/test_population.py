@@ -27,7 +27,7 @@ mlp_dropout = zoo.mlp_dropout
 
 
 def setup(x, n=300, folds=2, lambdas=(0.0, 1e-2), seed=0):
-    dataset = D.prepare(x[:n], Y[:n])
+    dataset = D.prepare(D.rows(x, slice(0, n)), Y[:n])
     rest, _ = D.split_test(dataset, None, seed, True)
     members = plan.members([{"l2": v} for v in lambdas], D.folds(dataset, rest, folds, 1, seed, True), seed)
     return dataset, members
@@ -48,16 +48,17 @@ def fit(build, member, dataset, setting):
     history = []
     for epoch in range(setting.epochs):
         order = default_order(member, epoch)
-        h = model.fit(dataset.x[order], dataset.y[order], batch_size=setting.batch_size, shuffle=False, epochs=epoch + 1,
-                      initial_epoch=epoch, verbose=0, validation_data=(dataset.x[member.val], dataset.y[member.val]),
-                      validation_batch_size=len(member.val), callbacks=callbacks)
+        h = model.fit(D.rows(dataset.x, order), D.rows(dataset.y, order), batch_size=setting.batch_size, shuffle=False,
+                      epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks,
+                      validation_data=(D.rows(dataset.x, member.val), D.rows(dataset.y, member.val)),
+                      validation_batch_size=len(member.val))
         history.append({k: v[-1] for k, v in h.history.items()})
     return {v.path: np.asarray(v.value) for v in model.trainable_variables}, pd.DataFrame(history)
 
 
 def assert_equivalent(build, x, setting, members_checked=(0, -1), **kwargs):
     dataset, members = setup(x, **kwargs)
-    (pop,), failures = population.plan_populations(members, build, probe=dataset.x[:1])
+    (pop,), failures = population.plan_populations(members, build, probe=D.rows(dataset.x, slice(0, 1)))
     assert not failures
     records, weights, _ = population.train_population(pop, dataset, setting)
     for m in members_checked:  # both λ, both folds (the folds differ in size: two partial-batch shapes)
@@ -245,10 +246,11 @@ def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_row
     cases = {**FAMILIES, "plain-mlp": (plain_mlp, X)}
     for name, (build, x) in cases.items():
         dataset, members = setup(x, n=100)
-        (pop,), _ = population.plan_populations(members, build, probe=dataset.x[:1])
-        program = population.Program(pop, training(), (dataset.x[:32], dataset.y[:32]))
+        (pop,), _ = population.plan_populations(members, build, probe=D.rows(dataset.x, slice(0, 1)))
+        head = D.rows(dataset.x, slice(0, 32))
+        program = population.Program(pop, training(), (head, dataset.y[:32]))
         try:
-            got = program.row_independent(dataset.x[:32], dataset.y[:32].astype("int32"))
+            got = program.row_independent(head, dataset.y[:32].astype("int32"))
         finally:
             program.release()
         assert got == expected[name], name
@@ -289,3 +291,50 @@ def test_the_metrics_people_use_are_those_of_fit(task):
         for name in names:  # fit's "auc" is our "train_auc"
             ours = records[member.id][name if name.startswith("val_") else f"train_{name}"]
             np.testing.assert_allclose(ours, history[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def two_outputs(point):
+    inputs = keras.Input((64,))
+    h = L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"]))(inputs)
+    return keras.Model(inputs, {"digit": L.Dense(10, activation="softmax", name="digit")(h),
+                                "ink": L.Dense(1, name="ink")(h)})
+
+
+def two_output_data(n=300):
+    return D.prepare(X[:n], {"digit": Y[:n], "ink": X[:n].mean(axis=1)})
+
+
+@pytest.mark.slow
+def test_a_model_with_two_outputs_and_loss_weights_trains_exactly_as_model_fit():
+    dataset = two_output_data()
+    members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, np.arange(len(dataset)), 2, 1, 0, False), 0)
+    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-3,
+                                 loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
+                                 metrics={"digit": ["accuracy"], "ink": ["mae"]}, standardize=False,
+                                 loss_weights={"digit": 1.0, "ink": 0.5})
+    (pop,), _ = population.plan_populations(members, two_outputs)
+    records, weights, _ = population.train_population(pop, dataset, setting)
+    for member in (members[0], members[-1]):
+        expected, history = fit(two_outputs, member, dataset, setting)
+        assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
+        np.testing.assert_allclose(records[member.id].val_loss, history["val_loss"] - records[member.id].val_penalty,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(records[member.id].val_digit_accuracy, history["val_digit_accuracy"], atol=1e-6)
+        np.testing.assert_allclose(records[member.id].train_ink_mae, history["ink_mae"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sweeps_over_models_with_several_inputs_or_outputs_select_refit_and_test():
+    from reglab import Sweep
+
+    build, x = FAMILIES["two-inputs"]
+    result = Sweep(build, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=4, learning_rate=1e-2, test_size=0.2, seed=0).run(D.rows(x, slice(0, 400)), Y[:400])
+    assert set(result.members.l2) == {0.0, 1e-2} and 0 <= result.test["accuracy"] <= 1
+    assert result.model.predict(D.rows(x, slice(0, 5)), verbose=0).shape == (5, 10)
+
+    dataset = two_output_data()
+    result = Sweep(two_outputs, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=4, learning_rate=1e-2, test_size=0.2, seed=0,
+                   loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"}, loss_weights={"digit": 1.0, "ink": 0.5},
+                   metrics={"digit": ["accuracy"]}).run(dataset.x, dataset.y)
+    assert np.isfinite(result.test["loss"]) and result.best["point_id"] in set(result.members.point)
+    assert "val_digit_accuracy" in result.members

@@ -256,7 +256,7 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, echo=print) -> dict:
         group = plan.members(points, data_module.folds(dataset, rest, 2, 1, 0, True), 0)
         echo(f"zoo {name}: {len(group)} members × {epochs} epochs …")
         started = time.perf_counter()
-        populations, failed = population.plan_populations(group, build, probe=dataset.x[:1])
+        populations, failed = population.plan_populations(group, build, probe=data_module.rows(dataset.x, slice(0, 1)))
         if failed or len(populations) != 1:
             report[name] = {"error": next(iter(failed.values()), "more than one population")}
             continue
@@ -269,8 +269,9 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, echo=print) -> dict:
             started = time.perf_counter()
             model = build(member.point)
             reference.compile_model(model, training, member.point)
-            history = model.fit(dataset.x[member.train], dataset.y[member.train], epochs=epochs, batch_size=32, verbose=0,
-                                validation_data=(dataset.x[member.val], dataset.y[member.val]))
+            rows = data_module.rows
+            history = model.fit(rows(dataset.x, member.train), rows(dataset.y, member.train), epochs=epochs, batch_size=32,
+                                verbose=0, validation_data=(rows(dataset.x, member.val), rows(dataset.y, member.val)))
             sequential.append(time.perf_counter() - started)
             agree.append(abs(history.history["val_accuracy"][-1] - records[member.id].val_accuracy.iloc[-1]))
         per_fit = float(np.mean(sequential))

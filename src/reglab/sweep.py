@@ -99,6 +99,8 @@ class Sweep:
             classification, mean squared error for regression.
         layers: which layers a plain model's penalties and dropout go on. Defaults to "hidden".
         layer_groups: `{group: layer selection}` for per-group keys such as `"l2.early"`.
+        loss_weights: for a model with several outputs, each output's weight in the loss (a dict by
+            output name or a list), as `model.compile(loss_weights=...)`; `loss` is then a dict or list too.
         standardize: scale features (and a regression target) with each training fold's mean
             and std. Defaults to False.
         select: the validation quantity that picks the best point. Defaults to "val_loss".
@@ -113,7 +115,7 @@ class Sweep:
 
     def __init__(self, model, *, grid=None, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
                  refine_points=5, cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32,
-                 optimizer="adam", learning_rate=1e-3, loss="auto", metrics="auto", layers="hidden",
+                 optimizer="adam", learning_rate=1e-3, loss="auto", metrics="auto", loss_weights=None, layers="hidden",
                  layer_groups=None, standardize=False, select="val_loss", refit=True, engine="auto", seed=0):
         if isinstance(model, keras.Model):
             if not model.built or not model.inputs:
@@ -166,14 +168,21 @@ class Sweep:
             raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
         self.optimizer = optimizer.lower()
         if loss != "auto":
-            try:
-                keras.losses.get(loss)
-            except (ValueError, TypeError):
-                raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
+            for part in _per_output(loss):
+                try:
+                    keras.losses.get(part)
+                except (ValueError, TypeError):
+                    raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
         self.loss = loss
-        if metrics != "auto" and (not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics)):
-            raise ValueError(f"`metrics` is 'auto' or a list of metric names. Received: metrics={metrics!r}")
+        if metrics != "auto" and not all(isinstance(m, (list, tuple)) and all(isinstance(n, str) for n in m)
+                                         for m in (metrics.values() if isinstance(metrics, dict) else [metrics])):
+            raise ValueError(f"`metrics` is 'auto', a list of metric names or a dict of them per output. "
+                             f"Received: metrics={metrics!r}")
         self.metrics = metrics
+        if loss_weights is not None:
+            for weight in _per_output(loss_weights, allow_number=False):
+                _checks.non_negative_float(weight, "loss_weights")
+        self.loss_weights = loss_weights
         self.layers = layers
         self.layer_groups = dict(layer_groups or {})
         self.standardize = bool(standardize)
@@ -235,9 +244,12 @@ class Sweep:
             "test_size": self.test_size, "epochs": self.epochs, "batch_size": self.batch_size,
             "optimizer": self.optimizer, "learning_rate": keras.saving.serialize_keras_object(self.learning_rate),
             "loss": self.loss,
-            "metrics": self.metrics if self.metrics == "auto" else list(self.metrics), "layers": repr(self.layers),
+            "metrics": self.metrics if isinstance(self.metrics, (str, dict)) else list(self.metrics),
+            "layers": repr(self.layers),
             "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()}, "standardize": self.standardize,
             "select": self.select, "refit": self.refit, "engine": self.engine, "seed": self.seed,
+            # only when set, so that run directories written before the setting existed still resume
+            **({"loss_weights": self.loss_weights} if self.loss_weights is not None else {}),
         }
 
     def spec_hash(self) -> str:
@@ -252,6 +264,9 @@ class Sweep:
 
     def _training(self, dataset) -> reference.Training:
         """Loss and metrics for the task, checked against the model's output width (one probe build)."""
+        if dataset.task == "multi-output" and self.loss == "auto":  # refused before anything is built
+            raise ValueError("Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
+                             "Received: loss='auto'")
         probe, errors = None, []
         for point in self._rounds[0]:  # the first point that builds tells the output width
             try:
@@ -263,8 +278,14 @@ class Sweep:
             raise RuntimeError(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
-        width = probe.output_shape[-1] if probe.output_shape else None
         loss, metrics = self.loss, self.metrics
+        if dataset.task == "multi-output":
+            keras.backend.clear_session(free_memory=False)
+            return reference.Training(
+                epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
+                learning_rate=self.learning_rate, loss=loss, metrics=() if metrics == "auto" else metrics,
+                standardize=self.standardize, loss_weights=self.loss_weights)
+        width = probe.output_shape[-1] if probe.output_shape else None
         if dataset.task == "classification":
             if width == dataset.n_classes:
                 auto_loss = "sparse_categorical_crossentropy"
@@ -284,7 +305,8 @@ class Sweep:
         return reference.Training(
             epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
             learning_rate=self.learning_rate, loss=auto_loss if loss == "auto" else loss,
-            metrics=auto_metrics if metrics == "auto" else tuple(metrics), standardize=self.standardize,
+            metrics=auto_metrics if metrics == "auto" else metrics, standardize=self.standardize,
+            loss_weights=self.loss_weights,
         )
 
     def split(self, x, y, task="auto"):
@@ -292,9 +314,12 @@ class Sweep:
         outside and inside the test set, and the (fold, repeat, train, val) splits of `rest`.
         `reglab.plan.members(points, splits, seed)` gives the members and their data."""
         dataset = data_module.prepare(x, y, task)
+        if self.standardize and dataset.structured:
+            raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer to the "
+                             "model instead. Received: standardize=True")
         stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
         if stratify and dataset.task != "classification":
-            raise ValueError("Stratified folds need class labels. Received: stratify=True for a regression target")
+            raise ValueError(f"Stratified folds need class labels. Received: stratify=True for a {dataset.task} target")
         data_module.check_cv(self.cv, dataset, stratify, self.test_size)
         rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
         return dataset, rest, test, data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
@@ -304,7 +329,8 @@ class Sweep:
         """Validate the data, train every member (resuming `run_dir` if given), select, refit, test once.
 
         Args:
-            x, y: features (array or DataFrame, rank ≥ 2) and target (classes or a regression target).
+            x, y: features (array or DataFrame, rank ≥ 2) and target (classes or a regression target);
+                for a model with several inputs or outputs, a dict by input / output name or a list.
             run_dir: a run directory to write (and resume); None keeps everything in memory. It is
                 locked for the whole run: another process using it raises `reglab.store.RunDirectoryInUse`
                 (a ValueError naming that process).
@@ -428,7 +454,7 @@ class Sweep:
         from reglab.engine import population
 
         try:
-            populations, failures = population.plan_populations(members, make_model, probe=dataset.x[:1])
+            populations, failures = population.plan_populations(members, make_model, probe=data_module.rows(dataset.x, slice(0, 1)))
             by_id = {m.id: m for m in members}
             results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
                                                     by_id[mid], 0.0) for mid, error in failures.items()}
@@ -449,6 +475,8 @@ class Sweep:
         from reglab.engine import stacked
 
         try:
+            if dataset.structured:
+                raise stacked.Unsupported("several inputs or outputs")
             groups, failures = stacked.plan_groups(members, make_model)
             by_id = {m.id: m for m in members}
             results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
@@ -488,12 +516,24 @@ class Sweep:
         model = with_preprocessing(model, scaling, dataset)
         scores = None
         if len(test):
-            scores = test_scores(model, dataset.x[test], dataset.y[test], training, dataset)
+            scores = test_scores(model, data_module.rows(dataset.x, test), data_module.rows(dataset.y, test), training,
+                                 dataset)
         if store:
             store.save_model(model)
             store.write_json("test.json", {"point_id": best["point_id"], "params": point, "test": scores,
                                            "n_test": int(len(test))})
         return model, scores
+
+
+def _per_output(value, allow_number=True) -> list:
+    """The parts of a setting given once or per output (a dict by output name, or a list)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if allow_number:
+        return [value]
+    raise ValueError(f"`loss_weights` is a dict by output name or a list. Received: loss_weights={value!r}")
 
 
 def _histogram(member_id: str, weights: dict | None) -> pd.DataFrame | None:
@@ -521,6 +561,11 @@ def with_preprocessing(model, scaling, dataset):
 def test_scores(model, x, y, training, dataset) -> dict:
     """Prediction loss (no penalty) and metrics of `model` on raw test data, in the training units."""
     prediction = model.predict(x, verbose=0)
+    if dataset.task == "multi-output":  # Keras's own compiled loss: every output's, weighted as in training
+        scorer = keras.Model(model.inputs, model.outputs)
+        scorer.compile(loss=training.loss, loss_weights=training.loss_weights)
+        loss = scorer._compile_loss(y, prediction)
+        return {"loss": float(keras.ops.convert_to_numpy(loss))}
     loss_fn = keras.losses.get(training.loss)
     if dataset.task == "regression":
         # the loss is reported in the same standardized units as the validation losses

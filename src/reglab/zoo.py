@@ -3,7 +3,8 @@ engine's equivalence tests and `reglab bench --zoo` run.
 
 Each entry is `(builder, inputs)`: a builder `point -> keras.Model` whose swept strength is
 `point["l2"]`, and the digits as that model reads them (64 features, 8×8 images, 8 rows of 8 pixels
-as a sequence, or 64 pixel values 0–16 as tokens).
+as a sequence, 64 pixel values 0–16 as tokens, or — for the two-input model — the image and its
+row and column sums).
 
 A bias right before BatchNormalization changes nothing (the normalization subtracts it), so its
 gradient is rounding noise, which Adam scales up to steps of the learning rate: two exact
@@ -13,6 +14,7 @@ implementations disagree on such a weight. Those layers go without a bias, as is
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers as L
 
 from reglab import regularizers as R
@@ -90,6 +92,15 @@ def transformer(point):
     return keras.Model(inputs, L.Dense(10, activation="softmax")(h))
 
 
+def two_inputs(point):
+    """A functional model with two inputs: the image through a convolution, its row and column sums
+    through a dense layer, concatenated."""
+    image, sums = keras.Input((8, 8, 1), name="image"), keras.Input((16,), name="sums")
+    h = L.Flatten()(L.Conv2D(4, 3, activation="relu", kernel_regularizer=R.L2(point["l2"]))(image))
+    s = L.Dense(8, activation="relu", kernel_regularizer=R.L2(point["l2"]))(sums)
+    return keras.Model([image, sums], L.Dense(10, activation="softmax")(L.Concatenate()([h, s])))
+
+
 @keras.saving.register_keras_serializable("reglab_zoo")
 class Subclassed(keras.Model):
     """A subclassed model, unbuilt until it first sees data (as users write them)."""
@@ -120,14 +131,16 @@ def digits():
 def families() -> dict:
     """{name: (builder, inputs)} over the digits."""
     x, tokens, _ = digits()
+    images = x.reshape(-1, 8, 8, 1)
     return {
         "mlp-dropout": (mlp_dropout, x),
-        "convnet": (convnet, x.reshape(-1, 8, 8, 1)),
-        "resnet-batchnorm": (resnet_bn, x.reshape(-1, 8, 8, 1)),
+        "convnet": (convnet, images),
+        "resnet-batchnorm": (resnet_bn, images),
         "conv1d-batchnorm": (conv1d_bn, x.reshape(-1, 8, 8)),
         "bidirectional-lstm": (bilstm, x.reshape(-1, 8, 8)),
         "embedding-gru": (embedding_gru, tokens),
         "attention": (transformer, tokens),
         "subclassed": (subclassed, x),
+        "two-inputs": (two_inputs, {"image": images, "sums": np.concatenate([images.sum(1), images.sum(2)], axis=1)[..., 0]}),
     }
 

@@ -24,16 +24,24 @@ def pad(index_lists, length=None):
 
 def standardized_views(data, members, standardize):
     """One copy of (x, y) per distinct split (fold, repeat), standardized with that split's training
-    statistics (as the reference engine does); returns the copies and each member's copy index."""
+    statistics (as the reference engine does) — or, without standardization, one copy for all; returns
+    the copies (each array with a leading copy axis; dicts / lists of them for several inputs or
+    outputs) and each member's copy index."""
+    from reglab.data import stack
     from reglab.engine.reference import fold_arrays
 
-    keys = list(dict.fromkeys((m.fold, m.repeat) for m in members))
+    keys = list(dict.fromkeys((m.fold, m.repeat) for m in members)) if standardize else [None]
     views_x, views_y = [], []
-    everything = np.arange(len(data.y))
+    everything = np.arange(len(data))
     for key in keys:
-        m = next(m for m in members if (m.fold, m.repeat) == key)
-        _, _, x_all, y_all, _ = fold_arrays(data, m.train, everything, standardize)
-        views_x.append(x_all.astype("float32"))
-        views_y.append(y_all.astype("float32" if data.task == "regression" else "int32"))
-    view_of = np.array([keys.index((m.fold, m.repeat)) for m in members], dtype="int32")
-    return np.stack(views_x), np.stack(views_y), view_of
+        if key is None:
+            x_all, y_all = data.x, data.y
+        else:
+            m = next(m for m in members if (m.fold, m.repeat) == key)
+            _, _, x_all, y_all, _ = fold_arrays(data, m.train, everything, standardize)
+        views_x.append(x_all)
+        views_y.append(y_all)
+    view_of = np.array([keys.index((m.fold, m.repeat)) if standardize else 0 for m in members], dtype="int32")
+    # features as float32; class labels as int32, regression targets as float32
+    return (stack(views_x, lambda a: a.astype("float32")),
+            stack(views_y, lambda a: a.astype("int32" if np.issubdtype(a.dtype, np.integer) else "float32")), view_of)

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from reglab import plan, points, records
+from reglab.data import rows as data_rows
 from reglab.engine import basis
 from reglab.engine.batches import default_order, standardized_views
 from reglab.engine.convolution import per_member_on_cpu
@@ -400,12 +401,13 @@ class Program:
                 self._undo.append((layer, "activity_regularizer", layer.activity_regularizer))
                 layer.activity_regularizer = _Recorded(layer.activity_regularizer, name, self.sink, self.rows)
                 self.activity.append(name)
-        from reglab.engine.reference import make_optimizer
+        from reglab.engine.reference import _metrics, make_optimizer
 
         point = members[0].point
         try:
             template.compile(optimizer=make_optimizer(training, point, template), loss=training.loss,
-                             weighted_metrics=list(training.metrics))  # weighted: padding rows count 0
+                             loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
+                             weighted_metrics=_metrics(training.metrics))
             x_probe, y_probe = data_shapes
             template._symbolic_build(data_batch=(x_probe, y_probe))  # builds the loss, metrics and optimizer
         except Exception:
@@ -542,7 +544,7 @@ class Program:
         batches get steps of their own shape. (Dropout passes: JAX's threefry draws each element from its
         position in the array; activity penalties count the real rows only, see `_Recorded`.)"""
         jax, jnp = self.jax, self.jnp
-        rows = x.shape[0]
+        rows = jax.tree.leaves(x)[0].shape[0]
         real = rows // 2 + 1
         trainable, non_trainable = ([jnp.asarray(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
         coefficients = self.values(0, member=0)
@@ -552,7 +554,7 @@ class Program:
             metrics = [jnp.asarray(v) for v in self.metric_start]
             grads, numbers, y_pred, nt, m = self._gradient(trainable, non_trainable, metrics, coefficients, x, y, weight)
             result = self._metric_result(m)
-            return grads, numbers, y_pred[:real], nt, [result[k] for k in self.metric_names]
+            return grads, numbers, jax.tree.map(lambda p: p[:real], y_pred), nt, [result[k] for k in self.metric_names]
 
         def evaluate(x, y, weight):
             return self._member_validate(trainable, non_trainable, coefficients, x, y, weight)
@@ -561,9 +563,11 @@ class Program:
         def probe(x_real, y_real, paddings, y):
             return [[f(x_real, y_real, None), *(f(x_pad, y, weight) for x_pad in paddings)] for f in (train, evaluate)]
 
-        paddings = [np.concatenate([x[:real], np.zeros_like(x[real:])]), np.concatenate([x[:real], x[real:][::-1]])]
+        head = jax.tree.map(lambda a: a[:real], x)
+        paddings = [jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
+                    jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x)]
         try:
-            outputs = probe(x[:real], y[:real], paddings, y)
+            outputs = probe(head, jax.tree.map(lambda a: a[:real], y), paddings, y)
         except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
             return False, False
         return tuple(all(_close(runs[0], other) for other in runs[1:]) for runs in outputs)
@@ -594,7 +598,7 @@ class Program:
 
                 def body(inner, step_input, coef=coef, step=step):
                     step_idx, step_weight = step_input
-                    inner, numbers = step(inner, coef, X[step_idx], Y[step_idx], step_weight)
+                    inner, numbers = step(inner, coef, _take(X, step_idx), _take(Y, step_idx), step_weight)
                     rows = step_weight.sum(axis=1) if step_weight is not None else segment.batch
                     return inner, numbers * jnp.reshape(rows, (-1, 1))
 
@@ -615,12 +619,19 @@ class Program:
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
             for who, idx, weight in zip(val_plan, val_indices, val_weights):
                 part = take((trainable, non_trainable, coefficients), who)
-                val = val.at[np.asarray(who)].set(check(*part, X[idx], Y[idx], weight))
+                val = val.at[np.asarray(who)].set(check(*part, _take(X, idx), _take(Y, idx), weight))
             new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
                          "alive": ok}
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
 
         return jax.jit(epoch, donate_argnums=(0,))
+
+
+def _take(tree, index):
+    """The rows `index` of every array of the data (one array, or a model's several inputs or outputs)."""
+    import jax
+
+    return jax.tree.map(lambda a: a[index], tree)
 
 
 def _close(expected, got) -> bool:
@@ -679,17 +690,17 @@ def train_population(population: Population, data, training, validate: bool = Tr
 
 
 def _train_population(population, data, training, validate, order):
+    import jax
     import jax.numpy as jnp
 
     members = population.members
     x_views, y_views, view_of = standardized_views(data, members, training.standardize)
-    N = data.x.shape[0]
-    X = jnp.asarray(x_views.reshape(-1, *x_views.shape[2:]))
-    Y = jnp.asarray(y_views.reshape(-1, *y_views.shape[2:]))
+    N = len(data)
+    X, Y = (jax.tree.map(lambda a: jnp.asarray(a.reshape(-1, *a.shape[2:])), views) for views in (x_views, y_views))
     offsets = view_of.astype("int64") * N
     B = training.batch_size
     sizes = [len(m.train) for m in members]
-    program = Program(population, training, (x_views[0][:B], y_views[0][:B]))
+    program = Program(population, training, tuple(jax.tree.map(lambda a: a[0][:B], v) for v in (x_views, y_views)))
     try:
         # One step body for every batch where the model allows padding (compiles once, not once per
         # partial-batch shape), and one evaluation for validation folds of different sizes
@@ -699,7 +710,7 @@ def _train_population(population, data, training, validate, order):
         pad_train = pad_val = False
         if ragged_batches or ragged_val:
             rows = members[0].train[:B] + offsets[0]
-            pad_train, pad_val = program.row_independent(np.asarray(X[rows]), np.asarray(Y[rows]))
+            pad_train, pad_val = program.row_independent(*(jax.tree.map(lambda a: np.asarray(a[rows]), v) for v in (X, Y)))
         steps = segments(sizes, B, padded=pad_train and ragged_batches)
         val_plan, val_indices, val_weights = [], [], []
         if pad_val and ragged_val:
@@ -830,7 +841,7 @@ def train_member(member, data, training, make_model, validate: bool = True):
 
     *_, scaling = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()
-    populations, failed = plan_populations([member], make_model, probe=data.x[:1])
+    populations, failed = plan_populations([member], make_model, probe=data_rows(data.x, slice(0, 1)))
     if failed:
         return with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": failed[member.id]}]), member,
                              time.perf_counter() - started), None, scaling

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from reglab import plan, points
+from reglab.data import rows
 from reglab.ledger import LossLedger
 from reglab.optimizers import Proximal
 from reglab.schedules import StrengthScheduler
@@ -41,17 +42,21 @@ class Training:
     batch_size: int
     optimizer: str
     learning_rate: float
-    loss: str
-    metrics: tuple
+    loss: object  # a Keras loss (name or object), or one per output (dict / list)
+    metrics: object  # metric names, or per output (dict / list)
     standardize: bool
+    loss_weights: object = None  # per output, as `model.compile(loss_weights=...)`
 
 
 def fold_arrays(data, train, val, standardize: bool):
     """Training and validation arrays of one fold; standardized with the training part's statistics only."""
-    x_train, y_train = data.x[train], data.y[train]
-    x_val, y_val = data.x[val], data.y[val]
+    x_train, y_train = rows(data.x, train), rows(data.y, train)
+    x_val, y_val = rows(data.x, val), rows(data.y, val)
     scaling = None
     if standardize:
+        if data.structured:  # refused by the sweep before any work; a direct caller gets the same words
+            raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer "
+                             "to the model instead. Received: standardize=True")
         mean = x_train.mean(axis=0)
         std = x_train.std(axis=0)
         std = np.where(std > 0, std, 1.0).astype("float32")
@@ -86,7 +91,13 @@ def make_optimizer(training: Training, point: dict | None = None, model=None):
 
 
 def compile_model(model, training: Training, point: dict | None = None):
-    model.compile(optimizer=make_optimizer(training, point, model), loss=training.loss, metrics=list(training.metrics))
+    model.compile(optimizer=make_optimizer(training, point, model), loss=training.loss, metrics=_metrics(training.metrics),
+                  loss_weights=training.loss_weights)
+
+
+def _metrics(metrics):
+    """Metrics for `compile`: a list, or as given per output."""
+    return metrics if isinstance(metrics, dict) else list(metrics)
 
 
 def identity(member) -> dict:
@@ -131,6 +142,8 @@ def with_baseline(records, member, data, training: Training):
     `fold_arrays`, so with `standardize` a regression baseline is in the units of `val_loss`."""
     from reglab.baseline import constant_loss
 
+    if data.task == "multi-output":  # no constant predictor of several losses here: nothing is compared
+        return records.assign(baseline_loss=float("nan"), baseline_predictor="")
     _, y_train, _, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
     loss, predictor = constant_loss(y_train, y_val, training.loss, data.n_classes if data.task == "classification" else None)
     return records.assign(baseline_loss=loss, baseline_predictor=predictor)
