@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -70,6 +71,39 @@ def _import_keras_quietly(compile_cache: bool = True):
 def _fail_usage(error: Exception):
     typer.echo(f"reglab: error: {error}", err=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+class _StopOnCtrlC:
+    """The first Ctrl-C asks the sweep to stop at the next epoch boundary (its work saved in the run
+    directory); a second one stops at once, as Python does."""
+
+    def __init__(self):
+        self.asked = False
+
+    def __call__(self) -> bool:
+        return self.asked
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        typer.echo("\nreglab: stopping at the next epoch boundary (Ctrl-C again to stop at once)", err=True)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _interrupted(stop, run_dir):
+    typer.echo(f"reglab: interrupted ({stop}); the work so far is saved in {run_dir}: run the same command again "
+               "to continue from there", err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 class _Progress:
@@ -205,14 +239,19 @@ def sweep(
     _import_keras_quietly()
     from reglab.config import from_file
 
+    from reglab.engine.checkpoints import Interrupted
+
     try:
         experiment = from_file(config)
         run_dir = run_dir or Path("runs") / experiment.name
-        with _Progress(quiet, experiment.name) as progress:
+        with _Progress(quiet, experiment.name) as progress, _StopOnCtrlC() as stop:
             result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
-                                          progress=progress, wait_for_lock=wait)
+                                          progress=progress, wait_for_lock=wait, stop=stop,
+                                          checkpoint_seconds=experiment.checkpoint_seconds)
     except ValueError as error:
         _fail_usage(error)
+    except Interrupted as stopped:
+        _interrupted(stopped, run_dir)
     _finish(result, run_dir, f"Sweep {experiment.name}")
 
 

@@ -17,7 +17,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   `refine_points`, `select`;
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "stacked",
-  "reference").
+  "reference"), `checkpoint_seconds` (how often, at least, the population engine saves its training
+  state in the run directory: default 2; a killed run continues from the last save).
 
 Unknown sections and keys are errors (a typo must not silently become a default).
 """
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import keras
 
+from reglab import _checks
 from reglab import data as data_module
 from reglab import points
 from reglab.models import MLP
@@ -44,7 +46,7 @@ ALLOWED = {
     "model": {"file", "hidden", "activation", "layer_groups"},
     "search": {"grid", "random", "n_trials", "stages", "refine", "refine_param", "refine_points", "select"},
     "cv": {"folds", "holdout", "repeats", "stratify"},
-    "train": {"epochs", "batch_size", "optimizer", "learning_rate", "engine"},
+    "train": {"epochs", "batch_size", "optimizer", "learning_rate", "engine", "checkpoint_seconds"},
 }
 
 
@@ -57,6 +59,7 @@ class Experiment:
     x: object
     y: object
     task: str
+    checkpoint_seconds: float = 2.0
 
 
 def load(path) -> dict:
@@ -145,7 +148,10 @@ def experiment(config: dict, base_dir=".") -> Experiment:
     name = config.get("name", Path(source).stem)
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise ValueError(f"`name` must be a plain directory name. Received: name={name!r}")
-    return Experiment(name=name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task)
+    checkpoint_seconds = train.get("checkpoint_seconds", 2.0)
+    _checks.number(checkpoint_seconds, "checkpoint_seconds", low=0)
+    return Experiment(name=name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task,
+                      checkpoint_seconds=float(checkpoint_seconds))
 
 
 def load_model_file(file, base_dir=".") -> keras.Model:

@@ -16,6 +16,8 @@ runs/<name>/
   .lock              flock'ed by the process using the directory, from `open()` to `close()`
   .lock.json         who holds it: {pid, host, started} (removed on close; a stale one is harmless)
   quarantine/members/<id>.parquet.<time>, quarantine/histograms/…   damaged files, moved aside
+  checkpoints/<key>.npz  a population's training state at an epoch boundary (population engine), while
+                     it trains; a re-run continues from it; removed when the sweep has finished
 ```
 
 Every file is written to a temporary name in the same directory and moved into place with
@@ -60,6 +62,7 @@ HISTOGRAMS = "histograms"
 LOCK = ".lock"  # flock'ed while a process uses the directory
 HOLDER = ".lock.json"  # {pid, host, started} of that process (a sidecar: the lock file itself is the flock's)
 QUARANTINE = "quarantine"
+CHECKPOINTS = "checkpoints"
 _SPEC_KEYS = {"spec": dict, "spec_hash": str, "data_fingerprint": str}
 _RECORD_COLUMNS = ("member", "epoch", "status")
 
@@ -341,6 +344,39 @@ class RunDirectory:
     def read_json(self, name: str):
         target = self.path / name
         return json.loads(target.read_text()) if target.exists() else None
+
+    # --- population checkpoints ----------------------------------------------------------------
+
+    def save_checkpoint(self, key: str, arrays: dict) -> None:
+        """A population's state (a dict of numpy arrays, no pickles), replacing its previous checkpoint."""
+        import numpy as np
+
+        with atomic_path(self.path / CHECKPOINTS / f"{key}.npz", suffix=".npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+    def load_checkpoint(self, key: str) -> dict | None:
+        """The checkpoint `save_checkpoint` wrote, or None; a damaged one is quarantined with a warning."""
+        import numpy as np
+
+        file = self.path / CHECKPOINTS / f"{key}.npz"
+        if not file.exists():
+            return None
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except Exception as error:  # truncated, not an npz, pickled content
+            moved = self._quarantine(file)
+            warnings.warn(f"reglab: {file} is damaged ({_one_line(error)}); moved to {moved.relative_to(self.path)}; "
+                          f"that population trains from its start", UserWarning, stacklevel=2)
+            return None
+
+    def clear_checkpoints(self) -> None:
+        """Remove every checkpoint (the sweep has finished: its members' records hold the work)."""
+        folder = self.path / CHECKPOINTS
+        if folder.exists():
+            for file in folder.glob("*.npz"):
+                file.unlink()
 
     def save_model(self, model, name: str = "best_model.keras") -> Path:
         target = self.path / name

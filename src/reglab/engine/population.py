@@ -48,6 +48,7 @@ from reglab import plan, points, records
 from reglab.data import rows as data_rows
 from reglab.engine import basis
 from reglab.engine.batches import default_order, standardized_views
+from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key
 from reglab.engine.convolution import per_member_on_cpu
 from reglab.schedules import Scheduled
 
@@ -667,20 +668,24 @@ class _Untraceable(Exception):
         self.groups = groups
 
 
-def train_population(population: Population, data, training, validate: bool = True, order=default_order):
+def train_population(population: Population, data, training, validate: bool = True, order=default_order,
+                     checkpoints: Checkpoints | None = None):
     """Train every member of `population` at once; each member's own model gets its final state.
 
     Returns ({member id: epoch records}, {member id: {weight path: final array}}, timing), the records in
     the format of `reglab.records` (as the reference engine's ledger writes them). A population whose
     layers need one of its per-member numbers as a Python number trains as one population per value.
+    With `checkpoints`, the whole state (weights, optimizer slots, non-trainable and random state, the
+    records so far) is saved at epoch boundaries and a population that finds its checkpoint continues
+    from it: the result is bit-identical to an uninterrupted run (test).
     """
     try:
-        return _train_population(population, data, training, validate, order)
+        return _train_population(population, data, training, validate, order, checkpoints)
     except _Untraceable as split:
         out, weights, timing = {}, {}, {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0}
         for who in split.groups:
             part = Population([population.members[i] for i in who], [population.models[i] for i in who])
-            records, final, seconds = _train_population(part, data, training, validate, order)
+            records, final, seconds = _train_population(part, data, training, validate, order, checkpoints)
             out.update(records)
             weights.update(final)
             for key in ("compile_seconds", "seconds", "members"):
@@ -689,7 +694,7 @@ def train_population(population: Population, data, training, validate: bool = Tr
         return out, weights, timing
 
 
-def _train_population(population, data, training, validate, order):
+def _train_population(population, data, training, validate, order, checkpoints=None):
     import jax
     import jax.numpy as jnp
 
@@ -744,7 +749,7 @@ def _train_population(population, data, training, validate, order):
             return out, weights
 
         run = program.epoch_function(steps, val_plan, X, Y)
-        return _train(program, run, members, training, validate, batch_indices, (val_indices, val_weights))
+        return _train(program, run, members, training, validate, batch_indices, (val_indices, val_weights), checkpoints)
     finally:
         program.release()
 
@@ -757,7 +762,34 @@ def _padded(index_lists, length):
     return idx, mask
 
 
-def _train(program, run, members, training, validate, batch_indices, val_indices):
+def _resume(program, members, payload):
+    """(state, rows, status, first epoch) from a checkpoint of exactly this population, or None."""
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        meta = json.loads(str(payload["meta"]))
+        leaves, treedef = jax.tree.flatten(program.initial)
+        stored = [payload[f"state_{i}"] for i in range(len(leaves))]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if meta.get("members") != [m.id for m in members] or any(
+            a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)):
+        return None
+    state = jax.tree.unflatten(treedef, [jnp.asarray(a) for a in stored])
+    return state, meta["rows"], meta["status"], int(meta["epoch"])
+
+
+def _save(checkpoints, key, state, members, rows, status, epoch):
+    import jax
+
+    arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    arrays["meta"] = np.array(json.dumps({"members": [m.id for m in members], "rows": rows, "status": status,
+                                          "epoch": epoch}))
+    checkpoints.save(key, arrays)
+
+
+def _train(program, run, members, training, validate, batch_indices, val_indices, checkpoints=None):
     import jax
     import jax.numpy as jnp
 
@@ -766,12 +798,20 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
     timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M}
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
+    first = 0
+    key = checkpoint_key(members)
+    if checkpoints is not None:
+        payload = checkpoints.load(key)
+        resumed = _resume(program, members, payload) if payload is not None else None
+        if resumed is not None:
+            state, rows, status, first = resumed
     n = np.array([len(m.train) for m in members], "float64")
     decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
     compiled = None
-    started = time.perf_counter()
-    for epoch in range(training.epochs):
+    started = last_save = time.perf_counter()
+    save_cost = 0.0
+    for epoch in range(first, training.epochs):
         t0 = time.perf_counter()
         coefficients = program.values(epoch)
         args = (state, coefficients, *batch_indices(epoch), *val_indices)
@@ -816,6 +856,15 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
             status[m] = records.status(row["train_total"] if alive[m] else math.nan, status[m])
             row["status"] = status[m]
             rows[member.id].append(row)
+        if checkpoints is not None and epoch + 1 < training.epochs:
+            stop = checkpoints.stop()
+            now = time.perf_counter()
+            if stop or now - last_save >= max(checkpoints.seconds, 20 * save_cost):
+                _save(checkpoints, key, state, members, rows, status, epoch + 1)
+                last_save = time.perf_counter()
+                save_cost = last_save - now
+            if stop:
+                raise Interrupted(epoch + 1, training.epochs)
     timing["seconds"] = time.perf_counter() - started
     final = [np.asarray(w) for w in state["trainable"]]
     _write_back(program.population, final, [np.asarray(w) for w in state["non_trainable"]])

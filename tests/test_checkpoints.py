@@ -1,0 +1,128 @@
+"""Populations survive a stop or a kill mid-training: the state at an epoch boundary is saved in the
+run directory, and a re-run continues from it to tables bit-identical to an uninterrupted run's.
+
+Real subprocesses get real SIGINT and SIGKILL (bounded in time). JAX pass (the population engine).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from reglab import Sweep, zoo
+from reglab.engine.checkpoints import Interrupted
+from reglab.models import MLP
+
+pytestmark = pytest.mark.jax_only
+
+X, _, Y = zoo.digits()
+
+
+def sweep():
+    return Sweep(MLP(hidden=[32]).bind(64, 10), grid={"l2": [0.0, 1e-3]}, cv=2, epochs=12, refit=False, seed=0,
+                 engine="population")
+
+
+def tables(run_dir):
+    epochs = pd.read_parquet(run_dir / "epochs.parquet").drop(columns=["seconds"])
+    return epochs.sort_values(["member", "epoch"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted run every resumed one must equal."""
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    sweep().run(X[:400], Y[:400], run_dir=run_dir)
+    return tables(run_dir)
+
+
+def test_a_stopped_population_resumes_where_it_stopped_to_the_uninterrupted_result(whole, tmp_path):
+    asked = []
+
+    def stop():  # asked at every epoch boundary but the last: stop after the fifth epoch
+        asked.append(1)
+        return len(asked) >= 5
+
+    with pytest.raises(Interrupted, match="epoch 5 of 12"):
+        sweep().run(X[:400], Y[:400], run_dir=tmp_path / "cut", stop=stop)
+    assert list((tmp_path / "cut" / "checkpoints").glob("*.npz")) and not list((tmp_path / "cut").glob("members/*"))
+    asked.clear()
+    sweep().run(X[:400], Y[:400], run_dir=tmp_path / "cut", stop=lambda: asked.append(1) and False)
+    assert len(asked) == 12 - 5 - 1  # it trained epochs 6–12 only
+    pd.testing.assert_frame_equal(tables(tmp_path / "cut"), whole)
+    assert not list((tmp_path / "cut" / "checkpoints").glob("*.npz"))  # a finished sweep keeps none
+
+
+def test_a_damaged_checkpoint_is_quarantined_and_the_population_starts_over(whole, tmp_path):
+    with pytest.raises(Interrupted):
+        sweep().run(X[:400], Y[:400], run_dir=tmp_path / "run", stop=lambda: True)
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("*.npz")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="is damaged"):
+        sweep().run(X[:400], Y[:400], run_dir=tmp_path / "run")
+    pd.testing.assert_frame_equal(tables(tmp_path / "run"), whole)
+    assert list((tmp_path / "run" / "quarantine" / "checkpoints").iterdir())
+
+
+CONFIG = """
+name = "kill"
+seed = 0
+[data]
+source = "digits"
+standardize = false
+[model]
+hidden = [64]
+[search]
+grid = {{ l2 = [0.0, 1e-3, 1e-2] }}
+[cv]
+folds = 2
+[train]
+epochs = {epochs}
+checkpoint_seconds = 0.2
+"""
+
+
+def _cli(config, run_dir, **kwargs):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def _wait_for_checkpoint(run_dir, process, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((run_dir / "checkpoints").glob("*.npz")):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the sweep ended before its first checkpoint: {process.communicate()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no checkpoint appeared")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_the_cli_killed_mid_training_resumes_to_the_uninterrupted_result(how, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(textwrap.dedent(CONFIG.format(epochs=60)))
+    whole = _cli(config, tmp_path / "whole")
+    assert whole.wait(timeout=600) == 0, whole.communicate()
+    cut = _cli(config, tmp_path / "cut")
+    _wait_for_checkpoint(tmp_path / "cut", cut)
+    cut.send_signal(how)
+    code = cut.wait(timeout=300)
+    _, err = cut.communicate()
+    if how == signal.SIGINT:
+        assert code == 130, err
+        assert "run the same command again" in err and "Traceback" not in err
+    else:
+        assert code == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "epochs.parquet").exists()  # it stopped mid-training
+    again = _cli(config, tmp_path / "cut")
+    assert again.wait(timeout=600) == 0, again.communicate()
+    pd.testing.assert_frame_equal(tables(tmp_path / "cut"), tables(tmp_path / "whole"))
