@@ -164,8 +164,13 @@ def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypat
     from reglab.store import RunDirectory
 
     x, y = load_wine(return_X_y=True)
-    with pytest.raises(RuntimeError, match="3 configurations not learning.*nothing to select"):
+    with pytest.raises(selection.NothingSelectable, match="3 configurations not learning.*nothing to select") as raised:
         wine_sweep(1e6, {"l2": [0.0, 1e-3, 1e-2]}).run(x, y, run_dir=tmp_path / "blown")  # every point blows up
+    # the work is written all the same, and says why nothing was chosen
+    written = json.loads((tmp_path / "blown" / "summary.json").read_text())
+    assert written["best"] is None and "not learning" in written["nothing_selected"]
+    assert "Nothing selected" in (tmp_path / "blown" / "report.html").read_text()
+    assert raised.value.result.best is None and len(raised.value.result.members) == 9
     blown = RunDirectory(tmp_path / "blown").all_records()
     assert (blown["status"] == "ok").all() and blown["val_loss"].max() > 1e9  # finite: nothing flags it as diverged
     sane = wine_sweep(1e-2, {"l2": [1e-4]}).run(x, y)

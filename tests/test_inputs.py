@@ -65,6 +65,8 @@ INIT_CASES = [
     ("empty stages", dict(grid=None, stages=[]), "Received: stages=\\[\\]"),
     ("loss weights as text", dict(loss_weights="heavy"), "Received: loss_weights='heavy'"),
     ("negative loss weight", dict(loss_weights={"a": -1}), "Received: loss_weights=-1"),
+    ("an optimizer the stacked engine lacks", dict(engine="stacked", optimizer="nadam"), "Received: optimizer='nadam'"),
+    ("refining a dimension without positive values", dict(grid={"l2": [0.0]}, refine=1), r"has none. Received: l2=\[0.0\]"),
 ]
 
 
@@ -118,6 +120,14 @@ def test_bad_data_is_refused_before_any_model_or_file(what, make, options, patte
         sweep.run(x, y, run_dir=run_dir, **options)
     assert builder.calls == 0
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("x, shape", [(X.reshape(-1, 30, 1), r"\(569, 30, 1\)"), (X[:, :29], r"\(569, 29\)")],
+                         ids=["another rank", "another width"])
+def test_features_that_do_not_fit_the_model_input_are_refused_before_anything_is_written(x, shape, tmp_path):
+    with pytest.raises(ValueError, match=rf"do not fit the model's input .* of shape \(samples, 30\). Received: x.shape={shape}"):
+        reglab.Sweep(CountingBuilder(), **GOOD).run(x, Y, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_model_output_that_cannot_fit_the_task_is_refused_before_training(tmp_path):

@@ -1,5 +1,6 @@
 """The run directory: atomic writes, resume without recomputation, refusal of other sweeps, SIGKILL safety."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,13 +39,31 @@ class Builder:
                                  kernel_regularizer=keras.regularizers.L2(point["l2"])), keras.layers.Dense(2, activation="softmax")])
 
 
-def test_resume_recomputes_nothing_and_refuses_other_sweeps_or_data(tmp_path):
-    run_dir = tmp_path / "run"
-    first = Builder()
-    # a learning rate at which 2 epochs beat the constant predictor (else nothing could be selected)
-    kwargs = dict(grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=1e-2, test_size=0.2, standardize=True)
-    a = reglab.Sweep(first, **kwargs).run(X, Y, run_dir=run_dir)
-    assert first.calls == 1 + 2 + 1  # the probe, one model per point (stacked engine), the refit
+# a learning rate at which 2 epochs beat the constant predictor (else nothing could be selected)
+KWARGS = dict(grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=1e-2, test_size=0.2, standardize=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished sweep (KWARGS) in a run directory, shared by the tests below that start from one: its
+    path, its result and how many models its builder made. Each test works on its own copy (`copy_of`)."""
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    keras.backend.clear_session()  # as conftest's _fresh_keras does for a test
+    keras.utils.set_random_seed(0)
+    builder = Builder()
+    result = reglab.Sweep(builder, **KWARGS).run(X, Y, run_dir=run_dir)
+    return run_dir, result, builder.calls
+
+
+def copy_of(finished, tmp_path) -> Path:
+    return Path(shutil.copytree(finished[0], tmp_path / "run"))
+
+
+def test_resume_recomputes_nothing_and_refuses_other_sweeps_or_data(tmp_path, finished):
+    run_dir = copy_of(finished, tmp_path)
+    _, a, calls = finished
+    kwargs = KWARGS
+    assert calls == 1 + 2 + 1  # the probe, one model per point (stacked engine), the refit
     files = {p: p.read_bytes() for p in (run_dir / "members").iterdir()}
 
     again = Builder()
@@ -77,13 +96,15 @@ test_size = 0.2
 [model]
 hidden = [8]
 [search]
-grid = { l2 = [0.0, 1e-3, 1e-2, 1e-1] }
+grid = { l2 = [0.0, 1e-2] }
 [cv]
-folds = 3
+folds = 2
 [train]
-epochs = 3
+epochs = 2
+learning_rate = 0.01   # 2 epochs beat the constant predictor, so a point is selected, refit and tested
 engine = "reference"   # one member at a time, so the kill lands between members
 """
+MEMBERS, EPOCHS = 2 * 2, 2  # points × folds, and epochs, of CONFIG
 
 
 def _sweep(config: Path, run_dir: Path) -> subprocess.Popen:
@@ -97,32 +118,37 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
     config.write_text(CONFIG)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
 
-    process = _sweep(config, killed)
-    deadline = time.time() + 300
-    while len(list((killed / "members").glob("*.parquet"))) < 3:
-        assert process.poll() is None and time.time() < deadline, process.communicate()
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    survivors = {p.name: p.read_bytes() for p in (killed / "members").glob("*.parquet")}
-    assert 3 <= len(survivors) < 12
-    for name in survivors:  # every file that exists is whole
-        pd.read_parquet(killed / "members" / name)
+    uninterrupted = _sweep(config, clean)  # the run to compare with, alongside (its own run directory)
+    try:
+        process = _sweep(config, killed)
+        deadline = time.time() + 300
+        while len(list((killed / "members").glob("*.parquet"))) < 2:
+            assert process.poll() is None and time.time() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        survivors = {p.name: p.read_bytes() for p in (killed / "members").glob("*.parquet")}
+        assert 2 <= len(survivors) < MEMBERS  # killed between members: some done, some not
+        for name in survivors:  # every file that exists is whole
+            pd.read_parquet(killed / "members" / name)
 
-    resumed = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(killed), "-q"],
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    for name, content in survivors.items():  # nothing complete was recomputed or rewritten
-        assert (killed / "members" / name).read_bytes() == content
-    assert not [p for p in (killed / "members").iterdir() if p.name.startswith(".")]  # no temporaries left
+        resumed = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(killed), "-q"],
+                                 capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+        for name, content in survivors.items():  # nothing complete was recomputed or rewritten
+            assert (killed / "members" / name).read_bytes() == content
+        assert not [p for p in (killed / "members").iterdir() if p.name.startswith(".")]  # no temporaries left
 
-    uninterrupted = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(clean), "-q"],
-                                   capture_output=True, text=True, timeout=600)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
+        _, err = uninterrupted.communicate(timeout=600)
+    finally:
+        if uninterrupted.poll() is None:
+            uninterrupted.kill()
+            uninterrupted.communicate()
+    assert uninterrupted.returncode == 0, err
     columns = lambda f: [c for c in f.columns if c != "seconds"]  # noqa: E731
     a = pd.read_parquet(killed / "epochs.parquet").sort_values(["member", "epoch"]).reset_index(drop=True)
     b = pd.read_parquet(clean / "epochs.parquet").sort_values(["member", "epoch"]).reset_index(drop=True)
-    assert len(a) == 12 * 3
+    assert len(a) == MEMBERS * EPOCHS
     pd.testing.assert_frame_equal(a[columns(a)], b[columns(b)])
     assert RunDirectory(killed).read_json("test.json") == RunDirectory(clean).read_json("test.json")
 
@@ -289,10 +315,8 @@ def test_two_sweeps_on_one_run_directory_the_second_exits_2_or_waits(tmp_path):
 
 
 @pytest.mark.slow
-def test_report_of_a_run_directory_in_use_shows_it_and_writes_nothing(tmp_path, holder):
-    run_dir = tmp_path / "run"
-    reglab.Sweep(Builder(), grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=0.01, test_size=0.2,
-                 standardize=True).run(X, Y, run_dir=run_dir)
+def test_report_of_a_run_directory_in_use_shows_it_and_writes_nothing(tmp_path, holder, finished):
+    run_dir = copy_of(finished, tmp_path)
     (run_dir / "summary.json").unlink()
     held = holder(run_dir, 300, how="lock")
     shown = _cli("report", run_dir)
@@ -305,10 +329,10 @@ def test_report_of_a_run_directory_in_use_shows_it_and_writes_nothing(tmp_path, 
 
 # --- a damaged run directory heals ---------------------------------------------------------------
 
-def test_a_damaged_member_or_histogram_file_is_quarantined_and_that_member_trained_again(tmp_path):
-    kwargs = dict(grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=0.01, test_size=0.2, standardize=True)
-    run_dir = tmp_path / "run"
-    clean = reglab.Sweep(Builder(), **kwargs).run(X, Y, run_dir=run_dir)
+def test_a_damaged_member_or_histogram_file_is_quarantined_and_that_member_trained_again(tmp_path, finished):
+    kwargs = KWARGS
+    run_dir = copy_of(finished, tmp_path)
+    clean = finished[1]
     clean_epochs = pd.read_parquet(run_dir / "epochs.parquet")
     files = sorted((run_dir / "members").glob("*.parquet"))
     truncated, other = files[0], files[-1]

@@ -76,3 +76,31 @@ def number(value, name: str, *, low=None, high=None, integer=False, low_open=Fal
             bounds = f"in {'(' if low_open else '['}{low}, {high}]"
         raise ValueError(f"Invalid value for argument `{name}`: expected a number {bounds}. Received: {name}={value!r}")
     return value
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _unsafe(char: str) -> bool:
+    """A character a terminal acts on instead of showing: C0/C1 controls and DEL (escape sequences,
+    carriage returns, new lines), format characters (bidirectional overrides) and line separators."""
+    import unicodedata
+
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character (and escape-sequence introducer, format character, line
+    separator) replaced by its escape, so that a message shows as one clean line on a terminal.
+
+    >>> printable("a\\x1b[31mred\\r\\nb")
+    'a\\\\x1b[31mred\\\\x0d\\\\x0ab'
+    """
+    return "".join(_escaped(c) if _unsafe(c) else c for c in text)
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds a character `printable` escapes."""
+    return any(_unsafe(c) for c in text)

@@ -9,12 +9,80 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as _click_errors
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # some work failed (members that raised)
 EXIT_USAGE = 2  # bad input: nothing was run
 
+
+def _printable(text: str) -> str:
+    """`text` with control characters (escape sequences, carriage returns, new lines) escaped: a
+    message quoting a config, data or model file shows as one clean line (see `reglab._checks`)."""
+    from reglab._checks import printable
+
+    return printable(text)
+
+
+def _fail(message: str, code: int = EXIT_USAGE):
+    """The one line every refusal prints (stderr), then exit `code`."""
+    typer.echo(f"reglab: error: {_printable(str(message))}", err=True)
+    raise typer.Exit(code)
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Command-line usage errors (a bad option value, an unknown option or command, a missing argument)
+    as the one line every refusal prints, naming the option and what was typed."""
+
+    _argv: list = []
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        self._argv = list(args)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _click_errors.UsageError as error:
+            self._refuse(error)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _click_errors.UsageError as error:
+            self._refuse(error)
+
+    def _refuse(self, error):
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `reglab`: the help, as before
+            raise error
+        command = " ".join(["reglab", *(error.ctx.command_path.split()[1:] if error.ctx is not None else [])])
+        _fail(f"{error.format_message().rstrip('.')} (see {command} --help). Received: {self._received(error)}")
+
+    def _received(self, error) -> str:
+        argv, param = self._argv, getattr(error, "param", None)
+        if param is not None and getattr(param, "opts", None) and param.param_type_name == "option":
+            for i, token in enumerate(argv):
+                for opt in param.opts:
+                    if token == opt and i + 1 < len(argv):
+                        return f"{opt}={argv[i + 1]!r}"
+                    if token.startswith(f"{opt}="):
+                        return f"{opt}={token[len(opt) + 1:]!r}"
+            return f"{param.opts[0]}=None"
+        if param is not None:
+            return f"{param.name}=None"
+        option = getattr(error, "option_name", None)
+        if option:
+            return f"option={option!r}"
+        words = [token for token in argv if not token.startswith("-")]
+        if "No such command" in error.format_message() and words:
+            return f"command={words[0]!r}"
+        return f"args={argv!r}"
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     add_completion=False,
     no_args_is_help=True,
     help="reglab: regularization for Keras models — attach penalties, see what they do, choose λ honestly.",
@@ -69,8 +137,37 @@ def _import_keras_quietly(compile_cache: bool = True):
 
 
 def _fail_usage(error: Exception):
-    typer.echo(f"reglab: error: {error}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    _fail(str(error), EXIT_USAGE)
+
+
+def _check_output_dir(path: Path, argument: str) -> None:
+    """Refuse, before any work, a directory reglab would write that cannot be one: an existing file, a
+    dangling symbolic link, or one that cannot be created or written (its nearest existing parent is a
+    file or not writable). ValueError naming `argument`."""
+    received = f"Received: {argument}={str(path)!r}"
+    try:
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist: remove the link "
+                             f"or choose another --{argument.replace('_', '-')}. {received}")
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a directory: choose another --{argument.replace('_', '-')}. "
+                             f"{received}")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"{path} cannot be created: {existing} is a file. {received}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "is not writable" if existing == path else f"cannot be created: {existing} is not writable"
+            raise ValueError(f"{path} {what}: choose another --{argument.replace('_', '-')}. {received}")
+    except OSError as error:  # a name too long, a loop of links, ...
+        raise ValueError(f"{path} cannot be used ({error.strerror or error}). {received}") from None
+
+
+def _fail_os(error: OSError, argument: str, value, code: int):
+    """An operating-system error (disk full, permission denied, ...) as one line naming the file."""
+    where = f": {error.filename}" if getattr(error, "filename", None) else ""
+    _fail(f"{error.strerror or error}{where}. Received: {argument}={str(value)!r}", code)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -187,7 +284,7 @@ def _finish(result, run_dir, title):
 @app.command()
 def demo(
     epochs: int = typer.Option(50, min=1, max=1000, help="Epochs per member (the story needs enough for λ=0 to overfit)."),
-    seed: int = typer.Option(0, min=0, help="Global random seed."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Global random seed."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/demo-e<epochs>-s<seed>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
     wait: float = typer.Option(None, "--wait", min=0, metavar="SECONDS",
@@ -205,10 +302,13 @@ def demo(
 
     run_dir = run_dir or Path("runs") / f"demo-e{epochs}-s{seed}"
     try:
+        _check_output_dir(run_dir, "run_dir")
         with _Progress(quiet, "demo") as progress:
             result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait)
     except ValueError as error:
         _fail_usage(error)
+    except OSError as error:  # the run directory could not be written while the work went on
+        _fail_os(error, "run_dir", run_dir, EXIT_FAILED)
     console = Console()
     curves = Table(title="No / moderate / strong L2: prediction loss (no penalty), train / validation, mean of 5 folds")
     curves.add_column("epoch", justify="right")
@@ -240,18 +340,25 @@ def sweep(
     from reglab.config import from_file
 
     from reglab.engine.checkpoints import Interrupted
+    from reglab.selection import NothingSelectable
 
     try:
         experiment = from_file(config)
         run_dir = run_dir or Path("runs") / experiment.name
+        _check_output_dir(run_dir, "run_dir")
         with _Progress(quiet, experiment.name) as progress, _StopOnCtrlC() as stop:
             result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
                                           progress=progress, wait_for_lock=wait, stop=stop,
                                           checkpoint_seconds=experiment.checkpoint_seconds)
     except ValueError as error:
         _fail_usage(error)
+    except OSError as error:  # the run directory could not be written while the work went on
+        _fail_os(error, "run_dir" if run_dir is not None else "config", run_dir or config, EXIT_FAILED)
     except Interrupted as stopped:
         _interrupted(stopped, run_dir)
+    except NothingSelectable as nothing:  # the work is done and written; nothing in it can be chosen
+        typer.echo(f"reglab: {nothing}", err=True)
+        raise typer.Exit(EXIT_FAILED)
     _finish(result, run_dir, f"Sweep {experiment.name}")
 
 
@@ -267,9 +374,13 @@ def report(
     from reglab.report import refresh
 
     try:
+        if tensorboard is not None:  # refused before the run directory is re-rendered
+            _check_output_dir(tensorboard, "tensorboard")
         document = refresh(run_dir)  # a directory in use is read, not written (see reglab.report.refresh)
     except ValueError as error:
         _fail_usage(error)
+    except OSError as error:
+        _fail_os(error, "run_dir", run_dir, EXIT_FAILED)
     _print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
                   f"Report of {run_dir}", document["best_1se"], pd.DataFrame(document["diagnosis"]))
     if document.get("in_use"):
@@ -279,7 +390,11 @@ def report(
     if tensorboard is not None:
         from reglab.tensorboard_export import export
 
-        typer.echo(f"tensorboard: {export(run_dir, tensorboard)}  (tensorboard --logdir {tensorboard})")
+        try:
+            logdir = export(run_dir, tensorboard)
+        except OSError as error:  # the report is written; the export failed
+            _fail_os(error, "tensorboard", tensorboard, EXIT_FAILED)
+        typer.echo(f"tensorboard: {logdir}  (tensorboard --logdir {tensorboard})")
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 The format, section by section (`docs/examples/sweep.toml` is a commented, tested example):
 
-- top level: `name` (the run directory's name), `seed`;
+- top level: `name` (the run directory's name: one plain folder name, no path separators, control
+  characters or leading '.'; default: the data source's name), `seed` (0 to 2**32 - 1);
 - `[data]`: `source` (a built-in name — digits, breast_cancer, wine, diabetes,
   noisy_classification — or a .csv/.parquet/.npz path, relative to the config file), `target`
   (the target column or NPZ array), `task` ("auto"), `test_size`, `standardize` (default true);
@@ -14,7 +15,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   Keras and reglab objects (no `Lambda` layers, no custom classes: the Python API, `reglab.Sweep`,
   takes any model). `layer_groups` (`{group = [layers]}`, by layer name) works with either;
 - `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`; `refine`, `refine_param`,
-  `refine_points`, `select`;
+  `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
+  `val_mean_absolute_error` for a regression target);
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "stacked",
   "reference"), `checkpoint_seconds` (how often, at least, the population engine saves its training
@@ -63,25 +65,123 @@ class Experiment:
 
 
 def load(path) -> dict:
+    """The dict a .toml or .json sweep spec holds (a .json file is JSON, anything else TOML). Every
+    failure is a one-line ValueError naming the file: missing, unreadable, not UTF-8 (where), not valid
+    TOML / JSON (the line and column), or not a table of sections."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"Config file not found. Received: config={str(path)!r}")
-    text = path.read_text()
+    received = f"Received: config={str(path)!r}"
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"Config file is not valid {path.suffix[1:].upper() or 'TOML'}: {error}. Received: config={str(path)!r}") from None
+        if path.is_dir():
+            raise ValueError(f"Config file {path} is a directory: give the .toml or .json file itself. {received}")
+        if not path.is_file():
+            raise ValueError(f"Config file not found. {received}")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"Config file {path} cannot be read ({error.strerror or error}). {received}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark is fine
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"Config file {path} is not UTF-8 text (byte 0x{raw[error.start]:02x} on line {line}): save it as "
+            f"UTF-8. {received}"
+        ) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    try:
+        config = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Config file {path} is not valid JSON at line {error.lineno}, column {error.colno}: "
+                         f"{error.msg}. {received}") from None
+    except tomllib.TOMLDecodeError as error:
+        found = re.fullmatch(r"(.*) \(at (line \d+, column \d+|end of document)\)", str(error), flags=re.S)
+        reason, where = (found.group(1), found.group(2)) if found else (str(error), "")
+        raise ValueError(f"Config file {path} is not valid TOML{' at ' + where if where else ''}: {reason}. "
+                         f"{received}") from None
+    except RecursionError:
+        raise ValueError(f"Config file {path} is nested too deeply to be a sweep spec. {received}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"Config file {path} must hold a table of sections (a JSON object), not a "
+                         f"{type(config).__name__}. {received}")
+    return config
+
+
+def _shown(value, limit: int = 80) -> str:
+    """`repr(value)`, shortened to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_keys(section, table):
     if not isinstance(table, dict):
-        raise ValueError(f"[{section}] must be a table. Received: {section}={table!r}")
-    unknown = sorted(set(table) - ALLOWED[section])
+        if section is None:
+            raise ValueError(f"A sweep spec is a table of sections. Received: config={_shown(table)}")
+        raise ValueError(f"[{section}] must be a table. Received: {section}={_shown(table)}")
+    unknown = sorted(set(table) - ALLOWED[section], key=str)
     if unknown:
         where = f"[{section}]" if section else "the top level"
-        raise ValueError(f"Unknown key(s) {unknown} in {where} (allowed: {sorted(ALLOWED[section])}). Received: {unknown[0]}")
+        raise ValueError(f"Unknown key(s) {unknown} in {where} (allowed: {sorted(ALLOWED[section])}). "
+                         f"Received: {unknown[0]}={_shown(table[unknown[0]])}")
+
+
+def _path(value, key: str, base_dir) -> Path:
+    """A path from the config (relative to the config file), refused if it holds control characters."""
+    if _checks.has_control(value):
+        raise ValueError(f"[{'model' if key == 'file' else 'data'}] `{key}` is a file path; this one holds control "
+                         f"characters. Received: {key}={value!r}")
+    return Path(value) if Path(value).is_absolute() else Path(base_dir) / value
+
+
+def _is_file(path: Path, key: str, value) -> bool:
+    try:
+        return path.is_file()
+    except OSError as error:  # a name too long, a loop of links, ...
+        raise ValueError(f"{path} cannot be looked up ({error.strerror or error}). Received: {key}={value!r}") from None
+
+
+def _check_name(name, source) -> str:
+    """`name`: the run directory's name (runs/<name>), one plain folder name."""
+    problem = None
+    if not isinstance(name, str) or not name.strip():
+        problem = "is not a non-empty string"
+    elif _checks.has_control(name):
+        problem = "holds control characters"
+    elif "/" in name or "\\" in name:
+        problem = "holds a path separator ('/' or '\\')"
+    elif name.startswith("."):
+        problem = "starts with '.' (hidden, or the folder itself or its parent)"
+    elif len(name.encode()) > 255:
+        problem = "is longer than a folder name can be (255 bytes)"
+    if problem:
+        default = "" if source is None else ", by default the data source's file name"
+        raise ValueError(f"`name` is the run directory's name (runs/<name>{default}) and this one {problem}: set "
+                         f"`name` to a plain folder name such as \"wine-l2\". Received: name={_shown(name)}")
+    return name
+
+
+def _layer_groups(layer_groups) -> dict:
+    if not isinstance(layer_groups, dict) or not all(isinstance(g, str) and g for g in layer_groups):
+        raise ValueError("[model] `layer_groups` is a table {group = [layer names]}. "
+                         f"Received: layer_groups={_shown(layer_groups)}")
+    return layer_groups
+
+
+def _check_layer_groups(model, layer_groups) -> None:
+    """Every group selects layers of `model` (checked on the model itself: its layer names)."""
+    from reglab.attach import select_layers
+
+    for group, selector in layer_groups.items():
+        try:
+            select_layers(model, selector)
+        except ValueError as error:
+            reason = str(error).split(" Received: ")[0].rstrip(".")
+            raise ValueError(f"[model] layer_groups: group {group!r} selects no layer of the model ({reason}); "
+                             f"name its layers as the model does. Received: layer_groups.{group}={_shown(selector)}"
+                             ) from None
+
+
+def _recorded(task: str) -> list[str]:
+    """The validation quantities a sweep from a config records for `task` (what `select` may name)."""
+    return ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss", "val_mean_absolute_error"]
 
 
 def experiment(config: dict, base_dir=".") -> Experiment:
@@ -102,42 +202,63 @@ def experiment(config: dict, base_dir=".") -> Experiment:
 
     source = data_cfg.get("source")
     if not isinstance(source, str) or not source:
-        raise ValueError(f"[data] needs `source`: a built-in name or a file path. Received: source={source!r}")
+        raise ValueError(f"[data] needs `source`: a built-in name or a file path. Received: source={_shown(source)}")
+    if "name" in config:  # a default name (the source's) is checked once the source is
+        _check_name(config["name"], None)
+    standardize = data_cfg.get("standardize", True)
+    if not isinstance(standardize, bool):
+        raise ValueError(f"[data] `standardize` is true or false. Received: standardize={_shown(standardize)}")
+    if "folds" in cv_cfg and "holdout" in cv_cfg:
+        raise ValueError("[cv] takes `folds` or `holdout`, not both. "
+                         f"Received: folds={_shown(cv_cfg['folds'])}, holdout={_shown(cv_cfg['holdout'])}")
+    if "holdout" in cv_cfg:
+        cv = float(_checks.number(cv_cfg["holdout"], "holdout", low=0, high=0.95, low_open=True))
+    else:
+        cv = _checks.number(cv_cfg.get("folds", 5), "folds", low=2, integer=True)
+    layer_groups = _layer_groups(model_cfg.get("layer_groups", {}))
     task = data_cfg.get("task", "auto")
     if source in data_module.BUILTIN:
+        if "target" in data_cfg:
+            raise ValueError(f"[data] `target` names a column or array of a data file; the built-in {source!r} has its "
+                             f"own target: drop `target`. Received: target={_shown(data_cfg['target'])}")
         x, y, builtin_task = data_module.load_builtin(source)
         task = builtin_task if task == "auto" else task
     else:
-        path = Path(source) if Path(source).is_absolute() else Path(base_dir) / source
-        if not path.is_file():
+        path = _path(source, "source", base_dir)
+        if not _is_file(path, "source", source):
             raise ValueError(
                 f"Data not found: neither a built-in data set ({', '.join(data_module.BUILTIN)}) nor an existing "
                 f"file (looked for {path}). Received: source={source!r}"
             )
         x, y = data_module.load_file(path, data_cfg.get("target"))
     dataset = data_module.prepare(x, y, task)
+    name = _check_name(config.get("name", Path(source).stem), None if "name" in config else source)
+    select = search.get("select", "val_loss")
+    if select not in _recorded(dataset.task):
+        raise ValueError(f"[search] `select` names a validation quantity the sweep records; for this "
+                         f"{dataset.task} data those are {_recorded(dataset.task)}. Received: select={_shown(select)}")
 
-    if "folds" in cv_cfg and "holdout" in cv_cfg:
-        raise ValueError("[cv] takes `folds` or `holdout`, not both. Received: both")
-    cv = cv_cfg.get("holdout", cv_cfg.get("folds", 5))
-    layer_groups = model_cfg.get("layer_groups", {})
     if model_file is not None:  # a plain model: Sweep applies each point with reglab.regularize
         model = load_model_file(model_file, base_dir)
         _check_input_shape(model, model_file, base_dir, dataset.x.shape)
+        _check_layer_groups(model, layer_groups)
         model_args = {"model": model, "layer_groups": layer_groups}
     else:
         builder = MLP(hidden=model_cfg.get("hidden", [64]), activation=model_cfg.get("activation", "relu"),
                       layer_groups=layer_groups)
         n_outputs = dataset.n_classes if dataset.task == "classification" else 1
         model_args = {"model": builder.bind(dataset.x.shape[1], n_outputs)}
+        if layer_groups:
+            _check_layer_groups(model_args["model"].plain(), layer_groups)
+            keras.backend.clear_session(free_memory=False)
 
     sweep = Sweep(
         **model_args,
         grid=search.get("grid"), random=search.get("random"), n_trials=search.get("n_trials", 10),
         stages=search.get("stages"), refine=search.get("refine", 0), refine_param=search.get("refine_param"),
-        refine_points=search.get("refine_points", 5), select=search.get("select", "val_loss"),
+        refine_points=search.get("refine_points", 5), select=select,
         cv=cv, repeats=cv_cfg.get("repeats", 1), stratify=cv_cfg.get("stratify", "auto"),
-        test_size=data_cfg.get("test_size"), standardize=data_cfg.get("standardize", True),
+        test_size=data_cfg.get("test_size"), standardize=standardize,
         epochs=train.get("epochs", 20), batch_size=train.get("batch_size", 32),
         optimizer=train.get("optimizer", "adam"), learning_rate=train.get("learning_rate", 1e-3),
         engine=train.get("engine", "auto"),
@@ -145,9 +266,6 @@ def experiment(config: dict, base_dir=".") -> Experiment:
     )
     for round_points in sweep._rounds:  # the MLP applies points like a plain model: check the keys now
         points.check(round_points, layer_groups)
-    name = config.get("name", Path(source).stem)
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise ValueError(f"`name` must be a plain directory name. Received: name={name!r}")
     checkpoint_seconds = train.get("checkpoint_seconds", 2.0)
     _checks.number(checkpoint_seconds, "checkpoint_seconds", low=0)
     return Experiment(name=name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task,
@@ -161,13 +279,13 @@ def load_model_file(file, base_dir=".") -> keras.Model:
     received = f"Received: file={file!r}"
     if not isinstance(file, str) or not file:
         raise ValueError(f"[model] `file` is the path of a .keras model file. {received}")
-    path = Path(file) if Path(file).is_absolute() else Path(base_dir) / file
+    path = _path(file, "file", base_dir)
     if path.suffix != ".keras":
         raise ValueError(
             f"[model] file {path} is not a .keras file: reglab reads only the native Keras format (.keras); "
             f"load the model in Python and save it with model.save('model.keras'). {received}"
         )
-    if not path.is_file():
+    if not _is_file(path, "file", file):
         raise ValueError(f"[model] file not found: {path} (a relative path is relative to the config file). {received}")
     try:
         with zipfile.ZipFile(path) as archive:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 BUILTIN = ("digits", "breast_cancer", "wine", "diabetes", "noisy_classification")
+MAX_MAGNITUDE = 1e15  # larger feature or regression-target values are refused (see `prepare`)
 
 
 def load_builtin(name: str):
@@ -47,27 +48,93 @@ def load_builtin(name: str):
     raise ValueError(f"Unknown built-in data set (known: {', '.join(BUILTIN)}). Received: source={name!r}")
 
 
+def _unreadable(path: Path, what: str, error: BaseException, advice: str) -> ValueError:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = reason if len(reason) <= 120 else reason[:117] + "..."
+    return ValueError(f"Data file {path} is not {what} ({reason}): {advice}. Received: source={str(path)!r}")
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8: "byte 0xe9 on line 2"."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        return f"byte 0x{raw[error.start]:02x} on line {line}"
+    return "a byte that is not UTF-8"
+
+
+def _load_npz(path: Path, target):
+    advice = "write it with np.savez(path, x=features, y=target) from numeric arrays"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as error:  # not a zip, not an .npy: numpy would unpickle it, and reglab never does
+        if "pickle" in str(error):
+            raise ValueError(f"Data file {path} is not an NPZ archive of plain arrays (NumPy would read it as a "
+                             f"pickle, and reglab never loads pickles): {advice}. Received: source={str(path)!r}") from None
+        raise _unreadable(path, "an NPZ archive", error, advice) from None
+    except Exception as error:  # a damaged zip, an unreadable file
+        raise _unreadable(path, "a readable NPZ archive", error, advice) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a single .npy array under an .npz name
+        raise ValueError(f"Data file {path} holds one .npy array, not an NPZ archive of named arrays: {advice}. "
+                         f"Received: source={str(path)!r}")
+    with archive:
+        key = target if target is not None else "y"
+        missing = [k for k in ("x", key) if k not in archive.files]
+        if missing:
+            raise ValueError(
+                f"NPZ file needs arrays 'x' and {key!r} (has {archive.files}). Received: source={str(path)!r}"
+            )
+        arrays = []
+        for name in ("x", key):
+            try:
+                arrays.append(archive[name])
+            except ValueError as error:
+                if "allow_pickle" in str(error) or "Object arrays" in str(error):
+                    raise ValueError(f"Data file {path}: array {name!r} holds pickled Python objects, and reglab never "
+                                     f"loads pickles: {advice}. Received: source={str(path)!r}") from None
+                raise _unreadable(path, "a readable NPZ archive", error, advice) from None
+            except Exception as error:  # a damaged member of the archive
+                raise _unreadable(path, "a readable NPZ archive", error, advice) from None
+        return tuple(arrays)
+
+
 def load_file(path, target: str | None = None):
-    """(x, y) from a CSV or Parquet file (a `target` column) or an NPZ file (arrays `x` and `target` or `y`)."""
+    """(x, y) from a CSV or Parquet file (a `target` column) or an NPZ file (arrays `x` and `target` or `y`).
+
+    A file that cannot be read as its kind — empty, not UTF-8, a malformed CSV, a damaged Parquet or
+    NPZ file, pickled arrays (never loaded), a header without rows — is a ValueError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Data file not found. Received: source={str(path)!r}")
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"`target` is the name of the target column (CSV, Parquet) or array (NPZ). Received: target={target!r}")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            key = target or "y"
-            missing = [k for k in ("x", key) if k not in archive.files]
-            if missing:
-                raise ValueError(
-                    f"NPZ file needs arrays 'x' and {key!r} (has {archive.files}). Received: source={str(path)!r}"
-                )
-            return archive["x"], archive[key]
+        return _load_npz(path, target)
     if suffix == ".csv":
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path, encoding="utf-8")
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"Data file {path} is empty (no header, no rows): write the feature and target columns "
+                             f"with a header line. Received: source={str(path)!r}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"Data file {path} is not UTF-8 text ({_first_bad_byte(path)}): save it as UTF-8. "
+                             f"Received: source={str(path)!r}") from None
+        except Exception as error:  # a malformed CSV (pandas' ParserError), an unreadable file
+            raise _unreadable(path, "a readable CSV file", error, "write one header line and rows of equal length"
+                              ) from None
     elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several kinds for a damaged or foreign file
+            raise _unreadable(path, "a readable Parquet file", error, "write it with DataFrame.to_parquet") from None
     else:
         raise ValueError(f"Unsupported data file type (use .csv, .parquet or .npz). Received: source={str(path)!r}")
+    if frame.empty:
+        raise ValueError(f"Data file {path} has column names but no rows: nothing to train on. "
+                         f"Received: source={str(path)!r}")
     if target is None or target not in frame.columns:
         raise ValueError(
             f"Name the target column with `target` (columns: {list(frame.columns)}). Received: target={target!r}"
@@ -191,11 +258,19 @@ def _as_features(x, name="x") -> np.ndarray:
         )
     if array.shape[0] == 0 or array.size == 0:
         raise ValueError(f"No samples. Received: {name}.shape={array.shape}")
-    array = array.astype("float32")
-    if not np.all(np.isfinite(array)):
+    if np.iscomplexobj(array):
+        raise ValueError(f"Features must be real numbers. Received: {name} of dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):  # checked before float32, which would turn 1e39 into inf
         n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
         raise ValueError(f"Features must be finite. Received: {name} with {n_nan} NaN and {n_inf} inf values")
-    return array
+    largest = max(abs(float(array.max())), abs(float(array.min())))
+    if largest > MAX_MAGNITUDE:
+        raise ValueError(
+            f"Features of magnitude {largest:.3g} are beyond what float32 training can use (reglab refuses "
+            f"|value| > {MAX_MAGNITUDE:.0e}; standardizing cannot help there either: their squares overflow): rescale "
+            f"them to units near 1 (or take their logarithm) first. Received: {name} with largest |value| {largest:.3g}"
+        )
+    return array.astype("float32")
 
 
 def _as_target(y, n: int, task: str, name="y"):
@@ -213,10 +288,16 @@ def _as_target(y, n: int, task: str, name="y"):
     if task == "regression":
         if not np.issubdtype(array.dtype, np.number):
             raise ValueError(f"A regression target must be numeric. Received: {name} of dtype {array.dtype}")
-        array = array.astype("float32")
-        if not np.all(np.isfinite(array)):
+        if np.iscomplexobj(array):
+            raise ValueError(f"A regression target must be real numbers. Received: {name} of dtype {array.dtype}")
+        if not np.all(np.isfinite(array)):  # before float32, as for the features
             raise ValueError(f"The target must be finite. Received: {name} with {int((~np.isfinite(array)).sum())} NaN/inf values")
-        return array, task, ()
+        largest = max(abs(float(array.max())), abs(float(array.min())))
+        if largest > MAX_MAGNITUDE:
+            raise ValueError(f"A regression target of magnitude {largest:.3g} is beyond what float32 training can use "
+                             f"(reglab refuses |value| > {MAX_MAGNITUDE:.0e}): rescale it first. "
+                             f"Received: {name} with largest |value| {largest:.3g}")
+        return array.astype("float32"), task, ()
     if task != "classification":
         raise ValueError(f"Unknown task (use 'classification', 'regression' or 'auto'). Received: task={task!r}")
     if array.dtype.kind == "f":
@@ -227,7 +308,16 @@ def _as_target(y, n: int, task: str, name="y"):
                 "Class labels must be whole numbers or strings; these look like a regression target "
                 f"(set task='regression'). Received: {name} with values such as {array[array != np.round(array)][:3].tolist()}"
             )
-    classes, encoded = np.unique(array, return_inverse=True)
+    if array.dtype == object:
+        missing = int(pd.isna(array).sum())
+        if missing:
+            raise ValueError(f"Class labels must not be missing. Received: {name} with {missing} missing values")
+    try:
+        classes, encoded = np.unique(array, return_inverse=True)
+    except TypeError:  # labels of several kinds (numbers and strings) do not sort
+        kinds = sorted({type(v).__name__ for v in array})
+        raise ValueError(f"Class labels must be all numbers or all strings. Received: {name} with labels of types {kinds}"
+                         ) from None
     if len(classes) < 2:
         raise ValueError(f"Classification needs at least two classes. Received: {name} with the single class {classes.tolist()}")
     return encoded.astype("int64"), task, tuple(c.item() if hasattr(c, "item") else c for c in classes)
@@ -238,6 +328,17 @@ def prepare(x, y, task: str = "auto") -> Dataset:
 
     `task="auto"` treats a floating-point target as regression and anything else (ints, strings,
     bools) as class labels.
+
+    Features (and a regression target) must be finite real numbers of magnitude at most
+    `MAX_MAGNITUDE` (1e15): values around 1e30 fit in float32, but a network trained on them in
+    float32 learns nothing meaningful (activations and losses overflow, and standardizing cannot
+    rescue them: their squares overflow too), so they are refused with a ValueError naming `x` (or
+    `y`) and the largest value, asking to rescale them, rather than trained into garbage.
+
+    >>> prepare(np.array([[1.0], [1e30]]), np.array([0, 1]))
+    Traceback (most recent call last):
+    ...
+    ValueError: Features of magnitude 1e+30 are beyond what float32 training can use (reglab refuses |value| > 1e+15; standardizing cannot help there either: their squares overflow): rescale them to units near 1 (or take their logarithm) first. Received: x with largest |value| 1e+30
     """
     features = _structure(x, "x", _as_features)
     n = len(leaves(features)[0])

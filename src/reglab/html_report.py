@@ -102,6 +102,9 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
     best, one_se, test = document.get("best") or {}, document.get("best_1se") or {}, document.get("test")
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     lines = []
+    if document.get("nothing_selected"):
+        lines.append(f'<li class="bad"><b>Nothing selected</b>: {_e(document["nothing_selected"])}<br><span class="note">'
+                     "the table below and the verdicts say what happened to each configuration</span></li>")
     for name, choice, rule in (("Best", best, "lowest mean validation score over the folds"),
                                ("One-standard-error", one_se, "the most regularized point within one standard error "
                                 "of the best (glmnet's lambda.1se)")):

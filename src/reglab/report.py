@@ -22,11 +22,10 @@ def tables(run_dir):
     select = spec["spec"].get("select", "val_loss")
     mode = selection.mode_for(select)
     summary = selection.summarize(members, epochs, by=select, mode=mode)
-    best = selection.best(summary, select)
+    best, one_se, nothing = selection.decisions(summary, select, mode)
     test = store.read_json("test.json")
-    test = test["test"] if test and test.get("point_id") == best["point_id"] else None
-    document = selection.document(summary, best, test, len(members), selection.best_1se(summary, select, mode),
-                                  diagnosis.diagnose(epochs))
+    test = test["test"] if best and test and test.get("point_id") == best["point_id"] else None
+    document = selection.document(summary, best, test, len(members), one_se, diagnosis.diagnose(epochs), nothing)
     histograms = store.all_histograms()
     return store, spec, epochs, members, summary, histograms if len(histograms) else None, document
 
@@ -45,8 +44,8 @@ def render(run_dir) -> dict:
     if histograms is not None:
         store.write_table("histograms.parquet", histograms)
     store.write_json("summary.json", document)
-    render_all(epochs, summary, Path(run_dir) / "plots", best_point=document["best"]["point_id"],
-               best_1se=document["best_1se"]["point_id"], histograms=histograms)
+    render_all(epochs, summary, Path(run_dir) / "plots", best_point=(document["best"] or {}).get("point_id"),
+               best_1se=(document["best_1se"] or {}).get("point_id"), histograms=histograms)
     html_report.write(run_dir, epochs, summary, members, histograms, document, spec["spec"])
     document["table"] = summary
     return document

@@ -121,6 +121,13 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
     return summary.sort_values(["rank"], na_position="last", kind="stable").reset_index(drop=True)
 
 
+class NothingSelectable(RuntimeError):
+    """No point can be chosen: every one failed, diverged or is not learning. A sweep raises it after
+    writing its tables and report (`result` is then the SweepResult, with `best` None)."""
+
+    result = None
+
+
 def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict:
     """The best ranked point: its parameters and scores. Raises if no point has a rank (every one
     failed, diverged or, selecting by the loss, is not learning — see `summarize`).
@@ -129,8 +136,8 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
     """
     complete = summary[summary["rank"].notna()]
     if complete.empty:
-        raise RuntimeError(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
-                           "nothing to select.")
+        raise NothingSelectable(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
+                                "nothing to select.")
     excluded = summary[summary["rank"].isna()]
     if len(excluded) and warn:
         warnings.warn(
@@ -174,8 +181,8 @@ def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", sim
     """
     complete = summary[summary["rank"].notna()]
     if complete.empty:
-        raise RuntimeError(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
-                           "nothing to select.")
+        raise NothingSelectable(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
+                                "nothing to select.")
     top = complete.sort_values("rank", kind="stable").iloc[0]
     sem = float(top[f"{by}_sem"]) if not _missing(top[f"{by}_sem"]) else 0.0
     threshold = float(top[f"{by}_mean"]) + (sem if mode == "min" else -sem)
@@ -201,15 +208,25 @@ def mode_for(select: str) -> str:
     return "max" if any(s in select for s in ("acc", "auc", "precision", "recall")) else "min"
 
 
-def document(summary: pd.DataFrame, best: dict, test: dict | None, members_complete: int,
-             best_1se: dict | None = None, verdicts: pd.DataFrame | None = None) -> dict:
-    """The run directory's summary.json: the decisions, the test score, the per-point table and the
-    per-point verdicts (`reglab.diagnosis`), NaN as null."""
+def document(summary: pd.DataFrame, best: dict | None, test: dict | None, members_complete: int,
+             best_1se: dict | None = None, verdicts: pd.DataFrame | None = None, nothing_selected: str | None = None) -> dict:
+    """The run directory's summary.json: the decisions (None, with `nothing_selected` saying why, when
+    no point can be chosen), the test score, the per-point table and the per-point verdicts
+    (`reglab.diagnosis`), NaN as null."""
     def records(frame):
         return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
     return {"best": best, "best_1se": best_1se, "test": test, "members_complete": int(members_complete),
+            "nothing_selected": nothing_selected,
             "summary": records(summary), "diagnosis": records(verdicts) if verdicts is not None else []}
+
+
+def decisions(summary: pd.DataFrame, by: str, mode: str, warn: bool = True) -> tuple[dict | None, dict | None, str | None]:
+    """(best, 1-SE choice, None), or (None, None, why) when no point can be chosen."""
+    try:
+        return best(summary, by, warn=warn), best_1se(summary, by, mode), None
+    except NothingSelectable as nothing:
+        return None, None, str(nothing)
 
 
 def _excluded(points: pd.DataFrame) -> str:

@@ -16,6 +16,7 @@ runs/<name>/
   .lock              flock'ed by the process using the directory, from `open()` to `close()`
   .lock.json         who holds it: {pid, host, started} (removed on close; a stale one is harmless)
   quarantine/members/<id>.parquet.<time>, quarantine/histograms/…   damaged files, moved aside
+  plan.json          the ids of the members the sweep planned (written at its end): only they are read
   checkpoints/<key>.npz  a population's training state at an epoch boundary (population engine), while
                      it trains; a re-run continues from it; removed when the sweep has finished
 ```
@@ -45,6 +46,7 @@ import datetime
 import json
 import math
 import os
+import re
 import socket
 import tempfile
 import warnings
@@ -63,6 +65,8 @@ LOCK = ".lock"  # flock'ed while a process uses the directory
 HOLDER = ".lock.json"  # {pid, host, started} of that process (a sidecar: the lock file itself is the flock's)
 QUARANTINE = "quarantine"
 CHECKPOINTS = "checkpoints"
+PLAN = "plan.json"
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp|\.keras|\.npz)$")  # `atomic_path`'s names (mkstemp)
 _SPEC_KEYS = {"spec": dict, "spec_hash": str, "data_fingerprint": str}
 _RECORD_COLUMNS = ("member", "epoch", "status")
 
@@ -278,6 +282,11 @@ class RunDirectory:
         return target
 
     def _heal(self) -> None:
+        # temporaries of a write that was killed (we hold the lock: no living process is writing them)
+        for folder in (self.path, self.path / MEMBERS, self.path / HISTOGRAMS, self.path / CHECKPOINTS):
+            for file in folder.glob(".*") if folder.is_dir() else []:
+                if _TEMPORARY.match(file.name) and file.is_file():
+                    file.unlink()
         for kind in (MEMBERS, HISTOGRAMS):
             for file in sorted((self.path / kind).glob("*.parquet")):
                 problem = self._damage(file)
@@ -311,15 +320,32 @@ class RunDirectory:
         target = self.path / HISTOGRAMS / f"{member_id}.parquet"
         return pd.read_parquet(target) if target.exists() else None
 
+    def keep_only(self, member_ids) -> None:
+        """The sweep's plan: members/ and histograms/ files of other members (copied in from another
+        sweep, say) are moved to quarantine/ with a warning, and `plan.json` records the ids, so that
+        only planned members are ever read."""
+        planned = set(member_ids)
+        for kind in (MEMBERS, HISTOGRAMS):
+            for file in sorted((self.path / kind).glob("*.parquet")):
+                if file.stem not in planned:
+                    moved = self._quarantine(file)
+                    warnings.warn(f"reglab: {file} is not a member of this sweep; moved to "
+                                  f"{moved.relative_to(self.path)}", UserWarning, stacklevel=3)
+        write_json(self.path / PLAN, {"members": sorted(planned)})
+
+    def _planned(self, files: list[Path]) -> list[Path]:
+        plan = self.read_json(PLAN)
+        return files if not plan else [f for f in files if f.stem in set(plan.get("members", []))]
+
     def all_histograms(self) -> pd.DataFrame:
-        files = sorted((self.path / HISTOGRAMS).glob("*.parquet"))
+        files = self._planned(sorted((self.path / HISTOGRAMS).glob("*.parquet")))
         return pd.concat([self._read(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
     def member_records(self, member_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path / MEMBERS / f"{member_id}.parquet")
 
     def all_records(self) -> pd.DataFrame:
-        files = sorted((self.path / MEMBERS).glob("*.parquet"))
+        files = self._planned(sorted((self.path / MEMBERS).glob("*.parquet")))
         if not files:
             return pd.DataFrame()
         return pd.concat([self._read(f) for f in files], ignore_index=True)

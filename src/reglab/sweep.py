@@ -48,6 +48,7 @@ def _engine_unavailable(engine: str) -> str | None:
 
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
+_STACKED_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SweepResult:
     epochs: pd.DataFrame  # one row per member per epoch (reglab.records + identity and point columns)
     members: pd.DataFrame  # one row per member: final and best-epoch values, status
     summary: pd.DataFrame  # one row per point: mean / std / sem over folds, rank
-    best: dict  # the selected point: {"point_id", "params", "score"}
+    best: dict | None  # the selected point: {"point_id", "params", "score"} (None: nothing selectable)
     best_1se: dict | None = None  # the one-standard-error choice (`reglab.selection.best_1se`)
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
@@ -71,7 +72,7 @@ class SweepResult:
         histograms as PNG files into `folder`."""
         from reglab.plots import render_all
 
-        return render_all(self.epochs, self.summary, folder, best_point=self.best["point_id"],
+        return render_all(self.epochs, self.summary, folder, best_point=(self.best or {}).get("point_id"),
                           best_1se=(self.best_1se or {}).get("point_id"), histograms=self.histograms)
 
 
@@ -123,7 +124,7 @@ class Sweep:
         elif not callable(model):
             raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
         self.model = model
-        self.seed = _checks.number(seed, "seed", low=0, integer=True)
+        self.seed = _checks.number(seed, "seed", low=0, high=2**32 - 1, integer=True)
         given = [name for name, value in (("grid", grid), ("random", random), ("stages", stages)) if value is not None]
         if len(given) != 1:
             raise ValueError(f"Give exactly one of `grid`, `random`, `stages`. Received: {given or 'none of them'}")
@@ -147,6 +148,10 @@ class Sweep:
             self.refine_param = refine_param or numeric[0]
             if self.refine_param not in self._rounds[0][0]:
                 raise ValueError(f"`refine_param` must be a searched key. Received: refine_param={refine_param!r}")
+            values = [p[self.refine_param] for r in self._rounds for p in r if self.refine_param in p]
+            if not any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+                raise ValueError(f"`refine` looks for new values on a log scale between positive ones; "
+                                 f"{self.refine_param!r} has none. Received: {self.refine_param}={values!r}")
         if isinstance(cv, float) and not isinstance(cv, bool):
             _checks.number(cv, "cv", low=0, high=0.95, low_open=True)
         else:
@@ -167,6 +172,9 @@ class Sweep:
         if not isinstance(optimizer, str) or optimizer.lower() not in _OPTIMIZERS:
             raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
         self.optimizer = optimizer.lower()
+        if engine == "stacked" and self.optimizer not in _STACKED_OPTIMIZERS:
+            raise ValueError(f"The stacked engine runs {', '.join(_STACKED_OPTIMIZERS)}; use engine='auto' or "
+                             f"'reference' for {self.optimizer}. Received: optimizer={optimizer!r}")
         if loss != "auto":
             for part in _per_output(loss):
                 try:
@@ -278,6 +286,15 @@ class Sweep:
             raise RuntimeError(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
+        _check_inputs(probe, dataset)
+        if self.engine == "stacked":
+            from reglab.engine import stacked
+
+            try:
+                stacked.lower(probe)
+            except stacked.Unsupported as reason:
+                raise ValueError(f"The stacked engine cannot run this model ({reason}); use engine='auto' or "
+                                 f"'reference'. Received: engine='stacked'") from None
         loss, metrics = self.loss, self.metrics
         if dataset.task == "multi-output":
             keras.backend.clear_session(free_memory=False)
@@ -430,14 +447,19 @@ class Sweep:
 
         best_point: dict = {}
         evaluated: list[dict] = []
+        stuck = False  # a round in which nothing could be selected: no later round can start from it
         for round_points in self._rounds:
             round_points = [space.normalize_point({**best_point, **p}) for p in round_points]
             evaluated.extend(p for p in round_points if p not in evaluated)
             members = plan.members(round_points, splits, self.seed)
             train(members)
             _, _, summary = summarize([m.id for m in members])
-            best_point = selection.best(summary, self.select, warn=False)["params"]
-        for _ in range(self.refine):
+            try:
+                best_point = selection.best(summary, self.select, warn=False)["params"]
+            except selection.NothingSelectable:
+                stuck = True  # the end says why
+                break
+        for _ in range(0 if stuck else self.refine):
             same = [p for p in evaluated if all(p.get(k) == v for k, v in best_point.items() if k != self.refine_param)]
             _, _, summary = summarize([m.id for m in plan.members(same, splits, self.seed)])
             ids = {space.point_id(p): p for p in same}
@@ -449,25 +471,33 @@ class Sweep:
             evaluated.extend(new)
             train(plan.members(new, splits, self.seed))
             _, _, summary = summarize([m.id for m in plan.members(same + new, splits, self.seed)])
-            best_point = selection.best(summary, self.select, warn=False)["params"]
+            try:
+                best_point = selection.best(summary, self.select, warn=False)["params"]
+            except selection.NothingSelectable:
+                break
 
         all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
         epochs, members, summary = summarize(all_ids)
-        best = selection.best(summary, self.select)
+        best, best_1se, nothing = selection.decisions(summary, self.select, mode)
         kept = [histograms[m] for m in all_ids if m in histograms]
-        result = SweepResult(epochs=epochs, members=members, summary=summary, best=best,
-                             best_1se=selection.best_1se(summary, self.select, mode),
+        result = SweepResult(epochs=epochs, members=members, summary=summary, best=best, best_1se=best_1se,
                              diagnosis=diagnosis.diagnose(epochs),
                              histograms=pd.concat(kept, ignore_index=True) if kept else None,
                              weights=final_weights if keep_weights else None,
                              run_dir=Path(run_dir) if run_dir else None)
-        if self.refit:
+        if self.refit and best is not None:
             result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
         if store:  # the tables, summary.json, plots and report.html, from the stored files (as `reglab report`)
             from reglab.report import render
 
             store.clear_checkpoints()
+            store.keep_only(all_ids)
             render(store.path)
+        if nothing:  # everything is written; the caller learns that nothing was chosen, and why
+            error = selection.NothingSelectable(nothing + (f" The tables and report.html in {run_dir} show each "
+                                                           "configuration's records." if store else ""))
+            error.result = result
+            raise error
         return result
 
     def _population_engine(self) -> bool:
@@ -547,6 +577,30 @@ class Sweep:
             store.write_json("test.json", {"point_id": best["point_id"], "params": point, "test": scores,
                                            "n_test": int(len(test))})
         return model, scores
+
+
+def _check_inputs(model, dataset) -> None:
+    """The data's feature arrays against the model's inputs (rank and fixed sizes), before any work."""
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model knows its inputs only once it is called
+        return
+    arrays = data_module.leaves(dataset.x)
+    if not inputs:
+        return
+    if len(inputs) != len(arrays):
+        raise ValueError(f"The model has {len(inputs)} inputs and the data {len(arrays)} feature arrays (give several "
+                         f"inputs as a dict by input name or a list). Received: x with {len(arrays)} arrays")
+    if isinstance(dataset.x, dict):
+        names = [getattr(t, "name", None) for t in inputs]
+        if set(names) == set(dataset.x):
+            arrays = [dataset.x[n] for n in names]
+    for tensor, array in zip(inputs, arrays):
+        expected = tuple(tensor.shape)
+        if len(expected) != array.ndim or any(e is not None and e != a for e, a in zip(expected[1:], array.shape[1:])):
+            shown = "(samples, " + ", ".join("any" if e is None else str(e) for e in expected[1:]) + ")"
+            raise ValueError(f"The features do not fit the model's input {getattr(tensor, 'name', '')!r} of shape "
+                             f"{shown}. Received: x.shape={array.shape}")
 
 
 def _per_output(value, allow_number=True) -> list:

@@ -92,12 +92,14 @@ PER_MEMBER_LAYER_ATTRIBUTES = ("rate",)  # a dropout-like rate: a traced per-mem
 PER_MEMBER_OPTIMIZER_ATTRIBUTES = ("weight_decay", "l1", "group_lasso")  # Keras's decay, Proximal's strengths
 
 
-def _structure(config):
-    """A model config without what members may differ in: weight penalties and dropout rates."""
+def _structure(config, rates=False):
+    """A model config without what members may differ in: weight penalties, and the rates of Keras's
+    own layers (`rates`: inside such a layer's config; see `per_member_knobs`)."""
     if isinstance(config, dict):
+        keras_layer = "class_name" in config and str(config.get("module", "")).startswith("keras")
         return {k: "<per member>" if (k.endswith("_regularizer") and k != "activity_regularizer")
-                or (k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float)) else _structure(v)
-                for k, v in config.items()}
+                or (rates and k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float))
+                else _structure(v, rates=keras_layer and k == "config") for k, v in config.items()}
     if isinstance(config, list):
         return [_structure(v) for v in config]
     return config
@@ -259,18 +261,29 @@ class Knob:
     values: np.ndarray
 
 
+def _ours_or_keras(obj) -> bool:
+    """Code whose use of the number we know (Keras's own layers and optimizers, reglab's): a custom
+    layer might branch on `rate` (`if self.rate > 0.5:`), which a stand-in would answer for everyone."""
+    return type(obj).__module__.startswith(("keras.", "reglab."))
+
+
 def per_member_knobs(template, models, optimizers) -> list[Knob]:
-    """The numbers the members differ in that a traced value can stand for: layers' rates and the
-    optimizers' decay and proximal strengths (the members' optimizers as `make_optimizer` builds them)."""
+    """The numbers the members differ in that a traced value can stand for: the rates of Keras's layers
+    and the optimizers' decay and proximal strengths (the members' optimizers as `make_optimizer`
+    builds them). Anything else that differs makes another population (`signature`)."""
     knobs = []
     layer_lists = [list(m._flatten_layers(include_self=False)) for m in models]
     for position, layer in enumerate(layer_lists[0]):
+        if not _ours_or_keras(layer):
+            continue
         for attribute in PER_MEMBER_LAYER_ATTRIBUTES:
             values = [getattr(layers[position], attribute, None) for layers in layer_lists]
             if isinstance(values[0], float) and all(isinstance(v, float) for v in values) and len(set(values)) > 1:
                 knobs.append(Knob(layer, attribute, np.array(values, "float32")))
     chains = [_optimizer_chain(o) for o in optimizers]
     for depth, owner in enumerate(_optimizer_chain(template.optimizer)):
+        if not _ours_or_keras(owner):
+            continue
         for attribute in PER_MEMBER_OPTIMIZER_ATTRIBUTES:
             values = [getattr(chain[depth], attribute, None) if depth < len(chain) else None for chain in chains]
             if isinstance(values[0], float) and all(isinstance(v, float) for v in values) and len(set(values)) > 1:

@@ -1,0 +1,61 @@
+"""A run directory holds only what belongs to it: strangers are quarantined, killed writes' temporaries
+removed, a first write killed before its spec landed resumes; a sweep in which nothing can be chosen
+still writes its tables and report and says why."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from sklearn.datasets import load_wine
+
+import reglab
+from reglab.models import MLP
+
+X, Y = load_wine(return_X_y=True)
+
+
+def sweep(grid=None, learning_rate=1e-2):
+    return reglab.Sweep(MLP(hidden=[8]).bind(13, 3), grid=grid or {"l2": [0.0, 1e-2]}, cv=2, epochs=2, refit=False,
+                        standardize=True, learning_rate=learning_rate, seed=0)
+
+
+def test_a_member_file_from_another_sweep_is_quarantined_and_never_read(tmp_path):
+    sweep().run(X, Y, run_dir=tmp_path / "ours")
+    sweep({"l2": [0.1]}).run(X, Y, run_dir=tmp_path / "theirs")
+    stranger = next((tmp_path / "theirs" / "members").glob("*.parquet"))
+    (tmp_path / "ours" / "members" / stranger.name).write_bytes(stranger.read_bytes())
+    with pytest.warns(UserWarning, match="is not a member of this sweep"):
+        result = sweep().run(X, Y, run_dir=tmp_path / "ours")
+    assert set(result.members.l2) == {0.0, 1e-2} and len(result.members) == 4
+    summary = json.loads((tmp_path / "ours" / "summary.json").read_text())
+    assert {row["l2"] for row in summary["summary"]} == {0.0, 1e-2}
+    assert list((tmp_path / "ours" / "quarantine" / "members").glob(f"{stranger.name}.*"))
+
+
+def test_temporaries_of_a_killed_write_are_removed_and_a_lone_temporary_spec_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".spec.json.k1ll3d00.tmp").write_text('{"spec": {"mod')  # a first write killed midway
+    sweep().run(X, Y, run_dir=run_dir)  # resumable: not "not a reglab run directory"
+    leftovers = [run_dir / ".epochs.parquet.abcdefgh.tmp", run_dir / "members" / ".x.parquet.abcdefgh.tmp",
+                 run_dir / ".best_model.keras.abcdefgh.keras"]
+    for file in leftovers:
+        file.write_bytes(b"half a file")
+    (run_dir / "notes.txt").write_text("the user's own file stays")
+    sweep().run(X, Y, run_dir=run_dir)
+    assert not any(file.exists() for file in leftovers) and (run_dir / "notes.txt").exists()
+
+
+def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cli_says_why(tmp_path):
+    config = tmp_path / "blown.toml"
+    config.write_text('name = "blown"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\n'
+                      'grid = { l2 = [0.0, 1e-2] }\n[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = 1e6\n')
+    done = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(tmp_path / "run"), "-q"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nothing to select" in lines[0] and "Traceback" not in done.stderr
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert written["best"] is None and written["nothing_selected"]
+    assert "Nothing selected" in (tmp_path / "run" / "report.html").read_text()
