@@ -59,3 +59,16 @@ def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cl
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written["best"] is None and written["nothing_selected"]
     assert "Nothing selected" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_log(tmp_path):
+    config = tmp_path / "one_stuck.toml"  # a learning rate of 1e6 learns nothing: selection warns that it excluded it
+    config.write_text('name = "stuck"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\n'
+                      'grid = { l2 = [0.0], learning_rate = [0.03, 1e6] }\n[cv]\nfolds = 2\n[train]\nepochs = 3\n')
+    done = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(tmp_path / "run"), "-q"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("reglab: warning: ") for line in lines), lines  # one line each, ours
+    assert sum("excluded from selection" in line for line in lines) == 1  # said once, not once per rendering
+    assert "excluded from selection" in (tmp_path / "run" / "log.txt").read_text()

@@ -173,6 +173,49 @@ def _fail_os(error: OSError, argument: str, value, code: int):
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
+class _Log:
+    """While a command works: reglab's own warnings become one `reglab: warning: …` line each on the
+    terminal; every warning and library log record (matplotlib, numpy, JAX, …) goes to the run
+    directory's `log.txt` instead of the screen."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.lines = Path(run_dir), []
+
+    def __enter__(self):
+        import logging
+        import warnings
+
+        self._showwarning, warnings.showwarning = warnings.showwarning, self._warning
+        self._handler = logging.Handler(logging.WARNING)
+        self._handler.emit = lambda record: self._note(f"{record.name}: {record.getMessage()}")
+        logging.getLogger().addHandler(self._handler)  # also keeps Python's last-resort stderr handler quiet
+        return self
+
+    def _note(self, text: str) -> None:
+        import datetime
+
+        self.lines.append(f"{datetime.datetime.now().isoformat(timespec='seconds')} {_printable(text)}")
+
+    def _warning(self, message, category, filename, lineno, file=None, line=None):
+        self._note(f"{category.__name__} at {filename}:{lineno}: {message}")
+        ours = str(message).startswith("reglab:") or Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+        if ours:  # the user should know
+            typer.echo(f"reglab: warning: {_printable(str(message)).removeprefix('reglab: ')}", err=True)
+
+    def __exit__(self, *exc):
+        import logging
+        import warnings
+
+        warnings.showwarning = self._showwarning
+        logging.getLogger().removeHandler(self._handler)
+        if self.lines and self.run_dir.is_dir() and (self.run_dir / "spec.json").exists():
+            try:
+                with open(self.run_dir / "log.txt", "a", encoding="utf-8") as log:
+                    log.write("\n".join(self.lines) + "\n")
+            except OSError:  # a full or read-only disk: the lines were for the record only
+                pass
+
+
 class _StopOnCtrlC:
     """The first Ctrl-C asks the sweep to stop at the next epoch boundary (its work saved in the run
     directory); a second one stops at once, as Python does."""
@@ -301,12 +344,16 @@ def demo(
     from reglab.demo import SHOWN, run_demo, story
 
     run_dir = run_dir or Path("runs") / f"demo-e{epochs}-s{seed}"
+    from reglab.engine.checkpoints import Interrupted
+
     try:
         _check_output_dir(run_dir, "run_dir")
-        with _Progress(quiet, "demo") as progress:
-            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait)
+        with _Progress(quiet, "demo") as progress, _StopOnCtrlC() as stop, _Log(run_dir):
+            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait, stop=stop)
     except ValueError as error:
         _fail_usage(error)
+    except Interrupted as stopped:
+        _interrupted(stopped, run_dir)
     except OSError as error:  # the run directory could not be written while the work went on
         _fail_os(error, "run_dir", run_dir, EXIT_FAILED)
     console = Console()
@@ -341,12 +388,13 @@ def sweep(
 
     from reglab.engine.checkpoints import Interrupted
     from reglab.selection import NothingSelectable
+    from reglab.sweep import NothingToTrain
 
     try:
         experiment = from_file(config)
         run_dir = run_dir or Path("runs") / experiment.name
         _check_output_dir(run_dir, "run_dir")
-        with _Progress(quiet, experiment.name) as progress, _StopOnCtrlC() as stop:
+        with _Progress(quiet, experiment.name) as progress, _StopOnCtrlC() as stop, _Log(run_dir):
             result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
                                           progress=progress, wait_for_lock=wait, stop=stop,
                                           checkpoint_seconds=experiment.checkpoint_seconds)
@@ -356,9 +404,8 @@ def sweep(
         _fail_os(error, "run_dir" if run_dir is not None else "config", run_dir or config, EXIT_FAILED)
     except Interrupted as stopped:
         _interrupted(stopped, run_dir)
-    except NothingSelectable as nothing:  # the work is done and written; nothing in it can be chosen
-        typer.echo(f"reglab: {nothing}", err=True)
-        raise typer.Exit(EXIT_FAILED)
+    except (NothingSelectable, NothingToTrain) as failed:  # the work failed as work: nothing to choose, or to train
+        _fail(str(failed), EXIT_FAILED)
     _finish(result, run_dir, f"Sweep {experiment.name}")
 
 

@@ -45,9 +45,11 @@ def demo_sweep(epochs: int = EPOCHS, seed: int = 0, folds: int = 5) -> Sweep:
     )
 
 
-def run_demo(epochs: int = EPOCHS, seed: int = 0, run_dir=None, progress=None, wait_for_lock=None) -> SweepResult:
+def run_demo(epochs: int = EPOCHS, seed: int = 0, run_dir=None, progress=None, wait_for_lock=None,
+             stop=None) -> SweepResult:
     x, y, _ = load_builtin("digits")
-    return demo_sweep(epochs, seed).run(x, y, run_dir=run_dir, progress=progress, wait_for_lock=wait_for_lock)
+    return demo_sweep(epochs, seed).run(x, y, run_dir=run_dir, progress=progress, wait_for_lock=wait_for_lock,
+                                        stop=stop)
 
 
 def story(result: SweepResult) -> list[str]:

@@ -9,7 +9,7 @@ from reglab.plots import render_all
 from reglab.store import RunDirectory, RunDirectoryInUse
 
 
-def tables(run_dir):
+def tables(run_dir, warn: bool = True):
     """(store, spec, epochs, members, summary, histograms, document) of a run directory, computed from
     its stored member files; nothing is written."""
     store = RunDirectory(run_dir)
@@ -22,7 +22,7 @@ def tables(run_dir):
     select = spec["spec"].get("select", "val_loss")
     mode = selection.mode_for(select)
     summary = selection.summarize(members, epochs, by=select, mode=mode)
-    best, one_se, nothing = selection.decisions(summary, select, mode)
+    best, one_se, nothing = selection.decisions(summary, select, mode, warn=warn)
     test = store.read_json("test.json")
     test = test["test"] if best and test and test.get("point_id") == best["point_id"] else None
     document = selection.document(summary, best, test, len(members), one_se, diagnosis.diagnose(epochs), nothing)
@@ -30,7 +30,7 @@ def tables(run_dir):
     return store, spec, epochs, members, summary, histograms if len(histograms) else None, document
 
 
-def render(run_dir) -> dict:
+def render(run_dir, warn: bool = True) -> dict:
     """Rebuild `epochs.parquet`, `members.parquet`, `histograms.parquet`, `summary.json`, `plots/` and
     `report.html` from `members/` and `histograms/`.
 
@@ -38,7 +38,7 @@ def render(run_dir) -> dict:
     document (`best`, `best_1se`, `test`, `summary`, `diagnosis`, `members_complete`) plus `table`
     (the summary as a DataFrame).
     """
-    store, spec, epochs, members, summary, histograms, document = tables(run_dir)
+    store, spec, epochs, members, summary, histograms, document = tables(run_dir, warn)
     store.write_table("epochs.parquet", epochs)
     store.write_table("members.parquet", members)
     if histograms is not None:

@@ -17,6 +17,7 @@ runs/<name>/
   .lock.json         who holds it: {pid, host, started} (removed on close; a stale one is harmless)
   quarantine/members/<id>.parquet.<time>, quarantine/histograms/…   damaged files, moved aside
   plan.json          the ids of the members the sweep planned (written at its end): only they are read
+  log.txt            every warning and library log line of the CLI's runs (the screen gets reglab's own, one line each)
   checkpoints/<key>.npz  a population's training state at an epoch boundary (population engine), while
                      it trains; a re-run continues from it; removed when the sweep has finished
 ```
@@ -403,6 +404,8 @@ class RunDirectory:
         if folder.exists():
             for file in folder.glob("*.npz"):
                 file.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
     def save_model(self, model, name: str = "best_model.keras") -> Path:
         target = self.path / name

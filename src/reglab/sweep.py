@@ -51,6 +51,10 @@ _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", 
 _STACKED_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 
+class NothingToTrain(RuntimeError):
+    """No configuration's model could be built (raised before anything is written)."""
+
+
 @dataclass
 class SweepResult:
     """What a sweep found. Tables are pandas DataFrames in the run directory's formats."""
@@ -283,7 +287,7 @@ class Sweep:
             except Exception as error:  # that point's members will be recorded as failed
                 errors.append(f"{point}: {error}")
         if probe is None:
-            raise RuntimeError(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
+            raise NothingToTrain(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
         _check_inputs(probe, dataset)
@@ -492,7 +496,7 @@ class Sweep:
 
             store.clear_checkpoints()
             store.keep_only(all_ids)
-            render(store.path)
+            render(store.path, warn=False)  # the sweep has said it once already
         if nothing:  # everything is written; the caller learns that nothing was chosen, and why
             error = selection.NothingSelectable(nothing + (f" The tables and report.html in {run_dir} show each "
                                                            "configuration's records." if store else ""))
