@@ -72,3 +72,53 @@ def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_
     assert lines and all(line.startswith("reglab: warning: ") for line in lines), lines  # one line each, ours
     assert sum("excluded from selection" in line for line in lines) == 1  # said once, not once per rendering
     assert "excluded from selection" in (tmp_path / "run" / "log.txt").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs (root only; skipped elsewhere), unmounted afterwards."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+WINE = ('name = "{name}"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\ngrid = {{ l2 = [0.0, 1e-2] }}\n'
+        '[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = 0.03\n')
+
+
+def _sweep_cli(config, run_dir):
+    return subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "-q"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_full_disk_is_one_line_and_leaves_every_written_file_whole(small_disk, tmp_path):
+    config = tmp_path / "wine.toml"
+    config.write_text(WINE.format(name="full"))
+    done = _sweep_cli(config, small_disk / "run")  # the report (~5 MB) cannot fit in 1 MB
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("reglab: warning:")]
+    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "No space left on device" in lines[0] and "Received: run_dir=" in lines[0]
+    assert json.loads((small_disk / "run" / "spec.json").read_text())["spec_hash"]  # what was written is whole
+    import pandas as pd
+
+    for member in (small_disk / "run" / "members").glob("*.parquet"):
+        assert len(pd.read_parquet(member))
+    assert not [p for p in (small_disk / "run").rglob(".*") if p.name not in (".lock", ".lock.json")]  # no temporaries
+
+
+def test_a_read_only_disk_is_refused_before_any_work(small_disk, tmp_path):
+    if subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode:
+        pytest.skip("cannot remount read-only here")
+    config = tmp_path / "wine.toml"
+    config.write_text(WINE.format(name="ro"))
+    done = _sweep_cli(config, small_disk / "run")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "not writable" in lines[0], done.stderr
+    assert not (small_disk / "run").exists()
