@@ -47,12 +47,20 @@ def test_temporaries_of_a_killed_write_are_removed_and_a_lone_temporary_spec_res
     assert not any(file.exists() for file in leftovers) and (run_dir / "notes.txt").exists()
 
 
+WINE = ('name = "{name}"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\ngrid = {{ {grid} }}\n'
+        '[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = {learning_rate}\n')
+
+
+def _sweep_cli(tmp_path, run_dir=None, name="wine", grid="l2 = [0.0, 1e-2]", learning_rate=0.03):
+    """`reglab sweep` in a subprocess on a small wine config."""
+    config = tmp_path / f"{name}.toml"
+    config.write_text(WINE.format(name=name, grid=grid, learning_rate=learning_rate))
+    return subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir",
+                           str(run_dir or tmp_path / "run"), "-q"], capture_output=True, text=True, timeout=600)
+
+
 def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cli_says_why(tmp_path):
-    config = tmp_path / "blown.toml"
-    config.write_text('name = "blown"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\n'
-                      'grid = { l2 = [0.0, 1e-2] }\n[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = 1e6\n')
-    done = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(tmp_path / "run"), "-q"],
-                          capture_output=True, text=True, timeout=600)
+    done = _sweep_cli(tmp_path, name="blown", learning_rate=1e6)  # every point blows up
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nothing to select" in lines[0] and "Traceback" not in done.stderr
@@ -62,11 +70,8 @@ def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cl
 
 
 def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_log(tmp_path):
-    config = tmp_path / "one_stuck.toml"  # a learning rate of 1e6 learns nothing: selection warns that it excluded it
-    config.write_text('name = "stuck"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\n'
-                      'grid = { l2 = [0.0], learning_rate = [0.03, 1e6] }\n[cv]\nfolds = 2\n[train]\nepochs = 3\n')
-    done = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(tmp_path / "run"), "-q"],
-                          capture_output=True, text=True, timeout=600)
+    # a learning rate of 1e6 learns nothing: selection warns that it excluded that point
+    done = _sweep_cli(tmp_path, name="stuck", grid="l2 = [0.0], learning_rate = [0.03, 1e6]")
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("reglab: warning: ") for line in lines), lines  # one line each, ours
@@ -89,19 +94,8 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-WINE = ('name = "{name}"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\ngrid = {{ l2 = [0.0, 1e-2] }}\n'
-        '[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = 0.03\n')
-
-
-def _sweep_cli(config, run_dir):
-    return subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "-q"],
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_a_full_disk_is_one_line_and_leaves_every_written_file_whole(small_disk, tmp_path):
-    config = tmp_path / "wine.toml"
-    config.write_text(WINE.format(name="full"))
-    done = _sweep_cli(config, small_disk / "run")  # the report (~5 MB) cannot fit in 1 MB
+    done = _sweep_cli(tmp_path, small_disk / "run", name="full")  # the report (~5 MB) cannot fit in 1 MB
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("reglab: warning:")]
     assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "No space left on device" in lines[0] and "Received: run_dir=" in lines[0]
@@ -116,9 +110,7 @@ def test_a_full_disk_is_one_line_and_leaves_every_written_file_whole(small_disk,
 def test_a_read_only_disk_is_refused_before_any_work(small_disk, tmp_path):
     if subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True).returncode:
         pytest.skip("cannot remount read-only here")
-    config = tmp_path / "wine.toml"
-    config.write_text(WINE.format(name="ro"))
-    done = _sweep_cli(config, small_disk / "run")
+    done = _sweep_cli(tmp_path, small_disk / "run", name="ro")
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and "not writable" in lines[0], done.stderr
     assert not (small_disk / "run").exists()
