@@ -383,14 +383,14 @@ class Sweep:
             store = RunDirectory(run_dir)
             store.open(self.spec(), self.spec_hash(), dataset.fingerprint(), wait=wait_for_lock)
         try:
+            stop = stop or (lambda: False)
             checkpoints = None
             if store is not None:
                 from reglab.engine.checkpoints import Checkpoints
 
-                checkpoints = Checkpoints(store.save_checkpoint, store.load_checkpoint, checkpoint_seconds,
-                                          stop or (lambda: False))
+                checkpoints = Checkpoints(store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop)
             return self._run(dataset, rest, test, splits, training, store, run_dir, progress, keep_weights,
-                             checkpoints, stop or (lambda: False))
+                             checkpoints, stop)
         finally:  # the lock goes with the run, however it ends
             if store is not None:
                 store.close()

@@ -12,13 +12,16 @@ def default_order(member, epoch: int) -> np.ndarray:
 
 
 def pad(index_lists, length=None):
-    """(indices, mask): index lists padded with 0 to one length, mask 1 where an index is real."""
+    """(indices, mask): index lists padded to one length by repeating each list's own indices (so a
+    padding row is as finite as a real one), mask 1 where an index is real.
+
+    >>> idx, mask = pad([[4, 5, 6], [7]], 4)
+    >>> idx.tolist(), mask.tolist()
+    ([[4, 5, 6, 4], [7, 7, 7, 7]], [[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    """
     length = length or max(len(i) for i in index_lists)
-    idx = np.zeros((len(index_lists), length), dtype="int32")
-    mask = np.zeros((len(index_lists), length), dtype="float32")
-    for m, indices in enumerate(index_lists):
-        idx[m, : len(indices)] = indices
-        mask[m, : len(indices)] = 1.0
+    idx = np.stack([np.resize(np.asarray(i, dtype="int32"), length) for i in index_lists]).astype("int32")
+    mask = (np.arange(length)[None, :] < np.array([len(i) for i in index_lists])[:, None]).astype("float32")
     return idx, mask
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 from reglab import plan, points, records
 from reglab.data import rows as data_rows
 from reglab.engine import basis
-from reglab.engine.batches import default_order, standardized_views
+from reglab.engine.batches import default_order, pad, standardized_views
 from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key
 from reglab.engine.convolution import per_member_on_cpu
 from reglab.schedules import Scheduled
@@ -732,7 +732,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         steps = segments(sizes, B, padded=pad_train and ragged_batches)
         val_plan, val_indices, val_weights = [], [], []
         if pad_val and ragged_val:
-            idx, mask = _padded(val_sets, max(len(v) for v in val_sets))
+            idx, mask = pad(val_sets, max(len(v) for v in val_sets))
             val_plan, val_indices, val_weights = [tuple(range(len(members)))], [jnp.asarray(idx)], [jnp.asarray(mask)]
         else:  # members whose validation folds have one size are evaluated together
             for size in dict.fromkeys(len(v) for v in val_sets):
@@ -748,7 +748,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             out, weights, used = [], [], [0] * len(members)
             for segment in steps:
                 if segment.padded:
-                    idx, mask = _padded(orders, segment.steps * segment.batch)
+                    idx, mask = pad(orders, segment.steps * segment.batch)
                     out.append(jnp.asarray(idx.reshape(len(members), segment.steps, segment.batch)))
                     weights.append(jnp.asarray(mask.reshape(len(members), segment.steps, segment.batch)))
                     continue
@@ -765,14 +765,6 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         return _train(program, run, members, training, validate, batch_indices, (val_indices, val_weights), checkpoints)
     finally:
         program.release()
-
-
-def _padded(index_lists, length):
-    """(indices, weights): each list padded to `length` by repeating its own rows (so a padding row is
-    as finite as a real one) with weight 0."""
-    idx = np.stack([np.resize(np.asarray(i), length) for i in index_lists]).astype("int32")
-    mask = (np.arange(length)[None, :] < np.array([len(i) for i in index_lists])[:, None]).astype("float32")
-    return idx, mask
 
 
 def _resume(program, members, payload):
