@@ -437,7 +437,8 @@ class Program:
             index = next(i for i, v in enumerate(optimizer.variables) if v is rate)
             initial["optimizer"][index] = np.array([np.asarray(_learning_rate_variable(o).value) for o in optimizers])
         self.metric_start = [np.asarray(v.value) for v in template.metrics_variables]
-        self.metric_names = [name for name in self._metric_result(self.metric_start) if name != "loss"]
+        names = jax.eval_shape(self._metric_result, self.metric_start)  # traced, not run: eager ops compile one by one
+        self.metric_names = [name for name in names if name != "loss"]
         initial["alive"] = np.ones(self.M, bool)
         self.initial = initial
         self.decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
@@ -459,8 +460,8 @@ class Program:
         """What the members' points set, as arrays with a member axis (or member `member`'s alone): the
         penalty coefficients in `epoch` and the per-member numbers (`knobs`)."""
         pick = (lambda a: a) if member is None else (lambda a: a[member])
-        return {"terms": [self.jnp.asarray(pick(term.at(epoch))) for term in self.terms],
-                "knobs": [self.jnp.asarray(pick(knob.values)) for knob in self.knobs]}
+        return {"terms": [self.jax.device_put(pick(term.at(epoch))) for term in self.terms],
+                "knobs": [self.jax.device_put(pick(knob.values)) for knob in self.knobs]}
 
     @contextlib.contextmanager
     def _per_member(self, coefficients):
@@ -560,9 +561,9 @@ class Program:
         jax, jnp = self.jax, self.jnp
         rows = jax.tree.leaves(x)[0].shape[0]
         real = rows // 2 + 1
-        trainable, non_trainable = ([jnp.asarray(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
+        trainable, non_trainable = ([jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
         coefficients = self.values(0, member=0)
-        weight = jnp.asarray(np.arange(rows) < real, "float32")
+        weight = jax.device_put((np.arange(rows) < real).astype("float32"))
 
         def train(x, y, weight):
             metrics = [jnp.asarray(v) for v in self.metric_start]
@@ -580,8 +581,9 @@ class Program:
         head = jax.tree.map(lambda a: a[:real], x)
         paddings = [jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
                     jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x)]
-        try:
-            outputs = probe(head, jax.tree.map(lambda a: a[:real], y), paddings, y)
+        try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
+            args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
+            outputs = probe.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
         except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
             return False, False
         return tuple(all(_close(runs[0], other) for other in runs[1:]) for runs in outputs)
@@ -621,15 +623,14 @@ class Program:
                 carry = put(carry, segment.members, part)
                 sums = sums.at[np.asarray(segment.members)].add(numbers.sum(axis=0))
             trainable, non_trainable, optimizer_values, metrics = carry
-            flat = jnp.concatenate([w.reshape(M, -1) for w in trainable], axis=1)
-            ok = state["alive"] & jnp.isfinite(sums).all(axis=1) & jnp.isfinite(flat).all(axis=1)
+            stats = _weight_stats(jnp, trainable)  # of the weights reached, as the ledger records a diverged epoch
+            ok = state["alive"] & jnp.isfinite(sums).all(axis=1) & jnp.isfinite(stats[:, :, 0]).all(axis=1)
 
             def keep(new, old):  # a member that stopped being finite goes back to its state at the epoch's start
                 return jax.tree.map(lambda n, o: jnp.where(ok.reshape((M,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
             trainable, non_trainable, optimizer_values = keep((trainable, non_trainable, optimizer_values), start)
             train_metrics = jax.vmap(self._metric_result)(metrics)
-            stats = jnp.stack([_weight_stats(jnp, w.reshape(M, -1)) for w in trainable], axis=1)
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
             for who, idx, weight in zip(val_plan, val_indices, val_weights):
                 part = take((trainable, non_trainable, coefficients), who)
@@ -663,11 +664,18 @@ def _close(expected, got) -> bool:
     return True
 
 
-def _weight_stats(jnp, flat):
-    """(M, records.WEIGHT_STATS) of one weight with a leading member axis."""
-    return jnp.stack([jnp.abs(flat).sum(axis=1), jnp.sqrt(jnp.square(flat).sum(axis=1)),
-                      (flat == 0).sum(axis=1).astype(flat.dtype),
-                      (jnp.abs(flat) < records.NEAR_ZERO).mean(axis=1).astype(flat.dtype)], axis=1)
+def _weight_stats(jnp, weights):
+    """(M, weights, records.WEIGHT_STATS) of weights with a leading member axis. One reduction per weight
+    (of its four quantities stacked), not four: reductions are what XLA on CPU is slowest to compile.
+    A weight's L1 norm is finite exactly when all its entries are (or their sum overflows float32)."""
+    out = []
+    for w in weights:
+        flat = w.reshape(w.shape[0], -1)
+        size = jnp.abs(flat)
+        totals = jnp.stack([size, flat * flat, (flat == 0).astype(flat.dtype),
+                            (size < records.NEAR_ZERO).astype(flat.dtype)], axis=-1).sum(axis=1)
+        out.append(jnp.stack([totals[:, 0], jnp.sqrt(totals[:, 1]), totals[:, 2], totals[:, 3] / flat.shape[1]], axis=1))
+    return jnp.stack(out, axis=1)
 
 
 # --- training a population ----------------------------------------------------------------------
@@ -714,7 +722,9 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     members = population.members
     x_views, y_views, view_of = standardized_views(data, members, training.standardize)
     N = len(data)
-    X, Y = (jax.tree.map(lambda a: jnp.asarray(a.reshape(-1, *a.shape[2:])), views) for views in (x_views, y_views))
+    # host copies for the padding probe; `device_put`, not `jnp.asarray`, which compiles a copy per shape
+    host = [jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), views) for views in (x_views, y_views)]
+    X, Y = jax.device_put(host)
     offsets = view_of.astype("int64") * N
     B = training.batch_size
     sizes = [len(m.train) for m in members]
@@ -728,17 +738,17 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         pad_train = pad_val = False
         if ragged_batches or ragged_val:
             rows = members[0].train[:B] + offsets[0]
-            pad_train, pad_val = program.row_independent(*(jax.tree.map(lambda a: np.asarray(a[rows]), v) for v in (X, Y)))
+            pad_train, pad_val = program.row_independent(*(jax.tree.map(lambda a: a[rows], v) for v in host))
         steps = segments(sizes, B, padded=pad_train and ragged_batches)
         val_plan, val_indices, val_weights = [], [], []
         if pad_val and ragged_val:
             idx, mask = pad(val_sets, max(len(v) for v in val_sets))
-            val_plan, val_indices, val_weights = [tuple(range(len(members)))], [jnp.asarray(idx)], [jnp.asarray(mask)]
+            val_plan, val_indices, val_weights = [tuple(range(len(members)))], [jax.device_put(idx)], [jax.device_put(mask)]
         else:  # members whose validation folds have one size are evaluated together
             for size in dict.fromkeys(len(v) for v in val_sets):
                 who = tuple(i for i, v in enumerate(val_sets) if len(v) == size)
                 val_plan.append(who)
-                val_indices.append(jnp.asarray(np.stack([val_sets[i] for i in who]).astype("int32")))
+                val_indices.append(jax.device_put(np.stack([val_sets[i] for i in who]).astype("int32")))
                 val_weights.append(None)
 
         def batch_indices(epoch):
@@ -749,15 +759,15 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             for segment in steps:
                 if segment.padded:
                     idx, mask = pad(orders, segment.steps * segment.batch)
-                    out.append(jnp.asarray(idx.reshape(len(members), segment.steps, segment.batch)))
-                    weights.append(jnp.asarray(mask.reshape(len(members), segment.steps, segment.batch)))
+                    out.append(jax.device_put(idx.reshape(len(members), segment.steps, segment.batch)))
+                    weights.append(jax.device_put(mask.reshape(len(members), segment.steps, segment.batch)))
                     continue
                 rows = []
                 for i in segment.members:
                     size = segment.steps * segment.batch
                     rows.append(orders[i][used[i]: used[i] + size].reshape(segment.steps, segment.batch))
                     used[i] += size
-                out.append(jnp.asarray(np.stack(rows).astype("int32")))
+                out.append(jax.device_put(np.stack(rows).astype("int32")))
                 weights.append(None)
             return out, weights
 
@@ -781,7 +791,7 @@ def _resume(program, members, payload):
     if meta.get("members") != [m.id for m in members] or any(
             a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)):
         return None
-    state = jax.tree.unflatten(treedef, [jnp.asarray(a) for a in stored])
+    state = jax.tree.unflatten(treedef, jax.device_put(stored))
     return state, meta["rows"], meta["status"], int(meta["epoch"])
 
 
@@ -799,7 +809,7 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
     import jax.numpy as jnp
 
     M = len(members)
-    state = jax.tree.map(jnp.asarray, program.initial)
+    state = jax.device_put(program.initial)
     timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M}
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
