@@ -138,6 +138,28 @@ def test_points_share_one_population_and_one_compilation():
     assert len(timing["epoch_seconds"]) == 2 and timing["compile_seconds"] > 0
 
 
+@pytest.mark.parametrize("family, lambdas", [("mlp-dropout", (0.0, 1e-4, 1e-2)), ("conv1d-batchnorm", (0.0, 1e-2))],
+                         ids=["padded, a shard filled up with a copy", "partial-batch segments"])
+def test_shards_side_by_side_train_each_member_as_one_program_does(monkeypatch, family, lambdas):
+    """A population split into shards that run in threads of their own (one compiled program for all):
+    every member's records and weights are those of the unsplit population (to float32 rounding: XLA's
+    programs for 5 and 9 members round differently)."""
+    build, x = FAMILIES[family]
+    dataset, members = setup(x, n=150, folds=3, lambdas=lambdas)  # 9 or 6 members, folds of 50 and 49 rows
+    split = population.shard
+    monkeypatch.setattr(population, "shard", lambda *args, count, smallest: split(*args, count=count, smallest=3))
+    runs = {}
+    for count in (1, 2):
+        monkeypatch.setattr(population, "shard_count", lambda count=count: count)
+        (pop,), _ = population.plan_populations(members, build, probe=D.rows(dataset.x, slice(0, 1)))
+        runs[count] = population.train_population(pop, dataset, training(epochs=2))
+    assert runs[1][2]["shards"] == 1 and runs[2][2]["shards"] == 2
+    for member in members:
+        pd.testing.assert_frame_equal(runs[1][0][member.id], runs[2][0][member.id], check_exact=False, rtol=1e-6)
+        for path, w in runs[1][1][member.id].items():
+            np.testing.assert_allclose(runs[2][1][member.id][path], w, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("bad_lambda", [1e4, -1.0], ids=["loss-explodes", "finite-loss-nan-gradient"])
 def test_a_diverging_member_is_frozen_and_leaves_the_others_bit_for_bit_unchanged(bad_lambda):
     setting = training("sgd", 0.05, epochs=4)

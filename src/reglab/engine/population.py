@@ -27,7 +27,10 @@ frozen there and marked diverged.
 
 Population state is a value: `{"trainable", "non_trainable", "optimizer": [arrays with a leading
 member axis], "alive": (M,)}`; one jitted function advances it by one epoch (train steps, weight
-statistics, validation, divergence check) and returns it with that epoch's numbers.
+statistics, validation, divergence check) and returns it with that epoch's numbers. On a CPU the
+members are split into equal shards, one per core, that run the same compiled program side by side
+in threads (`shard_count`): one XLA program keeps about one core busy with a population's many small
+operations.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import math
 import sys
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
@@ -456,12 +460,12 @@ class Program:
         with keras.src.backend.StatelessScope(state_mapping=list(zip(self.template.metrics_variables, metric_values))):
             return {k: v for k, v in self.template.get_metrics_result().items()}
 
-    def values(self, epoch: int, member=None) -> dict:
-        """What the members' points set, as arrays with a member axis (or member `member`'s alone): the
-        penalty coefficients in `epoch` and the per-member numbers (`knobs`)."""
-        pick = (lambda a: a) if member is None else (lambda a: a[member])
-        return {"terms": [self.jax.device_put(pick(term.at(epoch))) for term in self.terms],
-                "knobs": [self.jax.device_put(pick(knob.values)) for knob in self.knobs]}
+    def values(self, epoch: int, members=slice(None)) -> dict:
+        """What the members' points set, as host arrays with a member axis (`members`: a slice, or one
+        member's position for its values alone): the penalty coefficients in `epoch` and the per-member
+        numbers (`knobs`)."""
+        return {"terms": [term.at(epoch)[members] for term in self.terms],
+                "knobs": [knob.values[members] for knob in self.knobs]}
 
     @contextlib.contextmanager
     def _per_member(self, coefficients):
@@ -558,11 +562,16 @@ class Program:
         A layer that mixes rows (BatchNormalization's batch statistics) makes it False; then partial
         batches get steps of their own shape. (Dropout passes: JAX's threefry draws each element from its
         position in the array; activity penalties count the real rows only, see `_Recorded`.)"""
+        return self.row_independence(x, y).result()
+
+    def row_independence(self, x, y, pool=None) -> Future:
+        """`row_independent` as a future: traced here, compiled and run in `pool` (a thread; XLA compiles
+        without the GIL, so the caller can trace the epoch meanwhile), or here without one."""
         jax, jnp = self.jax, self.jnp
         rows = jax.tree.leaves(x)[0].shape[0]
         real = rows // 2 + 1
         trainable, non_trainable = ([jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
-        coefficients = self.values(0, member=0)
+        coefficients = self.values(0, members=0)
         weight = jax.device_put((np.arange(rows) < real).astype("float32"))
 
         def train(x, y, weight):
@@ -581,19 +590,32 @@ class Program:
         head = jax.tree.map(lambda a: a[:real], x)
         paddings = [jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
                     jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x)]
-        try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
-            args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
-            outputs = probe.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
-        except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
-            return False, False
-        return tuple(all(_close(runs[0], other) for other in runs[1:]) for runs in outputs)
+        args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
 
-    def epoch_function(self, segment_plan, val_plan, X, Y):
-        """The jitted epoch: (state, coefficients, per-segment batch indices and weights, per-cohort
-        validation indices and weights) -> (state, training sums, training metrics, validation numbers,
-        weight statistics). Weights are None where batches are not padded."""
+        def answer(lowered):
+            try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
+                outputs = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+            except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
+                return False, False
+            return tuple(all(_close(runs[0], other) for other in runs[1:]) for runs in outputs)
+
+        try:
+            lowered = probe.lower(*args)
+        except Exception:
+            lowered = None
+        if lowered is None or pool is None:
+            done = Future()
+            done.set_result(answer(lowered) if lowered is not None else (False, False))
+            return done
+        return pool.submit(answer, lowered)
+
+    def epoch_function(self, plan: "Plan", X, Y):
+        """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
+        indices and weights, per-cohort validation indices and weights) -> (state, training sums,
+        training metrics, validation numbers, weight statistics). Weights are None where batches are
+        not padded."""
         jax, jnp = self.jax, self.jnp
-        M = self.M
+        M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
         width = 2 + len(self.terms) + len(self.activity)
         check = jax.vmap(self._member_validate)
 
@@ -632,7 +654,7 @@ class Program:
             trainable, non_trainable, optimizer_values = keep((trainable, non_trainable, optimizer_values), start)
             train_metrics = jax.vmap(self._metric_result)(metrics)
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
-            for who, idx, weight in zip(val_plan, val_indices, val_weights):
+            for (who, _, _), idx, weight in zip(val_plan, val_indices, val_weights):
                 part = take((trainable, non_trainable, coefficients), who)
                 val = val.at[np.asarray(who)].set(check(*part, _take(X, idx), _take(Y, idx), weight))
             new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
@@ -715,11 +737,92 @@ def train_population(population: Population, data, training, validate: bool = Tr
         return out, weights, timing
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a shard of `size` members takes its batches and validation: its segments and its validation
+    cohorts (member positions within the shard)."""
+
+    size: int
+    segments: tuple
+    validation: tuple  # (member positions, rows, padded?) per cohort evaluated together
+
+
+def plan_shard(train_sizes, val_sizes, batch, pad_train, pad_val, val_rows=None) -> Plan:
+    """The plan of members with these training and validation sizes (see `segments`); padded validation
+    takes `val_rows` rows (the population's largest fold, so that every shard has the same shapes).
+
+    >>> plan_shard([70, 65], [20, 25], 32, pad_train=True, pad_val=True).validation
+    (((0, 1), 25, True),)
+    >>> plan_shard([70, 65], [20, 25], 32, pad_train=False, pad_val=False).validation
+    (((0,), 20, False), ((1,), 25, False))
+    """
+    ragged = len({size % batch for size in train_sizes} - {0}) > 0
+    steps = tuple(segments(list(train_sizes), batch, padded=pad_train and ragged))
+    if pad_val and len(set(val_sizes)) > 1:
+        cohorts = ((tuple(range(len(val_sizes))), val_rows or max(val_sizes), True),)
+    else:  # members whose validation folds have one size are evaluated together
+        cohorts = tuple((tuple(i for i, v in enumerate(val_sizes) if v == size), size, False)
+                        for size in dict.fromkeys(val_sizes))
+    return Plan(len(train_sizes), steps, cohorts)
+
+
+def shard_count() -> int:
+    """How many shards of a population run side by side: one per core on a CPU, where one XLA program
+    keeps about one core busy with a population's many small operations (measured on 2 cores, standard
+    workload: 40 members 0.071–0.080 s an epoch, two shards of 20 in two threads 0.043 s; dispatched
+    from one thread, JAX runs them one after the other: no gain); one on an accelerator.
+    REGLAB_SHARDS overrides."""
+    import os
+
+    import jax
+
+    if os.environ.get("REGLAB_SHARDS"):
+        return max(1, int(os.environ["REGLAB_SHARDS"]))
+    if jax.default_backend() != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def shard(train_sizes, val_sizes, batch, pad_train, pad_val, count: int, smallest: int = 4) -> list[list[int]]:
+    """Member positions of each shard: as many equal shards as `count` allows with at least `smallest`
+    members each and one plan for all (so that one compiled program serves every shard). Shards are
+    filled up to equal size by repeating the last member (a copy: its results are dropped).
+
+    >>> shard([70] * 8, [20] * 8, 32, True, True, count=2)
+    [[0, 1, 2, 3], [4, 5, 6, 7]]
+    >>> shard([70] * 9, [20] * 9, 32, True, True, count=2)
+    [[0, 1, 2, 3, 4], [5, 6, 7, 8, 8]]
+    >>> shard([70, 70, 65, 65], [20] * 4, 32, False, True, count=2)  # unpadded partial batches differ
+    [[0, 1, 2, 3]]
+    """
+    M = len(train_sizes)
+    for k in range(min(count, M // smallest), 1, -1):
+        size = -(-M // k)
+        positions = list(range(M)) + [M - 1] * (size * k - M)
+        cuts = [positions[j * size:(j + 1) * size] for j in range(k)]
+        plans = {plan_shard([train_sizes[i] for i in c], [val_sizes[i] for i in c], batch, pad_train, pad_val,
+                            max(val_sizes)) for c in cuts}
+        if len(plans) == 1:
+            return cuts
+    return [list(range(M))]
+
+
+@dataclass
+class _Schedule:
+    """How a population runs: its shards' plan, (member positions, validation indices) per shard, and
+    the epoch program, lowered (its tracing began at `started`)."""
+
+    plan: Plan
+    shards: list
+    lowered: object
+    started: float
+
+
 def _train_population(population, data, training, validate, order, checkpoints=None):
     import jax
-    import jax.numpy as jnp
 
     members = population.members
+    M = len(members)
     x_views, y_views, view_of = standardized_views(data, members, training.standardize)
     N = len(data)
     # host copies for the padding probe; `device_put`, not `jnp.asarray`, which compiles a copy per shape
@@ -727,71 +830,98 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     X, Y = jax.device_put(host)
     offsets = view_of.astype("int64") * N
     B = training.batch_size
-    sizes = [len(m.train) for m in members]
+    train_sizes = [len(m.train) for m in members]
+    val_sizes = [len(m.val) for m in members] if validate else [0] * M
     program = Program(population, training, tuple(jax.tree.map(lambda a: a[0][:B], v) for v in (x_views, y_views)))
+    count = shard_count()
+    pool = ThreadPoolExecutor(max(count, 2))  # the shards; the padding probe's compilation
     try:
-        # One step body for every batch where the model allows padding (compiles once, not once per
-        # partial-batch shape), and one evaluation for validation folds of different sizes
-        val_sets = [m.val + offsets[i] for i, m in enumerate(members)] if validate else []
-        ragged_batches = len({s % B for s in sizes} - {0}) > 0
-        ragged_val = len({len(v) for v in val_sets}) > 1
-        pad_train = pad_val = False
-        if ragged_batches or ragged_val:
-            rows = members[0].train[:B] + offsets[0]
-            pad_train, pad_val = program.row_independent(*(jax.tree.map(lambda a: a[rows], v) for v in host))
-        steps = segments(sizes, B, padded=pad_train and ragged_batches)
-        val_plan, val_indices, val_weights = [], [], []
-        if pad_val and ragged_val:
-            idx, mask = pad(val_sets, max(len(v) for v in val_sets))
-            val_plan, val_indices, val_weights = [tuple(range(len(members)))], [jax.device_put(idx)], [jax.device_put(mask)]
-        else:  # members whose validation folds have one size are evaluated together
-            for size in dict.fromkeys(len(v) for v in val_sets):
-                who = tuple(i for i, v in enumerate(val_sets) if len(v) == size)
-                val_plan.append(who)
-                val_indices.append(jax.device_put(np.stack([val_sets[i] for i in who]).astype("int32")))
-                val_weights.append(None)
+        def schedule(padded):
+            """How the population runs with `padded` = (training, evaluation) batches padded: its shards,
+            their plan and validation indices, and the epoch program, lowered."""
+            cuts = shard(train_sizes, val_sizes, B, *padded, count=count, smallest=4)
+            plan = plan_shard([train_sizes[i] for i in cuts[0]], [val_sizes[i] for i in cuts[0]], B, *padded,
+                              max(val_sizes))
+            shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
+            run = program.epoch_function(plan, X, Y)
+            started = time.perf_counter()
+            first = (jax.tree.map(lambda a: a[np.asarray(cuts[0])], program.initial),
+                     jax.tree.map(lambda a: a[np.asarray(cuts[0])], program.values(0)), *batch_indices(plan, 0, cuts[0]))
+            try:  # once per population: the points' values are arguments, not constants
+                with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
+                    lowered = run.lower(*first, *shards[0][1])
+            except Exception:
+                if not program.knobs:
+                    raise
+                values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
+                raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
+            return _Schedule(plan, shards, lowered, started)
 
-        def batch_indices(epoch):
-            """Per segment (members, steps, batch): each member's next batches in its order of this epoch,
-            and for a padded segment their weights (1 for a real row)."""
-            orders = [order(m, epoch) + offsets[i] for i, m in enumerate(members)]
-            out, weights, used = [], [], [0] * len(members)
-            for segment in steps:
+        def validation(plan, cut):
+            """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
+            val_sets = [members[i].val + offsets[i] for i in cut]
+            out = []
+            for who, length, padded in plan.validation if validate else ():
+                if padded:
+                    out.append(pad([val_sets[i] for i in who], length))
+                else:
+                    out.append((np.stack([val_sets[i] for i in who]).astype("int32"), None))
+            return [idx for idx, _ in out], [weight for _, weight in out]
+
+        def batch_indices(plan, epoch, cut):
+            """Per segment of the shard `cut` (members, steps, batch): each member's next batches in its
+            order of this epoch, and for a padded segment their weights (1 for a real row)."""
+            orders = [order(members[i], epoch) + offsets[i] for i in cut]
+            out, weights, used = [], [], [0] * len(orders)
+            for segment in plan.segments:
                 if segment.padded:
                     idx, mask = pad(orders, segment.steps * segment.batch)
-                    out.append(jax.device_put(idx.reshape(len(members), segment.steps, segment.batch)))
-                    weights.append(jax.device_put(mask.reshape(len(members), segment.steps, segment.batch)))
+                    out.append(idx.reshape(len(orders), segment.steps, segment.batch))
+                    weights.append(mask.reshape(len(orders), segment.steps, segment.batch))
                     continue
                 rows = []
                 for i in segment.members:
                     size = segment.steps * segment.batch
                     rows.append(orders[i][used[i]: used[i] + size].reshape(segment.steps, segment.batch))
                     used[i] += size
-                out.append(jax.device_put(np.stack(rows).astype("int32")))
+                out.append(np.stack(rows).astype("int32"))
                 weights.append(None)
             return out, weights
 
-        run = program.epoch_function(steps, val_plan, X, Y)
-        return _train(program, run, members, training, validate, batch_indices, (val_indices, val_weights), checkpoints)
+        # One step body for every batch where the model allows padding (compiles once, not once per
+        # partial-batch shape), and one evaluation for validation folds of different sizes. Whether it
+        # does is checked (`row_independent`, compiling in a thread) while the padded epoch is traced
+        # on the guess that it does, which most models do; if not, that trace is thrown away.
+        if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1:
+            rows = members[0].train[:B] + offsets[0]
+            answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
+            chosen = schedule((True, True))
+            if answer.result() != (True, True):
+                chosen = schedule(answer.result())
+        else:
+            chosen = schedule((False, False))
+        return _train(program, chosen, members, training, validate,
+                      lambda epoch, cut: batch_indices(chosen.plan, epoch, cut), pool, checkpoints)
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         program.release()
 
 
 def _resume(program, members, payload):
-    """(state, rows, status, first epoch) from a checkpoint of exactly this population, or None."""
+    """(state, rows, status, first epoch) from a checkpoint of exactly this population, or None; the
+    state as host arrays."""
     import jax
-    import jax.numpy as jnp
 
     try:
         meta = json.loads(str(payload["meta"]))
-        leaves, treedef = jax.tree.flatten(program.initial)
+        leaves = jax.tree.leaves(program.initial)
         stored = [payload[f"state_{i}"] for i in range(len(leaves))]
     except (KeyError, ValueError, TypeError):
         return None
     if meta.get("members") != [m.id for m in members] or any(
             a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)):
         return None
-    state = jax.tree.unflatten(treedef, jax.device_put(stored))
+    state = jax.tree.unflatten(jax.tree.structure(program.initial), stored)
     return state, meta["rows"], meta["status"], int(meta["epoch"])
 
 
@@ -804,13 +934,21 @@ def _save(checkpoints, key, state, members, rows, status, epoch):
     checkpoints.save(key, arrays)
 
 
-def _train(program, run, members, training, validate, batch_indices, val_indices, checkpoints=None):
+def _gather(states, M):
+    """The population's state as host arrays: its shards' states joined along the member axis (without
+    the copies that fill the last shard)."""
     import jax
-    import jax.numpy as jnp
+
+    return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:M], *states)
+
+
+def _train(program, schedule, members, training, validate, batch_indices, pool, checkpoints=None):
+    import jax
 
     M = len(members)
-    state = jax.device_put(program.initial)
-    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M}
+    shards = schedule.shards
+    state = program.initial
+    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M, "shards": len(shards)}
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
     first = 0
@@ -820,29 +958,31 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
         resumed = _resume(program, members, payload) if payload is not None else None
         if resumed is not None:
             state, rows, status, first = resumed
+    # each shard's state lives on the device from here on; joined only to be saved or written back
+    states = [jax.device_put(jax.tree.map(lambda a, cut=cut: a[np.asarray(cut)], state)) for cut, _ in shards]
     n = np.array([len(m.train) for m in members], "float64")
     decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
-    compiled = None
+    compiled = schedule.lowered.compile()
+    timing["compile_seconds"] = time.perf_counter() - schedule.started
     started = last_save = time.perf_counter()
     save_cost = 0.0
     for epoch in range(first, training.epochs):
         t0 = time.perf_counter()
         coefficients = program.values(epoch)
-        args = (state, coefficients, *batch_indices(epoch), *val_indices)
-        if compiled is None:  # once per population: the points' values are arguments, not constants
-            try:
-                with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
-                    compiled = run.lower(*args).compile()
-            except Exception:
-                if not program.knobs:
-                    raise
-                values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
-                raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
-            timing["compile_seconds"] = time.perf_counter() - t0
-        state, sums, train_metrics, val, stats = compiled(*args)
-        sums, val, stats, alive = (np.asarray(a, dtype="float64") for a in (sums, val, stats, state["alive"]))
-        train_metrics = {k: np.asarray(v, dtype="float64") for k, v in train_metrics.items()}
+        calls = [jax.device_put((jax.tree.map(lambda a, cut=cut: a[np.asarray(cut)], coefficients),
+                                 *batch_indices(epoch, cut)))
+                 + tuple(validation) for cut, validation in shards]
+        if len(shards) == 1:
+            outputs = [compiled(states[0], *calls[0])]
+        else:  # in threads of their own: JAX runs programs dispatched from one thread one after another
+            outputs = list(pool.map(lambda args: jax.block_until_ready(compiled(*args)),
+                                    [(shard_state, *call) for shard_state, call in zip(states, calls)]))
+        states = [out[0] for out in outputs]
+        sums, val, stats, alive = (np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:M] for parts in zip(
+            *((out[1], out[3], out[4], out[0]["alive"]) for out in outputs)))
+        train_metrics = {k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:M]
+                         for k in program.metric_names}
         timing["epoch_seconds"].append(time.perf_counter() - t0)
         for m, member in enumerate(members):
             if status[m] == "diverged":
@@ -875,14 +1015,15 @@ def _train(program, run, members, training, validate, batch_indices, val_indices
             stop = checkpoints.stop()
             now = time.perf_counter()
             if stop or now - last_save >= max(checkpoints.seconds, 20 * save_cost):
-                _save(checkpoints, key, state, members, rows, status, epoch + 1)
+                _save(checkpoints, key, _gather(states, M), members, rows, status, epoch + 1)
                 last_save = time.perf_counter()
                 save_cost = last_save - now
             if stop:
                 raise Interrupted(epoch + 1, training.epochs)
     timing["seconds"] = time.perf_counter() - started
-    final = [np.asarray(w) for w in state["trainable"]]
-    _write_back(program.population, final, [np.asarray(w) for w in state["non_trainable"]])
+    state = _gather(states, M)
+    final = state["trainable"]
+    _write_back(program.population, final, state["non_trainable"])
     weights = {member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)}
                for m, member in enumerate(members)}
     out = {member.id: records.frame(rows[member.id]) for member in members}
