@@ -2,7 +2,7 @@
 
     python3 tasks.py demo    # create .venv, install reglab, run `reglab demo`
     python3 tasks.py test    # create .venv, install reglab[test] (and Chromium for the report test), run the tests
-                             # on Keras's TensorFlow backend, then the JAX ones on JAX
+                             # on Keras's JAX backend, then the Keras-level kit's on TensorFlow too
 
 Extra arguments are passed on (`python3 tasks.py test -k ledger`, `python3 tasks.py demo --epochs 5`).
 The virtual environment is reused; it is reinstalled when pyproject.toml changes.
@@ -75,11 +75,11 @@ def main(argv: list[str]) -> int:
     ensure_browser()
     if rest:  # the user's own selection, on the backend their environment names (KERAS_BACKEND)
         return _pytest(rest)
-    # Twice, on both cores: the whole suite on TensorFlow, then on JAX what runs there too (tests marked
-    # both_backends, and jax_only: the population engine). Each pass starts its own processes, because
-    # Keras chooses its backend once per process.
-    code = _pytest(["-n", "2"], KERAS_BACKEND="tensorflow")
-    return code or _pytest(["-n", "2"], KERAS_BACKEND="jax")
+    # Twice, on both cores: the whole suite on JAX (reglab's backend), then on TensorFlow what runs there
+    # too (tests marked both_backends: the Keras-level kit; tf_only). Each pass starts its own processes,
+    # because Keras chooses its backend once per process.
+    code = _pytest(["-n", "2"], KERAS_BACKEND="jax")
+    return code or _pytest(["-n", "2"], KERAS_BACKEND="tensorflow")
 
 
 def _pytest(args: list[str], **env: str) -> int:

@@ -1,6 +1,14 @@
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite trains many small populations whose programs repeat (the same model on the same shapes, in
+# this process, another xdist worker or a CLI subprocess): one compilation cache for the whole run,
+# made by the first process and inherited by the others, compiles each once. A new folder each run.
+_OWN_CACHE = "REGLAB_CACHE" not in os.environ
+if _OWN_CACHE:
+    os.environ["REGLAB_CACHE"] = tempfile.mkdtemp(prefix="reglab-test-cache-")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -8,14 +16,27 @@ import pytest  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 
 
+if keras.backend.backend() == "jax":
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.environ["REGLAB_CACHE"], "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE and not hasattr(config, "workerinput"):  # the process that made it (not an xdist worker)
+        shutil.rmtree(os.environ["REGLAB_CACHE"], ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config, items):
-    """`python3 tasks.py test` runs the suite twice: on TensorFlow (everything not marked `jax_only`) and
-    on JAX (KERAS_BACKEND=jax: only what is marked `both_backends` or `jax_only`)."""
+    """`python3 tasks.py test` runs the suite twice: on JAX, reglab's backend (everything not marked
+    `tf_only`), and on TensorFlow (KERAS_BACKEND=tensorflow: only what is marked `both_backends` — the
+    Keras-level kit, which works on either backend — or `tf_only`)."""
     backend = keras.backend.backend()
     keep, drop = [], []
     for item in items:
         marks = {m.name for m in item.iter_markers()}
-        runs = ("jax_only" in marks or "both_backends" in marks) if backend == "jax" else "jax_only" not in marks
+        runs = "tf_only" not in marks if backend == "jax" else bool(marks & {"both_backends", "tf_only"})
         (keep if runs else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

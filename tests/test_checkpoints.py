@@ -18,7 +18,6 @@ from reglab import Sweep, zoo
 from reglab.engine.checkpoints import Interrupted
 from reglab.models import MLP
 
-pytestmark = pytest.mark.jax_only
 
 X, _, Y = zoo.digits()
 

@@ -10,10 +10,10 @@ from reglab import checks
 @pytest.mark.slow
 def test_sweeps_reproduce_closed_form_ridge_on_diabetes_with_both_engines():
     # The reference engine (one Keras `fit` epoch ~70 ms) gets 60 full-batch epochs instead of the default 80; the
-    # stacked part keeps its 1000 (~2 s in all). At λ = 0.5 the error falls ~10× per 10 epochs (measured: 1e-3 at 20,
+    # population part keeps its 1000 (~2 s in all). At λ = 0.5 the error falls ~10× per 10 epochs (measured: 1e-3 at 20,
     # 1e-4 at 30) and reaches float32's floor by 60 (≤ 3e-7, as at 80): the 1e-4 bound still tests convergence.
     table = checks.ridge(reference_epochs=60)
-    assert list(table["engine"].value_counts().sort_index()) == [2, 1, 9]  # reference CV, refit, stacked CV
+    assert list(table["engine"].value_counts().sort_index()) == [9, 2, 1]  # population CV, reference CV, refit
     assert sorted(table["l2"].unique()) == [0.03, 0.1, 0.5]
     worst = table["relative_error"].max()
     assert worst <= 1e-4, table

@@ -38,6 +38,7 @@ def kkt_violation(grad_smooth, w, l1):
     return np.abs(v).max() / max(np.abs(grad_smooth).max(), 1e-12)
 
 
+@pytest.mark.tf_only  # tf.nn's own convention, on TensorFlow tensors
 def test_tf_nn_l2_loss():
     w = tf.constant([[3.0, -4.0], [1.0, 0.5]])
     assert float(0.02 * tf.nn.l2_loss(w)) == pytest.approx(float(keras.regularizers.L2(C.from_tf_nn_l2_loss(0.02))(w)))
@@ -120,6 +121,7 @@ def test_logistic_C_l1_and_glmnet_binomial():
     assert kkt_violation(gw + 2 * 0.005 * w, w, 0.01) < 1e-3
 
 
+@pytest.mark.tf_only  # a tf.GradientTape loop
 def test_coupled_and_decoupled_weight_decay_against_keras():
     """Coupled decay (PyTorch's `weight_decay`, gradient + wd·w) is L2(wd/2) with any optimizer;
     decoupled decay (Keras/PyTorch AdamW) equals it only for plain SGD."""

@@ -172,7 +172,8 @@ def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypat
     assert "Nothing selected" in (tmp_path / "blown" / "report.html").read_text()
     assert raised.value.result.best is None and len(raised.value.result.members) == 9
     blown = RunDirectory(tmp_path / "blown").all_records()
-    assert (blown["status"] == "ok").all() and blown["val_loss"].max() > 1e9  # finite: nothing flags it as diverged
+    # finite (Keras's cross-entropy clips probabilities at 1e-7: at most 16.1), so nothing flags it as diverged
+    assert (blown["status"] == "ok").all() and blown["val_loss"].max() > 10 * blown["baseline_loss"].max()
     sane = wine_sweep(1e-2, {"l2": [1e-4]}).run(x, y)
     epochs = selection.combine([sane.epochs, blown])  # two sweeps' records, one table (the records are the contract)
     members = selection.member_table(epochs)

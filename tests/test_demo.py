@@ -9,7 +9,6 @@ from reglab.diagnosis import curves
 
 
 @pytest.mark.slow
-@pytest.mark.both_backends  # the population engine (JAX, the CLI's default) and the stacked engine (TensorFlow)
 def test_the_default_demo_shows_overfitting_a_moderate_best_and_underfitting():
     result = demo.run_demo(seed=0)
     point = dict(zip(result.summary["l2"], result.summary["point"]))

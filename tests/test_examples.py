@@ -47,6 +47,7 @@ def _load(path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.tf_only  # the example is a tf.GradientTape loop
 def test_custom_loop_example_adds_the_penalty_and_follows_the_schedule():
     results = _load(ROOT / "docs/examples/custom_loop.py").main(epochs=5)
     plain, regularized = results[0.0], results[0.01]
@@ -99,6 +100,7 @@ class SmoothnessRegularizer(keras.regularizers.Regularizer):
         return {"strength": self.strength}
 
 
+@pytest.mark.tf_only  # the tutorials' regularizers call tf ops
 def test_tutorial_custom_regularizers_agree_with_reglab_and_train(digits):
     x, y = digits
     w = np.random.default_rng(0).normal(size=(5, 8, 4)).astype("float32")

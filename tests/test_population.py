@@ -19,7 +19,6 @@ from reglab.engine import population, reference
 from reglab.engine.batches import default_order
 from reglab.schedules import LinearWarmup, Scheduled
 
-pytestmark = pytest.mark.jax_only
 
 X, _, Y = zoo.digits()
 FAMILIES = zoo.families()

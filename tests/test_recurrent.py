@@ -13,6 +13,8 @@ from reglab import points
 from reglab.attach import hidden_layers
 from reglab.regularizers import L1, L2
 
+pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
+
 RECURRENT = {
     "lstm": lambda: keras.layers.LSTM(8, name="rnn"),
     "gru": lambda: keras.layers.GRU(8, name="rnn"),

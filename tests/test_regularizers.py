@@ -12,6 +12,8 @@ import pytest
 from reglab import regularizers as R
 from reglab.schedules import LinearWarmup, Scheduled, Step
 
+pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
+
 RNG = np.random.default_rng(0)
 W2 = RNG.normal(size=(6, 4)).astype("float32")  # a Dense kernel
 W3 = RNG.normal(size=(5, 3, 2)).astype("float32")  # a Conv1D kernel
@@ -51,6 +53,7 @@ def test_group_lasso_axis_groups_by_input_feature():
     assert value(R.GroupLasso(1.0, axis=[0, 1]), W2) == pytest.approx(np.linalg.norm(W2), rel=1e-5)
 
 
+@pytest.mark.tf_only  # a tf.GradientTape
 def test_group_lasso_gradient_at_a_dead_unit_is_zero_not_nan():
     import tensorflow as tf
 

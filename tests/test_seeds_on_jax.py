@@ -2,11 +2,9 @@
 their models train as a population."""
 
 import keras
-import pytest
 
 import reglab
 
-pytestmark = pytest.mark.jax_only
 
 
 def test_the_tutorials_tf_keras_models_train_as_a_population(digits):

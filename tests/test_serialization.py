@@ -19,6 +19,8 @@ from reglab import regularizers as R
 from reglab import schedules as S
 from reglab.optimizers import Proximal
 
+pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
+
 
 def _registered() -> list[str]:
     for module in pkgutil.walk_packages(reglab.__path__, "reglab."):

@@ -11,6 +11,8 @@ from reglab import LossLedger, checks
 from reglab.conventions import lasso_alpha
 from reglab.optimizers import Proximal
 
+pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
+
 X, Y = load_digits(return_X_y=True)
 X = (X / 16).astype("float32")
 
@@ -29,6 +31,7 @@ def train(model, optimizer, epochs=8):
     return ledger.history.iloc[-1]
 
 
+@pytest.mark.tf_only  # 3000 steps from a tf.data pipeline
 def test_proximal_sgd_is_ista_and_reaches_sklearns_lasso_exactly():
     x, y = (a.astype("float32") for a in checks.diabetes())
     l1 = 0.05

@@ -63,7 +63,7 @@ def test_resume_recomputes_nothing_and_refuses_other_sweeps_or_data(tmp_path, fi
     run_dir = copy_of(finished, tmp_path)
     _, a, calls = finished
     kwargs = KWARGS
-    assert calls == 1 + 2 + 1  # the probe, one model per point (stacked engine), the refit
+    assert calls == 1 + 4 + 1  # the probe, one model per member (2 points × 2 folds), the refit
     files = {p: p.read_bytes() for p in (run_dir / "members").iterdir()}
 
     again = Builder()

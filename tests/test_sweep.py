@@ -137,7 +137,7 @@ def test_failed_and_diverged_members_rank_last_with_a_warning(cancer_raw):
             model = keras.Model(inputs, model(keras.layers.Lambda(lambda t: t * float("nan"))(inputs)))
         return model
 
-    sweep = reglab.Sweep(build, grid={"kind": ["fine", "broken", "nan"]}, cv=2, epochs=2, standardize=True, refit=False)
+    sweep = reglab.Sweep(build, grid={"kind": ["fine", "broken", "nan"]}, cv=2, epochs=5, standardize=True, refit=False)
     with pytest.warns(RuntimeWarning, match="2 of 3 configurations were excluded from selection: 2 members failed, 2 diverged"):
         result = sweep.run(x, y)
     status = result.members.groupby("kind").status.first()
@@ -176,3 +176,17 @@ def test_a_learning_rate_schedule_is_accepted_and_recorded_in_the_spec(cancer_ra
                          refit=False)
     assert sweep.spec()["learning_rate"]["class_name"] == "ExponentialDecay"
     assert (sweep.run(x, y).members.status == "ok").all()
+
+
+@pytest.mark.tf_only
+def test_on_tensorflow_a_sweep_says_in_one_line_how_to_get_the_population_engine_and_fits_each_member(cancer_raw):
+    x, y = cancer_raw
+    with pytest.warns(UserWarning, match=r"population engine runs on Keras's JAX backend.*KERAS_BACKEND=jax.*"
+                                         r"one model.fit per member") as caught:
+        result = reglab.Sweep(build_cancer, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=1, standardize=True,
+                              refit=False, seed=0).run(x, y)
+    assert len([w for w in caught if "population engine" in str(w.message)]) == 1
+    assert "\n" not in str(caught[0].message)
+    assert (result.members.status == "ok").all() and len(result.members) == 4
+    with pytest.raises(ValueError, match="JAX backend.*Received: engine='population'"):
+        reglab.Sweep(build_cancer, grid={"l2": [0.0]}, engine="population")

@@ -20,7 +20,7 @@ def net():
                              keras.layers.Dense(10, activation="softmax")])
 
 
-@pytest.mark.parametrize("engine", ["stacked", "reference"])
+@pytest.mark.parametrize("engine", ["population", "reference"])
 def test_decoupled_decay_as_a_sweep_dimension_next_to_l2(engine):
     grid = {"penalty": ["l2", "weight_decay"], "lambda": [0.0, 0.5]}
     result = reglab.Sweep(net(), grid=grid, optimizer="adam", learning_rate=1e-2, cv=2, epochs=3, refit=False,
@@ -43,17 +43,20 @@ def test_l2_and_decoupled_decay_are_the_same_only_under_plain_sgd(optimizer, rat
     from dataclasses import replace
 
     from reglab import data, plan
-    from reglab.engine import reference, stacked
+    from reglab.engine import population, reference
 
     dataset = data.prepare(X, Y)
     splits = data.folds(dataset, np.arange(len(Y)), 2, 1, 0, True)[:1]
     first, second = plan.members([{"penalty": "l2", "lambda": 1e-2}, {"penalty": "weight_decay", "lambda": 1e-2}], splits, 0)
     members = [first, replace(second, seed=first.seed)]
-    (group,), _ = stacked.plan_groups(members, reglab.Sweep(net(), grid={"l2": [0.0]})._make_model())
+    pops, _ = population.plan_populations(members, reglab.Sweep(net(), grid={"l2": [0.0]})._make_model())
     setting = reference.Training(epochs=3, batch_size=32, optimizer=optimizer, learning_rate=rate,
                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
-    _, final, _ = stacked.train_group(group, dataset, setting)
-    gap = max(np.abs(w[0] - w[1]).max() for w in final)
+    final = {}
+    for pop in pops:  # L2 and decay are other structures: two populations
+        final.update(population.train_population(pop, dataset, setting)[1])
+    first_w, second_w = final[first.id], final[second.id]
+    gap = max(np.abs(first_w[p] - second_w[p]).max() for p in first_w)
     assert (gap < 1e-5) == same, gap
 
 

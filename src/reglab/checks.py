@@ -1,7 +1,7 @@
 """Reference checks that ship with reglab: does training with its λ reach the known answer?
 
 `ridge()`: a linear Keras model with reglab's `L2(λ)` on its kernel, trained by full-batch gradient
-descent through a `Sweep` (cross-validation members on the stacked engine, the refit on the
+descent through a `Sweep` (cross-validation members on the population engine, the refit on the
 reference engine), against closed-form ridge regression on the same rows — scikit-learn's `Ridge`
 (Cholesky) with `alpha = reglab.conventions.ridge_alpha(λ, n)`. Minimizing `mean squared error +
 λ‖w‖²` and `‖y − Xw‖² + α‖w‖²` is the same problem exactly when `α = n·λ`, so the weights must agree
@@ -39,7 +39,7 @@ def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, refer
     """Train through sweeps and compare with closed-form ridge. One row per trained model: λ, engine,
     the rows it saw, `relative_error` = ‖(w, b) − (w*, b*)‖ / ‖(w*, b*)‖.
 
-    The stacked engine trains `lambdas` × `cv` folds for `epochs` full-batch steps; the reference
+    The population engine trains `lambdas` × `cv` folds for `epochs` full-batch steps; the reference
     engine (one `model.fit` per member, ~40 ms of Keras overhead per epoch) trains `reference_lambda`,
     which converges fast, on 2 folds and then refits it on all non-test rows. The learning rate 0.18
     is stable for every λ ≤ 0.5 here (the eigenvalues of XᵀX/n run from 0.009 to 4.0, so the
@@ -49,8 +49,8 @@ def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, refer
 
     x, y = diabetes()
     rows = []
-    stacked = _sweep(lambdas, cv, epochs, learning_rate, "stacked", False, seed)
-    rows += _members(stacked, x, y, lambdas, seed, "stacked (cross-validation member)")
+    population = _sweep(lambdas, cv, epochs, learning_rate, "population", False, seed)
+    rows += _members(population, x, y, lambdas, seed, "population (cross-validation member)")
     reference = _sweep((reference_lambda,), 2, reference_epochs, learning_rate, "reference", True, seed)
     rows += _members(reference, x, y, (reference_lambda,), seed, "reference (cross-validation member)")
     result, sweep = reference

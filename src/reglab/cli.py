@@ -508,7 +508,7 @@ def bench(
 
 
 def main():
-    # Sweeps train as populations on Keras's JAX backend; KERAS_BACKEND=tensorflow chooses the stacked and
-    # reference engines instead.
+    # Sweeps train as populations on Keras's JAX backend; KERAS_BACKEND=tensorflow chooses TensorFlow and the
+    # reference engine instead.
     os.environ.setdefault("KERAS_BACKEND", "jax")
     app()  # typer exits 2 on usage errors, 0 on success, 1 on an uncaught error

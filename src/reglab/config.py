@@ -18,7 +18,7 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
   `val_mean_absolute_error` for a regression target);
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
-- `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "stacked",
+- `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "population",
   "reference"), `checkpoint_seconds` (how often, at least, the population engine saves its training
   state in the run directory: default 2; a killed run continues from the last save).
 

@@ -18,8 +18,8 @@ For the default seed the ordering is the tutorial's on both backends (a test che
 CLI's default, JAX and its population engine: λ = 0 overfits (its validation loss is lowest at epoch
 13, 0.186, and ends at 0.225), 1e-3 is selected (0.186 at the end), 0.1 underfits (the highest
 training loss). That is a property of this data and budget, not a law: of seeds 0–4 it held on all
-five on JAX (on seed 2 by a hair: 0.181 against λ = 0's 0.182) and on four on TensorFlow's stacked
-engine (on seed 2 there λ = 0 ends lowest, 0.158 against 0.186). Validation *accuracy* need not
+five on JAX (on seed 2 by a hair: 0.181 against λ = 0's 0.182) and on four on TensorFlow's former
+stacked engine (on seed 2 there λ = 0 ends lowest, 0.158 against 0.186). Validation *accuracy* need not
 follow: on the default seed λ = 0's is the higher (0.951 against 0.937) — its loss grows from
 over-confident mistakes, not from more of them.
 """

@@ -94,7 +94,8 @@ class Proximal(keras.optimizers.Optimizer):
         self.inner.apply(grads, variables)
         for variable in variables:
             if self._pattern.search(variable.path) and (self.l1 or self.group_lasso):
-                variable.assign(self.prox(variable, self._step(variable, learning_rate)))
+                # the value, not the variable: JAX's `ones_like` takes no Keras variable
+                variable.assign(self.prox(variable.value, self._step(variable, learning_rate)))
 
     def _step(self, variable, learning_rate):
         """η: the step per unit of gradient the inner optimizer just took (a scalar or per coordinate)."""

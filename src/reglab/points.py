@@ -170,7 +170,7 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
             )
     kernel, recurrent = chosen["kernel"], chosen["recurrent"]
     # A "dropout" key always inserts the layers (rate 0 included), so every point of a dropout sweep
-    # has the same architecture and the stacked engine can train them together.
+    # has the same architecture and they train as one population.
     dropout = {layer.name: point["dropout"] for layer in default} if "dropout" in point else None
     if not kernel and not recurrent and not dropout:
         import keras

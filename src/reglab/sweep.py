@@ -32,23 +32,19 @@ from reglab import _checks, data as data_module, diagnosis, plan, points as poin
 from reglab.engine import reference
 from reglab.records import BASELINE, FIXED, weight_histogram
 
-ENGINES = ("auto", "population", "stacked", "reference")
+ENGINES = ("auto", "population", "reference")
 
 
 def _engine_unavailable(engine: str) -> str | None:
     """Why `engine` cannot run in this process (Keras's backend decides), or None."""
-    backend = keras.backend.backend()
     if engine == "population":
         from reglab.engine.population import unavailable
 
         return unavailable()
-    if engine == "stacked" and backend != "tensorflow":
-        return f"the stacked engine runs on Keras's TensorFlow backend and this process uses {backend!r}"
     return None
 
 
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
-_STACKED_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
 
 class NothingToTrain(RuntimeError):
@@ -111,10 +107,9 @@ class Sweep:
         select: the validation quantity that picks the best point. Defaults to "val_loss".
         refit: refit the best point on all non-test data (and score it on the test set).
         engine: "population" (all members of an architecture in one compiled program of Keras's own
-            training step, any model; Keras's JAX backend), "stacked" (TensorFlow backend: Dense/Conv
-            chains in one program), "reference" (one `model.fit` per member; either backend) or
-            "auto": population on JAX; on TensorFlow the stacked engine where it can express the
-            model, else the reference engine with a one-line warning. Defaults to "auto".
+            training step, any model; Keras's JAX backend), "reference" (one `model.fit` per member;
+            either backend) or "auto": population on JAX, reference on another backend (with a
+            one-line warning saying how to get the population engine). Defaults to "auto".
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
@@ -176,9 +171,6 @@ class Sweep:
         if not isinstance(optimizer, str) or optimizer.lower() not in _OPTIMIZERS:
             raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
         self.optimizer = optimizer.lower()
-        if engine == "stacked" and self.optimizer not in _STACKED_OPTIMIZERS:
-            raise ValueError(f"The stacked engine runs {', '.join(_STACKED_OPTIMIZERS)}; use engine='auto' or "
-                             f"'reference' for {self.optimizer}. Received: optimizer={optimizer!r}")
         if loss != "auto":
             for part in _per_output(loss):
                 try:
@@ -202,6 +194,9 @@ class Sweep:
             raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
         self.select = select
         self.refit = bool(refit)
+        if engine == "stacked":  # a name that worked before the population engine replaced it
+            raise ValueError("The stacked engine is gone: the population engine (Keras's JAX backend) trains every "
+                             "model it trained, faster; use engine='auto'. Received: engine='stacked'")
         if engine not in ENGINES:
             raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
         unavailable = _engine_unavailable(engine)
@@ -291,14 +286,6 @@ class Sweep:
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
         _check_inputs(probe, dataset)
-        if self.engine == "stacked":
-            from reglab.engine import stacked
-
-            try:
-                stacked.lower(probe)
-            except stacked.Unsupported as reason:
-                raise ValueError(f"The stacked engine cannot run this model ({reason}); use engine='auto' or "
-                                 f"'reference'. Received: engine='stacked'") from None
         loss, metrics = self.loss, self.metrics
         if dataset.task == "multi-output":
             keras.backend.clear_session(free_memory=False)
@@ -425,16 +412,16 @@ class Sweep:
                 if stored is not None:
                     histograms[member.id] = stored
             todo = [m for m in members if m.id not in done]
-            if todo and self.engine != "reference":
-                if self._population_engine():
-                    trained = self._train_population(todo, dataset, training, make_model, checkpoints)
-                else:
-                    trained = self._train_stacked(todo, dataset, training, make_model)
-                if trained is not None:
-                    records, weights = trained
-                    for i, member in enumerate(todo):
-                        finish(member, records[member.id], weights.get(member.id), i + 1, len(todo))
-                    return
+            if todo and self._population_engine():
+                records, weights = self._train_population(todo, dataset, training, make_model, checkpoints)
+                for i, member in enumerate(todo):
+                    finish(member, records[member.id], weights.get(member.id), i + 1, len(todo))
+                return
+            if todo and self.engine == "auto":
+                from reglab.engine.population import unavailable
+
+                warnings.warn(f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
+                              UserWarning, stacklevel=2)
             for i, member in enumerate(todo):
                 if stop():  # between members: every finished member is already in the run directory
                     from reglab.engine.checkpoints import Interrupted
@@ -527,34 +514,6 @@ class Sweep:
             return results, weights
         except population.Unsupported as reason:
             raise ValueError(f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}") from None
-
-    def _train_stacked(self, members, dataset, training, make_model):
-        """All members through the stacked engine, or None (with a one-line warning) if it cannot."""
-        from reglab.engine import stacked
-
-        try:
-            if dataset.structured:
-                raise stacked.Unsupported("several inputs or outputs")
-            groups, failures = stacked.plan_groups(members, make_model)
-            by_id = {m.id: m for m in members}
-            results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
-                                                    by_id[mid], 0.0) for mid, error in failures.items()}
-            weights = {}
-            for group in groups:
-                out, final, timing = stacked.train_group(group, dataset, training, fresh_init=not isinstance(self.model, keras.Model))
-                share = timing["seconds"] / len(group.members)
-                paths = [v.path for op in group.ops for _, v in op.weights]
-                for m, member in enumerate(group.members):
-                    results[member.id] = reference.with_identity(out[member.id], member, share)
-                    weights[member.id] = {path: w[m] for path, w in zip(paths, final)}
-            self.last_timing = timing
-            return results, weights
-        except stacked.Unsupported as reason:
-            if self.engine == "stacked":
-                raise ValueError(f"The stacked engine cannot run this sweep: {reason}. Received: engine='stacked'") from None
-            warnings.warn(f"reglab: the stacked engine cannot run this sweep ({reason}); using the reference engine.",
-                          UserWarning, stacklevel=3)
-            return None
 
     def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
         """Train the selected point on all non-test data; score it on the test set exactly once."""

@@ -1,7 +1,7 @@
 """The reference engine: each member is an independent Keras model trained with `model.fit`.
 
-It works for any model a builder returns and is the ground truth the stacked engine is tested
-against. Per member: fresh Keras session (stable layer names), the member's seed, build,
+It works for any model a builder returns, on any Keras backend, and is the ground truth the population
+engine is tested against. Per member: fresh Keras session (stable layer names), the member's seed, build,
 compile, fit on its training fold with its validation fold, the `LossLedger` recording.
 """
 
