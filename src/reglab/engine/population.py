@@ -777,7 +777,10 @@ def shard_count() -> int:
     import jax
 
     if os.environ.get("REGLAB_SHARDS"):
-        return max(1, int(os.environ["REGLAB_SHARDS"]))
+        value = os.environ["REGLAB_SHARDS"]
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"REGLAB_SHARDS is a number of shards (1 or more). Received: REGLAB_SHARDS={value!r}")
+        return int(value)
     if jax.default_backend() != "cpu":
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
