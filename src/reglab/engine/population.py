@@ -665,7 +665,7 @@ class Program:
 
 
 def _take(tree, index):
-    """The rows `index` of every array of the data (one array, or a model's several inputs or outputs)."""
+    """The rows `index` of every array of a pytree (the data's inputs or outputs, a state, coefficients)."""
     import jax
 
     return jax.tree.map(lambda a: a[index], tree)
@@ -848,8 +848,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
             run = program.epoch_function(plan, X, Y)
             started = time.perf_counter()
-            first = (jax.tree.map(lambda a: a[np.asarray(cuts[0])], program.initial),
-                     jax.tree.map(lambda a: a[np.asarray(cuts[0])], program.values(0)), *batch_indices(plan, 0, cuts[0]))
+            rows = np.asarray(cuts[0])
+            first = (_take(program.initial, rows), _take(program.values(0), rows), *batch_indices(plan, 0, cuts[0]))
             try:  # once per population: the points' values are arguments, not constants
                 with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
                     lowered = run.lower(*first, *shards[0][1])
@@ -962,7 +962,7 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
         if resumed is not None:
             state, rows, status, first = resumed
     # each shard's state lives on the device from here on; joined only to be saved or written back
-    states = [jax.device_put(jax.tree.map(lambda a, cut=cut: a[np.asarray(cut)], state)) for cut, _ in shards]
+    states = [jax.device_put(_take(state, np.asarray(cut))) for cut, _ in shards]
     n = np.array([len(m.train) for m in members], "float64")
     decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
@@ -973,8 +973,7 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     for epoch in range(first, training.epochs):
         t0 = time.perf_counter()
         coefficients = program.values(epoch)
-        calls = [jax.device_put((jax.tree.map(lambda a, cut=cut: a[np.asarray(cut)], coefficients),
-                                 *batch_indices(epoch, cut)))
+        calls = [jax.device_put((_take(coefficients, np.asarray(cut)), *batch_indices(epoch, cut)))
                  + tuple(validation) for cut, validation in shards]
         if len(shards) == 1:
             outputs = [compiled(states[0], *calls[0])]
