@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reglab.bench import forward_flops, workload_flops
+from reglab.cli.bench import forward_flops, workload_flops
 
 
 def test_flop_count_of_the_standard_workload():

@@ -179,7 +179,7 @@ def test_bad_model_file_exits_2_with_one_line_naming_it_and_writes_nothing(case,
 
 
 def test_model_file_with_layer_groups_is_swept_as_a_plain_model(tmp_path):
-    from reglab import points
+    from reglab.search import points
     from reglab.config import experiment
 
     _digits_model().save(tmp_path / "model.keras")

@@ -15,8 +15,9 @@ import pytest
 from sklearn.datasets import load_diabetes, load_digits, load_wine
 
 import reglab
-from reglab import baseline, diagnosis, selection, views
-from reglab.records import HISTOGRAM_EDGES
+from reglab.decide import baseline, diagnosis, selection
+from reglab.show import views
+from reglab.kit.records import HISTOGRAM_EDGES
 
 X, Y = load_digits(return_X_y=True)
 X = (X / 16).astype("float32")
@@ -137,7 +138,7 @@ def test_the_constant_predictors_loss_by_hand():
 
 
 def test_a_standardized_regression_baseline_is_in_the_units_of_val_loss():
-    from reglab import plan
+    from reglab.search import plan
     from reglab.engine import reference
 
     x, y = load_diabetes(return_X_y=True)
@@ -159,8 +160,8 @@ def wine_sweep(learning_rate, grid):
 
 def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypatch, capsys):
     import reglab.models  # noqa: F401
-    from reglab import html_report
-    from reglab.cli import _print_result
+    from reglab.show import html_report
+    from reglab.cli.commands import _print_result
     from reglab.store import RunDirectory
 
     x, y = load_wine(return_X_y=True)
@@ -247,7 +248,7 @@ def png_figures(monkeypatch, draw):
     """{file stem: matplotlib figure} of what `draw()` would save (kept open to be inspected)."""
     from pathlib import Path
 
-    from reglab import plots
+    from reglab.show import plots
 
     figures = {}
 
@@ -299,7 +300,7 @@ def html_colours(figure: dict) -> list[tuple[str, str]]:
 def test_every_point_has_one_colour_in_every_figure_png_and_html(digits_run, monkeypatch, tmp_path):
     import matplotlib.pyplot as plt
 
-    from reglab import plots
+    from reglab.show import plots
 
     result, run_dir = digits_run
     colours = views.point_colors(result.summary, selection.param_columns_of(result.summary))
@@ -329,7 +330,7 @@ def test_every_point_has_one_colour_in_every_figure_png_and_html(digits_run, mon
 
 
 def test_the_weight_sizes_legend_shows_the_chosen_weakest_point_once(digits_run, monkeypatch):
-    from reglab import html_report, plots
+    from reglab.show import html_report, plots
 
     result, run_dir = digits_run
     weakest, strongest = list(result.summary.sort_values("l2")["point"])[::4]  # l2 = 0 and l2 = 1
@@ -397,7 +398,7 @@ def test_tensorboard_hparams_export_reads_back(digits_run, tmp_path):
     import tensorflow as tf
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from reglab.tensorboard_export import export
+    from reglab.show.tensorboard_export import export
 
     result, run_dir = digits_run
     logdir = export(run_dir, tmp_path / "tb")

@@ -4,8 +4,9 @@ import inspect
 
 import pytest
 
-from reglab import cli, demo
-from reglab.diagnosis import curves
+from reglab.cli import commands as cli
+from reglab.cli import demo
+from reglab.decide.diagnosis import curves
 
 
 @pytest.mark.slow

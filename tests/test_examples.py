@@ -104,10 +104,10 @@ class SmoothnessRegularizer(keras.regularizers.Regularizer):
 def test_tutorial_custom_regularizers_agree_with_reglab_and_train(digits):
     x, y = digits
     w = np.random.default_rng(0).normal(size=(5, 8, 4)).astype("float32")
-    assert float(L1CustomRegularizer(0.01)(w)) == pytest.approx(float(reglab.regularizers.L1(0.01)(w)), rel=1e-5)
+    assert float(L1CustomRegularizer(0.01)(w)) == pytest.approx(float(reglab.kit.regularizers.L1(0.01)(w)), rel=1e-5)
     assert float(L1L2CombinedRegularizer(0.01, 0.02)(w)) == pytest.approx(
-        float(reglab.regularizers.L1L2(0.01, 0.02)(w)), rel=1e-5)
-    assert float(SmoothnessRegularizer(0.01)(w)) == pytest.approx(float(reglab.regularizers.Smoothness(0.01)(w)), rel=1e-5)
+        float(reglab.kit.regularizers.L1L2(0.01, 0.02)(w)), rel=1e-5)
+    assert float(SmoothnessRegularizer(0.01)(w)) == pytest.approx(float(reglab.kit.regularizers.Smoothness(0.01)(w)), rel=1e-5)
 
     # The tutorial's model: Dense with L1L2Combined, then (our fix) the smoothness penalty on a Conv1D
     # kernel, where its (kernel_size, in, out) indexing makes sense.

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from reglab.cli import app
+from reglab.cli.commands import app
 
 GOOD = {  # a sweep that would run (wine, one point, two folds, one epoch): each case spoils one thing
     "data": '[data]\nsource = "wine"\n',

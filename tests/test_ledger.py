@@ -6,7 +6,7 @@ import pytest
 from conftest import mlp
 
 import reglab
-from reglab.regularizers import L1, L2, GroupLasso
+from reglab.kit.regularizers import L1, L2, GroupLasso
 
 pytestmark = pytest.mark.both_backends  # the ledger measures inside the compiled step of either backend
 
@@ -175,9 +175,9 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
     """`reference.train_member` on whichever backend this process has (the JAX pass runs it on JAX):
     the ledger's columns, the split of Keras's loss, a λ schedule that moves and an activity term."""
     from reglab import data as D
-    from reglab import plan
+    from reglab.search import plan
     from reglab.engine import reference
-    from reglab.schedules import Scheduled, Step
+    from reglab.kit.schedules import Scheduled, Step
 
     x, y = digits
     dataset = D.prepare(x[:300], y[:300])

@@ -12,12 +12,12 @@ from keras import layers as L
 
 from conftest import NaNGradient
 from reglab import data as D
-from reglab import plan
-from reglab import regularizers as R
+from reglab.search import plan
+from reglab.kit import regularizers as R
 from reglab import zoo
 from reglab.engine import population, reference
 from reglab.engine.batches import default_order
-from reglab.schedules import LinearWarmup, Scheduled
+from reglab.kit.schedules import LinearWarmup, Scheduled
 
 
 X, _, Y = zoo.digits()
@@ -93,7 +93,7 @@ def test_any_keras_optimizer(optimizer, lr):
 @pytest.mark.parametrize("point", [{"l2": 0.0, "weight_decay": 0.05}, {"l2": 0.0, "prox_l1": 1e-3}],
                          ids=["weight-decay", "proximal-l1"])
 def test_what_a_point_asks_of_the_optimizer(point):
-    """Decoupled decay and the proximal step (`reglab.optimizers.Proximal`) are the optimizer's own."""
+    """Decoupled decay and the proximal step (`reglab.kit.optimizers.Proximal`) are the optimizer's own."""
     dataset, members = setup(X)
     members = [plan.Member(m.id, point, m.point_id, m.fold, m.repeat, m.seed, m.train, m.val) for m in members[:2]]
     (pop,), _ = population.plan_populations(members, mlp_dropout)

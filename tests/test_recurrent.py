@@ -9,9 +9,9 @@ import pytest
 from conftest import weights_equal
 
 import reglab
-from reglab import points
-from reglab.attach import hidden_layers
-from reglab.regularizers import L1, L2
+from reglab.search import points
+from reglab.kit.attach import hidden_layers
+from reglab.kit.regularizers import L1, L2
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 

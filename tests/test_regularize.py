@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import mlp, weights_equal
 
 import reglab
-from reglab.regularizers import L1, L2, ElasticNet, GroupLasso
+from reglab.kit.regularizers import L1, L2, ElasticNet, GroupLasso
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 
@@ -204,6 +204,6 @@ def test_flatten_in_a_per_layer_dict_is_refused():
 def test_the_public_name_is_the_function_whatever_was_imported_first():
     import importlib
 
-    for module in ("reglab.attach", "reglab.points", "reglab.sweep"):
+    for module in ("reglab.kit.attach", "reglab.search.points", "reglab.sweep"):
         importlib.import_module(module)
-    assert reglab.regularize.__module__ == "reglab.attach" and callable(reglab.regularize)
+    assert reglab.regularize.__module__ == "reglab.kit.attach" and callable(reglab.regularize)

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from reglab import regularizers as R
-from reglab.schedules import LinearWarmup, Scheduled, Step
+from reglab.kit import regularizers as R
+from reglab.kit.schedules import LinearWarmup, Scheduled, Step
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 
@@ -191,7 +191,7 @@ def test_saved_model_loads_in_a_fresh_process_with_identical_penalties(tmp_path)
     model.save(path)
     expected = {v.path: value(v.regularizer, v.numpy()) for v in model.trainable_weights if v.regularizer}
     script = f"""
-import json, keras, reglab.regularizers, reglab.schedules
+import json, keras, reglab.kit.regularizers, reglab.kit.schedules
 model = keras.models.load_model({str(path)!r}, safe_mode=True)
 print(json.dumps({{v.path: float(v.regularizer(v)) for v in model.trainable_weights if v.regularizer}}))
 """

@@ -6,8 +6,8 @@ import pytest
 from conftest import mlp
 
 import reglab
-from reglab.regularizers import L2
-from reglab.schedules import Constant, CosineWarmup, LinearWarmup, Scheduled, Step, StrengthScheduler, get, set_epoch
+from reglab.kit.regularizers import L2
+from reglab.kit.schedules import Constant, CosineWarmup, LinearWarmup, Scheduled, Step, StrengthScheduler, get, set_epoch
 
 pytestmark = pytest.mark.both_backends  # on JAX the scale must be part of the step's state (`track_scales`)
 

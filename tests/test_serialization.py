@@ -15,9 +15,9 @@ import keras
 import pytest
 
 import reglab
-from reglab import regularizers as R
-from reglab import schedules as S
-from reglab.optimizers import Proximal
+from reglab.kit import regularizers as R
+from reglab.kit import schedules as S
+from reglab.kit.optimizers import Proximal
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 
@@ -110,7 +110,7 @@ def test_every_registered_class_loads_after_import_reglab_alone(name, loaded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("then", ["import keras", "import reglab.regularizers"])
+@pytest.mark.parametrize("then", ["import keras", "import reglab.kit.regularizers", "from reglab.regularizers import GroupLasso"])
 def test_import_reglab_stays_light_and_registers_when_keras_arrives(then):
     """`reglab --help` imports the package: it must not pull in Keras, yet every reglab class must be
     registered once Keras arrives later in the process — imported by the user, or by a reglab module
@@ -128,3 +128,11 @@ print(json.dumps([heavy, sorted(n for n in keras.saving.get_custom_objects() if 
     heavy, registered = json.loads(run.stdout.strip().splitlines()[-1])
     assert heavy == []
     assert registered == REGISTERED
+
+
+@pytest.mark.parametrize("short", sorted(reglab._PUBLIC_MODULES))
+def test_a_public_module_keeps_its_short_path_as_the_very_module_that_moved(short):
+    """Users' code imports `reglab.regularizers`, which lives in `reglab/kit/` since the stage layout."""
+    old = importlib.import_module(f"reglab.{short}")
+    assert old is importlib.import_module(reglab._PUBLIC_MODULES[short]) is getattr(reglab, short)
+    assert old.__spec__.name == old.__name__ == reglab._PUBLIC_MODULES[short]

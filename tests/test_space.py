@@ -2,7 +2,7 @@
 
 import pytest
 
-from reglab import space
+from reglab.search import space
 
 
 def test_grid_is_every_combination_and_deduplicates_equal_points():

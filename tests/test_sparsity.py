@@ -1,4 +1,4 @@
-"""Exact zeros: proximal steps (reglab.optimizers.Proximal) and FTRL, on real data."""
+"""Exact zeros: proximal steps (reglab.kit.optimizers.Proximal) and FTRL, on real data."""
 
 import keras
 import numpy as np
@@ -9,7 +9,7 @@ from sklearn.linear_model import Lasso
 
 from reglab import LossLedger, checks
 from reglab.conventions import lasso_alpha
-from reglab.optimizers import Proximal
+from reglab.kit.optimizers import Proximal
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 
 import reglab
-from reglab.regularizers import L2
+from reglab.kit.regularizers import L2
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_random_search_and_refinement_add_points_reproducibly(cancer_raw):
     kwargs = dict(random={"l2": {"log_uniform": [1e-4, 1.0]}}, n_trials=2, refine=1, refine_points=1, cv=0.3,
                   epochs=2, standardize=True, refit=False, seed=5)
     result = reglab.Sweep(build_cancer, **kwargs).run(x, y)
-    sampled = reglab.space.random_points({"l2": {"log_uniform": [1e-4, 1.0]}}, 2, 5)
+    sampled = reglab.search.space.random_points({"l2": {"log_uniform": [1e-4, 1.0]}}, 2, 5)
     assert {p["l2"] for p in sampled} <= set(result.summary.l2)  # the seeded samples were trained
     assert len(result.summary) == 3  # 2 sampled + 1 refined value
     refined = (set(result.summary.l2) - {p["l2"] for p in sampled}).pop()

@@ -6,7 +6,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import reglab
-from reglab import points
+from reglab.search import points
 
 X, Y = load_digits(return_X_y=True)
 X, Y = (X / 16).astype("float32")[:600], Y[:600]
@@ -42,7 +42,9 @@ def test_l2_and_decoupled_decay_are_the_same_only_under_plain_sgd(optimizer, rat
     """Two members with the same seed (same start, same batches): L2(λ) in the loss vs decay wd = 2λ."""
     from dataclasses import replace
 
-    from reglab import data, plan
+    from reglab import data
+
+    from reglab.search import plan
     from reglab.engine import population, reference
 
     dataset = data.prepare(X, Y)

@@ -12,6 +12,7 @@ and otherwise the moment Keras is (see `_AfterKeras`).
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -23,32 +24,43 @@ __version__ = "0.1.0"
 if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "jax")
 
-_EXPORTS = {
-    "LossLedger": "reglab.ledger",
-    "penalty_terms": "reglab.penalties",
-    "regularization_loss": "reglab.penalties",
-    "regularize": "reglab.attach",
-    "Sweep": "reglab.sweep",
-    "SweepResult": "reglab.sweep",
-    "space": None,
-    "regularizers": None,
-    "schedules": None,
-    "records": None,
-    "conventions": None,
-    "selection": None,
-    "diagnosis": None,
-    "optimizers": None,
-    "checks": None,
+# Modules live in stage folders (kit/, search/, decide/, ...); the public ones keep the short paths that
+# users' code imports (`from reglab.regularizers import GroupLasso`, `reglab.selection.best`), see _OldPaths.
+_PUBLIC_MODULES = {
+    "regularizers": "reglab.kit.regularizers",
+    "schedules": "reglab.kit.schedules",
+    "optimizers": "reglab.kit.optimizers",
+    "attach": "reglab.kit.attach",
+    "penalties": "reglab.kit.penalties",
+    "ledger": "reglab.kit.ledger",
+    "records": "reglab.kit.records",
+    "space": "reglab.search.space",
+    "points": "reglab.search.points",
+    "selection": "reglab.decide.selection",
+    "diagnosis": "reglab.decide.diagnosis",
+    "conventions": "reglab.conventions",
+    "checks": "reglab.checks",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+_EXPORTS = {
+    "LossLedger": "reglab.kit.ledger",
+    "penalty_terms": "reglab.kit.penalties",
+    "regularization_loss": "reglab.kit.penalties",
+    "regularize": "reglab.kit.attach",
+    "Sweep": "reglab.sweep",
+    "SweepResult": "reglab.sweep",
+}
+
+__all__ = [*_EXPORTS, *_PUBLIC_MODULES, "__version__"]
 
 
 def __getattr__(name):
-    if name not in _EXPORTS:
+    if name in _PUBLIC_MODULES:
+        value = importlib.import_module(_PUBLIC_MODULES[name])
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
         raise AttributeError(f"module 'reglab' has no attribute {name!r}")
-    module = _EXPORTS[name]
-    value = importlib.import_module(f"reglab.{name}") if module is None else getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
@@ -57,8 +69,37 @@ def __dir__():
     return sorted(__all__)
 
 
+class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports `reglab.regularizers` (a public path) as the module that now lives at `reglab.kit.regularizers`.
+
+    The old name is the very same module object, so classes, isinstance checks and Keras's registry see one
+    module, whichever path imported it.
+    """
+
+    def __init__(self):
+        self._specs = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        short = fullname.removeprefix("reglab.")
+        if short == fullname or _PUBLIC_MODULES.get(short, fullname) == fullname:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        module = importlib.import_module(_PUBLIC_MODULES[spec.name.removeprefix("reglab.")])
+        self._specs[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # importlib has just set the module's __spec__ to the old path's: give it back its own.
+        module.__spec__ = self._specs[module.__spec__.name]
+
+
+sys.meta_path.append(_OldPaths())
+
+
 # The modules whose classes are registered with `keras.saving.register_keras_serializable`.
-_SERIALIZABLE = ("reglab.regularizers", "reglab.schedules", "reglab.optimizers")
+_SERIALIZABLE = ("reglab.kit.regularizers", "reglab.kit.schedules", "reglab.kit.optimizers")
 
 
 def _register_with_keras():

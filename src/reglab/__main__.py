@@ -1,3 +1,3 @@
-from reglab.cli import main
+from reglab.cli.commands import main
 
 main()

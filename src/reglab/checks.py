@@ -79,7 +79,7 @@ def _sweep(lambdas, cv, epochs, learning_rate, engine, refit, seed):
 
 
 def _members(trained, x, y, lambdas, seed, engine) -> list[dict]:
-    from reglab import plan, space
+    from reglab.search import plan, space
 
     result, sweep = trained
     _, _, _, splits = sweep.split(x, y, "regression")

@@ -38,7 +38,7 @@ import keras
 
 from reglab import _checks
 from reglab import data as data_module
-from reglab import points
+from reglab.search import points
 from reglab.models import MLP
 from reglab.sweep import Sweep
 
@@ -167,7 +167,7 @@ def _layer_groups(layer_groups) -> dict:
 
 def _check_layer_groups(model, layer_groups) -> None:
     """Every group selects layers of `model` (checked on the model itself: its layer names)."""
-    from reglab.attach import select_layers
+    from reglab.kit.attach import select_layers
 
     for group, selector in layer_groups.items():
         try:
@@ -297,7 +297,7 @@ def load_model_file(file, base_dir=".") -> keras.Model:
             f"[model] file {path} is not a Keras model archive (a .keras file is a zip holding config.json and "
             f"the weights): write it with model.save('model.keras'). {received}"
         )
-    from reglab import regularizers, schedules  # noqa: F401  (register reglab>L2, … before loading)
+    from reglab.kit import regularizers, schedules  # noqa: F401  (register reglab>L2, … before loading)
 
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)

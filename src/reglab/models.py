@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import keras
 
-from reglab import _checks, points
+from reglab import _checks
+
+from reglab.search import points
 
 
 class MLP:
     """A builder: inputs → Dense(h, activation) for h in `hidden` → an output layer for the task.
 
     Each call builds fresh weights (under the member's seed) and applies the point with
-    `reglab.points.apply`: penalties and dropout on the hidden layers, or on `layer_groups`.
+    `reglab.search.points.apply`: penalties and dropout on the hidden layers, or on `layer_groups`.
     Hidden layers are named `hidden_1`, `hidden_2`, … and the output layer `output`.
 
     >>> build = MLP(hidden=[8], n_features=4, n_outputs=3)

@@ -28,9 +28,13 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import _checks, data as data_module, diagnosis, plan, points as points_module, selection, space
+from reglab import _checks, data as data_module
+
+from reglab.decide import diagnosis, selection
+
+from reglab.search import plan, points as points_module, space
 from reglab.engine import reference
-from reglab.records import BASELINE, FIXED, weight_histogram
+from reglab.kit.records import BASELINE, FIXED, weight_histogram
 
 ENGINES = ("auto", "population", "reference")
 
@@ -55,12 +59,12 @@ class NothingToTrain(RuntimeError):
 class SweepResult:
     """What a sweep found. Tables are pandas DataFrames in the run directory's formats."""
 
-    epochs: pd.DataFrame  # one row per member per epoch (reglab.records + identity and point columns)
+    epochs: pd.DataFrame  # one row per member per epoch (reglab.kit.records + identity and point columns)
     members: pd.DataFrame  # one row per member: final and best-epoch values, status
     summary: pd.DataFrame  # one row per point: mean / std / sem over folds, rank
     best: dict | None  # the selected point: {"point_id", "params", "score"} (None: nothing selectable)
-    best_1se: dict | None = None  # the one-standard-error choice (`reglab.selection.best_1se`)
-    diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.diagnosis`)
+    best_1se: dict | None = None  # the one-standard-error choice (`reglab.decide.selection.best_1se`)
+    diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
     weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
@@ -70,7 +74,7 @@ class SweepResult:
     def plot(self, folder) -> list[Path]:
         """Render learning curves, validation curves, penalty share, regularization paths and weight
         histograms as PNG files into `folder`."""
-        from reglab.plots import render_all
+        from reglab.show.plots import render_all
 
         return render_all(self.epochs, self.summary, folder, best_point=(self.best or {}).get("point_id"),
                           best_1se=(self.best_1se or {}).get("point_id"), histograms=self.histograms)
@@ -82,9 +86,9 @@ class Sweep:
     Args:
         model: a builder `point -> keras.Model` (uncompiled; it reads the point's keys, e.g.
             `point["l2"]`), or a built Keras model to start every member from (its weights are
-            kept) with the point applied by `reglab.regularize` — see `reglab.points` for the keys.
+            kept) with the point applied by `reglab.regularize` — see `reglab.search.points` for the keys.
         grid: `{key: [values]}`, every combination.
-        random: `{key: distribution}` (`reglab.space.LogUniform(1e-5, 1e-1)`, `Uniform`, `Choice`,
+        random: `{key: distribution}` (`reglab.search.space.LogUniform(1e-5, 1e-1)`, `Uniform`, `Choice`,
             or `{"log_uniform": [low, high]}`); `n_trials` points sampled with `seed`.
         stages: a list of grids searched one after the other, each around the previous stage's
             best point (e.g. `[{"l2": [...]}, {"dropout": [...]}]`: L2 first, then dropout).
@@ -213,7 +217,7 @@ class Sweep:
         if isinstance(model, keras.Model):
             for round_points in self._rounds:
                 points_module.check(round_points, self.layer_groups)
-            from reglab.attach import hidden_layers, select_layers
+            from reglab.kit.attach import hidden_layers, select_layers
 
             if layers == "hidden":
                 if not hidden_layers(model) and any(k != "penalty" for p in self._rounds[0] for k in p):
@@ -320,7 +324,7 @@ class Sweep:
     def split(self, x, y, task="auto"):
         """The data as the sweep sees it: `(dataset, rest, test, splits)` — validated data, the indices
         outside and inside the test set, and the (fold, repeat, train, val) splits of `rest`.
-        `reglab.plan.members(points, splits, seed)` gives the members and their data."""
+        `reglab.search.plan.members(points, splits, seed)` gives the members and their data."""
         dataset = data_module.prepare(x, y, task)
         if self.standardize and dataset.structured:
             raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer to the "
@@ -479,7 +483,7 @@ class Sweep:
         if self.refit and best is not None:
             result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
         if store:  # the tables, summary.json, plots and report.html, from the stored files (as `reglab report`)
-            from reglab.report import render
+            from reglab.show.report import render
 
             store.clear_checkpoints()
             store.keep_only(all_ids)
@@ -578,7 +582,7 @@ def _per_output(value, allow_number=True) -> list:
 
 
 def _histogram(member_id: str, weights: dict | None) -> pd.DataFrame | None:
-    """A member's final weight histograms (`reglab.records.weight_histogram`), None without weights."""
+    """A member's final weight histograms (`reglab.kit.records.weight_histogram`), None without weights."""
     if not weights:
         return None
     rows = [row for path, values in weights.items() for row in weight_histogram(path, values)]

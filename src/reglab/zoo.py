@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import layers as L
 
-from reglab import regularizers as R
+from reglab.kit import regularizers as R
 
 
 def mlp_dropout(point):

@@ -1,1 +1,1 @@
-"""Engines train members and emit epoch records (`reglab.records`); the rest of reglab never cares which ran."""
+"""Engines train members and emit epoch records (`reglab.kit.records`); the rest of reglab never cares which ran."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from reglab import regularizers as R
+from reglab.kit import regularizers as R
 
 
 def decompose(regularizer) -> list[tuple[tuple, float]] | None:

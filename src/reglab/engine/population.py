@@ -48,13 +48,15 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import plan, points, records
+from reglab.search import plan, points
+
+from reglab.kit import records
 from reglab.data import rows as data_rows
 from reglab.engine import basis
 from reglab.engine.batches import default_order, pad, standardized_views
 from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key
 from reglab.engine.convolution import per_member_on_cpu
-from reglab.schedules import Scheduled
+from reglab.kit.schedules import Scheduled
 
 
 class Unsupported(Exception):
@@ -716,7 +718,7 @@ def train_population(population: Population, data, training, validate: bool = Tr
     """Train every member of `population` at once; each member's own model gets its final state.
 
     Returns ({member id: epoch records}, {member id: {weight path: final array}}, timing), the records in
-    the format of `reglab.records` (as the reference engine's ledger writes them). A population whose
+    the format of `reglab.kit.records` (as the reference engine's ledger writes them). A population whose
     layers need one of its per-member numbers as a Python number trains as one population per value.
     With `checkpoints`, the whole state (weights, optimizer slots, non-trainable and random state, the
     records so far) is saved at epoch boundaries and a population that finds its checkpoint continues

@@ -17,11 +17,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import plan, points
+from reglab.search import plan, points
 from reglab.data import rows
-from reglab.ledger import LossLedger
-from reglab.optimizers import Proximal
-from reglab.schedules import StrengthScheduler
+from reglab.kit.ledger import LossLedger
+from reglab.kit.optimizers import Proximal
+from reglab.kit.schedules import StrengthScheduler
 
 
 class _NoRetracingNoise(logging.Filter):
@@ -71,7 +71,7 @@ def fold_arrays(data, train, val, standardize: bool):
 
 def make_optimizer(training: Training, point: dict | None = None, model=None):
     """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule; a
-    point's `learning_rate` replaces it) and what the point asks of it (`reglab.points.optimizer_settings`): decoupled weight decay and a
+    point's `learning_rate` replaces it) and what the point asks of it (`reglab.search.points.optimizer_settings`): decoupled weight decay and a
     proximal L1 step, on `points.optimizer_targets(model)` only."""
     point = point or {}
     settings = points.optimizer_settings(point)
@@ -124,7 +124,7 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
             batch_size=training.batch_size, shuffle=True, verbose=0,
             # one validation batch: one traced test step and fewer per-step overheads; same mean
             validation_batch_size=max(1, min(len(y_val), 4096)),
-            callbacks=[StrengthScheduler(), ledger],  # λ schedules (`reglab.schedules.Scheduled`) move per epoch
+            callbacks=[StrengthScheduler(), ledger],  # λ schedules (`reglab.kit.schedules.Scheduled`) move per epoch
         )
         records = ledger.history
         if records.empty:
@@ -137,10 +137,10 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
 
 
 def with_baseline(records, member, data, training: Training):
-    """Add the constant predictor's validation loss on the member's fold (`reglab.baseline`): columns
+    """Add the constant predictor's validation loss on the member's fold (`reglab.decide.baseline`): columns
     `baseline_loss` and `baseline_predictor`, the same on every row. The targets go through
     `fold_arrays`, so with `standardize` a regression baseline is in the units of `val_loss`."""
-    from reglab.baseline import constant_loss
+    from reglab.decide.baseline import constant_loss
 
     if data.task == "multi-output":  # no constant predictor of several losses here: nothing is compared
         return records.assign(baseline_loss=float("nan"), baseline_predictor="")

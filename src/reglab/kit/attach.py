@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional
 
-from reglab import regularizers as _regularizers
+from reglab.kit import regularizers as _regularizers
 
 _KINDS = ("kernel", "bias", "activity", "recurrent")
 # The weight each kind's `<kind>_regularizer` applies to ("activity" is the layer's output).
@@ -30,7 +30,7 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
         model: a built Sequential or functional Keras model (nested models are handled; a
             subclassed model must set its regularizers in its own constructor).
         kernel, bias, activity: what to attach to the selected layers' kernel, bias or output:
-            anything `reglab.regularizers.get` accepts (the same regularizer object is shared by
+            anything `reglab.kit.regularizers.get` accepts (the same regularizer object is shared by
             every selected layer), or a dict `{layer name: regularizer}` for a different one per
             layer (the dict then selects the layers itself). None leaves that slot unchanged.
             A recurrent layer's `kernel` is its input kernel; in a `Bidirectional` wrapper both

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reglab import diagnosis, html_report, selection
-from reglab.plots import render_all
+from reglab.decide import diagnosis, selection
+
+from reglab.show import html_report
+from reglab.show.plots import render_all
 from reglab.store import RunDirectory, RunDirectoryInUse
 
 

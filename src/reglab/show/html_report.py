@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reglab import views
-from reglab.selection import param_columns_of
+from reglab.show import views
+from reglab.decide.selection import param_columns_of
 
 _DASHES = ("solid", "dash", "dot", "dashdot")  # lines that are not points (kernels), in views.NEUTRAL
 _SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")

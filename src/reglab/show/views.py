@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reglab.selection import param_columns_of
+from reglab.decide.selection import param_columns_of
 
 # matplotlib's "tab10" = plotly's default colours: PNG and report.html look alike. Points beyond ten
 # reuse them in order (neighbours in λ order never share a colour).
@@ -45,7 +45,7 @@ def point_colors(table: pd.DataFrame, params: list[str]) -> dict[str, str]:
 def sweep_param(summary: pd.DataFrame) -> str | None:
     """The numeric parameter the figures put on the x axis: the first λ-like one that varies, else
     the first numeric one that varies, else None."""
-    from reglab.selection import strength_params
+    from reglab.decide.selection import strength_params
 
     varying = [p for p in param_columns_of(summary)
                if pd.api.types.is_numeric_dtype(summary[p]) and summary[p].nunique() > 1]

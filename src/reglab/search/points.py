@@ -18,7 +18,7 @@ When a sweep is given a model (not a builder function), each point is applied wi
 `learning_rate`        the optimizer's learning rate for this point (instead of the sweep's)
 `weight_decay`         decoupled weight decay `w ← w − lr·wd·w` (Keras's `weight_decay`) on the
                        kernels of the sweep's layers, outside the loss
-`prox_l1`              λ of a proximal L1 step after each update (`reglab.optimizers.Proximal`):
+`prox_l1`              λ of a proximal L1 step after each update (`reglab.kit.optimizers.Proximal`):
                        the objective of `L1(λ)`, with exact zeros
 `prox_group`           λ of a proximal group-lasso step: whole units to exactly zero
 =====================  ========================================================================
@@ -38,8 +38,8 @@ work with builder functions too (on every kernel there).
 from __future__ import annotations
 
 from reglab import _checks
-from reglab import regularizers as R
-from reglab.attach import has_slot, hidden_layers, regularize, select_layers
+from reglab.kit import regularizers as R
+from reglab.kit.attach import has_slot, hidden_layers, regularize, select_layers
 
 KINDS = {
     "l1": lambda s, p: R.L1(s),

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from reglab import views  # noqa: E402
-from reglab.selection import param_columns, param_columns_of  # noqa: E402
+from reglab.show import views  # noqa: E402
+from reglab.decide.selection import param_columns, param_columns_of  # noqa: E402
 
 MAX_PANELS = 12
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reglab.space import point_id
+from reglab.search.space import point_id
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ explicit and testable. For each point, from the epoch records of its members (me
 The rules, in order (thresholds are module constants):
 
 0. *not learning* when the final validation loss is no better than the constant predictor's on the
-   same folds (`baseline_loss`, `reglab.baseline`: the training fold's class priors or mean target):
+   same folds (`baseline_loss`, `reglab.decide.baseline`: the training fold's class priors or mean target):
    whatever else the curves show, such a model is worse than ignoring the inputs — unless it was
    better at its minimum and overfitted from there (rule 1's rise with the training loss falling):
    that is *overfitting*, and its reason says it ends worse than the constant predictor. The advice follows

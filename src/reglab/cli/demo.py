@@ -11,7 +11,7 @@ used once. With 5-fold stratified cross-validation each member trains on 215 row
 1. no, moderate (1e-3) and strong (0.1) L2 — their train and validation curves side by side;
 2. a λ grid {0, 1e-3, 1e-2, 1e-1} with 5-fold stratified cross-validation (the three settings of
    step 1 are part of it, so nothing is trained twice), and `story`: one line per λ saying what
-   happened, with the verdict of `reglab.diagnosis`;
+   happened, with the verdict of `reglab.decide.diagnosis`;
 3. the λ with the lowest mean validation loss, refit on all non-test data, scored on the test set.
 
 For the default seed the ordering is the tutorial's on both backends (a test checks it). With the
@@ -54,7 +54,7 @@ def run_demo(epochs: int = EPOCHS, seed: int = 0, run_dir=None, progress=None, w
 
 def story(result: SweepResult) -> list[str]:
     """One line per λ of the grid, weakest first: its verdict (`result.diagnosis`) and the numbers
-    behind it, read off the fold-mean prediction-loss curves (`reglab.diagnosis.curves`).
+    behind it, read off the fold-mean prediction-loss curves (`reglab.decide.diagnosis.curves`).
 
     - overfitting: the validation loss at its minimum (and epoch) and at the end, the training loss;
     - underfitting: training and validation loss at the end, the penalty's share of the objective;
@@ -62,7 +62,7 @@ def story(result: SweepResult) -> list[str]:
     - the selected λ (lowest mean final validation loss) says so first;
     - any other verdict (not learning, diverged, failed) with the diagnosis's reason.
     """
-    from reglab.diagnosis import curves
+    from reglab.decide.diagnosis import curves
 
     per_point = curves(result.epochs)
     verdicts = {row["point"]: row for row in result.diagnosis.to_dict(orient="records")}

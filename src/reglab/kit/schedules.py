@@ -30,7 +30,7 @@ import keras
 from keras import ops
 
 from reglab import _checks
-from reglab import regularizers as _regularizers
+from reglab.kit import regularizers as _regularizers
 
 __all__ = [
     "Schedule",
@@ -173,15 +173,15 @@ def get(identifier) -> Schedule:
     )
 
 
-# Keras's base class, not `_regularizers.Regularizer`: when reglab.regularizers is what imports Keras,
+# Keras's base class, not `_regularizers.Regularizer`: when reglab.kit.regularizers is what imports Keras,
 # this module is imported while that one is still half-executed (see reglab._AfterKeras).
 @_register
 class Scheduled(keras.regularizers.Regularizer):
     """`regularizer` multiplied by `schedule(epoch)`, changeable while a compiled step runs.
 
     Args:
-        regularizer: anything `reglab.regularizers.get` accepts.
-        schedule: anything `reglab.schedules.get` accepts.
+        regularizer: anything `reglab.kit.regularizers.get` accepts.
+        schedule: anything `reglab.kit.schedules.get` accepts.
 
     The scale starts at `schedule(0)`; `set_epoch` (or the `StrengthScheduler` callback) moves it.
     """

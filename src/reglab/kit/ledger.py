@@ -4,7 +4,7 @@ Keras's `loss` and `val_loss` both include the regularization penalty, so a stro
 model seems to fit worse than it does, and train and validation curves compare different things.
 The ledger records, per epoch, the prediction loss and the penalty separately (total, and per
 regularized weight or activity), the compiled metrics, and the size and sparsity of every weight,
-in the epoch-record format of `reglab.records`.
+in the epoch-record format of `reglab.kit.records`.
 
 How: while `fit` runs, the ledger wraps the model's `compute_loss` so that the compiled training
 and test steps also add, per batch, the prediction loss and each penalty term into a small
@@ -43,10 +43,12 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from reglab import _checks, records
-from reglab.penalties import penalty_terms
-from reglab.regularizers import describe
-from reglab.schedules import scheduled_regularizers, track_scales
+from reglab import _checks
+
+from reglab.kit import records
+from reglab.kit.penalties import penalty_terms
+from reglab.kit.regularizers import describe
+from reglab.kit.schedules import scheduled_regularizers, track_scales
 
 # Accumulator layout: [examples, prediction loss, total penalty, term 1, ..., term k, other].
 _COUNT, _PRED, _PENALTY, _FIRST_TERM = 0, 1, 2, 3
@@ -65,7 +67,7 @@ class LossLedger(keras.callbacks.Callback):
             (checked once per epoch, so no per-batch synchronisation). Defaults to False.
 
     After (or during) `fit`, `ledger.history` is a pandas DataFrame with one row per epoch
-    (columns documented in `reglab.records`) and `ledger.terms` maps each penalty term to the
+    (columns documented in `reglab.kit.records`) and `ledger.terms` maps each penalty term to the
     regularizer that produces it. A ledger can be reused: each `fit` appends rows, numbering
     epochs as Keras does (`initial_epoch` included).
     """
@@ -254,7 +256,7 @@ def decay_terms(model) -> dict[str, float]:
     weight decay, `w ← w − lr·wd·w`): the L2 penalty that decay would be under plain SGD, so the size
     of a decay that never enters `model.losses` can still be read next to the penalties."""
     optimizer = getattr(model, "optimizer", None)
-    optimizer = getattr(optimizer, "inner", optimizer)  # reglab.optimizers.Proximal wraps one
+    optimizer = getattr(optimizer, "inner", optimizer)  # reglab.kit.optimizers.Proximal wraps one
     rate = float(getattr(optimizer, "weight_decay", None) or 0.0)
     if not rate:
         return {}

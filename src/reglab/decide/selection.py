@@ -5,11 +5,11 @@ trains or reads a model. A point is compared only if every one of its members fi
 point with a failed or diverged member ranks last (as scikit-learn scores failed fits NaN).
 
 A point whose mean final validation loss is no better than the constant predictor's on the same
-folds (`baseline_loss`, `reglab.baseline`: class priors, training mean) is *not learning*
+folds (`baseline_loss`, `reglab.decide.baseline`: class priors, training mean) is *not learning*
 (`learning` is False). When the selection is by the loss (`by="val_loss"`) such a point gets no
 rank either, so neither `best` nor `best_1se` can choose it. Selecting by another quantity
 (accuracy, …) it keeps its rank: an over-confident model can have a useful accuracy and a loss
-worse than the priors' — the verdict (`reglab.diagnosis`) still says "not learning".
+worse than the priors' — the verdict (`reglab.decide.diagnosis`) still says "not learning".
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ STRENGTH_KEYS = ("l1", "l2", "elastic_net", "group_lasso", "smoothness", "lambda
 
 def strength_params(summary: pd.DataFrame) -> list[str]:
     """The sweep's λ-like parameters (larger = more regularized), in the sweep's column order: the
-    point keys of `reglab.points` (`l2`, `l2.early`, `dropout`, …) that are numeric."""
+    point keys of `reglab.search.points` (`l2`, `l2.early`, `dropout`, …) that are numeric."""
     return [p for p in param_columns_of(summary) if p.partition(".")[0] in STRENGTH_KEYS
             and pd.api.types.is_numeric_dtype(summary[p])]
 
@@ -212,7 +212,7 @@ def document(summary: pd.DataFrame, best: dict | None, test: dict | None, member
              best_1se: dict | None = None, verdicts: pd.DataFrame | None = None, nothing_selected: str | None = None) -> dict:
     """The run directory's summary.json: the decisions (None, with `nothing_selected` saying why, when
     no point can be chosen), the test score, the per-point table and the per-point verdicts
-    (`reglab.diagnosis`), NaN as null."""
+    (`reglab.decide.diagnosis`), NaN as null."""
     def records(frame):
         return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 

@@ -99,7 +99,7 @@ def _sequential_keras_on(backend: str, *args) -> dict:
     import subprocess
     import sys
 
-    code = f"import json, reglab.bench as b; print(json.dumps(b.sequential_keras(*{list(args)!r})))"
+    code = f"import json, reglab.cli.bench as b; print(json.dumps(b.sequential_keras(*{list(args)!r})))"
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -240,7 +240,8 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, echo=print) -> dict:
     import keras
 
     from reglab import data as data_module
-    from reglab import plan, zoo as families_module
+    from reglab.search import plan
+    from reglab import zoo as families_module
     from reglab.engine import population, reference
 
     _, _, y = families_module.digits()

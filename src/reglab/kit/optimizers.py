@@ -7,7 +7,7 @@ operator, which sets small weights to exactly 0:
 
 - L1 (soft-thresholding): `w ← sign(w)·max(|w| − τ, 0)`;
 - group lasso (whole units): `w_g ← w_g·max(0, 1 − τ/‖w_g‖)`, a group per output unit / filter
-  (as `reglab.regularizers.GroupLasso`); both together is the sparse group lasso, whose proximal
+  (as `reglab.kit.regularizers.GroupLasso`); both together is the sparse group lasso, whose proximal
   operator is exactly L1 first, then group shrinkage.
 
 `τ = λ·η` where η is the step the optimizer just took per unit of gradient: the learning rate for

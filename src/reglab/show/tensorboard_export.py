@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reglab.selection import _missing, param_columns_of
+from reglab.decide.selection import _missing, param_columns_of
 
 
 def export(run_dir, logdir=None) -> Path:
@@ -24,7 +24,7 @@ def export(run_dir, logdir=None) -> Path:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    from reglab.report import tables
+    from reglab.show.report import tables
 
     _, _, epochs, _, summary, _, _ = tables(run_dir)  # from the stored member files
     run_dir = Path(run_dir)

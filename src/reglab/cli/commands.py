@@ -198,7 +198,8 @@ class _Log:
 
     def _warning(self, message, category, filename, lineno, file=None, line=None):
         self._note(f"{category.__name__} at {filename}:{lineno}: {message}")
-        ours = str(message).startswith("reglab:") or Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+        package = Path(__file__).resolve().parents[1]  # reglab, not reglab/cli
+        ours = str(message).startswith("reglab:") or Path(filename).resolve().is_relative_to(package)
         if ours:  # the user should know
             typer.echo(f"reglab: warning: {_printable(str(message)).removeprefix('reglab: ')}", err=True)
 
@@ -278,7 +279,7 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
     from rich.markup import escape
     from rich.table import Table
 
-    from reglab.selection import param_columns_of
+    from reglab.decide.selection import param_columns_of
 
     console = Console()
     params = param_columns_of(summary)
@@ -341,7 +342,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from reglab.demo import SHOWN, run_demo, story
+    from reglab.cli.demo import SHOWN, run_demo, story
 
     run_dir = run_dir or Path("runs") / f"demo-e{epochs}-s{seed}"
     from reglab.engine.checkpoints import Interrupted
@@ -368,7 +369,7 @@ def demo(
         cells = [f"{means.loc[(s, epoch), 'train_loss']:.3f} / {means.loc[(s, epoch), 'val_loss']:.3f}" for s in SHOWN]
         curves.add_row(str(epoch), *cells)
     console.print(curves)
-    typer.echo("What each λ did (mean of 5 folds, prediction loss; verdicts by reglab.diagnosis):")
+    typer.echo("What each λ did (mean of 5 folds, prediction loss; verdicts by reglab.decide.diagnosis):")
     for line in story(result):
         typer.echo(f"  {line}")
     _finish(result, run_dir, "λ grid, 5-fold stratified cross-validation (final epoch)")
@@ -387,7 +388,7 @@ def sweep(
     from reglab.config import from_file
 
     from reglab.engine.checkpoints import Interrupted
-    from reglab.selection import NothingSelectable
+    from reglab.decide.selection import NothingSelectable
     from reglab.sweep import NothingToTrain
 
     try:
@@ -418,12 +419,12 @@ def report(
     _import_keras_quietly()
     import pandas as pd
 
-    from reglab.report import refresh
+    from reglab.show.report import refresh
 
     try:
         if tensorboard is not None:  # refused before the run directory is re-rendered
             _check_output_dir(tensorboard, "tensorboard")
-        document = refresh(run_dir)  # a directory in use is read, not written (see reglab.report.refresh)
+        document = refresh(run_dir)  # a directory in use is read, not written (see reglab.show.report.refresh)
     except ValueError as error:
         _fail_usage(error)
     except OSError as error:
@@ -435,7 +436,7 @@ def report(
     else:
         typer.echo(f"plots: {run_dir / 'plots'}\nreport: {run_dir / 'report.html'}")
     if tensorboard is not None:
-        from reglab.tensorboard_export import export
+        from reglab.show.tensorboard_export import export
 
         try:
             logdir = export(run_dir, tensorboard)
@@ -457,13 +458,13 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from reglab.bench import run
+    from reglab.cli.bench import run
 
     console = Console()
     echo = lambda m: console.print(m, style="dim")  # noqa: E731
     report = run(quick=quick, keras_fits=keras_fits, scaling=scaling, out=None, echo=echo)
     if zoo:
-        from reglab.bench import zoo as run_zoo
+        from reglab.cli.bench import zoo as run_zoo
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, echo=echo)
     out.write_text(json.dumps(report, indent=2) + "\n")

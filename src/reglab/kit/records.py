@@ -15,7 +15,7 @@ Fixed columns (absent values are NaN):
 `status`           "ok", or "diverged" once a loss is not finite
 =================  ==================================================================================
 
-Per member (the same on each of its rows, added by the sweep from the data, `reglab.baseline`):
+Per member (the same on each of its rows, added by the sweep from the data, `reglab.decide.baseline`):
 `baseline_loss`, the validation loss of the constant predictor fitted on the member's training fold
 (class priors, training mean), in the units of `val_loss`; `baseline_predictor`, which one it is.
 

@@ -1,0 +1,1 @@
+"""Deciding: the constant-predictor baseline, selection (best, one standard error) and diagnosis."""

@@ -1,0 +1,1 @@
+"""The Keras-level kit: regularizers, schedules, `regularize`, penalties, the ledger, the epoch record, `Proximal`."""

@@ -1,0 +1,1 @@
+"""Showing: the tables behind the figures, PNG plots, the HTML report, TensorBoard export."""
