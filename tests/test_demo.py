@@ -4,8 +4,7 @@ import inspect
 
 import pytest
 
-from reglab.cli import commands as cli
-from reglab.cli import demo
+from reglab.cli import commands as cli, demo
 from reglab.decide.diagnosis import curves
 
 

@@ -15,8 +15,7 @@ import keras
 import pytest
 
 import reglab
-from reglab.kit import regularizers as R
-from reglab.kit import schedules as S
+from reglab.kit import regularizers as R, schedules as S
 from reglab.kit.optimizers import Proximal
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend

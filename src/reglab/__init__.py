@@ -80,8 +80,8 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self._specs = {}
 
     def find_spec(self, fullname, path=None, target=None):
-        short = fullname.removeprefix("reglab.")
-        if short == fullname or _PUBLIC_MODULES.get(short, fullname) == fullname:
+        moved = fullname.startswith("reglab.") and _PUBLIC_MODULES.get(fullname.removeprefix("reglab."))
+        if not moved or moved == fullname:  # not a public short path, or one that did not move (conventions)
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
