@@ -27,6 +27,8 @@ def test_quick_bench_reports_every_key_and_engines_agree(tmp_path):
                 "compile_seconds", "peak_rss_mb", "accuracy_by_lambda"):
         assert key in report and report[key] is not None, key
     assert all(report[k] > 0 for k in ("reglab_seconds", "sequential_keras_seconds", "sklearn_seconds", "flop_bound_seconds"))
+    assert report["sequential_keras_backend"] == "tensorflow"  # installed here: the seeds' way is the peer
+    assert report["device"] == "CPU"
     accuracy = report["accuracy_by_lambda"]
     assert set(accuracy["reglab"]) == set(accuracy["keras"]) == {"0", "0.0003", "0.01"}
     for strength, value in accuracy["keras"].items():  # same maths, different engines: close (4 epochs, one fold)

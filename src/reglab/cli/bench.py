@@ -8,7 +8,10 @@ Dense(64, relu) → Dense(10, softmax), L2 on both hidden kernels, λ ∈ {0, 1e
 Peers, timed in this process: reglab's population engine (Keras's JAX backend);
 sequential Keras the tutorials' way (a few fits timed, × 40) on this backend and, from JAX, on
 TensorFlow in a subprocess (the seeds' way, which `speedup_vs_sequential_keras` compares with); scikit-learn's GridSearchCV over MLPClassifier (alpha converted from λ, see
-`reglab.conventions.mlp_alpha`); and the FLOP bound at the float32 batched-matmul rate measured now with numpy.
+`reglab.conventions.mlp_alpha`); and the FLOP bound at the float32 batched-matmul rate measured now (numpy's
+on a CPU; on an accelerator, a jitted JAX matmul's on that device). Where TensorFlow is not installed (a
+JAX-only GPU machine), the sequential peer on this backend stands in for the seeds' way
+(`sequential_keras_backend` says which).
 Ratios measured side by side mean something on a shared, noisy machine; absolute times little.
 """
 
@@ -50,6 +53,30 @@ def matmul_rate(seconds: float = 1.0) -> float:
         np.matmul(a, b)
         count += 1
     return count * 2 * 40 * 32 * 64 * 128 / (time.perf_counter() - started)
+
+
+def device_matmul_rate(seconds: float = 1.0) -> float:
+    """float32 FLOP/s of a jitted batched matmul on JAX's default device (an accelerator: numpy's rate
+    would be the host's), on the workload's shapes × 64 members so that the device is busy."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (40 * 64, 32, 64), "float32")
+    b = jax.random.normal(jax.random.key(1), (40 * 64, 64, 128), "float32")
+    product = jax.jit(jnp.matmul)
+    product(a, b).block_until_ready()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        out = product(a, b)
+        count += 1
+    out.block_until_ready()
+    return count * 2 * a.shape[0] * 32 * 64 * 128 / (time.perf_counter() - started)
+
+
+def _tensorflow_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def _data():
@@ -152,9 +179,13 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
 
     echo(f"sequential Keras ({backend}): {keras_fits} of the {members} fits, the tutorials' way …")
     sequential = {backend: sequential_keras(lambdas, keras_fits, epochs, batch)}
-    echo(f"sequential Keras (tensorflow, the seeds' way, in a subprocess): {keras_fits} fits …")
-    sequential["tensorflow"] = _sequential_keras_on("tensorflow", list(lambdas), keras_fits, epochs, batch)
-    seeds_way = sequential["tensorflow"]
+    if _tensorflow_installed():
+        echo(f"sequential Keras (tensorflow, the seeds' way, in a subprocess): {keras_fits} fits …")
+        sequential["tensorflow"] = _sequential_keras_on("tensorflow", list(lambdas), keras_fits, epochs, batch)
+        seeds_way = sequential["tensorflow"]
+    else:  # e.g. a GPU machine with JAX alone: the peer on this backend stands in, and the JSON says so
+        echo("sequential Keras on tensorflow: skipped (TensorFlow is not installed); compared with this backend's")
+        seeds_way = sequential[backend]
     per_fit = seeds_way["per_fit"]
     keras_seconds = per_fit * members
     keras_accuracy = sequential[backend]["accuracy"]  # the same backend as reglab: same maths
@@ -178,8 +209,9 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         search.fit(x, y)
     sklearn_seconds = time.perf_counter() - started
 
-    echo("FLOP bound: numpy batched matmul rate …")
-    rate = matmul_rate(0.5 if quick else 2.0)
+    device = _device()
+    echo(f"FLOP bound: batched matmul rate ({'numpy' if device == 'CPU' else device}) …")
+    rate = matmul_rate(0.5 if quick else 2.0) if device == "CPU" else device_matmul_rate(0.5 if quick else 2.0)
     n = len(y)
     flops = workload_flops(n * (folds - 1) / folds, n / folds, epochs, members)
     bound = flops / rate
@@ -202,6 +234,7 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
                                     "reglab_speedup": v["per_fit"] * members / reglab_seconds}
                              for name, v in sequential.items()},
         "sequential_keras_seconds": keras_seconds,
+        "sequential_keras_backend": "tensorflow" if "tensorflow" in sequential else backend,
         "sequential_keras_seconds_per_fit": per_fit,
         "sequential_keras_fits_timed": keras_fits,
         "sklearn_seconds": sklearn_seconds,
@@ -212,8 +245,8 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         "members": members,
         "epochs": epochs,
         "quick": quick,
-        "device": _device(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": _device()},
+        "device": device,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "device": device},
     }
     if out:
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
