@@ -7,6 +7,7 @@ of an example) without anyone remembering to add it.
 
 import importlib
 import json
+import os
 import pkgutil
 import subprocess
 import sys
@@ -127,6 +128,35 @@ print(json.dumps([heavy, sorted(n for n in keras.saving.get_custom_objects() if 
     heavy, registered = json.loads(run.stdout.strip().splitlines()[-1])
     assert heavy == []
     assert registered == REGISTERED
+
+
+@pytest.mark.slow
+def test_a_users_jax_process_sweeps_saves_and_loads_without_importing_tensorflow(tmp_path):
+    """Keras asks `tf.available` (importing TensorFlow, ~460 MB) before every isinstance check of
+    `serialize_keras_object`; reglab answers it from `sys.modules` (`reglab._lazy_tensorflow`), so a
+    notebook's sweep — signatures, `regularize`, the report, `best_model.keras` saved and loaded — never
+    imports it. Without that, this process imports TensorFlow (checked: the control below)."""
+    script = f"""
+import sys
+import reglab, keras
+from sklearn.datasets import load_digits
+x, y = load_digits(return_X_y=True)
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+                          keras.layers.Dense(10, activation="softmax")])
+result = reglab.Sweep(model, grid={{"l2": [0.0, 1e-3]}}, cv=2, epochs=3, test_size=0.2, seed=0,
+                      standardize=True).run(x, y, run_dir={str(tmp_path / "run")!r})
+keras.models.load_model({str(tmp_path / "run" / "best_model.keras")!r}, safe_mode=True)
+print(keras.backend.backend(), "tensorflow" in sys.modules)
+if sys.argv[1:] == ["control"]:
+    from keras.src.saving import serialization_lib
+    serialization_lib.tf = serialization_lib.tf._lazy
+    keras.saving.serialize_keras_object(model)
+    print("tensorflow" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", script, "control"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-3:] == ["jax", "False", "True"]
 
 
 @pytest.mark.parametrize("short", sorted(reglab._PUBLIC_MODULES))

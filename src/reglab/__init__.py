@@ -105,6 +105,9 @@ _SERIALIZABLE = ("reglab.kit.regularizers", "reglab.kit.schedules", "reglab.kit.
 def _register_with_keras():
     for name in _SERIALIZABLE:
         importlib.import_module(name)
+    from reglab import _lazy_tensorflow
+
+    _lazy_tensorflow.install()  # get_config without importing TensorFlow on JAX (~460 MB)
 
 
 class _AfterKeras:

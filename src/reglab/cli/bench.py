@@ -103,13 +103,15 @@ def sequential_keras(lambdas, fits: int, epochs: int, batch: int) -> dict:
     import keras
     from sklearn.model_selection import StratifiedKFold
 
+    from reglab.search import plan
+
     x, y = _data()
     train, val = next(iter(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y)))
     seconds, accuracy = [], {}
     for i in range(fits):
         strength = lambdas[i % len(lambdas)]
         keras.backend.clear_session()
-        keras.utils.set_random_seed(i)
+        plan.set_global_seed(i)  # keras.utils.set_random_seed, without importing TensorFlow on JAX
         started = time.perf_counter()
         model = _keras_model(strength)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -106,16 +106,13 @@ def _root(
 
 def _import_keras_quietly(compile_cache: bool = True):
     """Keras on the backend `main` chose. On TensorFlow, hide TensorFlow's C++ start-up chatter (it ignores
-    TF_CPP_MIN_LOG_LEVEL); on JAX, keep TensorFlow from being imported at all and keep XLA's compiled
-    programs on disk (JAX's persistent compilation cache), so a re-run or a resumed sweep does not compile
-    its populations again (not for `bench`, which measures compilation)."""
+    TF_CPP_MIN_LOG_LEVEL); on JAX (where importing reglab keeps TensorFlow out: `reglab._lazy_tensorflow`),
+    keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a re-run or a resumed
+    sweep does not compile its populations again (not for `bench`, which measures compilation)."""
     if os.environ.get("KERAS_BACKEND") != "tensorflow":
         import jax
-        import keras  # noqa: F401
+        import keras  # noqa: F401  (TensorFlow stays out: see reglab._lazy_tensorflow)
 
-        from reglab.engine.population import keep_tensorflow_out
-
-        keep_tensorflow_out()
         if compile_cache:
             folder = Path(os.environ.get("REGLAB_CACHE") or Path.home() / ".cache" / "reglab") / "xla"
             jax.config.update("jax_compilation_cache_dir", str(folder))

@@ -71,17 +71,6 @@ def unavailable() -> str | None:
     return None
 
 
-def keep_tensorflow_out() -> None:
-    """Tell Keras that TensorFlow is not there, in a JAX process that has not imported it: Keras imports
-    it whenever it is installed, for `isinstance` checks while serializing (`tf.available`), and that
-    costs ~460 MB (shared/experiments/NOTES.md). For processes reglab owns (the CLI, the benchmark):
-    a user's process may want `tf.data`."""
-    if keras.backend.backend() == "jax" and "tensorflow" not in sys.modules:
-        from keras.src.utils import module_utils
-
-        module_utils.tensorflow._available = False
-
-
 # --- members → populations ----------------------------------------------------------------------
 
 
