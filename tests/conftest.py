@@ -20,7 +20,7 @@ if keras.backend.backend() == "jax":
     import jax
 
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.environ["REGLAB_CACHE"], "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.05)
     if jax.default_backend() != "cpu":
         # On a GPU, JAX's float32 matmuls and convolutions default to TF32, whose rounding differs between
         # a vmapped population and one model: the convnet's members then agree with `fit` to ~2e-3 after
