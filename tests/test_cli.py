@@ -80,6 +80,43 @@ def test_sweep_reads_csv_npz_and_parquet_files(tmp_path):
         assert loaded.x.shape == (569, 30) and sorted(np.unique(loaded.y)) == [0, 1] and loaded.task == "classification"
 
 
+SETTINGS = dict(grid={"l2": [0.0, 0.1]}, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
+                refine_points=5, select="val_loss", cv=2, repeats=1, stratify="auto", test_size=None, standardize=True,
+                epochs=1, batch_size=32, optimizer="adam", learning_rate=1e-3, engine="auto", seed=0)
+RANDOM = {"l2": {"log_uniform": [1e-4, 1e-1]}}
+SPOILED_SETTINGS = [  # each spoils one of the settings a config gives a Sweep
+    {"seed": -1}, {"grid": None}, {"random": RANDOM}, {"grid": None, "random": RANDOM, "n_trials": 0},
+    {"grid": None, "stages": []}, {"grid": None, "stages": [5]}, {"grid": {"l2": []}}, {"refine": -1},
+    {"refine": 1, "refine_points": 0}, {"refine": 1, "grid": {"penalty": ["l1", "l2"]}},
+    {"refine": 1, "refine_param": "l3"}, {"refine": 1, "grid": {"l2": [0.0]}}, {"repeats": 0}, {"stratify": "yes"},
+    {"test_size": 0}, {"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0}, {"learning_rate": {"a": 1}},
+    {"optimizer": "adamm"}, {"optimizer": 3}, {"engine": "stacked"}, {"engine": "warp"}, {"grid": {"fold": [1]}},
+    {"grid": {"a:b": [1]}}, {"grid": {"prox_l1": [0.1]}, "optimizer": "FTRL"}, {"grid": {"weight_decay": [-0.1]}},
+]
+
+
+@pytest.mark.parametrize("spoiled", SPOILED_SETTINGS, ids=repr)
+def test_a_config_is_refused_in_the_sweeps_words_before_keras(spoiled, tmp_path):
+    """`reglab.config.check` (no Keras) refuses every setting `Sweep` refuses, with the same line: both ask
+    `reglab.settings.check`."""
+    from reglab import config, sweep
+
+    given = {**SETTINGS, **spoiled}
+    with pytest.raises(ValueError) as sweeps:
+        sweep.Sweep(lambda point: None, **given)
+    search = {k: given[k] for k in ("grid", "random", "stages", "n_trials", "refine", "refine_param", "refine_points")
+              if given[k] is not None}
+    spec = {"seed": given["seed"], "data": {"source": "wine", "standardize": True},
+            "search": {**search, "select": given["select"]},
+            "cv": {"folds": given["cv"], "repeats": given["repeats"], "stratify": given["stratify"]},
+            "train": {k: given[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "engine")}}
+    if given["test_size"] is not None:
+        spec["data"]["test_size"] = given["test_size"]
+    with pytest.raises(ValueError) as ours:
+        config.check(spec, tmp_path)
+    assert str(ours.value) == str(sweeps.value)
+
+
 BAD_CONFIGS = [
     ("[train]\nepoch = 3\n", "Unknown key(s) ['epoch'] in [train]"),
     ('[data]\nsource = "mnist"\n[search]\ngrid = { l2 = [0.0] }\n', "Received: source='mnist'"),
@@ -110,6 +147,42 @@ def test_cli_bad_input_exits_2(argv, tmp_path):
     result = reglab(*argv, cwd=tmp_path, timeout=120)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+# The CLI in a subprocess that says, as it exits, which of Keras, JAX and TensorFlow it imported.
+_REPORTS_IMPORTS = """
+import atexit, sys
+atexit.register(lambda: print("imported:", [m for m in ("keras", "jax", "tensorflow") if m in sys.modules],
+                              file=sys.stderr))
+from reglab.cli.commands import main
+sys.argv = ["reglab", "sweep", *sys.argv[1:]]
+main()
+"""
+
+REFUSED_WITHOUT_KERAS = [  # errors the config file alone decides
+    ('[data]\nsource = "wine"\n[search]\ngrid = { l2 = [0.0] }\n[train]\nepoch = 3\n',
+     "Unknown key(s) ['epoch'] in [train]"),
+    ('seed = -1\n[data]\nsource = "wine"\n[search]\ngrid = { l2 = [0.0] }\n', "Received: seed=-1"),
+    ('[data]\nsource = "missing.csv"\ntarget = "y"\n[search]\ngrid = { l2 = [0.1] }\n',
+     "Received: source='missing.csv'"),
+    ('[data]\nsource = "wine"\n[search]\ngrid = { l3 = [0.1] }\n', "Received: l3=0.1"),
+    ('[data]\nsource = "wine"\n[model]\nhidden = [0]\n[search]\ngrid = { l2 = [0.1] }\n', "Received: hidden=0"),
+    ('[data]\nsource = "wine"\n[model]\nfile = "absent.keras"\n[search]\ngrid = { l2 = [0.1] }\n',
+     "Received: file='absent.keras'"),
+]
+
+
+@pytest.mark.parametrize("text, message", REFUSED_WITHOUT_KERAS, ids=[m for _, m in REFUSED_WITHOUT_KERAS])
+def test_a_config_error_is_refused_before_keras_is_imported(text, message, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = subprocess.run([sys.executable, "-c", _REPORTS_IMPORTS, str(config), "--run-dir", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert len(lines) == 2 and lines[0].startswith("reglab: error: ") and message in lines[0], result.stderr
+    assert lines[1] == "imported: []"  # the ~5 s of importing Keras (and JAX) are not spent on a typo
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

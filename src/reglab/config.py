@@ -23,6 +23,10 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   state in the run directory: default 2; a killed run continues from the last save).
 
 Unknown sections and keys are errors (a typo must not silently become a default).
+
+Two steps: `check` makes every check the file (and the data it names) decides, without Keras, so
+that `reglab sweep` refuses a typo before spending ~5 s importing Keras and JAX; `build` then makes
+the Keras objects (the model file's model or the MLP, the `Sweep`) and the checks that need them.
 """
 
 from __future__ import annotations
@@ -33,14 +37,18 @@ import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from reglab import _checks
 from reglab import data as data_module
+from reglab import settings as sweep_settings
 from reglab.search import points
-from reglab.models import MLP
-from reglab.sweep import Sweep
+from reglab.models import MLP, widths
+
+if TYPE_CHECKING:  # Keras is imported by `build`, not with this module (see the docstring)
+    import keras
+
+    from reglab.sweep import Sweep
 
 ALLOWED = {
     None: {"name", "seed", "data", "model", "search", "cv", "train"},
@@ -50,6 +58,19 @@ ALLOWED = {
     "cv": {"folds", "holdout", "repeats", "stratify"},
     "train": {"epochs", "batch_size", "optimizer", "learning_rate", "engine", "checkpoint_seconds"},
 }
+
+
+@dataclass
+class Checked:
+    """A config that passed every check `check` makes: what `build` needs to make the Keras objects."""
+
+    name: str
+    dataset: data_module.Dataset
+    base_dir: Path
+    model: dict  # the [model] table: `file`, or `hidden` and `activation`
+    layer_groups: dict
+    settings: dict  # `Sweep`'s keyword arguments but the model's
+    checkpoint_seconds: float
 
 
 @dataclass
@@ -184,8 +205,9 @@ def _recorded(task: str) -> list[str]:
     return ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss", "val_mean_absolute_error"]
 
 
-def experiment(config: dict, base_dir=".") -> Experiment:
-    """Validate a config dict and build the `Experiment` (nothing is trained)."""
+def check(config: dict, base_dir=".") -> Checked:
+    """Validate a config dict and load its data: every check that needs no Keras, each a one-line
+    ValueError (`build` makes the rest)."""
     _check_keys(None, config)
     for section in ("data", "model", "search", "cv", "train"):
         _check_keys(section, config.get(section, {}))
@@ -238,22 +260,11 @@ def experiment(config: dict, base_dir=".") -> Experiment:
         raise ValueError(f"[search] `select` names a validation quantity the sweep records; for this "
                          f"{dataset.task} data those are {_recorded(dataset.task)}. Received: select={_shown(select)}")
 
-    if model_file is not None:  # a plain model: Sweep applies each point with reglab.regularize
-        model = load_model_file(model_file, base_dir)
-        _check_input_shape(model, model_file, base_dir, dataset.x.shape)
-        _check_layer_groups(model, layer_groups)
-        model_args = {"model": model, "layer_groups": layer_groups}
+    if model_file is not None:
+        _model_file_path(model_file, base_dir)  # its contents are `build`'s: loading them needs Keras
     else:
-        builder = MLP(hidden=model_cfg.get("hidden", [64]), activation=model_cfg.get("activation", "relu"),
-                      layer_groups=layer_groups)
-        n_outputs = dataset.n_classes if dataset.task == "classification" else 1
-        model_args = {"model": builder.bind(dataset.x.shape[1], n_outputs)}
-        if layer_groups:
-            _check_layer_groups(model_args["model"].plain(), layer_groups)
-            keras.backend.clear_session(free_memory=False)
-
-    sweep = Sweep(
-        **model_args,
+        widths(model_cfg.get("hidden", [64]))  # the activation is `build`'s: Keras knows the names
+    arguments = dict(  # `Sweep`'s keyword arguments but the model's
         grid=search.get("grid"), random=search.get("random"), n_trials=search.get("n_trials", 10),
         stages=search.get("stages"), refine=search.get("refine", 0), refine_param=search.get("refine_param"),
         refine_points=search.get("refine_points", 5), select=select,
@@ -264,18 +275,77 @@ def experiment(config: dict, base_dir=".") -> Experiment:
         engine=train.get("engine", "auto"),
         seed=config.get("seed", 0),
     )
-    for round_points in sweep._rounds:  # the MLP applies points like a plain model: check the keys now
+    # `Sweep`'s own checks of these settings, made now (they need no Keras); the MLP applies points like a
+    # plain model, so their keys are checked here too
+    checked = sweep_settings.check(**{k: v for k, v in arguments.items() if k != "standardize"})
+    for round_points in checked["rounds"]:
         points.check(round_points, layer_groups)
     checkpoint_seconds = train.get("checkpoint_seconds", 2.0)
     _checks.number(checkpoint_seconds, "checkpoint_seconds", low=0)
-    return Experiment(name=name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task,
-                      checkpoint_seconds=float(checkpoint_seconds))
+    return Checked(name=name, dataset=dataset, base_dir=Path(base_dir), model=model_cfg, layer_groups=layer_groups,
+                   settings=arguments, checkpoint_seconds=float(checkpoint_seconds))
+
+
+def build(checked: Checked) -> Experiment:
+    """The `Experiment` of a checked config: the model (the file's, or the MLP) and the `Sweep`, with the
+    checks that need them (nothing is trained)."""
+    import keras
+
+    from reglab.sweep import Sweep
+
+    model_cfg, layer_groups, dataset = checked.model, checked.layer_groups, checked.dataset
+    model_file = model_cfg.get("file")
+    if model_file is not None:  # a plain model: Sweep applies each point with reglab.regularize
+        model = load_model_file(model_file, checked.base_dir)
+        _check_input_shape(model, model_file, checked.base_dir, dataset.x.shape)
+        _check_layer_groups(model, layer_groups)
+        model_args = {"model": model, "layer_groups": layer_groups}
+    else:
+        builder = MLP(hidden=model_cfg.get("hidden", [64]), activation=model_cfg.get("activation", "relu"),
+                      layer_groups=layer_groups)
+        n_outputs = dataset.n_classes if dataset.task == "classification" else 1
+        model_args = {"model": builder.bind(dataset.x.shape[1], n_outputs)}
+        if layer_groups:
+            _check_layer_groups(model_args["model"].plain(), layer_groups)
+            keras.backend.clear_session(free_memory=False)
+    sweep = Sweep(**model_args, **checked.settings)
+    return Experiment(name=checked.name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task,
+                      checkpoint_seconds=checked.checkpoint_seconds)
+
+
+def experiment(config: dict, base_dir=".") -> Experiment:
+    """Validate a config dict and build the `Experiment` (nothing is trained)."""
+    return build(check(config, base_dir))
 
 
 def load_model_file(file, base_dir=".") -> keras.Model:
     """`[model] file`: a `.keras` model, loaded with `safe_mode=True, compile=False` (no code from the
     file runs; reglab's own regularizers and schedules are registered). Every failure is a one-line
     ValueError that names the file and says what to change."""
+    import keras
+
+    received = f"Received: file={file!r}"
+    path = _model_file_path(file, base_dir)
+
+    from reglab.kit import regularizers, schedules  # noqa: F401  (register reglab>L2, … before loading)
+
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, TypeError, KeyError, IndexError, OSError) as error:
+        raise ValueError(_load_error(path, error) + f" {received}") from None
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"[model] file {path} holds a {type(model).__name__}, not a Keras model. {received}")
+    if not model.built or not model.inputs:
+        raise ValueError(
+            f"[model] file {path} holds a model without an input shape: start it with keras.Input(shape) and "
+            f"save it again. {received}"
+        )
+    return model
+
+
+def _model_file_path(file, base_dir) -> Path:
+    """`[model] file`'s path, checked without Keras: a .keras file that exists and is a model archive (a zip
+    holding config.json). One-line ValueErrors, as `load_model_file`'s."""
     received = f"Received: file={file!r}"
     if not isinstance(file, str) or not file:
         raise ValueError(f"[model] `file` is the path of a .keras model file. {received}")
@@ -297,20 +367,7 @@ def load_model_file(file, base_dir=".") -> keras.Model:
             f"[model] file {path} is not a Keras model archive (a .keras file is a zip holding config.json and "
             f"the weights): write it with model.save('model.keras'). {received}"
         )
-    from reglab.kit import regularizers, schedules  # noqa: F401  (register reglab>L2, … before loading)
-
-    try:
-        model = keras.models.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, TypeError, KeyError, IndexError, OSError) as error:
-        raise ValueError(_load_error(path, error) + f" {received}") from None
-    if not isinstance(model, keras.Model):
-        raise ValueError(f"[model] file {path} holds a {type(model).__name__}, not a Keras model. {received}")
-    if not model.built or not model.inputs:
-        raise ValueError(
-            f"[model] file {path} holds a model without an input shape: start it with keras.Input(shape) and "
-            f"save it again. {received}"
-        )
-    return model
+    return path
 
 
 def _load_error(path, error) -> str:
@@ -353,6 +410,11 @@ def _check_input_shape(model, file, base_dir, data_shape) -> None:
         )
 
 
-def from_file(path) -> Experiment:
+def check_file(path) -> Checked:
+    """`check` of the spec in the file at `path` (relative paths in it are relative to the file)."""
     path = Path(path)
-    return experiment(load(path), base_dir=path.parent)
+    return check(load(path), base_dir=path.parent)
+
+
+def from_file(path) -> Experiment:
+    return build(check_file(path))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import keras
-
 from reglab import _checks
 
 from reglab.search import points
+
+
+def widths(hidden) -> list[int]:
+    """`hidden`, checked: a non-empty list of positive layer widths (no Keras needed: `reglab sweep`
+    checks a config's `hidden` before importing Keras)."""
+    if not isinstance(hidden, (list, tuple)) or not hidden:
+        raise ValueError(f"`hidden` is a non-empty list of layer widths. Received: hidden={hidden!r}")
+    return [_checks.number(h, "hidden", low=1, integer=True) for h in hidden]
 
 
 class MLP:
@@ -23,9 +29,9 @@ class MLP:
     """
 
     def __init__(self, hidden=(64,), activation="relu", n_features=None, n_outputs=None, layer_groups=None):
-        if not isinstance(hidden, (list, tuple)) or not hidden:
-            raise ValueError(f"`hidden` is a non-empty list of layer widths. Received: hidden={hidden!r}")
-        self.hidden = [_checks.number(h, "hidden", low=1, integer=True) for h in hidden]
+        import keras
+
+        self.hidden = widths(hidden)
         try:
             keras.activations.get(activation)
         except (ValueError, TypeError):
@@ -38,6 +44,8 @@ class MLP:
         return MLP(self.hidden, self.activation, n_features, n_outputs, self.layer_groups)
 
     def plain(self) -> keras.Model:
+        import keras
+
         layers = [keras.Input((self.n_features,))]
         layers += [keras.layers.Dense(h, activation=self.activation, name=f"hidden_{i + 1}") for i, h in enumerate(self.hidden)]
         activation = "softmax" if self.n_outputs > 1 else None

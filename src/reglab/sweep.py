@@ -28,16 +28,13 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import _checks, data as data_module
+from reglab import _checks, data as data_module, settings
 
 from reglab.decide import diagnosis, selection
 
 from reglab.search import plan, points as points_module, space
 from reglab.engine import reference
-from reglab.kit.records import BASELINE, FIXED, weight_histogram
-
-ENGINES = ("auto", "population", "reference")
-
+from reglab.kit.records import weight_histogram
 
 def _engine_unavailable(engine: str) -> str | None:
     """Why `engine` cannot run in this process (Keras's backend decides), or None."""
@@ -46,9 +43,6 @@ def _engine_unavailable(engine: str) -> str | None:
 
         return unavailable()
     return None
-
-
-_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
 
 class NothingToTrain(RuntimeError):
@@ -127,55 +121,17 @@ class Sweep:
         elif not callable(model):
             raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
         self.model = model
-        self.seed = _checks.number(seed, "seed", low=0, high=2**32 - 1, integer=True)
-        given = [name for name, value in (("grid", grid), ("random", random), ("stages", stages)) if value is not None]
-        if len(given) != 1:
-            raise ValueError(f"Give exactly one of `grid`, `random`, `stages`. Received: {given or 'none of them'}")
+        checked = settings.check(seed=seed, grid=grid, random=random, stages=stages, n_trials=n_trials, refine=refine,
+                                 refine_param=refine_param, refine_points=refine_points, cv=cv, repeats=repeats,
+                                 stratify=stratify, test_size=test_size, epochs=epochs, batch_size=batch_size,
+                                 learning_rate=learning_rate, optimizer=optimizer, select=select, engine=engine)
+        self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
-        self.n_trials = _checks.number(n_trials, "n_trials", low=1, integer=True)
-        if stages is not None:
-            if not isinstance(stages, (list, tuple)) or not stages:
-                raise ValueError(f"`stages` is a non-empty list of grids. Received: stages={stages!r}")
-            self._rounds = [space.grid_points(stage) for stage in stages]
-        elif grid is not None:
-            self._rounds = [space.grid_points(grid)]
-        else:
-            self._rounds = [space.random_points(random, self.n_trials, self.seed)]
-        self.refine = _checks.number(refine, "refine", low=0, integer=True)
-        self.refine_points = _checks.number(refine_points, "refine_points", low=1, integer=True)
-        self.refine_param = refine_param
-        if self.refine:
-            numeric = [k for k, v in self._rounds[0][0].items() if isinstance(v, float)]
-            if refine_param is None and not numeric:
-                raise ValueError(f"Nothing numeric to refine. Received: refine={refine}")
-            self.refine_param = refine_param or numeric[0]
-            if self.refine_param not in self._rounds[0][0]:
-                raise ValueError(f"`refine_param` must be a searched key. Received: refine_param={refine_param!r}")
-            values = [p[self.refine_param] for r in self._rounds for p in r if self.refine_param in p]
-            if not any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
-                raise ValueError(f"`refine` looks for new values on a log scale between positive ones; "
-                                 f"{self.refine_param!r} has none. Received: {self.refine_param}={values!r}")
-        if isinstance(cv, float) and not isinstance(cv, bool):
-            _checks.number(cv, "cv", low=0, high=0.95, low_open=True)
-        else:
-            _checks.number(cv, "cv", low=2, integer=True)
-        self.cv = cv
-        self.repeats = _checks.number(repeats, "repeats", low=1, integer=True)
-        if stratify not in ("auto", True, False):
-            raise ValueError(f"`stratify` is 'auto', True or False. Received: stratify={stratify!r}")
-        self.stratify = stratify
-        if test_size is not None:
-            _checks.number(test_size, "test_size", low=0, high=0.9, low_open=True)
-        self.test_size = test_size
-        self.epochs = _checks.number(epochs, "epochs", low=1, integer=True)
-        self.batch_size = _checks.number(batch_size, "batch_size", low=1, integer=True)
-        if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-            _checks.number(learning_rate, "learning_rate", low=0, low_open=True)
-        self.learning_rate = learning_rate
-        if not isinstance(optimizer, str) or optimizer.lower() not in _OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer (use one of {list(_OPTIMIZERS)}). Received: optimizer={optimizer!r}")
-        self.optimizer = optimizer.lower()
-        if loss != "auto":
+        self.refine, self.refine_points, self.refine_param = checked["refine"], checked["refine_points"], checked["refine_param"]
+        self.cv, self.repeats, self.stratify, self.test_size = cv, checked["repeats"], stratify, test_size
+        self.epochs, self.batch_size, self.learning_rate = checked["epochs"], checked["batch_size"], learning_rate
+        self.optimizer = checked["optimizer"]
+        if loss != "auto":  # what needs Keras: the loss by name, the engine on this backend, the model
             for part in _per_output(loss):
                 try:
                     keras.losses.get(part)
@@ -194,26 +150,12 @@ class Sweep:
         self.layers = layers
         self.layer_groups = dict(layer_groups or {})
         self.standardize = bool(standardize)
-        if not isinstance(select, str) or not select.startswith("val_"):
-            raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
         self.select = select
         self.refit = bool(refit)
-        if engine == "stacked":  # a name that worked before the population engine replaced it
-            raise ValueError("The stacked engine is gone: the population engine (Keras's JAX backend) trains every "
-                             "model it trained, faster; use engine='auto'. Received: engine='stacked'")
-        if engine not in ENGINES:
-            raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
         unavailable = _engine_unavailable(engine)
         if unavailable:
             raise ValueError(f"{unavailable}. Received: engine={engine!r}")
         self.engine = engine
-        reserved = set(FIXED) | set(selection.IDENTITY) | {"seconds", "status", "error", *BASELINE}
-        for point in self._rounds[0]:
-            for key in point:
-                if key in reserved or ":" in key:
-                    raise ValueError(f"A search key may not be a record column or contain ':'. Received: {key}=...")
-        for round_points in self._rounds:
-            points_module.check_optimizer_keys(round_points, self.optimizer)
         if isinstance(model, keras.Model):
             for round_points in self._rounds:
                 points_module.check(round_points, self.layer_groups)

@@ -38,15 +38,22 @@ work with builder functions too (on every kernel there).
 from __future__ import annotations
 
 from reglab import _checks
-from reglab.kit import regularizers as R
-from reglab.kit.attach import has_slot, hidden_layers, regularize, select_layers
+
+
+def _regularizers():
+    """`reglab.kit.regularizers`, imported when a penalty is made: the key checks (`check`,
+    `check_optimizer_keys`) need no Keras, so `reglab sweep` makes them before importing it."""
+    from reglab.kit import regularizers
+
+    return regularizers
+
 
 KINDS = {
-    "l1": lambda s, p: R.L1(s),
-    "l2": lambda s, p: R.L2(s),
-    "elastic_net": lambda s, p: R.ElasticNet(s, p.get("l1_ratio", 0.5)),
-    "group_lasso": lambda s, p: R.GroupLasso(s),
-    "smoothness": lambda s, p: R.Smoothness(s),
+    "l1": lambda s, p: _regularizers().L1(s),
+    "l2": lambda s, p: _regularizers().L2(s),
+    "elastic_net": lambda s, p: _regularizers().ElasticNet(s, p.get("l1_ratio", 0.5)),
+    "group_lasso": lambda s, p: _regularizers().GroupLasso(s),
+    "smoothness": lambda s, p: _regularizers().Smoothness(s),
 }
 OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
 OTHER_KEYS = ("penalty", "l1_ratio", "dropout", "learning_rate", *OPTIMIZER_KINDS)
@@ -97,6 +104,8 @@ def _entries(point: dict) -> list[tuple[str, str, str | None, float]]:
 def _targets(model, entry, layers, groups) -> list:
     """The layers an entry of `_entries` acts on: its group's, else the sweep's; for a recurrent key,
     those of them that have a recurrent kernel (an error if none has: the key would do nothing)."""
+    from reglab.kit.attach import has_slot, hidden_layers, select_layers
+
     slot, kind, group, value = entry
     if group is not None:
         chosen = select_layers(model, groups[group])
@@ -147,6 +156,8 @@ def check(points: list[dict], groups: dict) -> None:
 
 def apply(model, point: dict, layers="hidden", groups: dict | None = None):
     """A copy of `model` regularized as `point` says (its weights kept)."""
+    from reglab.kit.attach import hidden_layers, regularize, select_layers
+
     groups = groups or {}
     default = hidden_layers(model) if layers == "hidden" else select_layers(model, layers)
     per_layer: dict[tuple[str, str], list] = {}  # (slot, layer name) -> [(kind, λ)]
@@ -162,7 +173,7 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
             chosen[slot][name] = KINDS[kind](strength, point)
         elif kinds == {"l1", "l2"} and len(penalties) == 2:
             values = dict(penalties)
-            chosen[slot][name] = R.L1L2(l1=values["l1"], l2=values["l2"])
+            chosen[slot][name] = _regularizers().L1L2(l1=values["l1"], l2=values["l2"])
         else:
             raise ValueError(
                 f"Layer {name!r} would get several {slot} penalties {penalties}; one per layer (use "
@@ -200,7 +211,7 @@ def describe(point: dict) -> str:
         reg = KINDS[kind](strength, point)
         where = "hidden layers" if group is None else group + " layers"
         where += "' recurrent kernels" if slot == "recurrent" else ""
-        parts.append(f"{R.describe(reg)} on the {where}")
+        parts.append(f"{_regularizers().describe(reg)} on the {where}")
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
     for kind, value in optimizer_settings(point).items():
