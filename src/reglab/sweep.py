@@ -36,6 +36,7 @@ from reglab.search import plan, points as points_module, space
 from reglab.engine import reference
 from reglab.kit.records import weight_histogram
 
+
 def _engine_unavailable(engine: str) -> str | None:
     """Why `engine` cannot run in this process (Keras's backend decides), or None."""
     if engine == "population":
