@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from reglab import _checks
 
 from reglab.search import points
+
+if TYPE_CHECKING:  # Keras is imported where a model is made: `reglab sweep` checks `hidden` without it
+    import keras
 
 
 def widths(hidden) -> list[int]:

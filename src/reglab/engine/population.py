@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
