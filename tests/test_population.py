@@ -15,7 +15,7 @@ from reglab import data as D
 from reglab.search import plan
 from reglab.kit import regularizers as R
 from reglab import zoo
-from reglab.engine import population, reference
+from reglab.engine import convolution, population, reference
 from reglab.engine.batches import default_order
 from reglab.kit.schedules import LinearWarmup, Scheduled
 
@@ -56,6 +56,7 @@ def fit(build, member, dataset, setting):
 
 
 def assert_equivalent(build, x, setting, members_checked=(0, -1), **kwargs):
+    """Train the members as one population and check members `members_checked` against `model.fit`."""
     dataset, members = setup(x, **kwargs)
     (pop,), failures = population.plan_populations(members, build, probe=D.rows(dataset.x, slice(0, 1)))
     assert not failures
@@ -135,6 +136,36 @@ def test_points_share_one_population_and_one_compilation():
     assert len(pops) == 1 and len(pops[0].members) == 8
     _, _, timing = population.train_population(pops[0], dataset, training(epochs=2))
     assert len(timing["epoch_seconds"]) == 2 and timing["compile_seconds"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", convolution.STRATEGIES)
+@pytest.mark.parametrize("family", ["convnet", "conv1d-batchnorm"])
+def test_every_way_of_batching_convolutions_trains_exactly_as_model_fit(monkeypatch, family, strategy):
+    """Members one after another unrolled, in a `lax.map` loop, or as one grouped convolution (`vmap`),
+    each convolution issued in Eigen's order: each member is still `model.fit`; and the program keeps
+    which way it took (forced here; measured by default)."""
+    monkeypatch.setenv("REGLAB_CONV_BATCHING", strategy)
+    build, x = FAMILIES[family]
+    timings = []
+    spy = population._train
+
+    def keep_timing(*args, **kwargs):
+        out = spy(*args, **kwargs)
+        timings.append(out[2])
+        return out
+
+    monkeypatch.setattr(population, "_train", keep_timing)
+    assert_equivalent(build, x, training(), n=200)
+    used = {d["strategy"] for d in timings[0]["convolutions"].values()}
+    assert used == {strategy}
+
+
+def test_a_wrong_convolution_batching_is_refused_before_any_tracing(monkeypatch):
+    monkeypatch.setenv("REGLAB_CONV_BATCHING", "grouped")
+    with pytest.raises(ValueError, match="REGLAB_CONV_BATCHING=.grouped."):
+        with convolution.per_member_on_cpu():
+            pass
 
 
 @pytest.mark.parametrize("family, lambdas", [("mlp-dropout", (0.0, 1e-4, 1e-2)), ("conv1d-batchnorm", (0.0, 1e-2))],

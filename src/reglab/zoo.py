@@ -120,6 +120,54 @@ def subclassed(point):
     return Subclassed(point["l2"])
 
 
+# keras-io's own sizes (its time-series FCN, its MNIST convnet, a small ResNet): what users train, for
+# `reglab bench --zoo`; the digits upsampled to the image sizes those models expect.
+
+
+def fcn(point):
+    """keras-io's time-series classification FCN: three Conv1D(64, 3) + BatchNorm + ReLU, global average
+    pooling; the digits as sequences of 64 steps."""
+    inputs = keras.Input((64, 1))
+    h = inputs
+    for _ in range(3):
+        h = L.Conv1D(64, 3, padding="same", use_bias=False, kernel_regularizer=R.L2(point["l2"]))(h)
+        h = L.Activation("relu")(L.BatchNormalization()(h))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling1D()(h)))
+
+
+def mnist_convnet(point):
+    """keras-io's simple MNIST convnet on 28 × 28 images."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(32, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+        L.MaxPooling2D(2),
+        L.Flatten(),
+        L.Dropout(0.5),
+        L.Dense(10, activation="softmax"),
+    ])
+
+
+def small_resnet(point):
+    """A small ResNet on 16 × 16 images: a stem, two residual blocks of Conv2D(16) + BatchNorm, one of
+    Conv2D(32) with stride 2 and a projection, global average pooling."""
+    def conv(filters, strides=1, size=3):
+        return L.Conv2D(filters, size, strides=strides, padding="same", use_bias=False,
+                        kernel_regularizer=R.L2(point["l2"]))
+
+    def block(h, filters, strides=1):
+        r = L.Activation("relu")(L.BatchNormalization()(conv(filters, strides)(h)))
+        r = L.BatchNormalization()(conv(filters)(r))
+        skip = h if strides == 1 else L.BatchNormalization()(conv(filters, strides, size=1)(h))
+        return L.Activation("relu")(L.Add()([skip, r]))
+
+    inputs = keras.Input((16, 16, 1))
+    h = L.Activation("relu")(L.BatchNormalization()(conv(16)(inputs)))
+    h = block(block(h, 16), 32, strides=2)
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(h)))
+
+
 def digits():
     """(features in [0, 1] as float32, pixel values 0–16 as int32 tokens, labels)."""
     from sklearn.datasets import load_digits
@@ -142,5 +190,17 @@ def families() -> dict:
         "attention": (transformer, tokens),
         "subclassed": (subclassed, x),
         "two-inputs": (two_inputs, {"image": images, "sums": np.concatenate([images.sum(1), images.sum(2)], axis=1)[..., 0]}),
+    }
+
+
+def keras_io_families() -> dict:
+    """{name: (builder, inputs)}: the models of keras-io's examples at their sizes, over the digits."""
+    x, _, _ = digits()
+    images = x.reshape(-1, 8, 8, 1)
+    upsample = lambda k: np.kron(images, np.ones((1, k, k, 1), "float32"))  # each pixel a k × k block
+    return {
+        "keras-io-fcn": (fcn, x.reshape(-1, 64, 1)),
+        "keras-io-mnist-convnet": (mnist_convnet, np.pad(upsample(3), ((0, 0), (2, 2), (2, 2), (0, 0)))),
+        "small-resnet": (small_resnet, upsample(2)),
     }
 

@@ -54,7 +54,7 @@ from reglab.data import rows as data_rows
 from reglab.engine import basis
 from reglab.engine.batches import default_order, pad, standardized_views
 from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key
-from reglab.engine.convolution import per_member_on_cpu
+from reglab.engine.convolution import expected_calls, per_member_on_cpu
 from reglab.kit.schedules import Scheduled
 
 
@@ -599,11 +599,11 @@ class Program:
             return done
         return pool.submit(answer, lowered)
 
-    def epoch_function(self, plan: "Plan", X, Y):
+    def epoch_function(self, plan: "Plan", X, Y, epochs: int = 1):
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
         indices and weights, per-cohort validation indices and weights) -> (state, training sums,
         training metrics, validation numbers, weight statistics). Weights are None where batches are
-        not padded."""
+        not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for)."""
         jax, jnp = self.jax, self.jnp
         M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
         width = 2 + len(self.terms) + len(self.activity)
@@ -631,7 +631,8 @@ class Program:
                     return inner, numbers * jnp.reshape(rows, (-1, 1))
 
                 inputs = (jnp.swapaxes(idx, 0, 1), None if weight is None else jnp.swapaxes(weight, 0, 1))
-                part, numbers = jax.lax.scan(body, part, inputs)
+                with expected_calls(segment.steps * epochs):
+                    part, numbers = jax.lax.scan(body, part, inputs)
                 carry = put(carry, segment.members, part)
                 sums = sums.at[np.asarray(segment.members)].add(numbers.sum(axis=0))
             trainable, non_trainable, optimizer_values, metrics = carry
@@ -646,7 +647,8 @@ class Program:
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
             for (who, _, _), idx, weight in zip(val_plan, val_indices, val_weights):
                 part = take((trainable, non_trainable, coefficients), who)
-                val = val.at[np.asarray(who)].set(check(*part, _take(X, idx), _take(Y, idx), weight))
+                with expected_calls(epochs):
+                    val = val.at[np.asarray(who)].set(check(*part, _take(X, idx), _take(Y, idx), weight))
             new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
                          "alive": ok}
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
@@ -809,6 +811,7 @@ class _Schedule:
     shards: list
     lowered: object
     started: float
+    convolutions: dict  # how each convolution's members are batched, and the figures it was chosen on
 
 
 def _train_population(population, data, training, validate, order, checkpoints=None):
@@ -836,19 +839,19 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             plan = plan_shard([train_sizes[i] for i in cuts[0]], [val_sizes[i] for i in cuts[0]], B, *padded,
                               max(val_sizes))
             shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
-            run = program.epoch_function(plan, X, Y)
+            run = program.epoch_function(plan, X, Y, training.epochs)
             started = time.perf_counter()
             rows = np.asarray(cuts[0])
             first = (_take(program.initial, rows), _take(program.values(0), rows), *batch_indices(plan, 0, cuts[0]))
             try:  # once per population: the points' values are arguments, not constants
-                with per_member_on_cpu():  # the one batching rule: see reglab.engine.convolution
+                with per_member_on_cpu() as convolutions:  # see reglab.engine.convolution
                     lowered = run.lower(*first, *shards[0][1])
             except Exception:
                 if not program.knobs:
                     raise
                 values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
                 raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
-            return _Schedule(plan, shards, lowered, started)
+            return _Schedule(plan, shards, lowered, started, convolutions)
 
         def validation(plan, cut):
             """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
@@ -941,7 +944,8 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     M = len(members)
     shards = schedule.shards
     state = program.initial
-    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M, "shards": len(shards)}
+    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M, "shards": len(shards),
+              "convolutions": schedule.convolutions}
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
     first = 0
