@@ -173,13 +173,17 @@ def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -
     strategy = forced()
     key = convolution.signature(axis_size, in_batched, x, w)
     calls = getattr(_context, "calls", 0)
-    if strategy is None and calls < WORTH_MEASURING:
+    if strategy is None and axis_size == 1:
+        strategy = "unrolled"  # one member: the convolution itself, whatever the strategy
+    elif strategy is None and calls < WORTH_MEASURING:
         strategy = "map"  # measuring would cost more than the best choice could save
     elif strategy is None:
         if key not in _decided:
+            started = time.perf_counter()
             with ThreadPoolExecutor(1) as pool:  # a thread of its own: tracing state is per thread
                 _decided[key] = pool.submit(_measure, convolution, axis_size, in_batched, x.shape, x.dtype,
                                             w.shape, w.dtype, calls).result()
+            _decided[key]["seconds"] = time.perf_counter() - started  # what measuring cost
         strategy = _decided[key]["strategy"]
     decisions = getattr(_context, "decisions", None)
     if decisions is not None:
@@ -189,36 +193,42 @@ def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -
 
 def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dtype, calls, steps=3) -> dict:
     """Compile and time forward + backward under each strategy, in a loop of `steps` as the epoch runs it.
-    `unrolled` and `map` cost members one after another, so they are measured on a few and scaled up."""
+    `unrolled` and `map` run members one after another, so they are measured on a few and their step
+    scaled up (and `unrolled`'s compilation too: its program holds one convolution per member).
+    One after another: compiling side by side on a CPU slows the others' compilations and runs down."""
     rng = np.random.default_rng(0)
-    figures = {}
-    for strategy in STRATEGIES:
+
+    def build(strategy):
         members = axis_size if strategy == "vmap" else min(axis_size, _SAMPLE)
         shape = (lambda s, b: (steps, members, *s) if b else (steps, *s))
         xs = rng.standard_normal(shape(x_shape, in_batched[0])).astype(x_dtype)
         ws = rng.standard_normal(shape(w_shape, in_batched[1])).astype(w_dtype)
-        flags = (*in_batched, True)
         forward, backward = _batched(convolution.forward, strategy), _batched(convolution.backward, strategy)
 
         def loop(xs, ws):
             def body(total, step):
                 x, w = step
                 y = forward(members, in_batched, x, w)
-                dx, dw = backward(members, flags, x, w, jax.numpy.tanh(y))
+                dx, dw = backward(members, (*in_batched, True), x, w, jax.numpy.tanh(y))
                 return total + dx.sum() + dw.sum(), None
             return jax.lax.scan(body, 0.0, (xs, ws))[0]
 
         started = time.perf_counter()
         compiled = jax.jit(loop).lower(xs, ws).compile()
-        compile_seconds = time.perf_counter() - started
-        compiled(xs, ws).block_until_ready()
+        return compiled, (xs, ws), members, time.perf_counter() - started
+
+    figures = {}
+    for strategy in STRATEGIES:
+        compiled, args, members, compile_seconds = build(strategy)
+        compiled(*args).block_until_ready()
         runs = []
         for _ in range(2):
             started = time.perf_counter()
-            compiled(xs, ws).block_until_ready()
+            compiled(*args).block_until_ready()
             runs.append((time.perf_counter() - started) / steps)
         scale = axis_size / members
-        figures[strategy] = {"step_seconds": min(runs) * scale, "compile_seconds": compile_seconds * scale}
+        figures[strategy] = {"step_seconds": min(runs) * scale,
+                             "compile_seconds": compile_seconds * (scale if strategy == "unrolled" else 1)}
     cost = {s: f["compile_seconds"] + calls * f["step_seconds"] for s, f in figures.items()}
     return {"strategy": min(cost, key=cost.get), "expected_calls": calls, "measured": figures}
 

@@ -886,13 +886,17 @@ def _train_population(population, data, training, validate, order, checkpoints=N
 
         # One step body for every batch where the model allows padding (compiles once, not once per
         # partial-batch shape), and one evaluation for validation folds of different sizes. Whether it
-        # does is checked (`row_independent`, compiling in a thread) while the padded epoch is traced
-        # on the guess that it does, which most models do; if not, that trace is thrown away.
+        # does is checked (`row_independent`, compiling in a thread) while the epoch is traced on a
+        # guess — padded, which most models allow; BatchNormalization's batch statistics allow it for
+        # evaluation only —; if the guess was wrong, that trace is thrown away.
         if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1:
             rows = members[0].train[:B] + offsets[0]
             answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
-            chosen = schedule((True, True))
-            if answer.result() != (True, True):
+            mixes_rows = any(isinstance(layer, keras.layers.BatchNormalization)
+                             for layer in program.template._flatten_layers(include_self=False))
+            guess = (not mixes_rows, True)
+            chosen = schedule(guess)
+            if answer.result() != guess:
                 chosen = schedule(answer.result())
         else:
             chosen = schedule((False, False))
