@@ -34,3 +34,22 @@ def test_quick_bench_reports_every_key_and_engines_agree(tmp_path):
     for strength, value in accuracy["keras"].items():  # same maths, different engines: close (4 epochs, one fold)
         assert abs(value - accuracy["reglab_fold0"][strength]) < 0.05, strength
     assert "reglab bench" in result.stdout and "sequential Keras" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
+    """`reglab bench --zoo` for one convolutional family, tiny: both ways measured, the user's way against
+    the loop of fits (one per member, and the refit) — structure and consistency, never speed."""
+    from reglab.cli.bench import zoo
+
+    report = zoo(epochs=1, members=4, fits=1, sweep_epochs=1, names=["convnet"], echo=lambda message: None)
+    row = report["convnet"]
+    assert row["population_seconds"] > 0 and row["sequential_seconds_per_fit"] > 0
+    assert set(row["convolutions"]) <= {"unrolled", "map", "vmap"} and row["convolutions"]
+    user = row["sweep"]
+    assert user["members"] == 9 and user["epochs"] == 1  # 3 λ × 3 folds
+    assert user["loop_of_fit_seconds"] == pytest.approx(9 * user["fit_seconds"] + user["refit_seconds"])
+    assert user["speedup"] == pytest.approx(user["loop_of_fit_seconds"] / user["seconds"])
+    assert report["sweep_geometric_mean_speedup"] == pytest.approx(user["speedup"])
+    assert list(report) == ["convnet", "geometric_mean_speedup", "min_speedup", "sweep_geometric_mean_speedup",
+                            "sweep_min_speedup"]

@@ -68,6 +68,37 @@ def test_a_damaged_checkpoint_is_quarantined_and_the_population_starts_over(whol
     assert list((tmp_path / "run" / "quarantine" / "checkpoints").iterdir())
 
 
+def test_a_resumed_population_batches_its_convolutions_as_before_it_stopped(monkeypatch, tmp_path):
+    """How convolutions batch their members is measured when the program is traced, and a re-run in a new
+    process could measure otherwise (and round otherwise): the checkpoint keeps the choice."""
+    from reglab.engine import convolution
+
+    monkeypatch.setattr(convolution, "WORTH_MEASURING", 1)  # measure even for this short run
+    build, images = zoo.families()["convnet"]
+    chosen, used = ["unrolled"], []
+    measure, choose = convolution._measure, convolution.choose
+
+    def measured(*args):  # the real measurement; the strategy it picks is the test's
+        return {**measure(*args), "strategy": chosen[0]}
+
+    monkeypatch.setattr(convolution, "_measure", measured)
+    monkeypatch.setattr(convolution, "choose", lambda *args: used.append(choose(*args)) or used[-1])
+
+    def run(run_dir, **kwargs):
+        convolution._decided.clear()  # as in a new process
+        Sweep(build, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=4, refit=False, seed=0, engine="population").run(
+            images[:200], Y[:200], run_dir=run_dir, **kwargs)
+
+    run(tmp_path / "whole")
+    asked = []
+    with pytest.raises(Interrupted, match="epoch 2 of 4"):
+        run(tmp_path / "cut", stop=lambda: asked.append(1) or len(asked) >= 2)
+    chosen[0], used[:] = "vmap", []  # what a new process would measure now
+    run(tmp_path / "cut")
+    assert set(used) == {"unrolled"}  # the convolutions measured before the stop kept their strategy
+    pd.testing.assert_frame_equal(tables(tmp_path / "cut"), tables(tmp_path / "whole"))
+
+
 CONFIG = """
 name = "kill"
 seed = 0

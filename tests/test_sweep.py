@@ -190,3 +190,12 @@ def test_on_tensorflow_a_sweep_says_in_one_line_how_to_get_the_population_engine
     assert (result.members.status == "ok").all() and len(result.members) == 4
     with pytest.raises(ValueError, match="JAX backend.*Received: engine='population'"):
         reglab.Sweep(build_cancer, grid={"l2": [0.0]}, engine="population")
+
+
+def test_a_subclassed_model_that_has_not_seen_data_sweeps_with_the_loss_inferred(digits):
+    """The output width that chooses the loss comes from one row when the model has no output shape yet."""
+    from reglab import zoo
+
+    x, y = digits
+    result = reglab.Sweep(zoo.subclassed, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=10, refit=False, seed=0).run(x[:400], y[:400])
+    assert len(result.summary) == 2 and result.members.val_accuracy.notna().all()

@@ -240,7 +240,11 @@ class Sweep:
                 epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                 learning_rate=self.learning_rate, loss=loss, metrics=() if metrics == "auto" else metrics,
                 standardize=self.standardize, loss_weights=self.loss_weights)
-        width = probe.output_shape[-1] if probe.output_shape else None
+        try:
+            shape = probe.output_shape
+        except AttributeError:  # a subclassed model that has not seen data yet: its output on one row says it
+            shape = tuple(probe(data_module.rows(dataset.x, slice(0, 1))).shape)
+        width = shape[-1] if shape else None
         if dataset.task == "classification":
             if width == dataset.n_classes:
                 auto_loss = "sparse_categorical_crossentropy"
@@ -249,12 +253,12 @@ class Sweep:
             else:
                 raise ValueError(
                     f"The model's output width {width} fits neither {dataset.n_classes} classes (softmax) nor a "
-                    f"binary sigmoid. Received: model output shape {probe.output_shape}"
+                    f"binary sigmoid. Received: model output shape {shape}"
                 )
             auto_metrics = ("accuracy",)
         else:
             if width != 1:
-                raise ValueError(f"A regression model needs one output. Received: model output shape {probe.output_shape}")
+                raise ValueError(f"A regression model needs one output. Received: model output shape {shape}")
             auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
         return reference.Training(

@@ -504,17 +504,19 @@ def bench(
         for name, row in report["zoo"].items():
             if isinstance(row, dict) and "speedup" in row:
                 user = row["sweep"]
+                as_users = ([f"{user['seconds']:.1f}", f"{user['loop_of_fit_seconds']:.1f}", f"{user['speedup']:.1f}×"]
+                            if "speedup" in user else ["failed", "", user.get("error", "")[:40]])
                 families.add_row(name, f"{row['population_seconds']:.2f}", f"{row['compile_seconds']:.2f}",
                                  f"{row['sequential_seconds_per_fit']:.2f}", f"{row['speedup']:.1f}×",
-                                 f"{row['max_val_accuracy_gap_vs_fit']:.3f}", f"{user['seconds']:.1f}",
-                                 f"{user['loop_of_fit_seconds']:.1f}", f"{user['speedup']:.1f}×",
-                                 ", ".join(row["convolutions"]))
+                                 f"{row['max_val_accuracy_gap_vs_fit']:.3f}", *as_users, ", ".join(row["convolutions"]))
             elif isinstance(row, dict):
                 families.add_row(name, "failed", "", "", "", row.get("error", "")[:40])
         console.print(families)
         z = report["zoo"]
-        console.print(f"engine: geometric mean speedup {z['geometric_mean_speedup']:.1f}×, lowest {z['min_speedup']:.1f}×; "
-                      f"Sweep.run as users run it: {z['sweep_geometric_mean_speedup']:.1f}×, lowest {z['sweep_min_speedup']:.1f}×")
+        times = lambda v: "–" if v is None else f"{v:.1f}×"  # noqa: E731
+        console.print(f"engine: geometric mean speedup {times(z['geometric_mean_speedup'])}, lowest "
+                      f"{times(z['min_speedup'])}; Sweep.run as users run it: {times(z['sweep_geometric_mean_speedup'])}, "
+                      f"lowest {times(z['sweep_min_speedup'])}")
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 

@@ -149,7 +149,8 @@ class _Convolution:
 
         @mapped.def_vmap
         def rule(axis_size, in_batched, *args):
-            x, w = (a[0] if b else a for a, b in zip(args[:2], in_batched[:2]))  # one member's shapes
+            x, w = (jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype)  # one member's
+                    for a, b in zip(args[:2], in_batched[:2]))
             strategy = choose(self, axis_size, tuple(in_batched[:2]), x, w)
             out = _batched(fn, strategy)(axis_size, in_batched, *args)
             return out, jax.tree.map(lambda _: True, out)
@@ -231,6 +232,14 @@ def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dt
                              "compile_seconds": compile_seconds * (scale if strategy == "unrolled" else 1)}
     cost = {s: f["compile_seconds"] + calls * f["step_seconds"] for s, f in figures.items()}
     return {"strategy": min(cost, key=cost.get), "expected_calls": calls, "measured": figures}
+
+
+def remember(decisions: dict) -> None:
+    """Take measured decisions as this process's own (a resumed population's, from its checkpoint: the same
+    strategies round the same way, so the resumed run equals an uninterrupted one bit for bit)."""
+    for key, decision in decisions.items():
+        if isinstance(decision, dict) and decision.get("measured") and decision.get("strategy") in STRATEGIES:
+            _decided[key] = decision
 
 
 @contextlib.contextmanager

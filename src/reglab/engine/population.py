@@ -54,6 +54,7 @@ from reglab.data import rows as data_rows
 from reglab.engine import basis
 from reglab.engine.batches import default_order, pad, standardized_views
 from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key
+from reglab.engine import convolution
 from reglab.engine.convolution import expected_calls, per_member_on_cpu
 from reglab.kit.schedules import Scheduled
 
@@ -830,6 +831,9 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     val_sizes = [len(m.val) for m in members] if validate else [0] * M
     program = Program(population, training, tuple(jax.tree.map(lambda a: a[0][:B], v) for v in (x_views, y_views)))
     count = shard_count()
+    payload = checkpoints.load(checkpoint_key(members)) if checkpoints is not None else None
+    if payload is not None:  # a resumed population batches its convolutions as it did before it stopped
+        convolution.remember(_meta(payload).get("convolutions", {}))
     pool = ThreadPoolExecutor(max(count, 2))  # the shards; the padding probe's compilation
     try:
         def schedule(padded):
@@ -901,7 +905,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         else:
             chosen = schedule((False, False))
         return _train(program, chosen, members, training, validate,
-                      lambda epoch, cut: batch_indices(chosen.plan, epoch, cut), pool, checkpoints)
+                      lambda epoch, cut: batch_indices(chosen.plan, epoch, cut), pool, checkpoints, payload)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         program.release()
@@ -913,7 +917,7 @@ def _resume(program, members, payload):
     import jax
 
     try:
-        meta = json.loads(str(payload["meta"]))
+        meta = _meta(payload)
         leaves = jax.tree.leaves(program.initial)
         stored = [payload[f"state_{i}"] for i in range(len(leaves))]
     except (KeyError, ValueError, TypeError):
@@ -925,12 +929,21 @@ def _resume(program, members, payload):
     return state, meta["rows"], meta["status"], int(meta["epoch"])
 
 
-def _save(checkpoints, key, state, members, rows, status, epoch):
+def _meta(payload) -> dict:
+    """A checkpoint's description ({} if it has none that can be read: it is then not resumed)."""
+    try:
+        meta = json.loads(str(payload["meta"]))
+    except (KeyError, ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _save(checkpoints, key, state, members, rows, status, epoch, convolutions):
     import jax
 
     arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
     arrays["meta"] = np.array(json.dumps({"members": [m.id for m in members], "rows": rows, "status": status,
-                                          "epoch": epoch}))
+                                          "epoch": epoch, "convolutions": convolutions}))
     checkpoints.save(key, arrays)
 
 
@@ -942,7 +955,7 @@ def _gather(states, M):
     return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:M], *states)
 
 
-def _train(program, schedule, members, training, validate, batch_indices, pool, checkpoints=None):
+def _train(program, schedule, members, training, validate, batch_indices, pool, checkpoints=None, payload=None):
     import jax
 
     M = len(members)
@@ -954,9 +967,8 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     status = ["ok"] * M
     first = 0
     key = checkpoint_key(members)
-    if checkpoints is not None:
-        payload = checkpoints.load(key)
-        resumed = _resume(program, members, payload) if payload is not None else None
+    if payload is not None:
+        resumed = _resume(program, members, payload)
         if resumed is not None:
             state, rows, status, first = resumed
     # each shard's state lives on the device from here on; joined only to be saved or written back
@@ -1015,7 +1027,7 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
             stop = checkpoints.stop()
             now = time.perf_counter()
             if stop or now - last_save >= max(checkpoints.seconds, 20 * save_cost):
-                _save(checkpoints, key, _gather(states, M), members, rows, status, epoch + 1)
+                _save(checkpoints, key, _gather(states, M), members, rows, status, epoch + 1, schedule.convolutions)
                 last_save = time.perf_counter()
                 save_cost = last_save - now
             if stop:
