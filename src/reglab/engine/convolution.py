@@ -42,7 +42,11 @@ import numpy as np
 
 STRATEGIES = ("unrolled", "map", "vmap")
 _SAMPLE = 4  # members measured for the strategies whose cost grows linearly with members
-WORTH_MEASURING = 100  # fewer expected calls (a partial batch, validation): `map`, which compiles fastest
+# Measuring costs ~0.3–1.5 s a convolution (three compilations). A convolution whose whole run is less
+# arithmetic than this (~0.5 s at the 100 GFLOP/s a CPU's Eigen reaches) cannot repay it: it takes `map`,
+# which compiles fastest and was within 1.8× of the best step in every measurement (never pathological,
+# as grouped convolutions were for 32 → 64 channels: 4.6× the best).
+WORTH_MEASURING = 50e9  # floating-point operations, forward + backward, all members, all expected calls
 _context = threading.local()  # the trace in progress: its expected calls per convolution and its decisions
 _decided: dict = {}  # per process: a convolution's signature -> the strategy measured best and the figures
 _original = jax.lax.conv_general_dilated
@@ -140,6 +144,14 @@ class _Convolution:
         closed = jax.make_jaxpr(lambda x, w, g: jax.vjp(self.forward, x, w)[1](g))(x, w, g)
         return tuple(_canonically(closed.jaxpr, closed.consts, x, w, g))
 
+    def flops(self, x, w) -> float:
+        """Floating-point operations of one member's forward + backward (≈ 3 forwards)."""
+        out = jax.eval_shape(self.forward, x, w)
+        lhs_spec, rhs_spec, out_spec = jax.lax.conv_dimension_numbers(x.shape, w.shape, self.kwargs.get(
+            "dimension_numbers", self.args[4] if len(self.args) > 4 else None))
+        per_output = 2 * np.prod([w.shape[d] for d in rhs_spec[1:]])  # in-features (per group) × window
+        return 3.0 * per_output * np.prod(out.shape)
+
     def signature(self, axis_size, in_batched, x, w) -> str:
         return repr((self.args, sorted(self.kwargs.items()), x.shape, str(x.dtype), w.shape, str(w.dtype),
                      tuple(in_batched), axis_size))
@@ -176,7 +188,7 @@ def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -
     calls = getattr(_context, "calls", 0)
     if strategy is None and axis_size == 1:
         strategy = "unrolled"  # one member: the convolution itself, whatever the strategy
-    elif strategy is None and calls < WORTH_MEASURING:
+    elif strategy is None and calls * convolution.flops(x, w) * axis_size < WORTH_MEASURING:
         strategy = "map"  # measuring would cost more than the best choice could save
     elif strategy is None:
         if key not in _decided:
