@@ -68,10 +68,12 @@ def canonical(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation
     """`jax.lax.conv_general_dilated`, its operands transposed to (batch, spatial…, feature) and
     (spatial…, in, out) and its result transposed back: the same convolution in the order Eigen runs.
 
-    >>> import jax.numpy as jnp
-    >>> x, w = jnp.ones((2, 5, 3)), jnp.ones((3, 2, 4))  # features first in x, (out, in, width) in w
+    >>> x = jax.random.normal(jax.random.key(0), (2, 5, 7))  # (batch, features, width)
+    >>> w = jax.random.normal(jax.random.key(1), (3, 5, 3))  # (out, in, width)
     >>> args = ((1,), "SAME", None, None, ("NCW", "OIW", "NCW"))
-    >>> bool(jnp.allclose(canonical(w, x, *args), jax.lax.conv_general_dilated(w, x, *args)))
+    >>> canonical(x, w, *args).shape
+    (2, 3, 7)
+    >>> bool(jax.numpy.allclose(canonical(x, w, *args), jax.lax.conv_general_dilated(x, w, *args), atol=1e-5))
     True
     """
     lhs_spec, rhs_spec, out_spec = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
