@@ -185,25 +185,27 @@ class _Convolution:
 def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -> str:
     """The strategy for this convolution with `axis_size` members: the one forced, else the one with the
     least compile time + expected calls × time of a step, measured once per signature in this process."""
-    strategy = forced()
     key = convolution.signature(axis_size, in_batched, x, w)
     calls = getattr(_context, "calls", 0)
-    if strategy is None and axis_size == 1:
-        strategy = "unrolled"  # one member: the convolution itself, whatever the strategy
-    elif strategy is None and calls * convolution.flops(x, w) * axis_size < WORTH_MEASURING:
-        strategy = "map"  # measuring would cost more than the best choice could save
-    elif strategy is None:
-        if key not in _decided:
-            started = time.perf_counter()
-            with ThreadPoolExecutor(1) as pool:  # a thread of its own: tracing state is per thread
-                _decided[key] = pool.submit(_measure, convolution, axis_size, in_batched, x.shape, x.dtype,
-                                            w.shape, w.dtype, calls).result()
-            _decided[key]["seconds"] = time.perf_counter() - started  # what measuring cost
-        strategy = _decided[key]["strategy"]
+    if forced() is not None:
+        decision = {"strategy": forced(), "expected_calls": calls, "measured": None, "forced": True}
+    elif key in _decided:
+        decision = _decided[key]
+    elif axis_size == 1:  # one member: the convolution itself, whatever the strategy
+        decision = {"strategy": "unrolled", "expected_calls": calls, "measured": None}
+    elif calls * convolution.flops(x, w) * axis_size < WORTH_MEASURING:  # it could not repay measuring
+        decision = {"strategy": "map", "expected_calls": calls, "measured": None}
+    else:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(1) as pool:  # a thread of its own: tracing state is per thread
+            decision = pool.submit(_measure, convolution, axis_size, in_batched, x.shape, x.dtype, w.shape,
+                                   w.dtype, calls).result()
+        decision["seconds"] = time.perf_counter() - started  # what measuring cost
+        _decided[key] = decision
     decisions = getattr(_context, "decisions", None)
     if decisions is not None:
-        decisions[key] = _decided.get(key) or {"strategy": strategy, "expected_calls": calls, "measured": None}
-    return strategy
+        decisions[key] = decision
+    return decision["strategy"]
 
 
 def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dtype, calls, steps=3) -> dict:
@@ -282,7 +284,7 @@ def per_member_on_cpu(calls: int = 0):
 @contextlib.contextmanager
 def expected_calls(calls: int):
     """Inside `per_member_on_cpu`: the convolutions traced here will run `calls` times (a segment's steps ×
-    epochs; one validation pass per epoch)."""
+    epochs; 0: never measure them)."""
     before = getattr(_context, "calls", 0)
     _context.calls = calls
     try:
