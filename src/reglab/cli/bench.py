@@ -280,8 +280,6 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
       to change them) against the loop a user would write: one `model.fit` per member (fold 0's timed,
       × members) and one for the refit (timed).
     `names`: only these families."""
-    import keras
-
     from reglab import data as data_module
     from reglab.search import plan
     from reglab import zoo as families_module
@@ -293,19 +291,6 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
     points = [{"l2": float(v)} for v in np.logspace(-5, -1, members // 2)]
     everything = {**families_module.families(), **families_module.keras_io_families()}
     report = {}
-    rows = data_module.rows
-
-    def fit_seconds(build, dataset, member, setting, validate=True):
-        keras.backend.clear_session(free_memory=False)
-        plan.set_global_seed(member.seed)
-        started = time.perf_counter()
-        model = build(member.point)
-        reference.compile_model(model, setting, member.point)
-        validation = (rows(dataset.x, member.val), rows(dataset.y, member.val)) if validate else None
-        history = model.fit(rows(dataset.x, member.train), rows(dataset.y, member.train), epochs=setting.epochs,
-                            batch_size=32, verbose=0, validation_data=validation)
-        return time.perf_counter() - started, history
-
     for name, (build, x) in everything.items():
         if names and name not in names:
             continue
@@ -322,7 +307,7 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
         seconds = time.perf_counter() - started
         sequential, agree = [], []
         for member in group[:fits]:
-            took, history = fit_seconds(build, dataset, member, training)
+            took, history = _fit(build, dataset, member, training)
             sequential.append(took)
             agree.append(abs(history.history["val_accuracy"][-1] - records[member.id].val_accuracy.iloc[-1]))
         per_fit = float(np.mean(sequential))
@@ -334,7 +319,7 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
                         "convolutions": sorted({d["strategy"] for d in timing["convolutions"].values()})}
 
         try:
-            report[name]["sweep"] = _as_users_run_it(build, x, y, dataset, rest, sweep_epochs, fit_seconds, echo, name)
+            report[name]["sweep"] = _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo)
         except Exception as error:  # one family's failure is reported, not the end of the benchmark
             report[name]["sweep"] = {"error": f"{type(error).__name__}: {error}"[:300]}
     measured = list(report.values())
@@ -345,7 +330,26 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
     return report
 
 
-def _as_users_run_it(build, x, y, dataset, rest, sweep_epochs, fit_seconds, echo, name) -> dict:
+def _fit(build, dataset, member, setting, validate=True):
+    """(seconds, history) of the tutorials' `model.fit` of `member`: built under its seed, compiled, fit."""
+    import keras
+
+    from reglab.data import rows
+    from reglab.engine import reference
+    from reglab.search import plan
+
+    keras.backend.clear_session(free_memory=False)
+    plan.set_global_seed(member.seed)
+    started = time.perf_counter()
+    model = build(member.point)
+    reference.compile_model(model, setting, member.point)
+    validation = (rows(dataset.x, member.val), rows(dataset.y, member.val)) if validate else None
+    history = model.fit(rows(dataset.x, member.train), rows(dataset.y, member.train), epochs=setting.epochs,
+                        batch_size=setting.batch_size, verbose=0, validation_data=validation)
+    return time.perf_counter() - started, history
+
+
+def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> dict:
     """`Sweep.run` with its defaults (3 λ × 3 folds) against the loop of `model.fit` a user would write."""
     import tempfile
 
@@ -368,9 +372,9 @@ def _as_users_run_it(build, x, y, dataset, rest, sweep_epochs, fit_seconds, echo
                                        standardize=False)
     loop_members = plan.members([{"l2": v} for v in lambdas], data_module.folds(dataset, rest, 3, 1, 0, True), 0)
     echo(f"zoo {name}: the loop of model.fit a user would write (one fold fit and the refit timed) …")
-    fold_fit, _ = fit_seconds(build, dataset, loop_members[0], user_training)
-    refit, _ = fit_seconds(build, dataset, plan.refit_member(result.best["params"], rest, None, 0), user_training,
-                           validate=False)
+    fold_fit, _ = _fit(build, dataset, loop_members[0], user_training)
+    refit, _ = _fit(build, dataset, plan.refit_member(result.best["params"], rest, None, 0), user_training,
+                    validate=False)
     loop_seconds = fold_fit * len(loop_members) + refit
     return {"seconds": sweep_seconds, "members": len(loop_members), "epochs": sweep.epochs,
             "loop_of_fit_seconds": loop_seconds, "fit_seconds": fold_fit, "refit_seconds": refit,
