@@ -187,8 +187,9 @@ def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -
     least compile time + expected calls × time of a step, measured once per signature in this process."""
     key = convolution.signature(axis_size, in_batched, x, w)
     calls = getattr(_context, "calls", 0)
-    if forced() is not None:
-        decision = {"strategy": forced(), "expected_calls": calls, "measured": None, "forced": True}
+    strategy = forced()
+    if strategy is not None:
+        decision = {"strategy": strategy, "expected_calls": calls, "measured": None, "forced": True}
     elif key in _decided:
         decision = _decided[key]
     elif axis_size == 1:  # one member: the convolution itself, whatever the strategy
@@ -259,16 +260,16 @@ def remember(decisions: dict) -> None:
 
 
 @contextlib.contextmanager
-def per_member_on_cpu(calls: int = 0):
+def per_member_on_cpu():
     """While tracing a population's program on the CPU: each convolution canonical and batched as measured
-    best for `calls` expected runs of it (see `expected_calls` for a part of the program). Yields the
-    decisions made ({signature: {strategy, figures}}), to keep with the program."""
+    best for the runs `expected_calls` announces for its part of the program. Yields the decisions made
+    ({signature: {strategy, figures}}), to keep with the program."""
     decisions: dict = {}
     if jax.default_backend() != "cpu":
         yield decisions
         return
     forced()  # a wrong REGLAB_CONV_BATCHING is refused before any tracing
-    _context.calls, _context.decisions = calls, decisions
+    _context.calls, _context.decisions = 0, decisions
 
     def conv(lhs, rhs, *args, **kwargs):
         return _Convolution(args, kwargs)(lhs, rhs)
