@@ -140,12 +140,13 @@ def test_the_constant_predictors_loss_by_hand():
 def test_a_standardized_regression_baseline_is_in_the_units_of_val_loss():
     from reglab.search import plan
     from reglab.engine import reference
+    from reglab.engine.training import Training
 
     x, y = load_diabetes(return_X_y=True)
     sweep = reglab.Sweep(lambda point: None, grid={"l2": [0.0]}, cv=3, standardize=True, seed=0)
     dataset, _, _, splits = sweep.split(x.astype("float32"), y.astype("float64"))
     member = plan.members([{"l2": 0.0}], splits, 0)[0]
-    training = reference.Training(1, 32, "adam", 1e-3, "mean_squared_error", (), standardize=True)
+    training = Training(1, 32, "adam", 1e-3, "mean_squared_error", (), standardize=True)
     records = reference.with_baseline(pd.DataFrame({"epoch": [1, 2]}), member, dataset, training)
     mean, std = y[member.train].mean(), y[member.train].std()
     assert records["baseline_loss"].tolist() == pytest.approx([np.mean(((y[member.val] - mean) / std) ** 2)] * 2)

@@ -177,6 +177,7 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
     from reglab import data as D
     from reglab.search import plan
     from reglab.engine import reference
+    from reglab.engine.training import Training
     from reglab.kit.schedules import Scheduled, Step
 
     x, y = digits
@@ -193,7 +194,7 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
             keras.layers.Dense(10, activation="softmax", name="out"),
         ], name="net")
 
-    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2,
+    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2,
                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=True)
     records, model, _ = reference.train_member(member, dataset, setting, build)
     assert model is not None, records.error.iloc[0]

@@ -15,7 +15,8 @@ from reglab import data as D
 from reglab.search import plan
 from reglab.kit import regularizers as R
 from reglab import zoo
-from reglab.engine import convolution, population, reference
+from reglab.engine import convolution, population
+from reglab.engine.training import Training, compile_model
 from reglab.engine.batches import default_order
 from reglab.kit.schedules import LinearWarmup, Scheduled
 
@@ -33,7 +34,7 @@ def setup(x, n=300, folds=2, lambdas=(0.0, 1e-2), seed=0):
 
 
 def training(optimizer="adam", lr=1e-3, epochs=3):
-    return reference.Training(epochs=epochs, batch_size=32, optimizer=optimizer, learning_rate=lr,
+    return Training(epochs=epochs, batch_size=32, optimizer=optimizer, learning_rate=lr,
                               loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
 
 
@@ -42,7 +43,7 @@ def fit(build, member, dataset, setting):
     keras.backend.clear_session(free_memory=False)
     plan.set_global_seed(member.seed)
     model = build(member.point)
-    reference.compile_model(model, setting, member.point)
+    compile_model(model, setting, member.point)
     callbacks = [keras.callbacks.LambdaCallback()]
     history = []
     for epoch in range(setting.epochs):
@@ -370,7 +371,7 @@ def test_the_metrics_people_use_are_those_of_fit(task):
     dataset = D.prepare(x, y[:300], "classification" if task == "binary" else "regression")
     rest, _ = D.split_test(dataset, None, 0, task == "binary")
     members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, rest, 2, 1, 0, task == "binary"), 0)
-    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2, loss=loss,
+    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2, loss=loss,
                                  metrics=metrics, standardize=False)
     (pop,), _ = population.plan_populations(members, build)
     records, weights, _ = population.train_population(pop, dataset, setting)
@@ -399,7 +400,7 @@ def two_output_data(n=300):
 def test_a_model_with_two_outputs_and_loss_weights_trains_exactly_as_model_fit():
     dataset = two_output_data()
     members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, np.arange(len(dataset)), 2, 1, 0, False), 0)
-    setting = reference.Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-3,
+    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-3,
                                  loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
                                  metrics={"digit": ["accuracy"], "ink": ["mae"]}, standardize=False,
                                  loss_weights={"digit": 1.0, "ink": 0.5})

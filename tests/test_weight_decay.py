@@ -45,14 +45,15 @@ def test_l2_and_decoupled_decay_are_the_same_only_under_plain_sgd(optimizer, rat
     from reglab import data
 
     from reglab.search import plan
-    from reglab.engine import population, reference
+    from reglab.engine import population
+    from reglab.engine.training import Training
 
     dataset = data.prepare(X, Y)
     splits = data.folds(dataset, np.arange(len(Y)), 2, 1, 0, True)[:1]
     first, second = plan.members([{"penalty": "l2", "lambda": 1e-2}, {"penalty": "weight_decay", "lambda": 1e-2}], splits, 0)
     members = [first, replace(second, seed=first.seed)]
     pops, _ = population.plan_populations(members, reglab.Sweep(net(), grid={"l2": [0.0]})._make_model())
-    setting = reference.Training(epochs=3, batch_size=32, optimizer=optimizer, learning_rate=rate,
+    setting = Training(epochs=3, batch_size=32, optimizer=optimizer, learning_rate=rate,
                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
     final = {}
     for pop in pops:  # L2 and decay are other structures: two populations

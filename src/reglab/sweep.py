@@ -34,6 +34,7 @@ from reglab.decide import diagnosis, selection
 
 from reglab.search import plan, points as points_module, space
 from reglab.engine import reference
+from reglab.engine.training import Training
 from reglab.kit.records import weight_histogram
 
 
@@ -216,7 +217,7 @@ class Sweep:
             return lambda point: points_module.apply(self.model, point, self.layers, self.layer_groups)
         return self.model
 
-    def _training(self, dataset) -> reference.Training:
+    def _training(self, dataset) -> Training:
         """Loss and metrics for the task, checked against the model's output width (one probe build)."""
         if dataset.task == "multi-output" and self.loss == "auto":  # refused before anything is built
             raise ValueError("Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
@@ -236,7 +237,7 @@ class Sweep:
         loss, metrics = self.loss, self.metrics
         if dataset.task == "multi-output":
             keras.backend.clear_session(free_memory=False)
-            return reference.Training(
+            return Training(
                 epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
                 learning_rate=self.learning_rate, loss=loss, metrics=() if metrics == "auto" else metrics,
                 standardize=self.standardize, loss_weights=self.loss_weights)
@@ -261,7 +262,7 @@ class Sweep:
                 raise ValueError(f"A regression model needs one output. Received: model output shape {shape}")
             auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
-        return reference.Training(
+        return Training(
             epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
             learning_rate=self.learning_rate, loss=auto_loss if loss == "auto" else loss,
             metrics=auto_metrics if metrics == "auto" else metrics, standardize=self.standardize,

@@ -283,10 +283,11 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
     from reglab import data as data_module
     from reglab.search import plan
     from reglab import zoo as families_module
-    from reglab.engine import population, reference
+    from reglab.engine import population
+    from reglab.engine.training import Training
 
     _, _, y = families_module.digits()
-    training = reference.Training(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
+    training = Training(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
                                   loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
     points = [{"l2": float(v)} for v in np.logspace(-5, -1, members // 2)]
     everything = {**families_module.families(), **families_module.keras_io_families()}
@@ -335,14 +336,14 @@ def _fit(build, dataset, member, setting, validate=True):
     import keras
 
     from reglab.data import rows
-    from reglab.engine import reference
+    from reglab.engine.training import compile_model
     from reglab.search import plan
 
     keras.backend.clear_session(free_memory=False)
     plan.set_global_seed(member.seed)
     started = time.perf_counter()
     model = build(member.point)
-    reference.compile_model(model, setting, member.point)
+    compile_model(model, setting, member.point)
     validation = (rows(dataset.x, member.val), rows(dataset.y, member.val)) if validate else None
     history = model.fit(rows(dataset.x, member.train), rows(dataset.y, member.train), epochs=setting.epochs,
                         batch_size=setting.batch_size, verbose=0, validation_data=validation)
@@ -354,7 +355,7 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
     import tempfile
 
     from reglab import data as data_module
-    from reglab.engine import reference
+    from reglab.engine.training import Training
     from reglab.search import plan
     from reglab.sweep import Sweep
 
@@ -367,7 +368,7 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
         started = time.perf_counter()
         result = sweep.run(x, y, run_dir=Path(folder) / "run")
         sweep_seconds = time.perf_counter() - started
-    user_training = reference.Training(epochs=sweep.epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
+    user_training = Training(epochs=sweep.epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
                                        loss="sparse_categorical_crossentropy", metrics=("accuracy",),
                                        standardize=False)
     loop_members = plan.members([{"l2": v} for v in lambdas], data_module.folds(dataset, rest, 3, 1, 0, True), 0)

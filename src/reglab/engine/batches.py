@@ -31,7 +31,7 @@ def standardized_views(data, members, standardize):
     the copies (each array with a leading copy axis; dicts / lists of them for several inputs or
     outputs) and each member's copy index."""
     from reglab.data import stack
-    from reglab.engine.reference import fold_arrays
+    from reglab.engine.training import fold_arrays
 
     keys = list(dict.fromkeys((m.fold, m.repeat) for m in members)) if standardize else [None]
     views_x, views_y = [], []

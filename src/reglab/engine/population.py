@@ -409,13 +409,13 @@ class Program:
                 self._undo.append((layer, "activity_regularizer", layer.activity_regularizer))
                 layer.activity_regularizer = _Recorded(layer.activity_regularizer, name, self.sink, self.rows)
                 self.activity.append(name)
-        from reglab.engine.reference import _metrics, make_optimizer
+        from reglab.engine.training import compile_metrics, make_optimizer
 
         point = members[0].point
         try:
             template.compile(optimizer=make_optimizer(training, point, template), loss=training.loss,
                              loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
-                             weighted_metrics=_metrics(training.metrics))
+                             weighted_metrics=compile_metrics(training.metrics))
             x_probe, y_probe = data_shapes
             template._symbolic_build(data_batch=(x_probe, y_probe))  # builds the loss, metrics and optimizer
         except Exception:
@@ -1057,7 +1057,8 @@ def _write_back(population: Population, trainable, non_trainable) -> None:
 def train_member(member, data, training, make_model, validate: bool = True):
     """One member as a population of one (e.g. the refit of the chosen point): (records, trained model or
     None, scaling), as `reglab.engine.reference.train_member` returns them."""
-    from reglab.engine.reference import fold_arrays, with_identity
+    from reglab.engine.reference import with_identity
+    from reglab.engine.training import fold_arrays
 
     *_, scaling = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()

@@ -1,0 +1,81 @@
+"""How every member trains, whatever engine trains it: the `Training` settings, a fold's arrays (standardized
+with its training part's statistics), the optimizer a point asks for, and `compile`. Both engines use these;
+neither imports the other's private names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from reglab.data import rows
+from reglab.kit.optimizers import Proximal
+from reglab.search import points
+
+
+@dataclass(frozen=True)
+class Training:
+    """How every member trains."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    loss: object  # a Keras loss (name or object), or one per output (dict / list)
+    metrics: object  # metric names, or per output (dict / list)
+    standardize: bool
+    loss_weights: object = None  # per output, as `model.compile(loss_weights=...)`
+
+
+def fold_arrays(data, train, val, standardize: bool):
+    """Training and validation arrays of one fold; standardized with the training part's statistics only."""
+    x_train, y_train = rows(data.x, train), rows(data.y, train)
+    x_val, y_val = rows(data.x, val), rows(data.y, val)
+    scaling = None
+    if standardize:
+        if data.structured:  # refused by the sweep before any work; a direct caller gets the same words
+            raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer "
+                             "to the model instead. Received: standardize=True")
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype("float32")
+        x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
+        scaling = {"x_mean": mean, "x_std": std}
+        if data.task == "regression":
+            y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
+            y_train, y_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
+            scaling.update(y_mean=y_mean, y_std=y_std)
+    return x_train, y_train, x_val, y_val, scaling
+
+
+def make_optimizer(training: Training, point: dict | None = None, model=None):
+    """A fresh Keras optimizer with the sweep's learning rate (a number or a LearningRateSchedule; a
+    point's `learning_rate` replaces it) and what the point asks of it (`reglab.search.points.optimizer_settings`): decoupled weight decay and a
+    proximal L1 step, on `points.optimizer_targets(model)` only."""
+    point = point or {}
+    settings = points.optimizer_settings(point)
+    cls = type(keras.optimizers.get(training.optimizer))
+    extra = {"weight_decay": settings["weight_decay"]} if "weight_decay" in settings else {}
+    learning_rate = float(point["learning_rate"]) if "learning_rate" in point else training.learning_rate
+    optimizer = cls(learning_rate=learning_rate, **extra)
+    targets = points.optimizer_targets(model) if settings else []
+    if "weight_decay" in settings:
+        optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_weights if v.path not in set(targets)])
+    # whenever the point has the key (a strength of 0 is the identity): every point of a prox sweep
+    # then has the same optimizer, and trains in one population
+    if "prox_l1" in settings or "prox_group" in settings:
+        optimizer = Proximal(optimizer, l1=settings.get("prox_l1", 0.0), group_lasso=settings.get("prox_group", 0.0),
+                             weights="^(" + "|".join(map(re.escape, targets)) + ")$")
+    return optimizer
+
+
+def compile_model(model, training: Training, point: dict | None = None):
+    model.compile(optimizer=make_optimizer(training, point, model), loss=training.loss, metrics=compile_metrics(training.metrics),
+                  loss_weights=training.loss_weights)
+
+
+def compile_metrics(metrics):
+    """Metrics for `compile`: a list, or as given per output."""
+    return metrics if isinstance(metrics, dict) else list(metrics)
