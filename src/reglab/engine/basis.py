@@ -11,7 +11,7 @@ ship is linear in its strengths over a few functions of the weight,
 
 so a member's penalty on a weight is `coefficients · basis(w)`, with the coefficients a traced
 per-member array and the basis functions (their keys) fixed by the architecture. Any other regularizer
-is not decomposed: members then share it only if its configuration is the same (`population.signature`).
+is not decomposed: members then share it only if its configuration is the same (`reglab.engine.grouping.signature`).
 
 >>> decompose(keras.regularizers.L2(0.01))
 [(('sq',), 0.01)]

@@ -1,11 +1,15 @@
-"""Stopping and resuming training at epoch boundaries: what an engine is told, what it raises.
-Backend-free, so that a sweep on any backend can catch `Interrupted`."""
+"""Stopping and resuming training at epoch boundaries: what an engine is told, what it raises, and the
+payload a population saves (its state's leaves and a description). Backend-free at import, so that a
+sweep on any backend can catch `Interrupted`."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 
 class Interrupted(Exception):
@@ -35,3 +39,47 @@ class Checkpoints:
 def checkpoint_key(members) -> str:
     """A population's checkpoint name: a hash of its members' ids (the same members, the same key)."""
     return hashlib.sha256(",".join(sorted(m.id for m in members)).encode()).hexdigest()[:16]
+
+
+def resume_state(program, members, payload):
+    """(state, rows, status, first epoch) from a checkpoint of exactly this population, or None; the
+    state as host arrays."""
+    import jax
+
+    try:
+        meta = payload_meta(payload)
+        leaves = jax.tree.leaves(program.initial)
+        stored = [payload[f"state_{i}"] for i in range(len(leaves))]
+    except (KeyError, ValueError, TypeError):
+        return None
+    if meta.get("members") != [m.id for m in members] or any(
+            a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)):
+        return None
+    state = jax.tree.unflatten(jax.tree.structure(program.initial), stored)
+    return state, meta["rows"], meta["status"], int(meta["epoch"])
+
+
+def payload_meta(payload) -> dict:
+    """A checkpoint's description ({} if it has none that can be read: it is then not resumed)."""
+    try:
+        meta = json.loads(str(payload["meta"]))
+    except (KeyError, ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def save_state(checkpoints, key, state, members, rows, status, epoch, convolutions):
+    import jax
+
+    arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    arrays["meta"] = np.array(json.dumps({"members": [m.id for m in members], "rows": rows, "status": status,
+                                          "epoch": epoch, "convolutions": convolutions}))
+    checkpoints.save(key, arrays)
+
+
+def gather(states, M):
+    """The population's state as host arrays: its shards' states joined along the member axis (without
+    the copies that fill the last shard)."""
+    import jax
+
+    return jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts])[:M], *states)

@@ -1,0 +1,345 @@
+"""One population's compiled epoch: the template model's stateless step (Keras's own), vmapped over a
+leading member axis, its penalties computed from per-member coefficients, scanned over the batch plan's
+segments, with weight statistics, validation and the divergence check in the same program."""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import Future
+
+import keras
+import numpy as np
+
+from reglab.engine import basis
+from reglab.engine.batches import Plan
+from reglab.engine.convolution import expected_calls
+from reglab.engine.grouping import Population, Unsupported, built
+from reglab.engine.knobs import PerMember, Recorded, learning_rate_variable, penalty_terms, per_member_knobs
+from reglab.kit import records
+from reglab.kit.schedules import Scheduled
+from reglab.search import points
+
+
+class Program:
+    """One population's compiled epoch: the template model's stateless step, vmapped."""
+
+    def __init__(self, population: Population, training, data_shapes):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.population = population
+        models, members = population.models, population.members
+        self.M = len(members)
+        self.terms = penalty_terms(models)
+        template = models[0]
+        if not built(template):
+            raise Unsupported(f"model {template.name!r} has not created its weights (build it, or call it once)")
+        self.paths = [v.path for v in template.trainable_variables]
+        initial = {
+            "trainable": [np.stack([np.asarray(m.trainable_variables[i].value) for m in models])
+                          for i in range(len(self.paths))],
+            "non_trainable": [np.stack([np.asarray(m.non_trainable_variables[i].value) for m in models])
+                              for i in range(len(template.non_trainable_variables))],
+        }
+        # The template is member 0's own model, changed while the program is traced and put back by
+        # `release()`: the members' weight penalties are computed by `_penalties`, not by Keras.
+        self._undo = []
+        for variable in template.trainable_variables:
+            self._undo.append((variable, "regularizer", variable.regularizer))
+            variable.regularizer = None
+        self.sink = []
+        self.rows = [None]  # the weights of the batch being traced, if padded (see `Recorded`)
+        self.activity = []
+        for layer in template._flatten_layers(include_self=False):
+            if getattr(layer, "activity_regularizer", None) is not None:
+                if isinstance(layer.activity_regularizer, Scheduled):
+                    self.release()
+                    raise Unsupported(f"a scheduled activity penalty on layer {layer.name!r}")
+                name = f"{layer.name}/activity"
+                self._undo.append((layer, "activity_regularizer", layer.activity_regularizer))
+                layer.activity_regularizer = Recorded(layer.activity_regularizer, name, self.sink, self.rows)
+                self.activity.append(name)
+        from reglab.engine.training import compile_metrics, make_optimizer
+
+        point = members[0].point
+        try:
+            template.compile(optimizer=make_optimizer(training, point, template), loss=training.loss,
+                             loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
+                             weighted_metrics=compile_metrics(training.metrics))
+            x_probe, y_probe = data_shapes
+            template._symbolic_build(data_batch=(x_probe, y_probe))  # builds the loss, metrics and optimizer
+        except Exception:
+            self.release()
+            raise
+        self.template = template
+        optimizer = template.optimizer
+        initial["optimizer"] = [np.stack([np.asarray(v.value)] * self.M) for v in optimizer.variables]
+        optimizers = [make_optimizer(training, m.point, model) for m, model in zip(members, models)]
+        self.knobs = per_member_knobs(template, models, optimizers)
+        rate = learning_rate_variable(optimizer)
+        if rate is not None:  # a point's learning rate: the member's value of the optimizer's variable
+            index = next(i for i, v in enumerate(optimizer.variables) if v is rate)
+            initial["optimizer"][index] = np.array([np.asarray(learning_rate_variable(o).value) for o in optimizers])
+        self.metric_start = [np.asarray(v.value) for v in template.metrics_variables]
+        names = jax.eval_shape(self._metric_result, self.metric_start)  # traced, not run: eager ops compile one by one
+        self.metric_names = [name for name in names if name != "loss"]
+        initial["alive"] = np.ones(self.M, bool)
+        self.initial = initial
+        self.decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
+        self.decay_targets = set(points.optimizer_targets(template)) if any(self.decay) else set()
+
+    def release(self):
+        """Give the template model its own penalties back (the compiled program no longer needs them)."""
+        for owner, attribute, value in reversed(self._undo):
+            setattr(owner, attribute, value)
+        self._undo = []
+
+    # one member, no member axis: vmapped below
+
+    def _metric_result(self, metric_values):
+        with keras.src.backend.StatelessScope(state_mapping=list(zip(self.template.metrics_variables, metric_values))):
+            return {k: v for k, v in self.template.get_metrics_result().items()}
+
+    def values(self, epoch: int, members=slice(None)) -> dict:
+        """What the members' points set, as host arrays with a member axis (`members`: a slice, or one
+        member's position for its values alone): the penalty coefficients in `epoch` and the per-member
+        numbers (`knobs`)."""
+        return {"terms": [term.at(epoch)[members] for term in self.terms],
+                "knobs": [knob.values[members] for knob in self.knobs]}
+
+    @contextlib.contextmanager
+    def _per_member(self, coefficients):
+        """While tracing: each knob's attribute is the member's traced value (`PerMember`)."""
+        saved = [(knob.owner, knob.attribute, getattr(knob.owner, knob.attribute)) for knob in self.knobs]
+        try:
+            for knob, value in zip(self.knobs, coefficients["knobs"]):
+                setattr(knob.owner, knob.attribute, PerMember(value, knob.values.tolist()))
+            yield
+        finally:
+            for owner, attribute, value in reversed(saved):
+                setattr(owner, attribute, value)
+
+    def _penalties(self, trainable, coefficients):
+        out = []
+        for term, c in zip(self.terms, coefficients["terms"]):
+            w = trainable[term.index]
+            if term.shared is not None:
+                out.append(c[0] * term.shared(w))
+            elif not term.keys:  # every member's strength is 0 (L2(0)): the term is reported, as 0
+                out.append(self.jnp.zeros((), w.dtype))
+            else:
+                value = c[0] * basis.value(term.keys[0], w)
+                for k in range(1, len(term.keys)):
+                    value = value + c[k] * basis.value(term.keys[k], w)
+                out.append(value)
+        return out
+
+    def _forward(self, trainable, non_trainable, metrics, x, y, coefficients, training, weight=None):
+        """The member's objective on one batch. `weight`: 1 for a real row, 0 for padding (a padded
+        batch); the prediction loss is then the mean over the real rows, as `fit`'s partial batch."""
+        del self.sink[:]
+        template = self.template
+        self.rows[0] = weight
+        try:
+            with self._per_member(coefficients):
+                y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
+                                                                        return_losses=True)
+        finally:
+            self.rows[0] = None
+        recorded = {}
+        for name, value in self.sink:  # a layer with several outputs adds several
+            recorded[name] = recorded[name] + value if name in recorded else value
+        del self.sink[:]
+        # no weight penalties are left on the template, so this is the prediction loss alone
+        sample_weight = None
+        if weight is not None:  # Keras divides by the batch's rows: scale the real ones up to their mean
+            sample_weight = weight * (weight.shape[0] / self.jnp.maximum(weight.sum(), 1.0))
+        pred, (_, _, metrics) = template.stateless_compute_loss(trainable, non_trainable, metrics, x=x, y=y,
+                                                                y_pred=y_pred, sample_weight=sample_weight,
+                                                                training=training)
+        weight_terms = self._penalties(trainable, coefficients)
+        extra = sum(losses) if losses else self.jnp.zeros((), pred.dtype)  # activity penalties and add_loss
+        terms = [*weight_terms, *(recorded.get(name, self.jnp.zeros((), pred.dtype)) for name in self.activity)]
+        total = pred + extra
+        for value in weight_terms:
+            total = total + value
+        return total, (pred, total - pred, terms, y_pred, non_trainable, metrics)
+
+    def _gradient(self, trainable, non_trainable, metrics, coefficients, x, y, weight):
+        def objective(trainable):
+            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, True, weight)
+
+        (total, aux), grads = self.jax.value_and_grad(objective, has_aux=True)(trainable)
+        pred, penalty, terms, y_pred, non_trainable_new, metrics_new = aux
+        _, metrics_new = self.template._update_metrics_variables(metrics_new, total, x, y, y_pred, weight)
+        numbers = self.jnp.stack([pred, penalty, *terms]) if terms else self.jnp.stack([pred, penalty])
+        return grads, numbers, y_pred, non_trainable_new, metrics_new
+
+    def _member_step(self, state, coefficients, x, y, weight=None, ragged=False):
+        trainable, non_trainable, optimizer_values, metrics = state
+        grads, numbers, _, non_trainable_new, metrics_new = self._gradient(trainable, non_trainable, metrics,
+                                                                           coefficients, x, y, weight)
+        with self._per_member(coefficients):
+            trainable_new, optimizer_new = self.template.optimizer.stateless_apply(optimizer_values, grads, trainable)
+        new = (trainable_new, non_trainable_new, optimizer_new, metrics_new)
+        if ragged:  # a member with no rows left this epoch takes no step (Adam's moments must not decay)
+            moving = weight.sum() > 0
+            new = self.jax.tree.map(lambda n, o: self.jnp.where(moving, n, o), new, state)
+        return new, numbers
+
+    def _member_validate(self, trainable, non_trainable, coefficients, x, y, weight=None):
+        metrics = [self.jnp.asarray(v) for v in self.metric_start]
+        total, (pred, penalty, _, y_pred, _, metrics) = self._forward(trainable, non_trainable, metrics, x, y,
+                                                                      coefficients, False, weight)
+        _, metrics = self.template._update_metrics_variables(metrics, total, x, y, y_pred, weight)
+        result = self._metric_result(metrics)
+        return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
+
+    def row_independent(self, x, y) -> tuple[bool, bool]:
+        """Whether this model's training step, and its evaluation, on a batch padded with weight-0 rows
+        give its real rows what `fit` gives them on the real rows alone: (training, evaluation). Checked,
+        not assumed — once, on member 0's initial state and the rows `x`, with two different paddings.
+        A layer that mixes rows (BatchNormalization's batch statistics) makes it False; then partial
+        batches get steps of their own shape. (Dropout passes: JAX's threefry draws each element from its
+        position in the array; activity penalties count the real rows only, see `Recorded`.)"""
+        return self.row_independence(x, y).result()
+
+    def row_independence(self, x, y, pool=None) -> Future:
+        """`row_independent` as a future: traced here, compiled and run in `pool` (a thread; XLA compiles
+        without the GIL, so the caller can trace the epoch meanwhile), or here without one."""
+        jax, jnp = self.jax, self.jnp
+        rows = jax.tree.leaves(x)[0].shape[0]
+        real = rows // 2 + 1
+        trainable, non_trainable = ([jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
+        coefficients = self.values(0, members=0)
+        weight = jax.device_put((np.arange(rows) < real).astype("float32"))
+
+        def train(x, y, weight):
+            metrics = [jnp.asarray(v) for v in self.metric_start]
+            grads, numbers, y_pred, nt, m = self._gradient(trainable, non_trainable, metrics, coefficients, x, y, weight)
+            result = self._metric_result(m)
+            return grads, numbers, jax.tree.map(lambda p: p[:real], y_pred), nt, [result[k] for k in self.metric_names]
+
+        def evaluate(x, y, weight):
+            return self._member_validate(trainable, non_trainable, coefficients, x, y, weight)
+
+        @jax.jit  # one small compilation: eager Keras would cost seconds
+        def probe(x_real, y_real, paddings, y):
+            return [[f(x_real, y_real, None), *(f(x_pad, y, weight) for x_pad in paddings)] for f in (train, evaluate)]
+
+        head = jax.tree.map(lambda a: a[:real], x)
+        paddings = [jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
+                    jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x)]
+        args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
+
+        def answer(lowered):
+            try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
+                outputs = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+            except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
+                return False, False
+            return tuple(all(close(runs[0], other) for other in runs[1:]) for runs in outputs)
+
+        try:
+            lowered = probe.lower(*args)
+        except Exception:
+            lowered = None
+        if lowered is None or pool is None:
+            done = Future()
+            done.set_result(answer(lowered) if lowered is not None else (False, False))
+            return done
+        return pool.submit(answer, lowered)
+
+    def epoch_function(self, plan: Plan, X, Y, epochs: int = 1):
+        """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
+        indices and weights, per-cohort validation indices and weights) -> (state, training sums,
+        training metrics, validation numbers, weight statistics). Weights are None where batches are
+        not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for)."""
+        jax, jnp = self.jax, self.jnp
+        M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
+        width = 2 + len(self.terms) + len(self.activity)
+        check = jax.vmap(self._member_validate)
+
+        def take(tree, who):
+            return tree if len(who) == M else jax.tree.map(lambda a: a[np.asarray(who)], tree)
+
+        def put(tree, who, part):
+            return part if len(who) == M else jax.tree.map(lambda a, b: a.at[np.asarray(who)].set(b), tree, part)
+
+        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights):
+            start = (state["trainable"], state["non_trainable"], state["optimizer"])
+            metrics = [jnp.broadcast_to(jnp.asarray(v), (M, *np.shape(v))) for v in self.metric_start]
+            carry = (*start, metrics)
+            sums = jnp.zeros((M, width), "float32")
+            for segment, idx, weight in zip(segment_plan, batch_indices, batch_weights):
+                part, coef = take(carry, segment.members), take(coefficients, segment.members)
+                step = jax.vmap(lambda s, c, x, y, w, ragged=segment.ragged: self._member_step(s, c, x, y, w, ragged))
+
+                def body(inner, step_input, coef=coef, step=step):
+                    step_idx, step_weight = step_input
+                    inner, numbers = step(inner, coef, take_rows(X, step_idx), take_rows(Y, step_idx), step_weight)
+                    rows = step_weight.sum(axis=1) if step_weight is not None else segment.batch
+                    return inner, numbers * jnp.reshape(rows, (-1, 1))
+
+                inputs = (jnp.swapaxes(idx, 0, 1), None if weight is None else jnp.swapaxes(weight, 0, 1))
+                with expected_calls(segment.steps * epochs):
+                    part, numbers = jax.lax.scan(body, part, inputs)
+                carry = put(carry, segment.members, part)
+                sums = sums.at[np.asarray(segment.members)].add(numbers.sum(axis=0))
+            trainable, non_trainable, optimizer_values, metrics = carry
+            stats = weight_stats(jnp, trainable)  # of the weights reached, as the ledger records a diverged epoch
+            ok = state["alive"] & jnp.isfinite(sums).all(axis=1) & jnp.isfinite(stats[:, :, 0]).all(axis=1)
+
+            def keep(new, old):  # a member that stopped being finite goes back to its state at the epoch's start
+                return jax.tree.map(lambda n, o: jnp.where(ok.reshape((M,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+            trainable, non_trainable, optimizer_values = keep((trainable, non_trainable, optimizer_values), start)
+            train_metrics = jax.vmap(self._metric_result)(metrics)
+            val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
+            for (who, _, _), idx, weight in zip(val_plan, val_indices, val_weights):
+                part = take((trainable, non_trainable, coefficients), who)
+                # validation: one forward pass an epoch over a whole fold, whose measurement would cost
+                # seconds (a keras-io convnet: ~20 s): never measured, `map` (see reglab.engine.convolution)
+                with expected_calls(0):
+                    val = val.at[np.asarray(who)].set(check(*part, take_rows(X, idx), take_rows(Y, idx), weight))
+            new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
+                         "alive": ok}
+            return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
+
+        return jax.jit(epoch, donate_argnums=(0,))
+
+
+def take_rows(tree, index):
+    """The rows `index` of every array of a pytree (the data's inputs or outputs, a state, coefficients)."""
+    import jax
+
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def close(expected, got) -> bool:
+    """Every leaf of two pytrees equal to float32 rounding (relative to the leaf's scale)."""
+    import jax
+
+    a_leaves, b_leaves = jax.tree.leaves(expected), jax.tree.leaves(got)
+    if len(a_leaves) != len(b_leaves):
+        return False
+    for a, b in zip(a_leaves, b_leaves):
+        a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+        scale = float(np.max(np.abs(a), initial=0.0))
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6 * max(scale, 1e-3), equal_nan=True):
+            return False
+    return True
+
+
+def weight_stats(jnp, weights):
+    """(M, weights, records.WEIGHT_STATS) of weights with a leading member axis. One reduction per weight
+    (of its four quantities stacked), not four: reductions are what XLA on CPU is slowest to compile.
+    A weight's L1 norm is finite exactly when all its entries are (or their sum overflows float32)."""
+    out = []
+    for w in weights:
+        flat = w.reshape(w.shape[0], -1)
+        size = jnp.abs(flat)
+        totals = jnp.stack([size, flat * flat, (flat == 0).astype(flat.dtype),
+                            (size < records.NEAR_ZERO).astype(flat.dtype)], axis=-1).sum(axis=1)
+        out.append(jnp.stack([totals[:, 0], jnp.sqrt(totals[:, 1]), totals[:, 2], totals[:, 3] / flat.shape[1]], axis=1))
+    return jnp.stack(out, axis=1)
