@@ -196,9 +196,10 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
 
     setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2,
                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=True)
-    records, model, _ = reference.train_member(member, dataset, setting, build)
-    assert model is not None, records.error.iloc[0]
-    assert list(records.columns[:8]) == ["member", "point", "fold", "repeat", "seed", "l2", "seconds", "epoch"]
+    trained = reference.train_member(member, dataset, setting, build)
+    assert trained.model is not None, trained.rows.error.iloc[0]
+    records = trained.rows
+    assert list(records.columns[:2]) == ["epoch", "train_loss"]
     for column in ["train_loss", "train_penalty", "train_total", "val_loss", "val_penalty", "val_total",
                    "train_accuracy", "val_accuracy", "penalty:net/h/kernel", "penalty:h/activity", "scale:net/h/kernel",
                    "l2:net/h/kernel", "zeros:net/out/bias", "status"]:

@@ -29,4 +29,4 @@ def test_the_tutorials_tf_keras_models_train_as_a_population(digits):
     assert (result.members.status == "ok").all() and len(result.members) == 4
     assert (final.loc[0.0, "train_penalty"] == 0).all() and (final.loc[0.01, "train_penalty"] > 0).all()
     assert final.val_accuracy.min() > 0.5
-    assert sweep.last_timing["members"] == 4  # one population: both λ in one compiled program
+    assert result.timing["members"] == 4 and result.timing["populations"] == 1  # both λ in one compiled program

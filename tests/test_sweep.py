@@ -199,3 +199,47 @@ def test_a_subclassed_model_that_has_not_seen_data_sweeps_with_the_loss_inferred
     x, y = digits
     result = reglab.Sweep(zoo.subclassed, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=10, refit=False, seed=0).run(x[:400], y[:400])
     assert len(result.summary) == 2 and result.members.val_accuracy.notna().all()
+
+
+def _regression(point):
+    return keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+
+
+def _logits(point):
+    return keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize("task", ["regression, MAE loss, MSE metric", "binary logits", "a custom metric"])
+def test_the_test_score_is_keras_compiled_loss_and_the_sweeps_metrics(task, cancer_raw):
+    """The test set is scored by Keras's compiled loss (without the penalty) and the sweep's own metrics, in the
+    units of the validation columns (standardized targets when the sweep standardizes them)."""
+    if task.startswith("regression"):
+        x, y = load_diabetes(return_X_y=True)
+        build, settings = _regression, {"loss": "mean_absolute_error", "metrics": ["mean_squared_error"]}
+    elif task == "binary logits":
+        (x, y), build = cancer_raw, _logits
+        settings = {"loss": keras.losses.BinaryCrossentropy(from_logits=True), "metrics": []}
+    else:
+        (x, y), build = cancer_raw, build_cancer
+        settings = {"metrics": ["sparse_categorical_crossentropy", "accuracy"]}
+    sweep = reglab.Sweep(build, grid={"l2": [0.0]}, cv=2, epochs=2, test_size=0.25, standardize=True,
+                         learning_rate=1e-2, seed=0, **settings)
+    result = sweep.run(x, y)
+    _, rest, test, _ = sweep.split(x, y)
+    predicted = result.model.predict(x[test], verbose=0)  # the saved model: raw inputs, raw outputs
+    if task.startswith("regression"):
+        scale = y[rest].std()
+        error = predicted[:, 0] - y[test]
+        assert sorted(result.test) == ["loss", "mean_squared_error"]
+        assert result.test["loss"] == pytest.approx(np.mean(np.abs(error)) / scale, rel=1e-4)  # MAE, not MSE
+        assert result.test["mean_squared_error"] == pytest.approx(np.mean(error ** 2) / scale ** 2, rel=1e-4)
+    elif task == "binary logits":
+        expected = keras.losses.BinaryCrossentropy(from_logits=True)(y[test].astype("float32"), predicted)
+        assert sorted(result.test) == ["loss"]
+        assert result.test["loss"] == pytest.approx(float(expected), rel=1e-4)
+    else:
+        loss = float(keras.losses.SparseCategoricalCrossentropy()(y[test], predicted))
+        assert sorted(result.test) == ["accuracy", "loss", "sparse_categorical_crossentropy"]
+        assert result.test["loss"] == pytest.approx(loss, rel=1e-4)
+        assert result.test["sparse_categorical_crossentropy"] == pytest.approx(loss, rel=1e-4)
+        assert result.test["accuracy"] == pytest.approx(np.mean(predicted.argmax(axis=1) == y[test]))

@@ -345,11 +345,13 @@ class RunDirectory:
     def member_records(self, member_id: str) -> pd.DataFrame:
         return pd.read_parquet(self.path / MEMBERS / f"{member_id}.parquet")
 
+    def member_tables(self) -> list[pd.DataFrame]:
+        """Every planned member's stored table (`reglab.kit.records.member_records`), in file order."""
+        return [self._read(f) for f in self._planned(sorted((self.path / MEMBERS).glob("*.parquet")))]
+
     def all_records(self) -> pd.DataFrame:
-        files = self._planned(sorted((self.path / MEMBERS).glob("*.parquet")))
-        if not files:
-            return pd.DataFrame()
-        return pd.concat([self._read(f) for f in files], ignore_index=True)
+        tables = self.member_tables()
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
     def _read(self, file: Path) -> pd.DataFrame:
         """A stored member file for `reglab report`, or a ValueError naming it (the next run heals it)."""

@@ -28,14 +28,13 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import _checks, data as data_module, settings
-
-from reglab.decide import diagnosis, selection
-
-from reglab.search import plan, points as points_module, space
-from reglab.engine import reference
+from reglab import _checks, data as data_module, engine, settings
+from reglab.decide import baseline, outcome as outcome_module, refit, selection
+from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
+from reglab.kit import records
 from reglab.kit.records import weight_histogram
+from reglab.search import plan, points as points_module, space, strategies
 
 
 def _engine_unavailable(engine: str) -> str | None:
@@ -63,6 +62,7 @@ class SweepResult:
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
     weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
+    timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
@@ -336,25 +336,25 @@ class Sweep:
 
     def _run(self, dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints,
              stop) -> SweepResult:
-        done: dict[str, pd.DataFrame] = {}
         make_model = self._make_model()
-        mode = selection.mode_for(self.select)
-
+        done: dict[str, pd.DataFrame] = {}  # member id -> its table (`reglab.kit.records.member_records`)
         histograms: dict[str, pd.DataFrame] = {}
         final_weights: dict[str, dict] = {}
+        timing: dict = {}
 
-        def finish(member, records, weights, count, total):
-            records = reference.with_baseline(records, member, dataset, training)  # both engines, from the data
-            histogram = _histogram(member.id, weights)
+        def finish(member, trained):
+            table = records.member_records(trained.rows, member, trained.seconds,
+                                           baseline.for_member(member, dataset, training))
+            histogram = _histogram(member.id, trained.weights)
             if store:
-                store.record_member(member.id, records, histogram)
-            done[member.id] = records
+                store.record_member(member.id, table, histogram)
+            done[member.id] = table
             if histogram is not None:
                 histograms[member.id] = histogram
-            if keep_weights and weights:
-                final_weights[member.id] = weights
+            if keep_weights and trained.weights:
+                final_weights[member.id] = trained.weights
             if progress:
-                progress(count, total, member.id)
+                progress(len(done) - finish.resumed, finish.total, member.id)
 
         def train(members):
             finished = store.completed() if store else set()
@@ -364,132 +364,92 @@ class Sweep:
                 if stored is not None:
                     histograms[member.id] = stored
             todo = [m for m in members if m.id not in done]
-            if todo and self._population_engine():
-                records, weights = self._train_population(todo, dataset, training, make_model, checkpoints)
-                for i, member in enumerate(todo):
-                    finish(member, records[member.id], weights.get(member.id), i + 1, len(todo))
+            if not todo:
                 return
-            if todo and self.engine == "auto":
-                from reglab.engine.population import unavailable
+            finish.resumed, finish.total = len(done), len(todo)
+            try:
+                run = engine.train(todo, dataset, training, make_model, engine=self._engine_name(),
+                                   checkpoints=checkpoints, stop=stop, done=finish)
+            except Unsupported as reason:
+                raise ValueError(f"The population engine cannot run this sweep: {reason}. "
+                                 f"Received: engine={self.engine!r}") from None
+            timing.update(run["timing"])
 
-                warnings.warn(f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
-                              UserWarning, stacklevel=2)
-            for i, member in enumerate(todo):
-                if stop():  # between members: every finished member is already in the run directory
-                    from reglab.engine.checkpoints import Interrupted
-
-                    raise Interrupted(i, len(todo), "member")
-                records, model, _ = reference.train_member(member, dataset, training, make_model)
-                final = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_weights} if model else None
-                finish(member, records, final, i + 1, len(todo))
-
-        def summarize(member_ids):
-            epochs = selection.combine([done[m] for m in member_ids])
-            members = selection.member_table(epochs)
-            return epochs, members, selection.summarize(members, epochs, by=self.select, mode=mode)
-
-        best_point: dict = {}
+        search = self._search()
         evaluated: list[dict] = []
-        stuck = False  # a round in which nothing could be selected: no later round can start from it
-        for round_points in self._rounds:
-            round_points = [space.normalize_point({**best_point, **p}) for p in round_points]
-            evaluated.extend(p for p in round_points if p not in evaluated)
-            members = plan.members(round_points, splits, self.seed)
-            train(members)
-            _, _, summary = summarize([m.id for m in members])
-            try:
-                best_point = selection.best(summary, self.select, warn=False)["params"]
-            except selection.NothingSelectable:
-                stuck = True  # the end says why
-                break
-        for _ in range(0 if stuck else self.refine):
-            same = [p for p in evaluated if all(p.get(k) == v for k, v in best_point.items() if k != self.refine_param)]
-            _, _, summary = summarize([m.id for m in plan.members(same, splits, self.seed)])
-            ids = {space.point_id(p): p for p in same}
-            values = [ids[pid][self.refine_param] for pid in summary["point"]]
-            new = [space.normalize_point({**best_point, self.refine_param: v})
-                   for v in space.refine(values, summary[f"{self.select}_mean"].where(summary["rank"].notna()).tolist(),
-                                         self.refine_points)]
-            new = [p for p in new if p not in same]  # the best value itself is usually among them
-            evaluated.extend(new)
-            train(plan.members(new, splits, self.seed))
-            _, _, summary = summarize([m.id for m in plan.members(same + new, splits, self.seed)])
-            try:
-                best_point = selection.best(summary, self.select, warn=False)["params"]
-            except selection.NothingSelectable:
-                break
+        table = None
+        while (points := search.ask(table)) is not None:
+            evaluated += [p for p in points if p not in evaluated]
+            train(plan.members(points, splits, self.seed))
+            table = outcome_module.summary([done[m.id] for m in plan.members(evaluated, splits, self.seed)], self.select)
 
         all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
-        epochs, members, summary = summarize(all_ids)
-        best, best_1se, nothing = selection.decisions(summary, self.select, mode)
-        kept = [histograms[m] for m in all_ids if m in histograms]
-        result = SweepResult(epochs=epochs, members=members, summary=summary, best=best, best_1se=best_1se,
-                             diagnosis=diagnosis.diagnose(epochs),
-                             histograms=pd.concat(kept, ignore_index=True) if kept else None,
-                             weights=final_weights if keep_weights else None,
+        found = outcome_module.outcome([done[m] for m in all_ids], self.select,
+                                       _concat([histograms[m] for m in all_ids if m in histograms]))
+        result = SweepResult(epochs=found.epochs, members=found.members, summary=found.summary, best=found.best,
+                             best_1se=found.best_1se, diagnosis=found.diagnosis, histograms=found.histograms,
+                             weights=final_weights if keep_weights else None, timing=timing,
                              run_dir=Path(run_dir) if run_dir else None)
-        if self.refit and best is not None:
-            result.model, result.test = self._refit_and_test(best, dataset, rest, test, training, make_model, store)
-        if store:  # the tables, summary.json, plots and report.html, from the stored files (as `reglab report`)
-            from reglab.show.report import render
+        if self.refit and found.best is not None:
+            result.model, result.test = self._refit_and_test(found.best, dataset, rest, test, training, make_model, store)
+        if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
+            from reglab.show.report import write
 
             store.clear_checkpoints()
             store.keep_only(all_ids)
-            render(store.path, warn=False)  # the sweep has said it once already
-        if nothing:  # everything is written; the caller learns that nothing was chosen, and why
-            error = selection.NothingSelectable(nothing + (f" The tables and report.html in {run_dir} show each "
-                                                           "configuration's records." if store else ""))
+            write(store, found, result.test, self.spec())
+        if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written
+            error = selection.NothingSelectable(found.nothing + (f" The tables and report.html in {run_dir} show each "
+                                                                 "configuration's records." if store else ""))
             error.result = result
             raise error
+        if found.advice:  # members trained and none can be chosen yet: a finding, said once
+            warnings.warn(f"reglab: {found.advice}", UserWarning, stacklevel=3)
         return result
 
-    def _population_engine(self) -> bool:
-        return self.engine == "population" or (self.engine == "auto" and keras.backend.backend() == "jax")
+    def _search(self):
+        """The search as ask/tell (`reglab.search.strategies`): the rounds, then refinement if asked for."""
+        mode = selection.mode_for(self.select)
 
-    def _train_population(self, members, dataset, training, make_model, checkpoints=None):
-        """All members through the population engine: one compiled program per architecture."""
-        from reglab.engine import population
+        def best(table):
+            best, _, _ = selection.decisions(table, self.select, mode, warn=False)
+            return best["params"] if best else None
 
-        try:
-            populations, failures = population.plan_populations(members, make_model, probe=data_module.rows(dataset.x, slice(0, 1)))
-            by_id = {m.id: m for m in members}
-            results = {mid: reference.with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}]),
-                                                    by_id[mid], 0.0) for mid, error in failures.items()}
-            weights = {}
-            for pop in populations:
-                out, final, timing = population.train_population(pop, dataset, training, checkpoints=checkpoints)
-                share = timing["seconds"] / len(pop.members)
-                for member in pop.members:
-                    results[member.id] = reference.with_identity(out[member.id], member, share)
-                    weights[member.id] = final[member.id]
-                self.last_timing = timing
-            return results, weights
-        except population.Unsupported as reason:
-            raise ValueError(f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}") from None
+        rounds = strategies.Rounds(self._rounds, best)
+        if not self.refine:
+            return rounds
+        return strategies.Refine(rounds, self.refine_param, self.refine, self.refine_points, best, f"{self.select}_mean")
+
+    def _engine_name(self, warn: bool = True) -> str:
+        """The engine that trains this process's members; "auto" off JAX says how to get the population engine."""
+        if self.engine != "auto":
+            return self.engine
+        if keras.backend.backend() == "jax":
+            return "population"
+        if not warn:
+            return "reference"
+        from reglab.engine.population import unavailable
+
+        warnings.warn(f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
+                      UserWarning, stacklevel=4)
+        return "reference"
 
     def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
         """Train the selected point on all non-test data; score it on the test set exactly once."""
-        point = {k: v for k, v in best["params"].items()}
-        member = plan.refit_member(point, rest, test, self.seed)
         stored = store.read_json("test.json") if store else None
         if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
             model = keras.models.load_model(store.path / "best_model.keras", safe_mode=True)
             return model, stored["test"]
-        if self._population_engine():  # a population of one: the refit takes the fast path too
-            from reglab.engine.population import train_member
-        else:
-            train_member = reference.train_member
-        records, model, scaling = train_member(member, dataset, training, make_model, validate=False)
-        if model is None:
-            raise RuntimeError(f"Refitting the selected point failed: {records.get('error', pd.Series(['?'])).iloc[0]}")
-        model = with_preprocessing(model, scaling, dataset)
-        scores = None
-        if len(test):
-            scores = test_scores(model, data_module.rows(dataset.x, test), data_module.rows(dataset.y, test), training,
-                                 dataset)
+        try:
+            model, scaling = refit.refit(best["params"], dataset, rest, test, training, make_model, self.seed,
+                                         self._engine_name(warn=False))
+        except Unsupported as reason:
+            raise ValueError(f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}") from None
+        scores = refit.test_scores(model, dataset, rest, test, training) if len(test) else None
+        model = refit.with_preprocessing(model, scaling, dataset)
         if store:
             store.save_model(model)
-            store.write_json("test.json", {"point_id": best["point_id"], "params": point, "test": scores,
+            store.write_json("test.json", {"point_id": best["point_id"], "params": best["params"], "test": scores,
                                            "n_test": int(len(test))})
         return model, scores
 
@@ -539,44 +499,5 @@ def _histogram(member_id: str, weights: dict | None) -> pd.DataFrame | None:
     return frame
 
 
-def with_preprocessing(model, scaling, dataset):
-    """Fold the training statistics into the saved model so it takes raw inputs and gives raw outputs."""
-    if not scaling:
-        return model
-    inputs = keras.Input(model.input_shape[1:])
-    x = keras.layers.Normalization(mean=scaling["x_mean"], variance=np.square(scaling["x_std"]), name="standardize")(inputs)
-    outputs = model(x)
-    if "y_mean" in scaling:
-        outputs = keras.layers.Rescaling(scaling["y_std"], offset=scaling["y_mean"], name="unstandardize")(outputs)
-    return keras.Model(inputs, outputs, name=f"{model.name}_raw_io")
-
-
-def test_scores(model, x, y, training, dataset) -> dict:
-    """Prediction loss (no penalty) and metrics of `model` on raw test data, in the training units."""
-    prediction = model.predict(x, verbose=0)
-    if dataset.task == "multi-output":  # Keras's own compiled loss: every output's, weighted as in training
-        scorer = keras.Model(model.inputs, model.outputs)
-        scorer.compile(loss=training.loss, loss_weights=training.loss_weights)
-        loss = scorer._compile_loss(y, prediction)
-        return {"loss": float(keras.ops.convert_to_numpy(loss))}
-    loss_fn = keras.losses.get(training.loss)
-    if dataset.task == "regression":
-        # the loss is reported in the same standardized units as the validation losses
-        scale = _y_scale(model)
-        predicted = prediction.reshape(len(y))
-        loss = float(np.mean(np.square((predicted - y) / scale)))
-        return {"loss": loss, "mean_absolute_error": float(np.mean(np.abs(predicted - y)))}
-    loss = float(keras.ops.convert_to_numpy(keras.ops.mean(loss_fn(y, prediction))))
-    if prediction.shape[-1] == 1:
-        accuracy = float(np.mean((prediction[:, 0] > 0.5).astype(int) == y))
-    else:
-        accuracy = float(np.mean(prediction.argmax(axis=-1) == y))
-    return {"loss": loss, "accuracy": accuracy}
-
-
-def _y_scale(model) -> float:
-    try:
-        return float(model.get_layer("unstandardize").scale)
-    except ValueError:
-        return 1.0
-
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -166,7 +166,7 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     started = time.perf_counter()
     result = engine.run(x, y)
     reglab_seconds = time.perf_counter() - started
-    compile_seconds = engine.last_timing["compile_seconds"]
+    compile_seconds = result.timing["compile_seconds"]
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     final = result.members
     reglab_accuracy = final.groupby("l2").val_accuracy.mean()

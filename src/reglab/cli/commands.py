@@ -296,7 +296,7 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
         cells += [f"{row['train_loss_mean']:.4f}", f"{row['train_penalty_mean']:.4f}", f"{row['ok']}/{row['members']}"]
         if verdict_of:
             cells.append(verdict_of.get(row["point"], {}).get("verdict", ""))
-        table.add_row(*cells, style="bold green" if row["point"] == best["point_id"] else None)
+        table.add_row(*cells, style="bold green" if best and row["point"] == best["point_id"] else None)
     console.print(table, markup=False)
 
     def described(choice):
@@ -306,7 +306,10 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
         v = verdict_of.get(choice["point_id"])
         return f" — {escape(v['verdict'])}: {escape(v['recommendation'])}" if v else ""
 
-    console.print(f"selected: [bold]{described(best)}[/bold] (lowest mean validation loss over folds){verdict(best)}")
+    if best is None:  # the reason and what to change were said once, as a warning line
+        console.print("selected: [bold]nothing[/bold] (no configuration could be chosen; see the verdicts)")
+    else:
+        console.print(f"selected: [bold]{described(best)}[/bold] (lowest mean validation loss over folds){verdict(best)}")
     if best_1se is not None:
         console.print(f"one-standard-error rule: [bold]{described(best_1se)}[/bold] (the most regularized point "
                       f"within one standard error of the best){verdict(best_1se)}")
@@ -317,11 +320,12 @@ def _print_result(summary, best, test, members_complete, run_dir, title, best_1s
 
 
 def _finish(result, run_dir, title):
-    """Print a finished sweep's result and where its report is; exit 1 if a member failed."""
+    """Print a finished sweep's result and where its report is; exit 1 if a member failed or nothing was chosen."""
     _print_result(result.summary, result.best, result.test, len(result.members), run_dir, title, result.best_1se,
                   result.diagnosis)
     typer.echo(f"report: {run_dir / 'report.html'}")
-    raise typer.Exit(EXIT_FAILED if (result.members["status"] == "failed").any() else EXIT_OK)
+    failed = (result.members["status"] == "failed").any() or result.best is None
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @app.command()
@@ -429,13 +433,16 @@ def report(
     try:
         if tensorboard is not None:  # refused before the run directory is re-rendered
             _check_output_dir(tensorboard, "tensorboard")
-        document = refresh(run_dir)  # a directory in use is read, not written (see reglab.show.report.refresh)
+        with _Log(run_dir):  # warnings as on `reglab sweep`: reglab's one line each, the rest to log.txt
+            document = refresh(run_dir)  # a directory in use is read, not written (see reglab.show.report.refresh)
     except ValueError as error:
         _fail_usage(error)
     except OSError as error:
         _fail_os(error, "run_dir", run_dir, EXIT_FAILED)
     _print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
                   f"Report of {run_dir}", document["best_1se"], pd.DataFrame(document["diagnosis"]))
+    if document["best"] is None:
+        typer.echo(f"reglab: warning: {_printable(document['advice'] or document['nothing_selected'])}", err=True)
     if document.get("in_use"):
         typer.echo(f"reglab: {document['in_use']}", err=True)
     else:
@@ -448,6 +455,8 @@ def report(
         except OSError as error:  # the report is written; the export failed
             _fail_os(error, "tensorboard", tensorboard, EXIT_FAILED)
         typer.echo(f"tensorboard: {logdir}  (tensorboard --logdir {tensorboard})")
+    if document["best"] is None:  # as `reglab sweep`: nothing chosen is a failed result
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

@@ -20,7 +20,8 @@ The rules, in order (thresholds are module constants):
    the cause: "decrease the learning rate" when the training loss is ≥ `BLOWN_UP` × the baseline (the
    weights blew up; a large penalty share then only follows from their size); "decrease λ" when the
    penalty dominates the objective; "increase λ …" when the training loss is below the baseline (it
-   fits the training folds only); else "decrease the learning rate".
+   fits the training folds only); "train longer (more epochs) or with a higher learning rate" when the
+   validation loss is still falling (a first sweep of a few epochs); else "decrease the learning rate".
 1. *overfitting* when the validation loss rose ≥ `RISE` above its minimum while the training loss
    kept falling, or when the gap is ≥ `GAP` and the point ends ≥ `EXCESS` worse than the best →
    "increase λ" (or add dropout; or stop at the best epoch).
@@ -52,6 +53,7 @@ LATE_GAIN = 0.01
 # Keras's cross-entropy clips probabilities at 1e-7, so a blown-up classifier's loss tops out at
 # -log(1e-7) ≈ 16.1: 5–15× a 2- to 10-class baseline (wine, 3 classes, lr 1e6: 8.3×)
 BLOWN_UP = 5.0
+TRAIN_MORE = "train longer (more epochs) or with a higher learning rate"
 
 COLUMNS = ("verdict", "recommendation", "reason", "rise", "train_drop", "gap", "excess", "penalty_share", "late_gain",
            "best_epoch", "baseline_loss")
@@ -118,6 +120,8 @@ def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
         elif final_train < baseline:
             advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}"
                                                       if val_min < baseline else "")
+        elif still_falling:  # not there yet (a quick first sweep): it needs more training, not less
+            advice = TRAIN_MORE
         else:
             advice = "decrease the learning rate"
         return {"verdict": "not learning", "recommendation": advice, "reason": f"{why}; {minimum}, {rest}", **numbers}
@@ -142,9 +146,10 @@ def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
 
 
 def _late_gain(val: pd.Series) -> float:
-    """Relative fall of the validation loss over the last fifth of the epochs (≥ 2 epochs)."""
-    k = max(2, math.ceil(len(val) / 5))
-    if len(val) < k + 1:
+    """Relative fall of the validation loss over the last fifth of the epochs (≥ 2 epochs; a curve of 2 or 3
+    epochs: over all of it)."""
+    k = min(max(2, math.ceil(len(val) / 5)), len(val) - 1)
+    if k < 1:
         return 0.0
     before, after = float(val.iloc[-k - 1]), float(val.iloc[-1])
     return (before - after) / before if before > 0 else 0.0

@@ -19,12 +19,12 @@ import warnings
 
 import pandas as pd
 
-IDENTITY = ("member", "point", "fold", "repeat", "seed")
-_NOT_PARAMS = set(IDENTITY) | {"seconds", "epoch", "status", "error"}
+from reglab.kit.records import IDENTITY, params as param_columns
 
 
 def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate members' records keeping the layout: identity, then every point parameter, then the rest.
+    """Concatenate members' tables keeping the layout: identity, then every point parameter, then the rest;
+    `attrs["params"]` names the parameters (`reglab.kit.records.member_records`).
 
     Points of different search stages can have different keys; a key a point lacks is NaN there.
     """
@@ -33,14 +33,9 @@ def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
         params.update(dict.fromkeys(param_columns(frame)))
     epochs = pd.concat(frames, ignore_index=True)
     head = [*IDENTITY, *params]
-    return epochs[head + [c for c in epochs.columns if c not in head]]
-
-
-def param_columns(epochs: pd.DataFrame) -> list[str]:
-    """The point's parameters: the columns between the identity columns and `seconds`."""
-    columns = list(epochs.columns)
-    start, stop = columns.index("seed") + 1, columns.index("seconds")
-    return columns[start:stop]
+    epochs = epochs[head + [c for c in epochs.columns if c not in head]]
+    epochs.attrs = {"params": list(params)}
+    return epochs
 
 
 def metric_names(epochs: pd.DataFrame) -> list[str]:
@@ -79,7 +74,9 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
         if "error" in records and isinstance(last.get("error"), str):
             row["error"] = last["error"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs = {"params": list(params)}
+    return table
 
 
 def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss", mode: str = "min") -> pd.DataFrame:
@@ -113,6 +110,7 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
         row["learning"] = not row["val_loss_mean"] >= row["baseline_loss_mean"]  # NaN on either side: nothing to compare
         rows.append(row)
     summary = pd.DataFrame(rows)
+    summary.attrs = {"params": list(params)}
     selectable = summary["ok"] == summary["members"]
     if by == "val_loss":
         selectable &= summary["learning"]
@@ -239,6 +237,10 @@ def _excluded(points: pd.DataFrame) -> str:
 
 
 def param_columns_of(summary: pd.DataFrame) -> list[str]:
+    """The point's parameters in a per-point table: as `summarize` stored them (a table read back from
+    summary.json: the columns before `point`, where `summarize` puts them)."""
+    if "params" in summary.attrs:
+        return [p for p in summary.attrs["params"] if p in summary.columns]
     return list(summary.columns[: list(summary.columns).index("point")])
 
 

@@ -1,1 +1,77 @@
-"""Engines train members and emit epoch records (`reglab.kit.records`); the rest of reglab never cares which ran."""
+"""Engines train members and give back their epoch rows (`reglab.kit.records.epoch_row`); the rest of
+reglab never cares which ran. `train` is the one entry point (the sweep's members, the refit).
+
+Owns: `training` (settings, a fold's arrays, optimizer, compile — both engines'), `reference` (one
+`model.fit` per member, any backend), the population engine (`population` drives `grouping`, `knobs`,
+`program`, `batches`, `checkpoints`, `convolution`, `basis`). May import `reglab.kit`, `reglab.search`
+and `reglab.data`; never `decide`, `show`, the store or the sweep.
+"""
+
+from __future__ import annotations
+
+import time
+
+ENGINES = ("population", "reference")
+
+
+def train(members, data, training, make_model, *, engine: str = "population", validate: bool = True,
+          checkpoints=None, stop=None, done=None) -> dict:
+    """Train `members` (`reglab.search.plan.Member`) on `data` with `training`
+    (`reglab.engine.training.Training`), each model built by `make_model(point)`.
+
+    `engine`: "population" (every member of an architecture in one compiled program; Keras's JAX
+    backend) or "reference" (one `model.fit` per member). `checkpoints`
+    (`reglab.engine.checkpoints.Checkpoints`): the population engine saves and resumes its state at
+    epoch boundaries. `stop()`: asked between members (reference) — the population engine asks its
+    checkpoints' — and `reglab.engine.checkpoints.Interrupted` is raised when it says so. `done(member,
+    trained)`: called as each member finishes (the sweep stores it at once).
+
+    Returns `{"members": {member id: Trained}, "timing": {...}}` (`reglab.engine.training.Trained`;
+    the population engine's timing: members, shards, compile and epoch seconds, convolutions).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` is one of {ENGINES}. Received: engine={engine!r}")
+    done = done or (lambda member, trained: None)
+    out = {}
+    if engine == "reference":
+        from reglab.engine import reference
+        from reglab.engine.checkpoints import Interrupted
+
+        started = time.perf_counter()
+        for i, member in enumerate(members):
+            if stop is not None and stop():  # between members: every finished member has been handed over
+                raise Interrupted(i, len(members), "member")
+            out[member.id] = reference.train_member(member, data, training, make_model, validate)
+            done(member, out[member.id])
+        return {"members": out, "timing": {"members": len(members), "seconds": time.perf_counter() - started}}
+    return _train_populations(members, data, training, make_model, validate, checkpoints, done)
+
+
+def _train_populations(members, data, training, make_model, validate, checkpoints, done) -> dict:
+    from reglab.data import rows
+    from reglab.engine import population
+    from reglab.engine.training import Trained
+    from reglab.kit import records
+
+    started = time.perf_counter()
+    populations, failures = population.plan_populations(members, make_model, probe=rows(data.x, slice(0, 1)))
+    by_id = {m.id: m for m in members}
+    out = {}
+    for member_id, error in failures.items():
+        out[member_id] = Trained(records.failed(error), 0.0)
+        done(by_id[member_id], out[member_id])
+    timing = {"members": 0, "populations": len(populations), "compile_seconds": 0.0, "epoch_seconds": [],
+              "convolutions": {}, "shards": 0}
+    for pop in populations:
+        rows_by_id, weights, part = population.train_population(pop, data, training, validate, checkpoints=checkpoints)
+        share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
+        for member, model in zip(pop.members, pop.models):
+            out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
+            done(member, out[member.id])
+        timing["members"] += part["members"]
+        timing["compile_seconds"] += part["compile_seconds"]
+        timing["epoch_seconds"] += part["epoch_seconds"]
+        timing["convolutions"].update(part["convolutions"])
+        timing["shards"] = max(timing["shards"], part.get("shards", 1))
+    timing["seconds"] = time.perf_counter() - started
+    return {"members": out, "timing": timing}

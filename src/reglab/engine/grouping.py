@@ -5,12 +5,12 @@ settings). What members may differ in without another program is `reglab.engine.
 from __future__ import annotations
 
 import json
-import traceback
 from dataclasses import dataclass
 
 import keras
 
 from reglab.engine import basis
+from reglab.engine.training import error_line
 from reglab.engine.knobs import PER_MEMBER_LAYER_ATTRIBUTES, unwrap
 from reglab.search import plan, points
 
@@ -85,7 +85,7 @@ def plan_populations(members, make_model, probe=None) -> tuple[list[Population],
                 model(probe)
             key = signature(model, member.point)
         except Exception as error:  # recorded as that member's failure, like the reference engine does
-            failed[member.id] = "".join(traceback.format_exception_only(error)).strip()[:500]
+            failed[member.id] = error_line(error)
             continue
         groups.setdefault(key, Population([], [])).members.append(member)
         groups[key].models.append(model)

@@ -38,16 +38,13 @@ epoch), `batches` (the batch plan and shards), `checkpoints` (the saved payload)
 
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import keras
 import numpy as np
-import pandas as pd
 
-from reglab.data import rows as data_rows
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
 from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key, gather, payload_meta, resume_state, save_state
 from reglab.engine.convolution import per_member_on_cpu, remember
@@ -55,8 +52,7 @@ from reglab.engine.grouping import Population, Unsupported, plan_populations, un
 from reglab.engine.program import Program, take_rows
 from reglab.kit import records
 
-__all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_member", "train_population",
-           "unavailable"]
+__all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
 
 
 class _Untraceable(Exception):
@@ -247,29 +243,18 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
         for m, member in enumerate(members):
             if status[m] == "diverged":
                 continue
-            train_loss, train_penalty = sums[m, 0] / n[m], sums[m, 1] / n[m]
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "train_penalty": train_penalty,
-                   "train_total": train_loss + train_penalty}
+            metrics = {f"train_{name}": train_metrics[name][m] for name in program.metric_names}
             if validate:
-                row.update(val_loss=val[m, 0], val_penalty=val[m, 1], val_total=val[m, 0] + val[m, 1])
-            for name in program.metric_names:
-                row[f"train_{name}"] = train_metrics[name][m]
-            if validate:
-                for k, name in enumerate(program.metric_names):
-                    row[f"val_{name}"] = val[m, 2 + k]
-            for t, name in enumerate(names):
-                row[records.column("penalty", name)] = sums[m, 2 + t] / n[m]
-            for term in program.terms:
-                if term.schedules[m] is not None:
-                    row[records.column("scale", term.name)] = float(np.float32(term.schedules[m](epoch)))
-            for wi, path in enumerate(program.paths):
-                for q, quantity in enumerate(records.WEIGHT_STATS):
-                    row[records.column(quantity, path)] = stats[m, wi, q]
-            for wi, path in enumerate(program.paths):  # as the ledger's `decay_terms`
-                if decays[wi]:
-                    row[records.column("decay", path)] = program.decay[m] / 2 * stats[m, wi, 1] ** 2
-            status[m] = records.status(row["train_total"] if alive[m] else math.nan, status[m])
-            row["status"] = status[m]
+                metrics.update({f"val_{name}": val[m, 2 + k] for k, name in enumerate(program.metric_names)})
+            weights = {path: stats[m, wi] for wi, path in enumerate(program.paths)}
+            row = records.epoch_row(
+                epoch + 1, (sums[m, 0] / n[m], sums[m, 1] / n[m], None), (val[m, 0], val[m, 1], None) if validate else None,
+                metrics, {name: sums[m, 2 + t] / n[m] for t, name in enumerate(names)},
+                {term.name: np.float32(term.schedules[m](epoch)) for term in program.terms if term.schedules[m] is not None},
+                weights,  # decay as the ledger's `decay_terms`
+                {path: program.decay[m] / 2 * stats[m, wi, 1] ** 2 for wi, path in enumerate(program.paths) if decays[wi]},
+                previous=status[m], finite=bool(alive[m]))
+            status[m] = row["status"]
             rows[member.id].append(row)
         if checkpoints is not None and epoch + 1 < training.epochs:
             stop = checkpoints.stop()
@@ -297,20 +282,3 @@ def _write_back(population: Population, trainable, non_trainable) -> None:
             variable.assign(values[m])
         for variable, values in zip(model.non_trainable_variables, non_trainable):
             variable.assign(values[m])
-
-
-def train_member(member, data, training, make_model, validate: bool = True):
-    """One member as a population of one (e.g. the refit of the chosen point): (records, trained model or
-    None, scaling), as `reglab.engine.reference.train_member` returns them."""
-    from reglab.engine.reference import with_identity
-    from reglab.engine.training import fold_arrays
-
-    *_, scaling = fold_arrays(data, member.train, member.val, training.standardize)
-    started = time.perf_counter()
-    populations, failed = plan_populations([member], make_model, probe=data_rows(data.x, slice(0, 1)))
-    if failed:
-        return with_identity(pd.DataFrame([{"epoch": 0, "status": "failed", "error": failed[member.id]}]), member,
-                             time.perf_counter() - started), None, scaling
-    (population,) = populations
-    records, _, _ = train_population(population, data, training, validate=validate)
-    return with_identity(records[member.id], member, time.perf_counter() - started), population.models[0], scaling

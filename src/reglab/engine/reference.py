@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 
 import keras
-import pandas as pd
 
 from reglab.search import plan
-from reglab.engine.training import Training, compile_model, fold_arrays
+from reglab.engine.training import Trained, Training, compile_model, error_line, fold_arrays
+from reglab.kit import records
 from reglab.kit.ledger import LossLedger
 from reglab.kit.schedules import StrengthScheduler
 
@@ -30,20 +29,15 @@ class _NoRetracingNoise(logging.Filter):
 logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
 
 
-def identity(member) -> dict:
-    return {"member": member.id, "point": member.point_id, "fold": member.fold, "repeat": member.repeat,
-            "seed": member.seed, **member.point}
-
-
-def train_member(member, data, training: Training, make_model, validate: bool = True):
-    """Train one member; return (records DataFrame, trained model or None, scaling).
+def train_member(member, data, training: Training, make_model, validate: bool = True) -> Trained:
+    """Train one member with `model.fit`: its rows, seconds, final weights and model (None if it failed).
 
     A member that raises is recorded as one row with status "failed" and the error; a member
     whose loss stops being finite stops there with status "diverged". Neither disturbs others.
     """
     keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
     plan.set_global_seed(member.seed)
-    x_train, y_train, x_val, y_val, scaling = fold_arrays(data, member.train, member.val, training.standardize)
+    x_train, y_train, x_val, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()
     ledger = LossLedger(stop_on_divergence=True)
     try:
@@ -56,33 +50,10 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
             validation_batch_size=max(1, min(len(y_val), 4096)),
             callbacks=[StrengthScheduler(), ledger],  # λ schedules (`reglab.kit.schedules.Scheduled`) move per epoch
         )
-        records = ledger.history
-        if records.empty:
+        history = ledger.history
+        if history.empty:
             raise RuntimeError("training produced no epoch")
     except Exception as error:  # a failed member is a result, not a crash of the sweep
-        model = None
-        records = pd.DataFrame([{"epoch": 0, "status": "failed",
-                                 "error": "".join(traceback.format_exception_only(error)).strip()[:500]}])
-    return with_identity(records, member, time.perf_counter() - started), model, scaling
-
-
-def with_baseline(records, member, data, training: Training):
-    """Add the constant predictor's validation loss on the member's fold (`reglab.decide.baseline`): columns
-    `baseline_loss` and `baseline_predictor`, the same on every row. The targets go through
-    `fold_arrays`, so with `standardize` a regression baseline is in the units of `val_loss`."""
-    from reglab.decide.baseline import constant_loss
-
-    if data.task == "multi-output":  # no constant predictor of several losses here: nothing is compared
-        return records.assign(baseline_loss=float("nan"), baseline_predictor="")
-    _, y_train, _, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
-    loss, predictor = constant_loss(y_train, y_val, training.loss, data.n_classes if data.task == "classification" else None)
-    return records.assign(baseline_loss=loss, baseline_predictor=predictor)
-
-
-def with_identity(records, member, seconds):
-    """Prefix a member's epoch records with its identity, its point and its training time."""
-    records = records.copy()
-    records.insert(0, "seconds", seconds)
-    for i, (key, value) in enumerate(identity(member).items()):
-        records.insert(i, key, value)
-    return records
+        return Trained(records.failed(error_line(error)), time.perf_counter() - started)
+    weights = {v.path: keras.ops.convert_to_numpy(v) for v in model.trainable_weights}
+    return Trained(history, time.perf_counter() - started, weights, model)

@@ -1,10 +1,11 @@
-"""How every member trains, whatever engine trains it: the `Training` settings, a fold's arrays (standardized
+"""How every member trains, whatever engine trains it: the `Training` settings, what comes back (`Trained`), a fold's arrays (standardized
 with its training part's statistics), the optimizer a point asks for, and `compile`. Both engines use these;
 neither imports the other's private names."""
 
 from __future__ import annotations
 
 import re
+import traceback
 from dataclasses import dataclass
 
 import keras
@@ -13,6 +14,18 @@ import numpy as np
 from reglab.data import rows
 from reglab.kit.optimizers import Proximal
 from reglab.search import points
+
+
+@dataclass
+class Trained:
+    """What an engine gives back for one member: its epoch rows (`reglab.kit.records.epoch_row`; one
+    "failed" row if it could not train), its training time, its final weights ({path: array}) and its
+    trained Keras model (None if it failed)."""
+
+    rows: object  # a pandas DataFrame
+    seconds: float
+    weights: dict | None = None
+    model: object = None
 
 
 @dataclass(frozen=True)
@@ -79,3 +92,8 @@ def compile_model(model, training: Training, point: dict | None = None):
 def compile_metrics(metrics):
     """Metrics for `compile`: a list, or as given per output."""
     return metrics if isinstance(metrics, dict) else list(metrics)
+
+
+def error_line(error: BaseException) -> str:
+    """How a member's failure is recorded: the exception's last line(s), at most 500 characters."""
+    return "".join(traceback.format_exception_only(error)).strip()[:500]

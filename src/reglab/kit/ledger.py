@@ -182,33 +182,20 @@ class LossLedger(keras.callbacks.Callback):
         logs = dict(logs or {})
         train = _means(self._train.read())
         val = _means(self._val.read())
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train[_PRED],
-            "train_penalty": train[_PENALTY],
-            "train_total": float(logs.pop("loss", math.nan)),
-            "val_loss": val[_PRED],
-            "val_penalty": val[_PENALTY],
-            "val_total": float(logs.pop("val_loss", math.nan)),
-        }
-        for key, value in logs.items():
-            if key in _UNPREFIXED or key.startswith("val_"):
-                row[key] = float(value)
-            else:
-                row[f"train_{key}"] = float(value)
-        for i, name in enumerate(self._names):
-            row[records.column("penalty", name)] = train[_FIRST_TERM + i]
+        total, val_total = float(logs.pop("loss", math.nan)), float(logs.pop("val_loss", math.nan))
+        metrics = {key if key.startswith("val_") else f"train_{key}": value for key, value in logs.items()
+                   if key not in _UNPREFIXED}
+        penalties = {name: train[_FIRST_TERM + i] for i, name in enumerate(self._names)}
         if train[-1] != 0.0:
-            row[records.column("penalty", "add_loss")] = train[-1]
+            penalties["add_loss"] = train[-1]
         # Read at the end: a scheduler callback may run after this one at the epoch's start.
-        for name, reg in scheduled_regularizers(self.model).items():
-            row[records.column("scale", name)] = float(keras.ops.convert_to_numpy(reg.scale))
-        if self.weight_stats:
-            for variable in self.model.trainable_weights:
-                row.update(records.weight_stats(variable.path, keras.ops.convert_to_numpy(variable), self.near_zero))
-        row.update(decay_terms(self.model))
-        previous = self.rows[-1]["status"] if self.rows else "ok"
-        row["status"] = records.status(row["train_total"], previous)
+        scales = {name: keras.ops.convert_to_numpy(reg.scale) for name, reg in scheduled_regularizers(self.model).items()}
+        weights = {v.path: records.weight_stats(keras.ops.convert_to_numpy(v), self.near_zero)
+                   for v in self.model.trainable_weights} if self.weight_stats else {}
+        row = records.epoch_row(
+            epoch + 1, (train[_PRED], train[_PENALTY], total), (val[_PRED], val[_PENALTY], val_total), metrics,
+            penalties, scales, weights, decay_terms(self.model), previous=self.rows[-1]["status"] if self.rows else "ok",
+            extra={key: value for key, value in logs.items() if key in _UNPREFIXED})
         self.rows.append(row)
         if self.stop_on_divergence and row["status"] == "diverged":
             self.model.stop_training = True
@@ -252,7 +239,7 @@ def _means(sums: np.ndarray) -> np.ndarray:
 
 
 def decay_terms(model) -> dict[str, float]:
-    """`decay:<weight>` = wd/2·Σw² for each weight the optimizer decays outside the loss (decoupled
+    """{weight path: wd/2·Σw²} (the records' `decay:<weight>`) for each weight the optimizer decays outside the loss (decoupled
     weight decay, `w ← w − lr·wd·w`): the L2 penalty that decay would be under plain SGD, so the size
     of a decay that never enters `model.losses` can still be read next to the penalties."""
     optimizer = getattr(model, "optimizer", None)
@@ -264,5 +251,5 @@ def decay_terms(model) -> dict[str, float]:
     for variable in model.trainable_weights:
         if optimizer._use_weight_decay(variable):  # Keras's own exclusion rules
             w = keras.ops.convert_to_numpy(variable).astype(np.float64)
-            out[records.column("decay", variable.path)] = rate / 2 * float(np.square(w).sum())
+            out[variable.path] = rate / 2 * float(np.square(w).sum())
     return out

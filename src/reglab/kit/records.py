@@ -32,8 +32,11 @@ Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.
 `near_zero:<weight>`       fraction of entries with |w| < the near-zero threshold (1e-3 by default)
 =========================  =========================================================================
 
-Engines that train several members add identity columns (`member`, the config point, `fold`,
-`seed`) in front; nothing else changes.
+Every row is built by `epoch_row` (the ledger's and the population engine's alike), a member's rows
+become its table with `member_records`: identity columns in front (`member`, `point`, `fold`,
+`repeat`, `seed`), then the point's parameters, `seconds` (its training time), the epoch rows, the
+baseline. Which columns are the point's parameters is stored with the table (`params`), never
+inferred from where they stand.
 
 Besides the epoch records, a sweep keeps each member's *final weight histogram*
 (`weight_histogram`): per weight, how many entries have log10|w| in each bin of `HISTOGRAM_EDGES`
@@ -56,6 +59,7 @@ FIXED = (
     "val_total",
 )
 BASELINE = ("baseline_loss", "baseline_predictor")
+IDENTITY = ("member", "point", "fold", "repeat", "seed")
 WEIGHT_STATS = ("l1", "l2", "zeros", "near_zero")
 NEAR_ZERO = 1e-3
 
@@ -65,29 +69,94 @@ def column(quantity: str, name: str) -> str:
     return f"{quantity}:{name}"
 
 
-def weight_stats(name: str, values, near_zero: float = NEAR_ZERO) -> dict[str, float]:
-    """Size and sparsity of one weight tensor, as record columns.
+def weight_stats(values, near_zero: float = NEAR_ZERO) -> tuple[float, float, int, float]:
+    """Size and sparsity of one weight tensor: (L1, L2, exact zeros, fraction near zero), `WEIGHT_STATS`.
 
-    >>> weight_stats("dense/kernel", np.array([0.0, 3.0, -4.0, 1e-4]))
-    {'l1:dense/kernel': 7.0001, 'l2:dense/kernel': 5.000000001, 'zeros:dense/kernel': 1, 'near_zero:dense/kernel': 0.5}
+    >>> weight_stats(np.array([0.0, 3.0, -4.0, 1e-4]))
+    (7.0001, 5.000000001, 1, 0.5)
     """
     w = np.asarray(values, dtype=np.float64).ravel()
-    return {
-        column("l1", name): float(np.abs(w).sum()),
-        column("l2", name): float(np.sqrt(np.square(w).sum())),
-        column("zeros", name): int(np.count_nonzero(w == 0.0)),
-        column("near_zero", name): float(np.mean(np.abs(w) < near_zero)) if w.size else math.nan,
-    }
+    return (float(np.abs(w).sum()), float(np.sqrt(np.square(w).sum())), int(np.count_nonzero(w == 0.0)),
+            float(np.mean(np.abs(w) < near_zero)) if w.size else math.nan)
+
+
+def epoch_row(epoch: int, train: tuple, val: tuple | None = None, metrics: dict | None = None,
+              penalties: dict | None = None, scales: dict | None = None, weights: dict | None = None,
+              decay: dict | None = None, previous: str = "ok", finite: bool = True, extra: dict | None = None) -> dict:
+    """One member's record of one epoch, in the documented column order; every engine builds its rows here.
+
+    `train` and `val`: (prediction loss, penalty, total) — `total` None is their sum; `val` None:
+    no validation (NaN). `metrics`: {"train_accuracy": …, "val_accuracy": …} (names as Keras logs them,
+    prefixed). `penalties` and `scales`: by term; `weights`: {path: (l1, l2, zeros, near_zero)} (see
+    `weight_stats`); `decay`: by weight path; `previous`: the status of the epoch before; `finite`: False when the
+    engine found something else not finite (the weights); `extra`: other logged numbers (a learning rate).
+
+    >>> row = epoch_row(1, (0.5, 0.1, None), weights={"d/kernel": (7.0, 5.0, 1, 0.5)})
+    >>> row["train_total"], row["val_loss"], row["zeros:d/kernel"], row["status"]
+    (0.6, nan, 1, 'ok')
+    """
+    loss, penalty, total = train
+    row = {"epoch": int(epoch), "train_loss": float(loss), "train_penalty": float(penalty),
+           "train_total": float(loss + penalty if total is None else total)}
+    v_loss, v_penalty, v_total = val if val is not None else (math.nan, math.nan, math.nan)
+    row.update(val_loss=float(v_loss), val_penalty=float(v_penalty),
+               val_total=float(v_loss + v_penalty if v_total is None else v_total))
+    metrics = metrics or {}
+    for prefix in ("train_", "val_"):
+        row.update({k: float(v) for k, v in metrics.items() if k.startswith(prefix)})
+    row.update({k: float(v) for k, v in (extra or {}).items()})
+    row.update({column("penalty", k): float(v) for k, v in (penalties or {}).items()})
+    row.update({column("scale", k): float(v) for k, v in (scales or {}).items()})
+    for path, numbers in (weights or {}).items():
+        for quantity, value in zip(WEIGHT_STATS, numbers):
+            row[column(quantity, path)] = int(value) if quantity == "zeros" else float(value)
+    row.update({column("decay", k): float(v) for k, v in (decay or {}).items()})
+    row["status"] = status(row["train_total"] if finite else math.nan, previous)
+    return row
 
 
 def frame(rows: list[dict]):
-    """One member's epoch records as a table, zero counts as integers (what every engine returns)."""
+    """One member's epoch rows as a table, zero counts as integers."""
     import pandas as pd
 
     table = pd.DataFrame(rows)
     zeros = [c for c in table.columns if c.startswith("zeros:")]
     table[zeros] = table[zeros].astype("int64")
     return table
+
+
+def failed(error: str):
+    """The one row of a member that could not train (it failed to build, compile or fit)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}])
+
+
+def member_records(rows, member, seconds: float, baseline: tuple = (math.nan, "")):
+    """A member's table: identity, the point's parameters, `seconds`, its epoch rows (a table, or a list of
+    `epoch_row`s), the baseline (`reglab.decide.baseline.for_member`); `attrs["params"]` names the
+    parameters. The one place a member's table is put together, whatever trained it."""
+    import pandas as pd
+
+    table = (frame(rows) if isinstance(rows, list) else rows).copy()
+    head = {"member": member.id, "point": member.point_id, "fold": member.fold, "repeat": member.repeat,
+            "seed": member.seed, **member.point, "seconds": float(seconds)}
+    table = pd.concat([pd.DataFrame({k: [v] * len(table) for k, v in head.items()}, index=table.index), table], axis=1)
+    table["baseline_loss"], table["baseline_predictor"] = float(baseline[0]), baseline[1]
+    table.attrs["params"] = list(member.point)
+    return table
+
+
+def params(table) -> list[str]:
+    """The point's parameters among a table's columns, as `member_records` stored them (tables written
+    before they were stored: the columns between `seed` and `seconds`, where they were put)."""
+    stored = table.attrs.get("params")
+    if stored is not None:
+        return [p for p in stored if p in table.columns]
+    columns = list(table.columns)
+    if "seed" in columns and "seconds" in columns:
+        return columns[columns.index("seed") + 1: columns.index("seconds")]
+    return []
 
 
 def status(train_total: float, previously: str = "ok") -> str:

@@ -1,1 +1,5 @@
-"""Search: the space of points, what each key of a point does, and the plan of members (point × fold × seed)."""
+"""Search: the space of points, what each key of a point does, the plan of members (point × fold × seed)
+and the strategies that propose points (`strategies`: ask/tell).
+
+May import `reglab.kit` and Keras; never an engine, the store, `decide` or `show` — a strategy sees only
+the summary it is given."""

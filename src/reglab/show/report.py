@@ -1,56 +1,53 @@
-"""Re-render a run directory from its stored records: tables, summary, plots. Nothing is retrained."""
+"""A run directory's derived files — tables, summary.json, plots, report.html — from one `Outcome`
+(`reglab.decide.outcome`): a sweep writes them from the tables it has just computed, `reglab report`
+from the tables it reads back (`tables`). Nothing is retrained."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from reglab.decide import diagnosis, selection
-
+from reglab.decide.outcome import Outcome, outcome
 from reglab.show import html_report
 from reglab.show.plots import render_all
 from reglab.store import RunDirectory, RunDirectoryInUse
 
 
-def tables(run_dir, warn: bool = True):
-    """(store, spec, epochs, members, summary, histograms, document) of a run directory, computed from
-    its stored member files; nothing is written."""
+def tables(run_dir, warn: bool = True) -> tuple[RunDirectory, dict, Outcome, dict | None]:
+    """(store, spec, outcome, test score) of a run directory, from its stored member files; nothing is
+    written. The test score is the stored one when it was taken for the point chosen now."""
     store = RunDirectory(run_dir)
     spec = store.spec()
-    epochs = store.all_records()
-    if epochs.empty:
+    frames = store.member_tables()
+    if not frames:
         raise ValueError(f"The run directory has no completed member yet. Received: run_dir={str(run_dir)!r}")
-    epochs = selection.combine([frame for _, frame in epochs.groupby("member", sort=False)])
-    members = selection.member_table(epochs)
-    select = spec["spec"].get("select", "val_loss")
-    mode = selection.mode_for(select)
-    summary = selection.summarize(members, epochs, by=select, mode=mode)
-    best, one_se, nothing = selection.decisions(summary, select, mode, warn=warn)
+    found = outcome(frames, spec["spec"].get("select", "val_loss"), store.all_histograms(), warn=warn)
     test = store.read_json("test.json")
-    test = test["test"] if best and test and test.get("point_id") == best["point_id"] else None
-    document = selection.document(summary, best, test, len(members), one_se, diagnosis.diagnose(epochs), nothing)
-    histograms = store.all_histograms()
-    return store, spec, epochs, members, summary, histograms if len(histograms) else None, document
+    test = test["test"] if found.best and test and test.get("point_id") == found.best["point_id"] else None
+    return store, spec["spec"], found, test
+
+
+def write(store: RunDirectory, found: Outcome, test: dict | None, spec: dict) -> dict:
+    """Write `epochs.parquet`, `members.parquet`, `histograms.parquet`, `summary.json`, `plots/` and
+    `report.html` of `found`; returns the summary document."""
+    document = found.document(test)
+    store.write_table("epochs.parquet", found.epochs)
+    store.write_table("members.parquet", found.members)
+    if found.histograms is not None:
+        store.write_table("histograms.parquet", found.histograms)
+    store.write_json("summary.json", document)
+    render_all(found.epochs, found.summary, store.path / "plots", best_point=(found.best or {}).get("point_id"),
+               best_1se=(found.best_1se or {}).get("point_id"), histograms=found.histograms)
+    html_report.write(store.path, found.epochs, found.summary, found.members, found.histograms, document, spec)
+    return document
 
 
 def render(run_dir, warn: bool = True) -> dict:
-    """Rebuild `epochs.parquet`, `members.parquet`, `histograms.parquet`, `summary.json`, `plots/` and
-    `report.html` from `members/` and `histograms/`.
-
-    Works on an interrupted run too (it reports the members that completed). Returns the summary
-    document (`best`, `best_1se`, `test`, `summary`, `diagnosis`, `members_complete`) plus `table`
-    (the summary as a DataFrame).
-    """
-    store, spec, epochs, members, summary, histograms, document = tables(run_dir, warn)
-    store.write_table("epochs.parquet", epochs)
-    store.write_table("members.parquet", members)
-    if histograms is not None:
-        store.write_table("histograms.parquet", histograms)
-    store.write_json("summary.json", document)
-    render_all(epochs, summary, Path(run_dir) / "plots", best_point=(document["best"] or {}).get("point_id"),
-               best_1se=(document["best_1se"] or {}).get("point_id"), histograms=histograms)
-    html_report.write(run_dir, epochs, summary, members, histograms, document, spec["spec"])
-    document["table"] = summary
-    return document
+    """Rebuild a run directory's derived files from `members/` and `histograms/` (an interrupted run's
+    too: it reports the members that completed). Returns the summary document (`best`, `best_1se`,
+    `test`, `summary`, `diagnosis`, `members_complete`, `nothing_selected`) plus `table` (the summary
+    as a DataFrame) and `advice` (what to change when members trained and nothing could be chosen)."""
+    store, spec, found, test = tables(run_dir, warn)
+    document = write(store, found, test, spec)
+    return {**document, "table": found.summary, "advice": found.advice}
 
 
 def refresh(run_dir) -> dict:
@@ -66,8 +63,8 @@ def refresh(run_dir) -> dict:
     try:
         store.lock()
     except RunDirectoryInUse as busy:
-        *_, summary, _, document = tables(run_dir)
-        document["table"] = summary
+        _, _, found, test = tables(run_dir)
+        document = {**found.document(test), "table": found.summary, "advice": found.advice}
         who = busy.holder and f"process {busy.holder.get('pid')} on host {busy.holder.get('host')}"
         document["in_use"] = (f"{run_dir} is in use by {who or 'another process'}: shown from the "
                               f"{document['members_complete']} members complete so far, nothing was rewritten "

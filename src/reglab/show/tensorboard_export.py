@@ -26,7 +26,8 @@ def export(run_dir, logdir=None) -> Path:
 
     from reglab.show.report import tables
 
-    _, _, epochs, _, summary, _, _ = tables(run_dir)  # from the stored member files
+    _, _, found, _ = tables(run_dir)  # from the stored member files
+    epochs, summary = found.epochs, found.summary
     run_dir = Path(run_dir)
     logdir = Path(logdir) if logdir is not None else run_dir / "tensorboard"
     params = param_columns_of(summary)

@@ -1,0 +1,68 @@
+"""What a sweep found, computed once from its members' tables: the one function behind `SweepResult`,
+`summary.json`, the plots and `report.html`, whether the tables come from memory (a sweep that just
+ran) or from a run directory (`reglab report`).
+
+Nothing selectable is of two kinds. When no member trained at all (every one failed or diverged) the
+sweep has no result to give: `trained` is False and the sweep raises. When members trained but no
+configuration can be chosen yet — typically none beats the constant predictor after a few epochs —
+that is a finding: the outcome says why (`nothing`) and what to change (`advice`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reglab.decide import diagnosis, selection
+
+
+
+@dataclass
+class Outcome:
+    epochs: pd.DataFrame  # every member's epoch records (`reglab.kit.records`)
+    members: pd.DataFrame  # one row per member (`selection.member_table`)
+    summary: pd.DataFrame  # one row per point, ranked (`selection.summarize`)
+    best: dict | None
+    best_1se: dict | None
+    nothing: str | None  # why no point was chosen (None when one was)
+    diagnosis: pd.DataFrame
+    histograms: pd.DataFrame | None
+
+    @property
+    def trained(self) -> bool:
+        """Whether any member trained to the end ("ok"): without one there is nothing to report but errors."""
+        return bool((self.members["status"] == "ok").any())
+
+    @property
+    def advice(self) -> str | None:
+        """When members trained and none could be chosen: what to change, in one sentence."""
+        if self.nothing is None or not self.trained:
+            return None
+        stuck = self.diagnosis[self.diagnosis["verdict"] == "not learning"]["recommendation"]
+        advice = "; ".join(dict.fromkeys(stuck)) or "train longer (more epochs), with a higher learning rate, or a smaller λ"
+        return f"no configuration could be chosen: {self.nothing} What to change: {advice}."
+
+    def document(self, test: dict | None = None) -> dict:
+        """The run directory's summary.json (`selection.document`)."""
+        return selection.document(self.summary, self.best, test, len(self.members), self.best_1se, self.diagnosis,
+                                  self.nothing)
+
+
+def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
+    """The per-point table of some members' tables (what a search round is judged on)."""
+    epochs = selection.combine(frames)
+    return selection.summarize(selection.member_table(epochs), epochs, by=select, mode=selection.mode_for(select))
+
+
+def outcome(frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | None = None,
+            warn: bool = True) -> Outcome:
+    """Every table and decision of a sweep from its members' tables (`reglab.kit.records.member_records`).
+    `warn`: say once which configurations were excluded from selection."""
+    epochs = selection.combine(frames)
+    members = selection.member_table(epochs)
+    mode = selection.mode_for(select)
+    table = selection.summarize(members, epochs, by=select, mode=mode)
+    best, best_1se, nothing = selection.decisions(table, select, mode, warn=warn)
+    return Outcome(epochs, members, table, best, best_1se, nothing, diagnosis.diagnose(epochs),
+                   histograms if histograms is not None and len(histograms) else None)

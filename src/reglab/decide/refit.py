@@ -1,0 +1,58 @@
+"""After selection: the chosen point refit on all non-test data, scored once on the test set.
+
+The test score is Keras's own: the refit model compiled with the sweep's loss and metrics, evaluated on
+the test rows — standardized with the refit's training statistics when the sweep standardizes, so
+that it is in the units of the validation columns it is compared with. `loss` is the prediction loss
+alone (the compiled loss, without the penalty, as `val_loss`); every other entry is what Keras's
+`evaluate` reports for the compiled metrics (per-output losses of a model with several outputs too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reglab import engine
+from reglab.engine.training import compile_metrics, fold_arrays
+from reglab.search import plan
+
+
+def refit(point: dict, data, rest, test, training, make_model, seed: int, engine_name: str):
+    """Train `point` on the rows `rest` (no validation): (the trained model, its standardization)."""
+    member = plan.refit_member(point, rest, test, seed)
+    trained = engine.train([member], data, training, make_model, engine=engine_name, validate=False)["members"][member.id]
+    if trained.model is None:
+        error = trained.rows["error"].iloc[0] if "error" in trained.rows else "?"
+        raise RuntimeError(f"Refitting the selected point failed: {error}")
+    *_, scaling = fold_arrays(data, rest, test, training.standardize)  # the statistics it was trained with
+    return trained.model, scaling
+
+
+def test_scores(model, data, rest, test, training) -> dict:
+    """Keras's compiled loss (no penalty) and metrics of the refit `model` on the test rows, in training units."""
+    import keras
+
+    _, _, x, y, _ = fold_arrays(data, rest, test, training.standardize)
+    try:  # the same layers and weights, compiled for scoring only
+        scorer = keras.Model(model.inputs, model.outputs)
+    except (AttributeError, ValueError, TypeError):  # a subclassed model has no symbolic inputs: itself
+        scorer = model
+    scorer.compile(loss=training.loss, metrics=compile_metrics(training.metrics), loss_weights=training.loss_weights)
+    scores = scorer.evaluate(x, y, batch_size=max(1, min(len(test), 4096)), verbose=0, return_dict=True)
+    prediction = scorer.predict(x, batch_size=max(1, min(len(test), 4096)), verbose=0)
+    # `evaluate`'s loss adds the penalty; the compiled loss alone is the prediction loss
+    scores["loss"] = scorer._compile_loss(y, prediction)
+    return {name: float(keras.ops.convert_to_numpy(value)) for name, value in scores.items()}
+
+
+def with_preprocessing(model, scaling, data):
+    """Fold the training statistics into the saved model so it takes raw inputs and gives raw outputs."""
+    import keras
+
+    if not scaling:
+        return model
+    inputs = keras.Input(model.input_shape[1:])
+    x = keras.layers.Normalization(mean=scaling["x_mean"], variance=np.square(scaling["x_std"]), name="standardize")(inputs)
+    outputs = model(x)
+    if "y_mean" in scaling:
+        outputs = keras.layers.Rescaling(scaling["y_std"], offset=scaling["y_mean"], name="unstandardize")(outputs)
+    return keras.Model(inputs, outputs, name=f"{model.name}_raw_io")
