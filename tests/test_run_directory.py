@@ -59,14 +59,32 @@ def _sweep_cli(tmp_path, run_dir=None, name="wine", grid="l2 = [0.0, 1e-2]", lea
                            str(run_dir or tmp_path / "run"), "-q"], capture_output=True, text=True, timeout=600)
 
 
+def _report_cli(run_dir):
+    return subprocess.run([sys.executable, "-m", "reglab", "report", str(run_dir)], capture_output=True, text=True,
+                          timeout=600)
+
+
 def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cli_says_why(tmp_path):
+    """Members that trained and learned nothing are a finding: the sweep writes everything, says in one line why
+    nothing was chosen and what to change, and exits 1; `reglab report` says the same of the directory, also
+    of one a killed sweep left half-written (no summary, no report, a member missing)."""
     done = _sweep_cli(tmp_path, name="blown", learning_rate=1e6)  # every point blows up
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nothing to select" in lines[0] and "Traceback" not in done.stderr
+    assert lines[0].startswith("reglab: warning: ") and "decrease the learning rate" in lines[0]
     written = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert written["best"] is None and written["nothing_selected"]
     assert "Nothing selected" in (tmp_path / "run" / "report.html").read_text()
+    assert "selected: nothing" in done.stdout
+    for file in ("summary.json", "report.html", "plan.json"):  # as a sweep killed before its end leaves it
+        (tmp_path / "run" / file).unlink()
+    next((tmp_path / "run" / "members").glob("*.parquet")).unlink()
+    shown = _report_cli(tmp_path / "run")
+    lines = [line for line in shown.stderr.splitlines() if line.strip()]
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+    assert len(lines) == 1 and lines[0].startswith("reglab: warning: no configuration could be chosen"), lines
+    assert "3 members" in shown.stdout and json.loads((tmp_path / "run" / "summary.json").read_text())["best"] is None
 
 
 def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_log(tmp_path):
@@ -77,6 +95,10 @@ def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_
     assert lines and all(line.startswith("reglab: warning: ") for line in lines), lines  # one line each, ours
     assert sum("excluded from selection" in line for line in lines) == 1  # said once, not once per rendering
     assert "excluded from selection" in (tmp_path / "run" / "log.txt").read_text()
+    shown = _report_cli(tmp_path / "run")  # `reglab report` routes warnings the same way
+    lines = [line for line in shown.stderr.splitlines() if line.strip()]
+    assert shown.returncode == 0 and lines and all(line.startswith("reglab: warning: ") for line in lines), lines
+    assert sum("excluded from selection" in line for line in lines) == 1
 
 
 @pytest.fixture
