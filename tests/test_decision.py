@@ -162,7 +162,7 @@ def wine_sweep(learning_rate, grid):
 def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypatch, capsys):
     import reglab.models  # noqa: F401
     from reglab.show import html_report
-    from reglab.cli.commands import _print_result
+    from reglab.cli.terminal import print_result
     from reglab.store import RunDirectory
 
     x, y = load_wine(return_X_y=True)
@@ -204,7 +204,7 @@ def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypat
     assert len(bad_rows) == 3 and all("<td>not learning</td>" in row for row in bad_rows)
     assert "<b>Not learning</b> (3 of 4 configurations)" in page
     monkeypatch.setenv("COLUMNS", "300")
-    _print_result(summary, best, None, len(members), None, "wine", document["best_1se"], pd.DataFrame(document["diagnosis"]))
+    print_result(summary, best, None, len(members), None, "wine", document["best_1se"], pd.DataFrame(document["diagnosis"]))
     printed = [line for line in capsys.readouterr().out.splitlines() if "3/3" in line]  # the rows: members ok
     assert sum("not learning" in line for line in printed) == 3 and len(printed) == 4
 
