@@ -97,8 +97,8 @@ SPOILED_SETTINGS = [  # each spoils one of the settings a config gives a Sweep
 
 @pytest.mark.parametrize("spoiled", SPOILED_SETTINGS, ids=repr)
 def test_a_config_is_refused_in_the_sweeps_words_before_keras(spoiled, tmp_path):
-    """`reglab.config.check` (no Keras) refuses every setting `Sweep` refuses, with the same line: both ask
-    `reglab.settings.check`."""
+    """`reglab.config.validate` (no Keras) refuses every setting `Sweep` refuses, with the same line: both ask
+    `reglab.validation.sweep.arguments`."""
     from reglab import config, sweep
 
     given = {**SETTINGS, **spoiled}
@@ -113,7 +113,7 @@ def test_a_config_is_refused_in_the_sweeps_words_before_keras(spoiled, tmp_path)
     if given["test_size"] is not None:
         spec["data"]["test_size"] = given["test_size"]
     with pytest.raises(ValueError) as ours:
-        config.check(spec, tmp_path)
+        config.validate(spec, tmp_path)
     assert str(ours.value) == str(sweeps.value)
 
 

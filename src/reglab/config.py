@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reglab import _checks
+from reglab import validation
 from reglab import data as data_module
-from reglab import settings as sweep_settings
+from reglab.validation import sweep as sweep_validation
 from reglab.search import points
 from reglab.models import MLP, widths
 
@@ -146,7 +146,7 @@ def _check_keys(section, table):
 
 def _path(value, key: str, base_dir) -> Path:
     """A path from the config (relative to the config file), refused if it holds control characters."""
-    if _checks.has_control(value):
+    if validation.has_control(value):
         raise ValueError(f"[{'model' if key == 'file' else 'data'}] `{key}` is a file path; this one holds control "
                          f"characters. Received: {key}={value!r}")
     return Path(value) if Path(value).is_absolute() else Path(base_dir) / value
@@ -164,7 +164,7 @@ def _check_name(name, source) -> str:
     problem = None
     if not isinstance(name, str) or not name.strip():
         problem = "is not a non-empty string"
-    elif _checks.has_control(name):
+    elif validation.has_control(name):
         problem = "holds control characters"
     elif "/" in name or "\\" in name:
         problem = "holds a path separator ('/' or '\\')"
@@ -205,7 +205,7 @@ def _recorded(task: str) -> list[str]:
     return ["val_loss", "val_accuracy"] if task == "classification" else ["val_loss", "val_mean_absolute_error"]
 
 
-def check(config: dict, base_dir=".") -> Checked:
+def validate(config: dict, base_dir=".") -> Checked:
     """Validate a config dict and load its data: every check that needs no Keras, each a one-line
     ValueError (`build` makes the rest)."""
     _check_keys(None, config)
@@ -234,9 +234,9 @@ def check(config: dict, base_dir=".") -> Checked:
         raise ValueError("[cv] takes `folds` or `holdout`, not both. "
                          f"Received: folds={_shown(cv_cfg['folds'])}, holdout={_shown(cv_cfg['holdout'])}")
     if "holdout" in cv_cfg:
-        cv = float(_checks.number(cv_cfg["holdout"], "holdout", low=0, high=0.95, low_open=True))
+        cv = float(validation.number(cv_cfg["holdout"], "holdout", low=0, high=0.95, low_open=True))
     else:
-        cv = _checks.number(cv_cfg.get("folds", 5), "folds", low=2, integer=True)
+        cv = validation.number(cv_cfg.get("folds", 5), "folds", low=2, integer=True)
     layer_groups = _layer_groups(model_cfg.get("layer_groups", {}))
     task = data_cfg.get("task", "auto")
     if source in data_module.BUILTIN:
@@ -277,11 +277,11 @@ def check(config: dict, base_dir=".") -> Checked:
     )
     # `Sweep`'s own checks of these settings, made now (they need no Keras); the MLP applies points like a
     # plain model, so their keys are checked here too
-    checked = sweep_settings.check(**{k: v for k, v in arguments.items() if k != "standardize"})
+    checked = sweep_validation.arguments(**{k: v for k, v in arguments.items() if k != "standardize"})
     for round_points in checked["rounds"]:
-        points.check(round_points, layer_groups)
+        points.validate(round_points, layer_groups)
     checkpoint_seconds = train.get("checkpoint_seconds", 2.0)
-    _checks.number(checkpoint_seconds, "checkpoint_seconds", low=0)
+    validation.number(checkpoint_seconds, "checkpoint_seconds", low=0)
     return Checked(name=name, dataset=dataset, base_dir=Path(base_dir), model=model_cfg, layer_groups=layer_groups,
                    settings=arguments, checkpoint_seconds=float(checkpoint_seconds))
 
@@ -315,7 +315,7 @@ def build(checked: Checked) -> Experiment:
 
 def experiment(config: dict, base_dir=".") -> Experiment:
     """Validate a config dict and build the `Experiment` (nothing is trained)."""
-    return build(check(config, base_dir))
+    return build(validate(config, base_dir))
 
 
 def load_model_file(file, base_dir=".") -> keras.Model:
@@ -410,11 +410,11 @@ def _check_input_shape(model, file, base_dir, data_shape) -> None:
         )
 
 
-def check_file(path) -> Checked:
+def validate_file(path) -> Checked:
     """`check` of the spec in the file at `path` (relative paths in it are relative to the file)."""
     path = Path(path)
-    return check(load(path), base_dir=path.parent)
+    return validate(load(path), base_dir=path.parent)
 
 
 def from_file(path) -> Experiment:
-    return build(check_file(path))
+    return build(validate_file(path))

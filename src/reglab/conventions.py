@@ -21,7 +21,7 @@ Notation: `n` training samples, `B` batch size, Keras loss `mse` = mean of squar
 
 from __future__ import annotations
 
-from reglab import _checks
+from reglab import validation
 
 __all__ = [
     "from_tf_nn_l2_loss", "to_tf_nn_l2_loss", "ridge_alpha", "l2_from_ridge_alpha", "lasso_alpha",
@@ -32,7 +32,7 @@ __all__ = [
 
 
 def _strength(value, name):
-    return _checks.non_negative_float(value, name)
+    return validation.non_negative_float(value, name)
 
 
 def _count(value, name) -> int:
@@ -112,7 +112,7 @@ def from_sklearn_elastic_net(alpha: float, l1_ratio: float) -> tuple[float, floa
     >>> from_sklearn_elastic_net(0.05, 0.3)
     (0.03, 0.035)
     """
-    alpha, ratio = _strength(alpha, "alpha"), _checks.fraction(l1_ratio, "l1_ratio")
+    alpha, ratio = _strength(alpha, "alpha"), validation.fraction(l1_ratio, "l1_ratio")
     return round(2 * alpha * ratio, 15), round(alpha * (1 - ratio), 15)
 
 

@@ -356,7 +356,7 @@ def prepare(x, y, task: str = "auto") -> Dataset:
 # --- splits ------------------------------------------------------------------------------------
 
 
-def check_cv(cv, data: Dataset, stratify: bool, test_size):
+def validate_cv(cv, data: Dataset, stratify: bool, test_size):
     """Refuse fold settings the data cannot honour (before any work)."""
     n = len(data)
     if test_size is not None:

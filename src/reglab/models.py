@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reglab import _checks
+from reglab import validation
 
 from reglab.search import points
 
@@ -17,7 +17,7 @@ def widths(hidden) -> list[int]:
     checks a config's `hidden` before importing Keras)."""
     if not isinstance(hidden, (list, tuple)) or not hidden:
         raise ValueError(f"`hidden` is a non-empty list of layer widths. Received: hidden={hidden!r}")
-    return [_checks.number(h, "hidden", low=1, integer=True) for h in hidden]
+    return [validation.number(h, "hidden", low=1, integer=True) for h in hidden]
 
 
 class MLP:

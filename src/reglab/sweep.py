@@ -28,7 +28,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import _checks, data as data_module, engine, settings
+from reglab import data as data_module, engine, validation
+from reglab.validation import sweep as sweep_validation
 from reglab.decide import baseline, outcome as outcome_module, refit, selection
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
@@ -123,7 +124,7 @@ class Sweep:
         elif not callable(model):
             raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
         self.model = model
-        checked = settings.check(seed=seed, grid=grid, random=random, stages=stages, n_trials=n_trials, refine=refine,
+        checked = sweep_validation.arguments(seed=seed, grid=grid, random=random, stages=stages, n_trials=n_trials, refine=refine,
                                  refine_param=refine_param, refine_points=refine_points, cv=cv, repeats=repeats,
                                  stratify=stratify, test_size=test_size, epochs=epochs, batch_size=batch_size,
                                  learning_rate=learning_rate, optimizer=optimizer, select=select, engine=engine)
@@ -147,7 +148,7 @@ class Sweep:
         self.metrics = metrics
         if loss_weights is not None:
             for weight in _per_output(loss_weights, allow_number=False):
-                _checks.non_negative_float(weight, "loss_weights")
+                validation.non_negative_float(weight, "loss_weights")
         self.loss_weights = loss_weights
         self.layers = layers
         self.layer_groups = dict(layer_groups or {})
@@ -160,7 +161,7 @@ class Sweep:
         self.engine = engine
         if isinstance(model, keras.Model):
             for round_points in self._rounds:
-                points_module.check(round_points, self.layer_groups)
+                points_module.validate(round_points, self.layer_groups)
             from reglab.kit.attach import hidden_layers, select_layers
 
             if layers == "hidden":
@@ -171,7 +172,7 @@ class Sweep:
             for group, selector in self.layer_groups.items():
                 select_layers(model, selector)
             for round_points in self._rounds:
-                points_module.check_model(model, round_points, layers, self.layer_groups)
+                points_module.validate_model(model, round_points, layers, self.layer_groups)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ class Sweep:
         stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
         if stratify and dataset.task != "classification":
             raise ValueError(f"Stratified folds need class labels. Received: stratify=True for a {dataset.task} target")
-        data_module.check_cv(self.cv, dataset, stratify, self.test_size)
+        data_module.validate_cv(self.cv, dataset, stratify, self.test_size)
         rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
         return dataset, rest, test, data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
 
@@ -308,8 +309,8 @@ class Sweep:
                 (never more than ~5 % of the training time, whatever the setting).
         """
         if wait_for_lock is not None and wait_for_lock != float("inf"):
-            _checks.number(wait_for_lock, "wait_for_lock", low=0)
-        _checks.number(checkpoint_seconds, "checkpoint_seconds", low=0)
+            validation.number(wait_for_lock, "wait_for_lock", low=0)
+        validation.number(checkpoint_seconds, "checkpoint_seconds", low=0)
         if stop is not None and not callable(stop):
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)

@@ -24,10 +24,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 def printable(text: str) -> str:
     """`text` with control characters (escape sequences, carriage returns, new lines) escaped: a
-    message quoting a config, data or model file shows as one clean line (see `reglab._checks`)."""
-    from reglab import _checks
+    message quoting a config, data or model file shows as one clean line (see `reglab.validation`)."""
+    from reglab import validation
 
-    return _checks.printable(text)
+    return validation.printable(text)
 
 
 def fail(message: str, code: int = EXIT_USAGE):

@@ -73,10 +73,10 @@ def sweep(
                                help="If another process is using the run directory, wait this long for it (default: exit 2 at once)."),
 ):
     """Run (or resume) the sweep a config file describes."""
-    from reglab.config import build, check_file
+    from reglab.config import build, validate_file
 
     try:  # what the file alone decides is refused before Keras is imported (~5 s)
-        checked = check_file(config)
+        checked = validate_file(config)
     except ValueError as error:
         fail_usage(error)
     except OSError as error:

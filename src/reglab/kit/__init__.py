@@ -1,4 +1,4 @@
 """The Keras-level kit users put in their own code: regularizers, schedules, `regularize`, penalties, the
 ledger, the epoch record (`records`: the one row format every engine writes), `Proximal`.
 
-May import Keras and `reglab._checks` only: everything else in reglab builds on the kit, never the reverse."""
+May import Keras and `reglab.validation` only: everything else in reglab builds on the kit, never the reverse."""

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from reglab import _checks
+from reglab import validation
 
 from reglab.kit import records
 from reglab.kit.penalties import penalty_terms
@@ -75,7 +75,7 @@ class LossLedger(keras.callbacks.Callback):
     def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True, stop_on_divergence=False):
         super().__init__()
         self.stop_on_divergence = bool(stop_on_divergence)
-        self.near_zero = _checks.non_negative_float(near_zero, "near_zero")
+        self.near_zero = validation.non_negative_float(near_zero, "near_zero")
         self.weight_stats = bool(weight_stats)
         self.rows: list[dict] = []
         self.terms: dict[str, str] = {}

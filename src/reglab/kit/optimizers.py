@@ -36,7 +36,7 @@ import re
 import keras
 from keras import ops
 
-from reglab import _checks
+from reglab import validation
 
 
 @keras.saving.register_keras_serializable(package="reglab")
@@ -52,8 +52,8 @@ class Proximal(keras.optimizers.Optimizer):
         kind = type(inner).__name__
         if kind not in ("SGD", "Adam", "AdamW", "RMSprop"):
             raise ValueError(f"Proximal steps are defined for SGD, Adam, AdamW and RMSprop. Received: inner={kind}")
-        l1 = _checks.non_negative_float(l1, "l1")
-        group_lasso = _checks.non_negative_float(group_lasso, "group_lasso")
+        l1 = validation.non_negative_float(l1, "l1")
+        group_lasso = validation.non_negative_float(group_lasso, "group_lasso")
         try:
             pattern = re.compile(weights)
         except (re.error, TypeError):

@@ -23,7 +23,7 @@ import keras
 from keras import ops
 from keras.regularizers import L1, L1L2, L2, OrthogonalRegularizer, Regularizer
 
-from reglab import _checks
+from reglab import validation
 
 __all__ = [
     "L1",
@@ -117,8 +117,8 @@ class ElasticNet(Regularizer):
     """
 
     def __init__(self, strength=0.01, l1_ratio=0.5):
-        self.strength = _checks.non_negative_float(strength, "strength")
-        self.l1_ratio = _checks.fraction(l1_ratio, "l1_ratio")
+        self.strength = validation.non_negative_float(strength, "strength")
+        self.l1_ratio = validation.fraction(l1_ratio, "l1_ratio")
 
     def __call__(self, x):
         return self.strength * (
@@ -155,8 +155,8 @@ class GroupLasso(Regularizer):
     """
 
     def __init__(self, strength=0.01, axis=None):
-        self.strength = _checks.non_negative_float(strength, "strength")
-        self.axis = _checks.axes(axis, "axis")
+        self.strength = validation.non_negative_float(strength, "strength")
+        self.axis = validation.axes(axis, "axis")
 
     def __call__(self, x):
         return self.strength * ops.sum(group_norms(x, self.axis))
@@ -180,8 +180,8 @@ class Smoothness(Regularizer):
     """
 
     def __init__(self, strength=0.01, axis=0):
-        self.strength = _checks.non_negative_float(strength, "strength")
-        axis = _checks.axes(axis, "axis")
+        self.strength = validation.non_negative_float(strength, "strength")
+        axis = validation.axes(axis, "axis")
         if not isinstance(axis, int):
             raise ValueError(
                 f"Invalid value for argument `axis`: expected a single int. Received: axis={axis!r}"

@@ -29,7 +29,7 @@ from numbers import Real
 import keras
 from keras import ops
 
-from reglab import _checks
+from reglab import validation
 from reglab.kit import regularizers as _regularizers
 
 __all__ = [
@@ -64,7 +64,7 @@ class Schedule:
 
 
 def _positive(value, name: str) -> float:
-    value = _checks.non_negative_float(value, name)
+    value = validation.non_negative_float(value, name)
     if value == 0:
         raise ValueError(f"Invalid value for argument `{name}`: expected a number > 0. Received: {name}={value!r}")
     return value
@@ -75,7 +75,7 @@ class Constant(Schedule):
     """The same multiplier every epoch. Defaults to 1.0 (full strength)."""
 
     def __init__(self, value=1.0):
-        self.value = _checks.non_negative_float(value, "value")
+        self.value = validation.non_negative_float(value, "value")
 
     def __call__(self, epoch):
         return self.value
@@ -95,7 +95,7 @@ class LinearWarmup(Schedule):
 
     def __init__(self, epochs, start=0.0):
         self.epochs = _positive(epochs, "epochs")
-        self.start = _checks.non_negative_float(start, "start")
+        self.start = validation.non_negative_float(start, "start")
 
     def _progress(self, epoch):
         return min(1.0, max(0.0, epoch / self.epochs))
@@ -143,7 +143,7 @@ class Step(Schedule):
                 f"({len(boundaries) + 1}). Received: values={values!r}"
             )
         self.boundaries = [float(b) for b in boundaries]
-        self.values = [_checks.non_negative_float(v, "values") for v in values]
+        self.values = [validation.non_negative_float(v, "values") for v in values]
 
     def __call__(self, epoch):
         return self.values[sum(epoch >= b for b in self.boundaries)]

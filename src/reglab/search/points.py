@@ -37,7 +37,7 @@ work with builder functions too (on every kernel there).
 
 from __future__ import annotations
 
-from reglab import _checks
+from reglab import validation
 
 
 def _regularizers():
@@ -60,14 +60,14 @@ OTHER_KEYS = ("penalty", "l1_ratio", "dropout", "learning_rate", *OPTIMIZER_KIND
 RECURRENT = "recurrent_"  # `recurrent_l2` is `l2` on the recurrent kernels
 
 
-def check_optimizer_keys(points: list[dict], optimizer: str) -> None:
+def validate_optimizer_keys(points: list[dict], optimizer: str) -> None:
     """Refuse optimizer-side keys a sweep cannot apply (builder sweeps too), before any work."""
     for point in points:
         for key in OPTIMIZER_KINDS:
             if key in point:
-                _checks.non_negative_float(point[key], key)
+                validation.non_negative_float(point[key], key)
         if "learning_rate" in point:
-            _checks.number(point["learning_rate"], "learning_rate", low=0, low_open=True)
+            validation.number(point["learning_rate"], "learning_rate", low=0, low_open=True)
         kinds = set(point) | {point.get("penalty")}
         if kinds & {"prox_l1", "prox_group"} and optimizer not in ("sgd", "adam", "adamw", "rmsprop"):
             raise ValueError("Proximal steps (prox_l1, prox_group) need the sweep's optimizer to be sgd, adam, adamw or "
@@ -121,14 +121,14 @@ def _targets(model, entry, layers, groups) -> list:
     return chosen
 
 
-def check_model(model, points: list[dict], layers="hidden", groups: dict | None = None) -> None:
+def validate_model(model, points: list[dict], layers="hidden", groups: dict | None = None) -> None:
     """Refuse keys that would act on no layer of `model` (recurrent keys on a model without one)."""
     for point in points:
         for entry in _entries(point):
             _targets(model, entry, layers, groups or {})
 
 
-def check(points: list[dict], groups: dict) -> None:
+def validate(points: list[dict], groups: dict) -> None:
     """Refuse keys and values a plain-model sweep cannot apply (before any work)."""
     for point in points:
         for key, value in point.items():
@@ -143,15 +143,15 @@ def check(points: list[dict], groups: dict) -> None:
             if group and group not in groups:
                 raise ValueError(f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}")
             if kind in KINDS or base == "lambda" or key in OPTIMIZER_KINDS:
-                _checks.non_negative_float(value, key)
+                validation.non_negative_float(value, key)
             elif key == "penalty" and value not in KINDS and value not in OPTIMIZER_KINDS:
                 raise ValueError(f"Unknown penalty (use {sorted([*KINDS, *OPTIMIZER_KINDS])}). Received: penalty={value!r}")
             elif key == "l1_ratio":
-                _checks.fraction(value, "l1_ratio")
+                validation.fraction(value, "l1_ratio")
             elif key == "dropout":
-                _checks.number(value, "dropout", low=0, high=0.999999)
+                validation.number(value, "dropout", low=0, high=0.999999)
             elif key == "learning_rate":
-                _checks.number(value, "learning_rate", low=0, low_open=True)
+                validation.number(value, "learning_rate", low=0, low_open=True)
 
 
 def apply(model, point: dict, layers="hidden", groups: dict | None = None):

@@ -23,7 +23,7 @@ from numbers import Real
 
 import numpy as np
 
-from reglab import _checks
+from reglab import validation
 
 
 def _scalar(value, name):
@@ -64,8 +64,8 @@ class LogUniform:
     """Sampled uniformly on a log scale between `low` > 0 and `high`."""
 
     def __init__(self, low, high):
-        self.low = _checks.number(low, "low", low=0, low_open=True)
-        self.high = _checks.number(high, "high", low=self.low)
+        self.low = validation.number(low, "low", low=0, low_open=True)
+        self.high = validation.number(high, "high", low=self.low)
 
     def sample(self, rng) -> float:
         return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
@@ -78,8 +78,8 @@ class Uniform:
     """Sampled uniformly between `low` and `high`."""
 
     def __init__(self, low, high):
-        self.low = _checks.number(low, "low")
-        self.high = _checks.number(high, "high", low=self.low)
+        self.low = validation.number(low, "low")
+        self.high = validation.number(high, "high", low=self.low)
 
     def sample(self, rng) -> float:
         return float(rng.uniform(self.low, self.high))
@@ -127,7 +127,7 @@ def random_points(space: dict, n: int, seed: int) -> list[dict]:
     if not isinstance(space, dict) or not space:
         raise ValueError(f"A random space is a non-empty dict of distributions. Received: random={space!r}")
     dists = {k: distribution(v, k) for k, v in space.items()}
-    _checks.number(n, "n_trials", low=1, integer=True)
+    validation.number(n, "n_trials", low=1, integer=True)
     rng = np.random.default_rng(seed)
     return [normalize_point({k: d.sample(rng) for k, d in dists.items()}) for _ in range(n)]
 

@@ -1,5 +1,5 @@
-"""A sweep's settings, checked without Keras: `Sweep` checks its arguments with `check`, and
-`reglab sweep` checks a config file with it before it spends ~5 s importing Keras and JAX.
+"""A sweep's settings, validated without Keras: `Sweep` validates its arguments with `arguments`, and
+`reglab sweep` validates a config file with it before it spends ~5 s importing Keras and JAX.
 
 What needs Keras (a loss or metric by name, whether an engine runs on this backend, the model) stays
 with `Sweep`.
@@ -9,32 +9,32 @@ from __future__ import annotations
 
 import sys
 
-from reglab import _checks
+from reglab import validation
 from reglab.search import points, space
 
 ENGINES = ("auto", "population", "reference")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
 
-def check(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refine=0, refine_param=None, refine_points=5,
+def arguments(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refine=0, refine_param=None, refine_points=5,
           cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32, learning_rate=1e-3,
           optimizer="adam", select="val_loss", engine="auto") -> dict:
     """The settings, each checked ("… Received: name=value"), as `Sweep` keeps them: `seed`, `n_trials`,
     `refine`, `refine_points`, `refine_param` (the refined key), `repeats`, `epochs`, `batch_size`,
     `optimizer` (lower case) and `rounds`, the search's points round by round.
 
-    >>> check(grid={"l2": [0.0, 1e-3]}, optimizer="Adam")["rounds"]
+    >>> arguments(grid={"l2": [0.0, 1e-3]}, optimizer="Adam")["rounds"]
     [[{'l2': 0.0}, {'l2': 0.001}]]
-    >>> check(grid={"l2": [0.0]}, epochs=0)
+    >>> arguments(grid={"l2": [0.0]}, epochs=0)
     Traceback (most recent call last):
     ...
     ValueError: Invalid value for argument `epochs`: expected a number >= 1. Received: epochs=0
     """
-    out = {"seed": _checks.number(seed, "seed", low=0, high=2**32 - 1, integer=True)}
+    out = {"seed": validation.number(seed, "seed", low=0, high=2**32 - 1, integer=True)}
     given = [name for name, value in (("grid", grid), ("random", random), ("stages", stages)) if value is not None]
     if len(given) != 1:
         raise ValueError(f"Give exactly one of `grid`, `random`, `stages`. Received: {given or 'none of them'}")
-    out["n_trials"] = _checks.number(n_trials, "n_trials", low=1, integer=True)
+    out["n_trials"] = validation.number(n_trials, "n_trials", low=1, integer=True)
     if stages is not None:
         if not isinstance(stages, (list, tuple)) or not stages:
             raise ValueError(f"`stages` is a non-empty list of grids. Received: stages={stages!r}")
@@ -44,8 +44,8 @@ def check(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refine=0,
     else:
         rounds = [space.random_points(random, out["n_trials"], out["seed"])]
     out["rounds"] = rounds
-    out["refine"] = _checks.number(refine, "refine", low=0, integer=True)
-    out["refine_points"] = _checks.number(refine_points, "refine_points", low=1, integer=True)
+    out["refine"] = validation.number(refine, "refine", low=0, integer=True)
+    out["refine_points"] = validation.number(refine_points, "refine_points", low=1, integer=True)
     out["refine_param"] = refine_param
     if out["refine"]:
         numeric = [k for k, v in rounds[0][0].items() if isinstance(v, float)]
@@ -59,18 +59,18 @@ def check(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refine=0,
             raise ValueError(f"`refine` looks for new values on a log scale between positive ones; "
                              f"{key!r} has none. Received: {key}={values!r}")
     if isinstance(cv, float) and not isinstance(cv, bool):
-        _checks.number(cv, "cv", low=0, high=0.95, low_open=True)
+        validation.number(cv, "cv", low=0, high=0.95, low_open=True)
     else:
-        _checks.number(cv, "cv", low=2, integer=True)
-    out["repeats"] = _checks.number(repeats, "repeats", low=1, integer=True)
+        validation.number(cv, "cv", low=2, integer=True)
+    out["repeats"] = validation.number(repeats, "repeats", low=1, integer=True)
     if stratify not in ("auto", True, False):
         raise ValueError(f"`stratify` is 'auto', True or False. Received: stratify={stratify!r}")
     if test_size is not None:
-        _checks.number(test_size, "test_size", low=0, high=0.9, low_open=True)
-    out["epochs"] = _checks.number(epochs, "epochs", low=1, integer=True)
-    out["batch_size"] = _checks.number(batch_size, "batch_size", low=1, integer=True)
+        validation.number(test_size, "test_size", low=0, high=0.9, low_open=True)
+    out["epochs"] = validation.number(epochs, "epochs", low=1, integer=True)
+    out["batch_size"] = validation.number(batch_size, "batch_size", low=1, integer=True)
     if not _is_schedule(learning_rate):
-        _checks.number(learning_rate, "learning_rate", low=0, low_open=True)
+        validation.number(learning_rate, "learning_rate", low=0, low_open=True)
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer (use one of {list(OPTIMIZERS)}). Received: optimizer={optimizer!r}")
     out["optimizer"] = optimizer.lower()
@@ -102,4 +102,4 @@ def _check_search_keys(rounds: list[list[dict]], optimizer: str) -> None:
             if key in reserved or ":" in key:
                 raise ValueError(f"A search key may not be a record column or contain ':'. Received: {key}=...")
     for round_points in rounds:
-        points.check_optimizer_keys(round_points, optimizer)
+        points.validate_optimizer_keys(round_points, optimizer)

@@ -1,4 +1,10 @@
-"""Argument checks shared by the public API. Every error names the argument and what was received."""
+"""Argument validation, in one home: the primitives every public function uses (this module: every error
+names the argument and what was received, "… Received: name=value") and a sweep's settings
+(`reglab.validation.sweep`, validated without Keras). Config files (`reglab.config.validate`), a point's keys
+(`reglab.search.points.validate`) and the data (`reglab.data.prepare`) build on these. ("Checks", in
+reglab, are the reference checks that ship with the package: `reglab.checks`.)
+
+Imports nothing of reglab: the kit, at the bottom, uses it."""
 
 from __future__ import annotations
 
