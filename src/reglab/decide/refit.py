@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from reglab import engine
+from reglab import _keras_private as private
 from reglab.engine.training import compile_metrics, fold_arrays
 from reglab.search import plan
 
@@ -40,7 +41,7 @@ def test_scores(model, data, rest, test, training) -> dict:
     scores = scorer.evaluate(x, y, batch_size=max(1, min(len(test), 4096)), verbose=0, return_dict=True)
     prediction = scorer.predict(x, batch_size=max(1, min(len(test), 4096)), verbose=0)
     # `evaluate`'s loss adds the penalty; the compiled loss alone is the prediction loss
-    scores["loss"] = scorer._compile_loss(y, prediction)
+    scores["loss"] = private.compile_loss(scorer, y, prediction)
     return {name: float(keras.ops.convert_to_numpy(value)) for name, value in scores.items()}
 
 

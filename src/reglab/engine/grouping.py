@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import keras
 
+from reglab import _keras_private as private
 from reglab.engine import basis
 from reglab.engine.training import error_line
 from reglab.engine.knobs import PER_MEMBER_LAYER_ATTRIBUTES, unwrap
@@ -93,4 +94,4 @@ def plan_populations(members, make_model, probe=None) -> tuple[list[Population],
 
 
 def built(model) -> bool:
-    return model.built and all(layer.built for layer in model._flatten_layers()) and bool(model.variables)
+    return model.built and all(layer.built for layer in private.layers(model, include_self=True)) and bool(model.variables)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from reglab import _keras_private as private
 from reglab.engine import basis
 from reglab.kit.schedules import Scheduled
 
@@ -138,7 +139,7 @@ def per_member_knobs(template, models, optimizers) -> list[Knob]:
     and the optimizers' decay and proximal strengths (the members' optimizers as `make_optimizer`
     builds them). Anything else that differs makes another population (`signature`)."""
     knobs = []
-    layer_lists = [list(m._flatten_layers(include_self=False)) for m in models]
+    layer_lists = [list(private.layers(m)) for m in models]
     for position, layer in enumerate(layer_lists[0]):
         if not _ours_or_keras(layer):
             continue
@@ -169,8 +170,8 @@ def learning_rate_variable(optimizer):
     """The variable holding the learning rate (per member in the optimizer state), or None (a schedule).
     The innermost optimizer's: it takes the steps (`Proximal` reads its inner optimizer's rate)."""
     for owner in reversed(_optimizer_chain(optimizer)):
-        rate = getattr(owner, "_learning_rate", None)
-        if isinstance(rate, keras.Variable):
+        rate = private.learning_rate_variable(owner)
+        if rate is not None:
             return rate
     return None
 

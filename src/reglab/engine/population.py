@@ -51,6 +51,7 @@ from reglab.engine.convolution import per_member_on_cpu, remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.program import Program, take_rows
 from reglab.kit import records
+from reglab import _keras_private as private
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
 
@@ -185,7 +186,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             rows = members[0].train[:B] + offsets[0]
             answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
             mixes_rows = any(isinstance(layer, keras.layers.BatchNormalization)
-                             for layer in program.template._flatten_layers(include_self=False))
+                             for layer in private.layers(program.template))
             guess = (not mixes_rows, True)
             chosen = schedule(guess)
             if answer.result() != guess:

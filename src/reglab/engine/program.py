@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import Future
 
-import keras
 import numpy as np
 
+from reglab import _keras_private as private
 from reglab.engine import basis
 from reglab.engine.batches import Plan
 from reglab.engine.convolution import expected_calls
@@ -51,7 +51,7 @@ class Program:
         self.sink = []
         self.rows = [None]  # the weights of the batch being traced, if padded (see `Recorded`)
         self.activity = []
-        for layer in template._flatten_layers(include_self=False):
+        for layer in private.layers(template):
             if getattr(layer, "activity_regularizer", None) is not None:
                 if isinstance(layer.activity_regularizer, Scheduled):
                     self.release()
@@ -68,7 +68,7 @@ class Program:
                              loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
                              weighted_metrics=compile_metrics(training.metrics))
             x_probe, y_probe = data_shapes
-            template._symbolic_build(data_batch=(x_probe, y_probe))  # builds the loss, metrics and optimizer
+            private.symbolic_build(template, x_probe, y_probe)  # builds the loss, metrics and optimizer
         except Exception:
             self.release()
             raise
@@ -98,8 +98,7 @@ class Program:
     # one member, no member axis: vmapped below
 
     def _metric_result(self, metric_values):
-        with keras.src.backend.StatelessScope(state_mapping=list(zip(self.template.metrics_variables, metric_values))):
-            return {k: v for k, v in self.template.get_metrics_result().items()}
+        return private.metrics_result(self.template, metric_values)
 
     def values(self, epoch: int, members=slice(None)) -> dict:
         """What the members' points set, as host arrays with a member axis (`members`: a slice, or one
@@ -172,7 +171,7 @@ class Program:
 
         (total, aux), grads = self.jax.value_and_grad(objective, has_aux=True)(trainable)
         pred, penalty, terms, y_pred, non_trainable_new, metrics_new = aux
-        _, metrics_new = self.template._update_metrics_variables(metrics_new, total, x, y, y_pred, weight)
+        _, metrics_new = private.update_metrics_variables(self.template, metrics_new, total, x, y, y_pred, weight)
         numbers = self.jnp.stack([pred, penalty, *terms]) if terms else self.jnp.stack([pred, penalty])
         return grads, numbers, y_pred, non_trainable_new, metrics_new
 
@@ -192,7 +191,7 @@ class Program:
         metrics = [self.jnp.asarray(v) for v in self.metric_start]
         total, (pred, penalty, _, y_pred, _, metrics) = self._forward(trainable, non_trainable, metrics, x, y,
                                                                       coefficients, False, weight)
-        _, metrics = self.template._update_metrics_variables(metrics, total, x, y, y_pred, weight)
+        _, metrics = private.update_metrics_variables(self.template, metrics, total, x, y, y_pred, weight)
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 

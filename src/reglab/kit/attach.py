@@ -14,8 +14,8 @@ from numbers import Real
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
+from reglab import _keras_private as private
 from reglab.kit import regularizers as _regularizers
 
 _KINDS = ("kernel", "bias", "activity", "recurrent")
@@ -119,7 +119,7 @@ def hidden_layers(model) -> list:
 def _check_model(model):
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected a Keras model. Received: model={model!r}")
-    if not isinstance(model, (keras.Sequential, Functional)):
+    if not isinstance(model, (keras.Sequential, private.functional_class())):
         raise ValueError(
             "regularize() rebuilds Sequential and functional models from their layers; a subclassed "
             "model should pass regularizers to its layers in its constructor. "

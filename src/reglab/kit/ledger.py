@@ -44,6 +44,7 @@ import pandas as pd
 from keras import ops
 
 from reglab import validation
+from reglab import _keras_private as private
 
 from reglab.kit import records
 from reglab.kit.penalties import penalty_terms
@@ -92,7 +93,7 @@ class LossLedger(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         regularizers = {v.path: v.regularizer for v in model.trainable_weights if v.regularizer is not None}
-        for layer in model._flatten_layers(include_self=True):
+        for layer in private.layers(model, include_self=True):
             if getattr(layer, "activity_regularizer", None) is not None:
                 regularizers[f"{layer.name}/activity"] = layer.activity_regularizer
         self._names = list(regularizers)
@@ -108,7 +109,7 @@ class LossLedger(keras.callbacks.Callback):
 
     def _install(self, model):
         original = model.compute_loss  # the bound method (or a user's override)
-        has_training_arg = model._compute_loss_has_training_arg
+        has_training_arg = private.compute_loss_has_training_arg(model)
         index = {name: _FIRST_TERM + i for i, name in enumerate(self._names)}
         other = _FIRST_TERM + len(self._names)
         width = other + 1
@@ -121,10 +122,9 @@ class LossLedger(keras.callbacks.Callback):
             dtype = "float32"
             n = ops.cast(ops.shape(next(t for t in keras.tree.flatten(x) if t is not None))[0], dtype)
             pred = ops.zeros((), dtype)
-            if model._compile_loss is not None:
-                value = model._compile_loss(y, y_pred, sample_weight)
-                if value is not None:
-                    pred = ops.cast(value, dtype)
+            value = private.compile_loss(model, y, y_pred, sample_weight)
+            if value is not None:
+                pred = ops.cast(value, dtype)
             slots = [ops.zeros((), dtype) for _ in range(width)]
             slots[_COUNT] = ops.ones((), dtype)
             slots[_PRED] = pred
@@ -142,9 +142,9 @@ class LossLedger(keras.callbacks.Callback):
         self._installed = model
         # The sums are metrics of the model while it fits: the compiled steps carry the model's metric
         # variables as state (JAX's pure steps pass them in and out), so the updates above persist.
-        model._metrics.extend([self._train, self._val])
+        private.metrics_list(model).extend([self._train, self._val])
         model.compute_loss = compute_loss
-        model._compute_loss_has_training_arg = True
+        private.set_compute_loss_has_training_arg(model, True)
         # Retrace so the compiled steps call the wrapper (a cached step would bypass it).
         model.make_train_function(force=True)
         model.test_function = None
@@ -154,7 +154,8 @@ class LossLedger(keras.callbacks.Callback):
             return
         model = self._installed
         self._installed = None
-        model._metrics[:] = [m for m in model._metrics if m is not self._train and m is not self._val]
+        metrics = private.metrics_list(model)
+        metrics[:] = [m for m in metrics if m is not self._train and m is not self._val]
         # Unwind every wrapper whose ledger has finished, whatever order several ledgers end in.
         current, flag = vars(model).get("compute_loss"), None
         while getattr(current, "ledger", None) is not None and current.ledger._installed is None:
@@ -162,7 +163,7 @@ class LossLedger(keras.callbacks.Callback):
         if current is None:
             vars(model).pop("compute_loss", None)
             if flag is not None:
-                model._compute_loss_has_training_arg = flag
+                private.set_compute_loss_has_training_arg(model, flag)
         else:
             model.compute_loss = current
         model.train_function = None
@@ -249,7 +250,7 @@ def decay_terms(model) -> dict[str, float]:
         return {}
     out = {}
     for variable in model.trainable_weights:
-        if optimizer._use_weight_decay(variable):  # Keras's own exclusion rules
+        if private.decays(optimizer, variable):  # Keras's own exclusion rules
             w = keras.ops.convert_to_numpy(variable).astype(np.float64)
             out[variable.path] = rate / 2 * float(np.square(w).sum())
     return out

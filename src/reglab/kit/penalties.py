@@ -21,6 +21,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from reglab import _keras_private as private
+
 
 def penalty_terms(model) -> list[tuple[str, object]]:
     """Return `[(name, scalar tensor), ...]`: every regularization term of `model`, named.
@@ -41,7 +43,7 @@ def penalty_terms(model) -> list[tuple[str, object]]:
     forward = list(getattr(model, "_losses_override", None) or ())
     # Keras orders model.losses as: each layer's own losses (the model first), then weight
     # penalties in trainable_weights order. Follow that order so the two lists line up.
-    for layer in model._flatten_layers(include_self=True):
+    for layer in private.layers(model, include_self=True):
         own = [v for v in forward if id(v) in layer._loss_ids] if forward else layer._get_own_losses()
         kind = "activity" if getattr(layer, "activity_regularizer", None) is not None else "add_loss"
         for i, value in enumerate(own):

@@ -29,6 +29,7 @@ from numbers import Real
 import keras
 from keras import ops
 
+from reglab import _keras_private as private
 from reglab import validation
 from reglab.kit import regularizers as _regularizers
 
@@ -221,7 +222,7 @@ class Scheduled(keras.regularizers.Regularizer):
 def scheduled_regularizers(model) -> dict[str, Scheduled]:
     """`{term name: Scheduled}` for every scheduled penalty of `model` (names as in `penalty_terms`)."""
     found = {}
-    for layer in model._flatten_layers(include_self=True):
+    for layer in private.layers(model, include_self=True):
         reg = getattr(layer, "activity_regularizer", None)
         if isinstance(reg, Scheduled):
             found[f"{layer.name}/activity"] = reg

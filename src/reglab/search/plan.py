@@ -49,12 +49,9 @@ def set_global_seed(seed: int) -> None:
     if keras.backend.backend() == "tensorflow":
         keras.utils.set_random_seed(seed)
         return
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
+    from reglab import _keras_private
 
-    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    _keras_private.set_global_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
 
