@@ -467,6 +467,11 @@ def model_unregistered_function(tmp):
     return with_model(tmp, lambda p: edited_model(p, unregistered_function))
 
 
+@case("[model] `file` and `hidden` cannot go together")
+def model_file_with_hidden(tmp):
+    return with_model(tmp, lambda p: wine_model().save(p), extras="hidden = [16]\n")
+
+
 @case("contains a Lambda layer (arbitrary code)")
 def model_with_lambda(tmp):
     def write(path):
