@@ -19,14 +19,27 @@ def test_flop_count_of_the_standard_workload():
 @pytest.mark.slow
 def test_quick_bench_reports_every_key_and_engines_agree(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, "-m", "reglab", "bench", "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "reglab", "bench", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    for key in ("speedup_vs_sequential_keras", "speedup_vs_sklearn", "ratio_to_flop_bound", "reglab_seconds",
-                "compile_seconds", "peak_rss_mb", "accuracy_by_lambda"):
+    for key in (
+        "speedup_vs_sequential_keras",
+        "speedup_vs_sklearn",
+        "ratio_to_flop_bound",
+        "reglab_seconds",
+        "compile_seconds",
+        "peak_rss_mb",
+        "accuracy_by_lambda",
+    ):
         assert key in report and report[key] is not None, key
-    assert all(report[k] > 0 for k in ("reglab_seconds", "sequential_keras_seconds", "sklearn_seconds", "flop_bound_seconds"))
+    assert all(
+        report[k] > 0 for k in ("reglab_seconds", "sequential_keras_seconds", "sklearn_seconds", "flop_bound_seconds")
+    )
     assert report["sequential_keras_backend"] == "tensorflow"  # installed here: the seeds' way is the peer
     assert report["device"] == "CPU"
     accuracy = report["accuracy_by_lambda"]
@@ -51,5 +64,10 @@ def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
     assert user["loop_of_fit_seconds"] == pytest.approx(9 * user["fit_seconds"] + user["refit_seconds"])
     assert user["speedup"] == pytest.approx(user["loop_of_fit_seconds"] / user["seconds"])
     assert report["sweep_geometric_mean_speedup"] == pytest.approx(user["speedup"])
-    assert list(report) == ["convnet", "geometric_mean_speedup", "min_speedup", "sweep_geometric_mean_speedup",
-                            "sweep_min_speedup"]
+    assert list(report) == [
+        "convnet",
+        "geometric_mean_speedup",
+        "min_speedup",
+        "sweep_geometric_mean_speedup",
+        "sweep_min_speedup",
+    ]

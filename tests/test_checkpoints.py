@@ -18,13 +18,19 @@ from reglab import Sweep, zoo
 from reglab.engine.checkpoints import Interrupted
 from reglab.models import MLP
 
-
 X, _, Y = zoo.digits()
 
 
 def sweep():
-    return Sweep(MLP(hidden=[32]).bind(64, 10), grid={"l2": [0.0, 1e-3]}, cv=2, epochs=12, refit=False, seed=0,
-                 engine="population")
+    return Sweep(
+        MLP(hidden=[32]).bind(64, 10),
+        grid={"l2": [0.0, 1e-3]},
+        cv=2,
+        epochs=12,
+        refit=False,
+        seed=0,
+        engine="population",
+    )
 
 
 def tables(run_dir):
@@ -87,7 +93,8 @@ def test_a_resumed_population_batches_its_convolutions_as_before_it_stopped(monk
     def run(run_dir, **kwargs):
         convolution._decided.clear()  # as in a new process
         Sweep(build, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=4, refit=False, seed=0, engine="population").run(
-            images[:200], Y[:200], run_dir=run_dir, **kwargs)
+            images[:200], Y[:200], run_dir=run_dir, **kwargs
+        )
 
     run(tmp_path / "whole")
     asked = []
@@ -119,8 +126,14 @@ checkpoint_seconds = 0.2
 
 def _cli(config, run_dir, **kwargs):
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
 
 
 def _wait_for_checkpoint(run_dir, process, timeout=240):

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def reglab(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "reglab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "reglab", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 @pytest.mark.slow
@@ -35,9 +36,13 @@ def test_demo_runs_the_tutorial_experiment_end_to_end(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"]["accuracy"] > 0.9
     assert summary["best"]["params"]["l2"] < 0.1  # strong L2 underfits digits: never the choice
-    assert {p.name for p in (run / "plots").iterdir()} == {"learning_curves.png", "penalty_share.png",
-                                                          "validation_curve_l2.png", "regularization_paths.png",
-                                                          "weight_histograms.png"}
+    assert {p.name for p in (run / "plots").iterdir()} == {
+        "learning_curves.png",
+        "penalty_share.png",
+        "validation_curve_l2.png",
+        "regularization_paths.png",
+        "weight_histograms.png",
+    }
     assert "one-standard-error rule: l2=" in out and (run / "report.html").stat().st_size > 1_000_000
 
 
@@ -75,23 +80,64 @@ def test_sweep_reads_csv_npz_and_parquet_files(tmp_path):
     frame.to_parquet(tmp_path / "cancer.parquet")
     np.savez(tmp_path / "cancer.npz", x=x, y=y)
     for source, target in (("cancer.csv", "label"), ("cancer.parquet", "label"), ("cancer.npz", None)):
-        config = {"data": {"source": source, **({"target": target} if target else {})}, "search": {"grid": {"l2": [0.0]}}}
+        config = {
+            "data": {"source": source, **({"target": target} if target else {})},
+            "search": {"grid": {"l2": [0.0]}},
+        }
         loaded = experiment(config, base_dir=tmp_path)
         assert loaded.x.shape == (569, 30) and sorted(np.unique(loaded.y)) == [0, 1] and loaded.task == "classification"
 
 
-SETTINGS = dict(grid={"l2": [0.0, 0.1]}, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
-                refine_points=5, select="val_loss", cv=2, repeats=1, stratify="auto", test_size=None, standardize=True,
-                epochs=1, batch_size=32, optimizer="adam", learning_rate=1e-3, engine="auto", seed=0)
+SETTINGS = dict(
+    grid={"l2": [0.0, 0.1]},
+    random=None,
+    n_trials=10,
+    stages=None,
+    refine=0,
+    refine_param=None,
+    refine_points=5,
+    select="val_loss",
+    cv=2,
+    repeats=1,
+    stratify="auto",
+    test_size=None,
+    standardize=True,
+    epochs=1,
+    batch_size=32,
+    optimizer="adam",
+    learning_rate=1e-3,
+    engine="auto",
+    seed=0,
+)
 RANDOM = {"l2": {"log_uniform": [1e-4, 1e-1]}}
 SPOILED_SETTINGS = [  # each spoils one of the settings a config gives a Sweep
-    {"seed": -1}, {"grid": None}, {"random": RANDOM}, {"grid": None, "random": RANDOM, "n_trials": 0},
-    {"grid": None, "stages": []}, {"grid": None, "stages": [5]}, {"grid": {"l2": []}}, {"refine": -1},
-    {"refine": 1, "refine_points": 0}, {"refine": 1, "grid": {"penalty": ["l1", "l2"]}},
-    {"refine": 1, "refine_param": "l3"}, {"refine": 1, "grid": {"l2": [0.0]}}, {"repeats": 0}, {"stratify": "yes"},
-    {"test_size": 0}, {"epochs": 0}, {"batch_size": 0}, {"learning_rate": 0}, {"learning_rate": {"a": 1}},
-    {"optimizer": "adamm"}, {"optimizer": 3}, {"engine": "stacked"}, {"engine": "warp"}, {"grid": {"fold": [1]}},
-    {"grid": {"a:b": [1]}}, {"grid": {"prox_l1": [0.1]}, "optimizer": "FTRL"}, {"grid": {"weight_decay": [-0.1]}},
+    {"seed": -1},
+    {"grid": None},
+    {"random": RANDOM},
+    {"grid": None, "random": RANDOM, "n_trials": 0},
+    {"grid": None, "stages": []},
+    {"grid": None, "stages": [5]},
+    {"grid": {"l2": []}},
+    {"refine": -1},
+    {"refine": 1, "refine_points": 0},
+    {"refine": 1, "grid": {"penalty": ["l1", "l2"]}},
+    {"refine": 1, "refine_param": "l3"},
+    {"refine": 1, "grid": {"l2": [0.0]}},
+    {"repeats": 0},
+    {"stratify": "yes"},
+    {"test_size": 0},
+    {"epochs": 0},
+    {"batch_size": 0},
+    {"learning_rate": 0},
+    {"learning_rate": {"a": 1}},
+    {"optimizer": "adamm"},
+    {"optimizer": 3},
+    {"engine": "stacked"},
+    {"engine": "warp"},
+    {"grid": {"fold": [1]}},
+    {"grid": {"a:b": [1]}},
+    {"grid": {"prox_l1": [0.1]}, "optimizer": "FTRL"},
+    {"grid": {"weight_decay": [-0.1]}},
 ]
 
 
@@ -104,12 +150,18 @@ def test_a_config_is_refused_in_the_sweeps_words_before_keras(spoiled, tmp_path)
     given = {**SETTINGS, **spoiled}
     with pytest.raises(ValueError) as sweeps:
         sweep.Sweep(lambda point: None, **given)
-    search = {k: given[k] for k in ("grid", "random", "stages", "n_trials", "refine", "refine_param", "refine_points")
-              if given[k] is not None}
-    spec = {"seed": given["seed"], "data": {"source": "wine", "standardize": True},
-            "search": {**search, "select": given["select"]},
-            "cv": {"folds": given["cv"], "repeats": given["repeats"], "stratify": given["stratify"]},
-            "train": {k: given[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "engine")}}
+    search = {
+        k: given[k]
+        for k in ("grid", "random", "stages", "n_trials", "refine", "refine_param", "refine_points")
+        if given[k] is not None
+    }
+    spec = {
+        "seed": given["seed"],
+        "data": {"source": "wine", "standardize": True},
+        "search": {**search, "select": given["select"]},
+        "cv": {"folds": given["cv"], "repeats": given["repeats"], "stratify": given["stratify"]},
+        "train": {k: given[k] for k in ("epochs", "batch_size", "optimizer", "learning_rate", "engine")},
+    }
     if given["test_size"] is not None:
         spec["data"]["test_size"] = given["test_size"]
     with pytest.raises(ValueError) as ours:
@@ -136,15 +188,21 @@ main()
 """
 
 REFUSED_WITHOUT_KERAS = [  # errors the config file alone decides
-    ('[data]\nsource = "wine"\n[search]\ngrid = { l2 = [0.0] }\n[train]\nepoch = 3\n',
-     "Unknown key(s) ['epoch'] in [train]"),
+    (
+        '[data]\nsource = "wine"\n[search]\ngrid = { l2 = [0.0] }\n[train]\nepoch = 3\n',
+        "Unknown key(s) ['epoch'] in [train]",
+    ),
     ('seed = -1\n[data]\nsource = "wine"\n[search]\ngrid = { l2 = [0.0] }\n', "Received: seed=-1"),
-    ('[data]\nsource = "missing.csv"\ntarget = "y"\n[search]\ngrid = { l2 = [0.1] }\n',
-     "Received: source='missing.csv'"),
+    (
+        '[data]\nsource = "missing.csv"\ntarget = "y"\n[search]\ngrid = { l2 = [0.1] }\n',
+        "Received: source='missing.csv'",
+    ),
     ('[data]\nsource = "wine"\n[search]\ngrid = { l3 = [0.1] }\n', "Received: l3=0.1"),
     ('[data]\nsource = "wine"\n[model]\nhidden = [0]\n[search]\ngrid = { l2 = [0.1] }\n', "Received: hidden=0"),
-    ('[data]\nsource = "wine"\n[model]\nfile = "absent.keras"\n[search]\ngrid = { l2 = [0.1] }\n',
-     "Received: file='absent.keras'"),
+    (
+        '[data]\nsource = "wine"\n[model]\nfile = "absent.keras"\n[search]\ngrid = { l2 = [0.1] }\n',
+        "Received: file='absent.keras'",
+    ),
 ]
 
 
@@ -152,8 +210,12 @@ REFUSED_WITHOUT_KERAS = [  # errors the config file alone decides
 def test_a_config_error_is_refused_before_keras_is_imported(text, message, tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    result = subprocess.run([sys.executable, "-c", _REPORTS_IMPORTS, str(config), "--run-dir", str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _REPORTS_IMPORTS, str(config), "--run-dir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert len(lines) == 2 and lines[0].startswith("reglab: error: ") and message in lines[0], result.stderr
@@ -183,17 +245,22 @@ def _digits_model(extra=None, n_in=64):
 
 
 def test_model_file_with_layer_groups_is_swept_as_a_plain_model(tmp_path):
-    from reglab.search import points
     from reglab.config import experiment
+    from reglab.search import points
 
     _digits_model().save(tmp_path / "model.keras")
-    config = {"data": {"source": "digits"}, "model": {"file": "model.keras", "layer_groups": {"first": ["hidden"]}},
-              "search": {"grid": {"l2.first": [0.0, 0.01]}}}
+    config = {
+        "data": {"source": "digits"},
+        "model": {"file": "model.keras", "layer_groups": {"first": ["hidden"]}},
+        "search": {"grid": {"l2.first": [0.0, 0.01]}},
+    }
     loaded = experiment(config, base_dir=tmp_path)
     model = loaded.sweep.model
     assert isinstance(model, keras.Model) and [l.name for l in model.layers] == ["pixels", "hidden", "digit"]
-    np.testing.assert_array_equal(model.get_layer("hidden").kernel.numpy(),
-                                  keras.models.load_model(tmp_path / "model.keras").get_layer("hidden").kernel.numpy())
+    np.testing.assert_array_equal(
+        model.get_layer("hidden").kernel.numpy(),
+        keras.models.load_model(tmp_path / "model.keras").get_layer("hidden").kernel.numpy(),
+    )
     regularized = points.apply(model, {"l2.first": 0.01}, loaded.sweep.layers, loaded.sweep.layer_groups)
     assert regularized.get_layer("hidden").kernel_regularizer is not None
     assert regularized.get_layer("digit").kernel_regularizer is None

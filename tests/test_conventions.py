@@ -72,7 +72,11 @@ def test_sklearn_elastic_net_and_glmnet_gaussian():
     assert (alpha, ratio) == C.glmnet(l1, l2, "gaussian") and C.from_sklearn_elastic_net(alpha, ratio) == (l1, l2)
     w = ElasticNet(alpha=alpha, l1_ratio=ratio, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(x, y).coef_
     assert kkt_violation(mse_gradient(x, y, w) + 2 * l2 * w, w, l1) < 1e-6
-    naive = ElasticNet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-12, max_iter=100_000).fit(x, y).coef_
+    naive = (
+        ElasticNet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), fit_intercept=False, tol=1e-12, max_iter=100_000)
+        .fit(x, y)
+        .coef_
+    )
     assert kkt_violation(mse_gradient(x, y, naive) + 2 * l2 * naive, naive, l1) > 1e-3
 
 
@@ -157,8 +161,11 @@ def test_coupled_and_decoupled_weight_decay_against_keras():
     sgd_l2 = train(keras.optimizers.SGD(0.1), l2_reg)
     decayed = train(kernels_only(keras.optimizers.SGD(0.1, weight_decay=C.decoupled_weight_decay(l2))))
     assert np.allclose(decayed, sgd_l2, atol=1e-6)
-    assert np.allclose(coupled(keras.optimizers.Adam, C.coupled_weight_decay(l2), learning_rate=0.1),
-                       train(keras.optimizers.Adam(0.1), l2_reg), atol=1e-6)
+    assert np.allclose(
+        coupled(keras.optimizers.Adam, C.coupled_weight_decay(l2), learning_rate=0.1),
+        train(keras.optimizers.Adam(0.1), l2_reg),
+        atol=1e-6,
+    )
     adam_l2 = train(keras.optimizers.Adam(0.1), l2_reg)
     adamw = train(kernels_only(keras.optimizers.AdamW(0.1, weight_decay=2 * l2)))
     assert np.abs(adamw - adam_l2).max() > 1e-3  # with Adam, decoupled decay is another regularizer
@@ -181,10 +188,13 @@ def test_priors_give_the_map_objective():
     t = rng.normal(size=50)
     tau2 = 0.3
     g_mse = 2 / n * x.T @ (x @ w - t)
-    np.testing.assert_allclose(n / (2 * tau2) * (g_mse + 2 * C.gaussian_prior_l2(sigma, n, tau2) * w),
-                               x.T @ (x @ w - t) / tau2 + w / sigma**2)
-    np.testing.assert_allclose(n / (2 * tau2) * (g_mse + C.laplace_prior_l1(scale, n, tau2) * np.sign(w)),
-                               x.T @ (x @ w - t) / tau2 + np.sign(w) / scale)
+    np.testing.assert_allclose(
+        n / (2 * tau2) * (g_mse + 2 * C.gaussian_prior_l2(sigma, n, tau2) * w), x.T @ (x @ w - t) / tau2 + w / sigma**2
+    )
+    np.testing.assert_allclose(
+        n / (2 * tau2) * (g_mse + C.laplace_prior_l1(scale, n, tau2) * np.sign(w)),
+        x.T @ (x @ w - t) / tau2 + np.sign(w) / scale,
+    )
 
 
 def test_mlp_alpha_conversion_matches_sklearns_own_batch_loss():
@@ -199,6 +209,7 @@ def test_mlp_alpha_conversion_matches_sklearns_own_batch_loss():
     mlp.partial_fit(x, y, classes=[0, 1, 2])
     plain = MLPClassifier(hidden_layer_sizes=(4,), alpha=0.0, max_iter=1, batch_size=32)
     plain.partial_fit(x, y, classes=[0, 1, 2])
+
     # evaluate both losses at the same weights with sklearn's own backprop
     def batch_loss(model):
         activations = [x] + [None] * (model.n_layers_ - 1)
@@ -209,21 +220,31 @@ def test_mlp_alpha_conversion_matches_sklearns_own_batch_loss():
         import inspect
 
         extra = {"sample_weight": None} if "sample_weight" in inspect.signature(model._backprop).parameters else {}
-        loss, *_ = model._backprop(X=x, y=np.eye(3)[y], activations=activations, deltas=deltas,
-                                   coef_grads=coef_grads, intercept_grads=intercept_grads, **extra)
+        loss, *_ = model._backprop(
+            X=x,
+            y=np.eye(3)[y],
+            activations=activations,
+            deltas=deltas,
+            coef_grads=coef_grads,
+            intercept_grads=intercept_grads,
+            **extra,
+        )
         return loss
 
     penalty = batch_loss(mlp) - batch_loss(plain)
     assert penalty == pytest.approx(strength * sum(np.square(c).sum() for c in mlp.coefs_), rel=1e-9)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: C.ridge_alpha(-1, 10), "Received: l2=-1"),
-    (lambda: C.ridge_alpha(0.1, 0), "Received: n=0"),
-    (lambda: C.logistic_C(0.0, 10), "Received: l2=0.0"),
-    (lambda: C.glmnet(0.1, 0.1, "poisson"), "Received: family='poisson'"),
-    (lambda: C.from_sklearn_elastic_net(0.1, 1.5), "Received: l1_ratio=1.5"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: C.ridge_alpha(-1, 10), "Received: l2=-1"),
+        (lambda: C.ridge_alpha(0.1, 0), "Received: n=0"),
+        (lambda: C.logistic_C(0.0, 10), "Received: l2=0.0"),
+        (lambda: C.glmnet(0.1, 0.1, "poisson"), "Received: family='poisson'"),
+        (lambda: C.from_sklearn_elastic_net(0.1, 1.5), "Received: l1_ratio=1.5"),
+    ],
+)
 def test_bad_arguments_name_themselves(call, message):
     with pytest.raises(ValueError, match=message):
         call()

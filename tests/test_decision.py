@@ -16,8 +16,8 @@ from sklearn.datasets import load_diabetes, load_digits, load_wine
 
 import reglab
 from reglab.decide import baseline, diagnosis, selection
-from reglab.show import views
 from reglab.kit.records import HISTOGRAM_EDGES
+from reglab.show import views
 
 X, Y = load_digits(return_X_y=True)
 X = (X / 16).astype("float32")
@@ -26,11 +26,14 @@ HOSTILE = "</script><script>document.title='pwned'</script><img src=x onerror=\"
 
 def mlp(width=32):
     def build(point):
-        return keras.Sequential([
-            keras.Input((64,)),
-            keras.layers.Dense(width, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
-            keras.layers.Dense(10, activation="softmax"),
-        ])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(width, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+
     return build
 
 
@@ -38,8 +41,9 @@ def mlp(width=32):
 def digits_run(tmp_path_factory):
     """One real sweep shared by the tests below: 5 λ × 3 folds on digits, with a run directory."""
     run_dir = tmp_path_factory.mktemp("runs") / "digits"
-    result = reglab.Sweep(mlp(), grid={"l2": [0.0, 1e-4, 1e-3, 1e-2, 1.0]}, cv=3, epochs=6, test_size=0.2,
-                          seed=0).run(X, Y, run_dir=run_dir)
+    result = reglab.Sweep(mlp(), grid={"l2": [0.0, 1e-4, 1e-3, 1e-2, 1.0]}, cv=3, epochs=6, test_size=0.2, seed=0).run(
+        X, Y, run_dir=run_dir
+    )
     return result, run_dir
 
 
@@ -48,10 +52,19 @@ def digits_run(tmp_path_factory):
 
 def table(means, sems, lambdas=(0.0, 1e-3, 1e-2, 1e-1), complete=None):
     complete = complete or [True] * len(means)
-    frame = pd.DataFrame({"l2": lambdas, "point": [f"p{i}" for i in range(len(means))], "members": 5,
-                          "ok": [5 if c else 4 for c in complete], "failed": 0,
-                          "diverged": [0 if c else 1 for c in complete],
-                          "val_loss_mean": means, "val_loss_std": np.array(sems) * np.sqrt(5), "val_loss_sem": sems})
+    frame = pd.DataFrame(
+        {
+            "l2": lambdas,
+            "point": [f"p{i}" for i in range(len(means))],
+            "members": 5,
+            "ok": [5 if c else 4 for c in complete],
+            "failed": 0,
+            "diverged": [0 if c else 1 for c in complete],
+            "val_loss_mean": means,
+            "val_loss_std": np.array(sems) * np.sqrt(5),
+            "val_loss_sem": sems,
+        }
+    )
     frame["rank"] = frame["val_loss_mean"].where(frame["ok"] == frame["members"]).rank(method="min")
     return frame.sort_values("rank", na_position="last").reset_index(drop=True)  # as `summarize` leaves it
 
@@ -69,7 +82,9 @@ def test_one_se_rule_takes_the_most_regularized_point_within_one_standard_error(
 
 
 def test_one_se_rule_for_a_score_to_maximize_and_bad_simplicity():
-    t = table([0.90, 0.95, 0.94, 0.80], [0.01, 0.02, 0.01, 0.01]).rename(columns=lambda c: c.replace("val_loss", "val_accuracy"))
+    t = table([0.90, 0.95, 0.94, 0.80], [0.01, 0.02, 0.01, 0.01]).rename(
+        columns=lambda c: c.replace("val_loss", "val_accuracy")
+    )
     t["rank"] = t["val_accuracy_mean"].rank(ascending=False, method="min")
     assert selection.best_1se(t, by="val_accuracy", mode="max")["params"] == {"l2": 1e-2}  # 0.94 ≥ 0.95 − 0.02
     with pytest.raises(ValueError, match="Received: simplicity=\\['dropout'\\]"):
@@ -101,8 +116,17 @@ def test_a_big_model_on_tiny_noisy_data_is_diagnosed_as_overfitting():
     flip = rng.random(len(y)) < 0.3
     y[flip] = rng.integers(0, 10, flip.sum())  # 30% label noise
     # it ends worse than the class priors: by the loss there would be nothing to select, so by accuracy
-    result = reglab.Sweep(mlp(256), grid={"l2": [0.0]}, cv=3, epochs=60, learning_rate=1e-2, refit=False,
-                          stratify=False, select="val_accuracy", seed=0).run(X[idx], y)
+    result = reglab.Sweep(
+        mlp(256),
+        grid={"l2": [0.0]},
+        cv=3,
+        epochs=60,
+        learning_rate=1e-2,
+        refit=False,
+        stratify=False,
+        select="val_accuracy",
+        seed=0,
+    ).run(X[idx], y)
     verdict = result.diagnosis.iloc[0]
     assert verdict["verdict"] == "overfitting", verdict["reason"]  # it learned first: not "not learning"
     assert "increase λ" in verdict["recommendation"]
@@ -128,19 +152,23 @@ def test_the_constant_predictors_loss_by_hand():
     priors = baseline.constant_loss([0, 0, 0, 1, 1, 2], [0, 2, 2, 1], "sparse_categorical_crossentropy")
     assert priors == (pytest.approx(-(np.log(1 / 2) + 2 * np.log(1 / 6) + np.log(1 / 3)) / 4), "class priors")
     # a sigmoid's binary cross-entropy and a two-class softmax's sparse one: the same constant predictor
-    assert baseline.constant_loss([1, 1, 1, 0], [1, 0], "binary_crossentropy")[0] == \
-        pytest.approx(-(np.log(0.75) + np.log(0.25)) / 2)
-    assert baseline.constant_loss([1, 1, 1, 0], [1, 0], keras.losses.SparseCategoricalCrossentropy())[0] == \
-        pytest.approx(baseline.constant_loss([1, 1, 1, 0], [1, 0], "binary_crossentropy")[0])
-    assert baseline.constant_loss([0, 0], [1], "sparse_categorical_crossentropy", n_classes=2)[0] == pytest.approx(-np.log(1e-7))
+    assert baseline.constant_loss([1, 1, 1, 0], [1, 0], "binary_crossentropy")[0] == pytest.approx(
+        -(np.log(0.75) + np.log(0.25)) / 2
+    )
+    assert baseline.constant_loss([1, 1, 1, 0], [1, 0], keras.losses.SparseCategoricalCrossentropy())[
+        0
+    ] == pytest.approx(baseline.constant_loss([1, 1, 1, 0], [1, 0], "binary_crossentropy")[0])
+    assert baseline.constant_loss([0, 0], [1], "sparse_categorical_crossentropy", n_classes=2)[0] == pytest.approx(
+        -np.log(1e-7)
+    )
     assert baseline.constant_loss([1.0, 2.0, 3.0], [0.0, 4.0], "mse") == (pytest.approx(4.0), "training mean")
     assert np.isnan(baseline.constant_loss([1.0], [2.0], "huber")[0])  # no known constant predictor: no comparison
 
 
 def test_a_standardized_regression_baseline_is_in_the_units_of_val_loss():
     from reglab.decide.baseline import for_member
-    from reglab.search import plan
     from reglab.engine.training import Training
+    from reglab.search import plan
 
     x, y = load_diabetes(return_X_y=True)
     sweep = reglab.Sweep(lambda point: None, grid={"l2": [0.0]}, cv=3, standardize=True, seed=0)
@@ -155,14 +183,22 @@ def test_a_standardized_regression_baseline_is_in_the_units_of_val_loss():
 
 
 def wine_sweep(learning_rate, grid):
-    return reglab.Sweep(reglab.models.MLP(hidden=[16]).bind(n_features=13, n_outputs=3), grid=grid, cv=3, epochs=6,
-                        learning_rate=learning_rate, standardize=True, refit=False, seed=0)
+    return reglab.Sweep(
+        reglab.models.MLP(hidden=[16]).bind(n_features=13, n_outputs=3),
+        grid=grid,
+        cv=3,
+        epochs=6,
+        learning_rate=learning_rate,
+        standardize=True,
+        refit=False,
+        seed=0,
+    )
 
 
 def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypatch, capsys):
     import reglab.models  # noqa: F401
-    from reglab.show import html_report
     from reglab.cli.terminal import print_result
+    from reglab.show import html_report
     from reglab.store import RunDirectory
 
     x, y = load_wine(return_X_y=True)
@@ -193,36 +229,65 @@ def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypat
     for l2 in (0.0, 1e-3, 1e-2):
         v = verdicts.loc[l2]
         assert v["verdict"] == "not learning" and v["recommendation"] == "decrease the learning rate", v["reason"]
-        assert v["reason"].startswith(f"validation loss {by_l2.loc[l2, 'val_loss_mean']:.3g} is worse than the constant "
-                                      f"predictor's {by_l2.loc[l2, 'baseline_loss_mean']:.3g} (class priors); "), v["reason"]
+        assert v["reason"].startswith(
+            f"validation loss {by_l2.loc[l2, 'val_loss_mean']:.3g} is worse than the constant "
+            f"predictor's {by_l2.loc[l2, 'baseline_loss_mean']:.3g} (class priors); "
+        ), v["reason"]
     assert verdicts.loc[1e-4, "verdict"] != "not learning"
 
-    document = selection.document(summary, best, None, len(members), selection.best_1se(summary),
-                                  diagnosis.diagnose(epochs))
+    document = selection.document(
+        summary, best, None, len(members), selection.best_1se(summary), diagnosis.diagnose(epochs)
+    )
     page = html_report.render(epochs, summary, members, None, document, {}, "wine")
     bad_rows = re.findall(r'<tr class="bad">(.*?)</tr>', page)
     assert len(bad_rows) == 3 and all("<td>not learning</td>" in row for row in bad_rows)
     assert "<b>Not learning</b> (3 of 4 configurations)" in page
     monkeypatch.setenv("COLUMNS", "300")
-    print_result(summary, best, None, len(members), None, "wine", document["best_1se"], pd.DataFrame(document["diagnosis"]))
+    print_result(
+        summary, best, None, len(members), None, "wine", document["best_1se"], pd.DataFrame(document["diagnosis"])
+    )
     printed = [line for line in capsys.readouterr().out.splitlines() if "3/3" in line]  # the rows: members ok
     assert sum("not learning" in line for line in printed) == 3 and len(printed) == 4
 
 
 def test_the_one_se_rule_skips_a_point_that_is_not_learning_unless_selecting_by_accuracy():
     rows = []
-    for point, l2, losses in (("a", 0.0, [0.85, 1.02, 1.19]), ("b", 0.01, [1.00, 1.05, 1.10]), ("c", 0.1, [1.09, 1.10, 1.11])):
-        for fold, loss in enumerate(losses):  # c: within one SE of a (1.02 + 0.098) but no better than the priors (1.09)
-            rows.append({"member": f"{point}{fold}", "point": point, "fold": fold, "repeat": 0, "seed": 0, "l2": l2,
-                         "seconds": 1.0, "epoch": 1, "train_loss": loss, "train_penalty": 0.0, "train_total": loss,
-                         "val_loss": loss, "val_accuracy": 0.9 if point == "c" else 0.5, "status": "ok",
-                         "baseline_loss": 1.09, "baseline_predictor": "class priors"})
+    for point, l2, losses in (
+        ("a", 0.0, [0.85, 1.02, 1.19]),
+        ("b", 0.01, [1.00, 1.05, 1.10]),
+        ("c", 0.1, [1.09, 1.10, 1.11]),
+    ):
+        for fold, loss in enumerate(
+            losses
+        ):  # c: within one SE of a (1.02 + 0.098) but no better than the priors (1.09)
+            rows.append(
+                {
+                    "member": f"{point}{fold}",
+                    "point": point,
+                    "fold": fold,
+                    "repeat": 0,
+                    "seed": 0,
+                    "l2": l2,
+                    "seconds": 1.0,
+                    "epoch": 1,
+                    "train_loss": loss,
+                    "train_penalty": 0.0,
+                    "train_total": loss,
+                    "val_loss": loss,
+                    "val_accuracy": 0.9 if point == "c" else 0.5,
+                    "status": "ok",
+                    "baseline_loss": 1.09,
+                    "baseline_predictor": "class priors",
+                }
+            )
     epochs = pd.DataFrame(rows)
     summary = selection.summarize(selection.member_table(epochs), epochs)
     assert list(summary["learning"]) == [True, True, False]
     assert selection.best(summary, warn=False)["point_id"] == "a" and selection.best_1se(summary)["point_id"] == "b"
     by_accuracy = selection.summarize(selection.member_table(epochs), epochs, by="val_accuracy", mode="max")
-    assert selection.best(by_accuracy, "val_accuracy", warn=False)["point_id"] == "c"  # ranked: the verdict warns instead
+    assert (
+        selection.best(by_accuracy, "val_accuracy", warn=False)["point_id"] == "c"
+    )  # ranked: the verdict warns instead
     assert diagnosis.diagnose(epochs).set_index("point").loc["c", "verdict"] == "not learning"
 
 
@@ -295,7 +360,9 @@ def html_colours(figure: dict) -> list[tuple[str, str]]:
             found.append((trace["meta"], (trace.get("line") or {}).get("color") or trace["marker"]["color"]))
         if "customdata" in trace:
             found += list(zip(trace["customdata"], trace["marker"]["color"]))
-    found += [(shape["name"], shape["line"]["color"]) for shape in figure["layout"].get("shapes", []) if "name" in shape]
+    found += [
+        (shape["name"], shape["line"]["color"]) for shape in figure["layout"].get("shapes", []) if "name" in shape
+    ]
     return found
 
 
@@ -310,10 +377,24 @@ def test_every_point_has_one_colour_in_every_figure_png_and_html(digits_run, mon
     in_order = list(result.summary.sort_values("l2")["point"])
     assert list(colours) == in_order and len(set(colours.values())) == len(colours)
 
-    figures = png_figures(monkeypatch, lambda: plots.render_all(
-        result.epochs, result.summary, tmp_path, result.best["point_id"], result.best_1se["point_id"], result.histograms))
-    shown = {"learning_curves": set(in_order), "penalty_share": set(in_order), "validation_curve_l2": set(in_order),
-             "regularization_paths": set(in_order), "weight_histograms": {in_order[0], result.best["point_id"], in_order[-1]}}
+    figures = png_figures(
+        monkeypatch,
+        lambda: plots.render_all(
+            result.epochs,
+            result.summary,
+            tmp_path,
+            result.best["point_id"],
+            result.best_1se["point_id"],
+            result.histograms,
+        ),
+    )
+    shown = {
+        "learning_curves": set(in_order),
+        "penalty_share": set(in_order),
+        "validation_curve_l2": set(in_order),
+        "regularization_paths": set(in_order),
+        "weight_histograms": {in_order[0], result.best["point_id"], in_order[-1]},
+    }
     assert set(figures) == set(shown)
     for name, fig in figures.items():
         drawn = png_colours(fig)
@@ -324,8 +405,9 @@ def test_every_point_has_one_colour_in_every_figure_png_and_html(digits_run, mon
     page = (run_dir / "report.html").read_text()
     figures = html_figures(page)
     assert len(figures) == 5
-    for figure, points in zip(figures, [set(in_order), set(in_order), set(in_order), shown["weight_histograms"],
-                                        set(in_order)]):  # validation, learning, paths, weight sizes, penalty share
+    for figure, points in zip(
+        figures, [set(in_order), set(in_order), set(in_order), shown["weight_histograms"], set(in_order)]
+    ):  # validation, learning, paths, weight sizes, penalty share
         drawn = html_colours(figure)
         assert {point for point, _ in drawn} == points
         assert all(colour == colours[point] for point, colour in drawn), drawn
@@ -336,10 +418,16 @@ def test_the_weight_sizes_legend_shows_the_chosen_weakest_point_once(digits_run,
 
     result, run_dir = digits_run
     weakest, strongest = list(result.summary.sort_values("l2")["point"])[::4]  # l2 = 0 and l2 = 1
-    assert views.histogram_traces(result.summary, "l2", weakest) == [(weakest, ["weakest", "chosen"]),
-                                                                      (strongest, ["strongest"])]
-    figures = png_figures(monkeypatch, lambda: plots.weight_histograms(
-        result.histograms, result.epochs, result.summary, "l2", "weights.png", best_point=weakest))
+    assert views.histogram_traces(result.summary, "l2", weakest) == [
+        (weakest, ["weakest", "chosen"]),
+        (strongest, ["strongest"]),
+    ]
+    figures = png_figures(
+        monkeypatch,
+        lambda: plots.weight_histograms(
+            result.histograms, result.epochs, result.summary, "l2", "weights.png", best_point=weakest
+        ),
+    )
     legend = [text.get_text() for text in figures["weights"].axes[0].get_legend().get_texts()]
     assert [entry.split(" (")[0] for entry in legend] == ["l2=0", "l2=1"]
     assert legend[0].startswith("l2=0 (weakest, chosen; exact zeros ") and legend[1].startswith("l2=1 (strongest; ")
@@ -360,26 +448,43 @@ def browser():
     if found is None:
         if os.environ.get("REGLAB_SKIP_BROWSER") == "1":
             pytest.skip("REGLAB_SKIP_BROWSER=1 and no Chromium")
-        pytest.fail("The report test needs Chromium (python3 tasks.py test installs Debian's chromium package; "
-                    "or apt-get install chromium). Set REGLAB_SKIP_BROWSER=1 to skip it.")
+        pytest.fail(
+            "The report test needs Chromium (python3 tasks.py test installs Debian's chromium package; "
+            "or apt-get install chromium). Set REGLAB_SKIP_BROWSER=1 to skip it."
+        )
     return found
 
 
 def load_in_chromium(page):
     """(DOM after the scripts ran, console messages) of a headless Chromium load of `page`."""
     run = subprocess.run(
-        [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            browser(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout, [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
 
 
 @pytest.mark.slow
 def test_report_renders_offline_without_console_errors_and_hostile_names_do_nothing(tmp_path):
-    run_dir = tmp_path / "\"><img src=x onerror=\"document.title='pwned'\">"
-    reglab.Sweep(mlp(16), grid={"tag": [HOSTILE], "l2": [0.0, 1e-2, 1e-1]}, cv=2, epochs=3, test_size=0.2,
-                 seed=0).run(X[:600], Y[:600], run_dir=run_dir)
+    run_dir = tmp_path / '"><img src=x onerror="document.title=\'pwned\'">'
+    reglab.Sweep(mlp(16), grid={"tag": [HOSTILE], "l2": [0.0, 1e-2, 1e-1]}, cv=2, epochs=3, test_size=0.2, seed=0).run(
+        X[:600], Y[:600], run_dir=run_dir
+    )
     page = run_dir / "report.html"
     text = page.read_text()
     assert "<script src" not in text and "http://" not in text.split("<script", 1)[0]  # self-contained
@@ -390,7 +495,7 @@ def test_report_renders_offline_without_console_errors_and_hostile_names_do_noth
     title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
     assert title == f"{html.escape(run_dir.name, quote=False)} — reglab report"  # no script ever set it
     assert "&lt;/script&gt;&lt;script&gt;document.title=" in dom  # the hostile value is shown, as text
-    assert "<img src=\"x\"" not in dom and "<img src=x" not in dom
+    assert '<img src="x"' not in dom and "<img src=x" not in dom
 
 
 # --- TensorBoard -----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import inspect
 
 import pytest
 
-from reglab.cli import commands as cli, demo
+from reglab.cli import commands as cli
+from reglab.cli import demo
 from reglab.decide.diagnosis import curves
 
 

@@ -106,18 +106,23 @@ def test_tutorial_custom_regularizers_agree_with_reglab_and_train(digits):
     w = np.random.default_rng(0).normal(size=(5, 8, 4)).astype("float32")
     assert float(L1CustomRegularizer(0.01)(w)) == pytest.approx(float(reglab.kit.regularizers.L1(0.01)(w)), rel=1e-5)
     assert float(L1L2CombinedRegularizer(0.01, 0.02)(w)) == pytest.approx(
-        float(reglab.kit.regularizers.L1L2(0.01, 0.02)(w)), rel=1e-5)
-    assert float(SmoothnessRegularizer(0.01)(w)) == pytest.approx(float(reglab.kit.regularizers.Smoothness(0.01)(w)), rel=1e-5)
+        float(reglab.kit.regularizers.L1L2(0.01, 0.02)(w)), rel=1e-5
+    )
+    assert float(SmoothnessRegularizer(0.01)(w)) == pytest.approx(
+        float(reglab.kit.regularizers.Smoothness(0.01)(w)), rel=1e-5
+    )
 
     # The tutorial's model: Dense with L1L2Combined, then (our fix) the smoothness penalty on a Conv1D
     # kernel, where its (kernel_size, in, out) indexing makes sense.
-    model = keras.Sequential([
-        keras.Input((8, 8)),
-        keras.layers.Conv1D(8, 3, activation="relu", kernel_regularizer=SmoothnessRegularizer(strength=0.01)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu", kernel_regularizer=L1L2CombinedRegularizer(l1=0.001, l2=0.001)),
-        keras.layers.Dense(10, activation="softmax", kernel_regularizer=L1CustomRegularizer(1e-4)),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Conv1D(8, 3, activation="relu", kernel_regularizer=SmoothnessRegularizer(strength=0.01)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu", kernel_regularizer=L1L2CombinedRegularizer(l1=0.001, l2=0.001)),
+            keras.layers.Dense(10, activation="softmax", kernel_regularizer=L1CustomRegularizer(1e-4)),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     ledger = reglab.LossLedger()
     history = model.fit(x.reshape(-1, 8, 8), y, epochs=3, validation_split=0.2, verbose=0, callbacks=[ledger])
@@ -133,27 +138,35 @@ def test_tutorial_dense_conv_and_bias_snippets_under_regularize(digits, digits_i
     from tensorflow.keras import layers, regularizers
 
     # "L2 on the dense layer" and "bias regularization" snippets, built plain and regularized by reglab
-    plain = keras.Sequential([layers.Input(shape=(64,)), layers.Dense(128, activation="relu"),
-                              layers.Dense(10, activation="softmax")])
-    as_tutorial = keras.Sequential([
-        layers.Input(shape=(64,)),
-        layers.Dense(128, activation="relu", kernel_regularizer=regularizers.l2(0.01),
-                     bias_regularizer=regularizers.l2(0.01)),
-        layers.Dense(10, activation="softmax", bias_regularizer=regularizers.l2(0.01)),
-    ])
+    plain = keras.Sequential(
+        [layers.Input(shape=(64,)), layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")]
+    )
+    as_tutorial = keras.Sequential(
+        [
+            layers.Input(shape=(64,)),
+            layers.Dense(
+                128, activation="relu", kernel_regularizer=regularizers.l2(0.01), bias_regularizer=regularizers.l2(0.01)
+            ),
+            layers.Dense(10, activation="softmax", bias_regularizer=regularizers.l2(0.01)),
+        ]
+    )
     as_tutorial.set_weights(plain.get_weights())
     ours = reglab.regularize(plain, kernel={plain.layers[0].name: regularizers.l2(0.01)}, bias=regularizers.l2(0.01))
-    assert float(reglab.regularization_loss(ours)) == pytest.approx(float(reglab.regularization_loss(as_tutorial)), rel=1e-6)
+    assert float(reglab.regularization_loss(ours)) == pytest.approx(
+        float(reglab.regularization_loss(as_tutorial)), rel=1e-6
+    )
 
     # the CNN snippet (Conv2D + MaxPool2D + L2 on both convolutions), on 8x8 digit images
-    cnn = keras.Sequential([
-        layers.Input(shape=(8, 8, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu", kernel_regularizer=regularizers.l2(0.01)),
-        layers.MaxPool2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(2, 2), activation="relu", kernel_regularizer=regularizers.l2(0.01)),
-        layers.Flatten(),
-        layers.Dense(10, activation="softmax"),
-    ])
+    cnn = keras.Sequential(
+        [
+            layers.Input(shape=(8, 8, 1)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu", kernel_regularizer=regularizers.l2(0.01)),
+            layers.MaxPool2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(2, 2), activation="relu", kernel_regularizer=regularizers.l2(0.01)),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     ledger = reglab.LossLedger()
     cnn.fit(xi, y, epochs=3, validation_split=0.2, verbose=0, callbacks=[ledger])
@@ -168,11 +181,24 @@ def test_dropout_snippet_via_regularize_matches_the_hand_written_model(digits):
     from tensorflow.keras.models import Sequential
     from tensorflow.keras.regularizers import l2
 
-    hand = Sequential([keras.Input((64,)), Dense(64, activation="relu", kernel_regularizer=l2(0.01)), Dropout(0.5),
-                       Dense(32, activation="relu", kernel_regularizer=l2(0.01)), Dropout(0.5),
-                       Dense(10, activation="softmax")])
-    plain = Sequential([keras.Input((64,)), Dense(64, activation="relu"), Dense(32, activation="relu"),
-                        Dense(10, activation="softmax")])
+    hand = Sequential(
+        [
+            keras.Input((64,)),
+            Dense(64, activation="relu", kernel_regularizer=l2(0.01)),
+            Dropout(0.5),
+            Dense(32, activation="relu", kernel_regularizer=l2(0.01)),
+            Dropout(0.5),
+            Dense(10, activation="softmax"),
+        ]
+    )
+    plain = Sequential(
+        [
+            keras.Input((64,)),
+            Dense(64, activation="relu"),
+            Dense(32, activation="relu"),
+            Dense(10, activation="softmax"),
+        ]
+    )
     ours = reglab.regularize(plain, kernel=l2(0.01), layers=[0, 1], dropout=0.5)
     assert [type(l).__name__ for l in ours.layers] == [type(l).__name__ for l in hand.layers]
     assert [l.rate for l in ours.layers if isinstance(l, Dropout)] == [0.5, 0.5]

@@ -46,8 +46,9 @@ def sweep(tmp, text, name="bad.toml", mode="w"):
 def table(rows=30, seed=0):
     """A tiny classification table: three numeric features and a 0/1 target `y`."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"a": rng.normal(size=rows), "b": rng.normal(size=rows), "c": rng.normal(size=rows),
-                         "y": np.arange(rows) % 2})
+    return pd.DataFrame(
+        {"a": rng.normal(size=rows), "b": rng.normal(size=rows), "c": rng.normal(size=rows), "y": np.arange(rows) % 2}
+    )
 
 
 def on_file(tmp, file, target='target = "y"\n'):
@@ -84,8 +85,12 @@ def unregistered_class(layer):
 
 
 def unregistered_function(layer):
-    layer["config"]["activation"] = {"module": "builtins", "class_name": "function",
-                                     "config": "hostile_nowhere>swish2", "registered_name": "function"}
+    layer["config"]["activation"] = {
+        "module": "builtins",
+        "class_name": "function",
+        "config": "hostile_nowhere>swish2",
+        "registered_name": "function",
+    }
 
 
 # --- the cases: name -> (write the files and return the argv, fragment the one line must contain) ----------
@@ -97,6 +102,7 @@ def case(fragment):
     def register(make):
         CASES[make.__name__] = (make, fragment)
         return make
+
     return register
 
 
@@ -239,8 +245,13 @@ def activation_unknown(tmp):
 
 @case("Received: layer_groups.early=['hiden_1']")
 def layer_group_unknown_layer(tmp):
-    return sweep(tmp, spec(model='[model]\nlayer_groups = { early = ["hiden_1"] }\n',
-                           search="[search]\ngrid = { 'l2.early' = [0.0, 0.1] }\n"))
+    return sweep(
+        tmp,
+        spec(
+            model='[model]\nlayer_groups = { early = ["hiden_1"] }\n',
+            search="[search]\ngrid = { 'l2.early' = [0.0, 0.1] }\n",
+        ),
+    )
 
 
 @case("Received: layer_groups=3")
@@ -478,6 +489,7 @@ def model_with_lambda(tmp):
         inputs = keras.Input((13,))
         doubled = keras.layers.Lambda(lambda t: t * 2)(inputs)
         keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(4)(doubled))).save(path)
+
     return with_model(tmp, write)
 
 
@@ -507,6 +519,7 @@ def model_layer_names_with_escape_sequences(tmp):
         inputs = keras.Input((13,), name="features")
         hidden = keras.layers.Dense(8, activation="relu", name="hid\x1b[31mden\r\n")(inputs)
         keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="kind")(hidden)).save(path)
+
     return with_model(tmp, write, extras="layer_groups = { early = ['hidden'] }\n")
 
 

@@ -20,7 +20,9 @@ class CountingBuilder:
 
     def __call__(self, point):
         self.calls += 1
-        return keras.Sequential([keras.Input((30,)), keras.layers.Dense(4), keras.layers.Dense(2, activation="softmax")])
+        return keras.Sequential(
+            [keras.Input((30,)), keras.layers.Dense(4), keras.layers.Dense(2, activation="softmax")]
+        )
 
 
 def plain():
@@ -66,7 +68,11 @@ INIT_CASES = [
     ("loss weights as text", dict(loss_weights="heavy"), "Received: loss_weights='heavy'"),
     ("negative loss weight", dict(loss_weights={"a": -1}), "Received: loss_weights=-1"),
     ("the stacked engine, now gone", dict(engine="stacked"), "population engine.*Received: engine='stacked'"),
-    ("refining a dimension without positive values", dict(grid={"l2": [0.0]}, refine=1), r"has none. Received: l2=\[0.0\]"),
+    (
+        "refining a dimension without positive values",
+        dict(grid={"l2": [0.0]}, refine=1),
+        r"has none. Received: l2=\[0.0\]",
+    ),
 ]
 
 
@@ -83,7 +89,12 @@ def test_bad_sweep_settings_are_refused_at_construction(what, overrides, pattern
 
 frame = pd.DataFrame(X[:, :29], columns=[f"f{i}" for i in range(29)]).assign(kind=["a"] * len(X))
 RUN_CASES = [
-    ("NaN feature", lambda: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), Y), {}, "Received: x with 1 NaN"),
+    (
+        "NaN feature",
+        lambda: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), Y),
+        {},
+        "Received: x with 1 NaN",
+    ),
     ("inf feature", lambda: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X), Y), {}, "and 1 inf"),
     ("rank-1 features", lambda: (X[:, 0], Y), {}, r"Received: x.shape=\(569,\)"),
     ("no samples", lambda: (X[:0], Y[:0]), {}, r"Received: x.shape=\(0, 30\)"),
@@ -94,14 +105,28 @@ RUN_CASES = [
     ("fractional labels", lambda: (X, Y * 0.5), {"task": "classification"}, "look like a regression target"),
     ("one class", lambda: (X, np.zeros_like(Y)), {}, "single class"),
     ("class smaller than k", lambda: (X[:40], np.r_[np.zeros(38, int), np.ones(2, int)]), {}, "Class 1 has 2 samples"),
-    ("more folds than samples", lambda: (X[:6], np.r_[np.zeros(3, int), np.ones(3, int)]), {"cv": 10}, "More folds than samples"),
-    ("NaN regression target", lambda: (X, np.where(np.arange(len(Y)) == 3, np.nan, Y.astype(float))), {}, "Received: y with 1 NaN"),
+    (
+        "more folds than samples",
+        lambda: (X[:6], np.r_[np.zeros(3, int), np.ones(3, int)]),
+        {"cv": 10},
+        "More folds than samples",
+    ),
+    (
+        "NaN regression target",
+        lambda: (X, np.where(np.arange(len(Y)) == 3, np.nan, Y.astype(float))),
+        {},
+        "Received: y with 1 NaN",
+    ),
     ("stratified regression", lambda: (X, Y.astype(float) + 0.5), {"stratify": True}, "Received: stratify=True"),
     ("unknown task", lambda: (X, Y), {"task": "ranking"}, "Received: task='ranking'"),
     ("inputs of different lengths", lambda: ({"a": X, "b": X[:-1]}, Y), {}, r"Received: lengths \{"),
     ("input names not strings", lambda: ({0: X}, Y), {}, "dict with string keys"),
-    ("NaN in one of two inputs", lambda: ({"a": X, "b": np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X)}, Y),
-     {}, r"Received: x\['b'\] with 1 NaN"),
+    (
+        "NaN in one of two inputs",
+        lambda: ({"a": X, "b": np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X)}, Y),
+        {},
+        r"Received: x\['b'\] with 1 NaN",
+    ),
     ("several targets without their losses", lambda: (X, {"a": Y, "b": X[:, 0]}), {}, "Received: loss='auto'"),
     ("one target of two too short", lambda: (X, {"a": Y, "b": Y[:-1]}), {}, r"len\(y\['b'\]\)=568"),
     ("several inputs standardized", lambda: ([X, X], Y), {"standardize": True}, "Received: standardize=True"),
@@ -122,10 +147,15 @@ def test_bad_data_is_refused_before_any_model_or_file(what, make, options, patte
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("x, shape", [(X.reshape(-1, 30, 1), r"\(569, 30, 1\)"), (X[:, :29], r"\(569, 29\)")],
-                         ids=["another rank", "another width"])
+@pytest.mark.parametrize(
+    "x, shape",
+    [(X.reshape(-1, 30, 1), r"\(569, 30, 1\)"), (X[:, :29], r"\(569, 29\)")],
+    ids=["another rank", "another width"],
+)
 def test_features_that_do_not_fit_the_model_input_are_refused_before_anything_is_written(x, shape, tmp_path):
-    with pytest.raises(ValueError, match=rf"do not fit the model's input .* of shape \(samples, 30\). Received: x.shape={shape}"):
+    with pytest.raises(
+        ValueError, match=rf"do not fit the model's input .* of shape \(samples, 30\). Received: x.shape={shape}"
+    ):
         reglab.Sweep(CountingBuilder(), **GOOD).run(x, Y, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

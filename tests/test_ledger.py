@@ -12,8 +12,9 @@ pytestmark = pytest.mark.both_backends  # the ledger measures inside the compile
 
 
 def fit_with_ledger(model, x, y, epochs=3, optimizer=None, **fit_kwargs):
-    model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     ledger = reglab.LossLedger()
     history = model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[ledger], **fit_kwargs)
     return ledger.history, history.history
@@ -27,8 +28,9 @@ def split(digits):
 
 def test_prediction_plus_penalty_is_keras_total_train_and_validation(split):
     x, y, xv, yv = split
-    model = reglab.regularize(mlp(hidden=(64, 32)), kernel=L2(3e-3), bias=L1(1e-3), activity=L1(1e-4),
-                              layers=[0, 1], dropout=0.2)
+    model = reglab.regularize(
+        mlp(hidden=(64, 32)), kernel=L2(3e-3), bias=L1(1e-3), activity=L1(1e-4), layers=[0, 1], dropout=0.2
+    )
     table, keras_history = fit_with_ledger(model, x, y, validation_data=(xv, yv))
     np.testing.assert_allclose(table.train_total, keras_history["loss"], rtol=1e-6)
     np.testing.assert_allclose(table.val_total, keras_history["val_loss"], rtol=1e-6)
@@ -101,11 +103,19 @@ def test_add_loss_from_a_custom_layer_is_accounted_for(split):
 
     class Penalized(keras.layers.Layer):
         def call(self, inputs):
-            self.add_loss(1e-3 * keras.ops.sum(keras.ops.square(inputs)) / keras.ops.cast(keras.ops.shape(inputs)[0], "float32"))
+            self.add_loss(
+                1e-3 * keras.ops.sum(keras.ops.square(inputs)) / keras.ops.cast(keras.ops.shape(inputs)[0], "float32")
+            )
             return inputs
 
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), Penalized(),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu"),
+            Penalized(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     table, keras_history = fit_with_ledger(model, x, y, epochs=2)
     assert (table["penalty:add_loss"] > 0).all()
     np.testing.assert_allclose(table.train_loss + table.train_penalty, keras_history["loss"], rtol=1e-5)
@@ -175,10 +185,10 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
     """`reference.train_member` on whichever backend this process has (the JAX pass runs it on JAX):
     the ledger's columns, the split of Keras's loss, a λ schedule that moves and an activity term."""
     from reglab import data as D
-    from reglab.search import plan
     from reglab.engine import reference
     from reglab.engine.training import Training
     from reglab.kit.schedules import Scheduled, Step
+    from reglab.search import plan
 
     x, y = digits
     dataset = D.prepare(x[:300], y[:300])
@@ -187,22 +197,47 @@ def test_the_reference_engine_trains_a_member_on_this_backend(digits):
 
     def build(point):
         warmup = Scheduled(L2(point["l2"]), Step([1], [0.0, 1.0]))  # no penalty in epoch 1, full after
-        return keras.Sequential([
-            keras.Input((64,)),
-            keras.layers.Dense(16, activation="relu", kernel_regularizer=warmup, activity_regularizer=L1(1e-4), name="h"),
-            keras.layers.Dropout(0.1),
-            keras.layers.Dense(10, activation="softmax", name="out"),
-        ], name="net")
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(
+                    16, activation="relu", kernel_regularizer=warmup, activity_regularizer=L1(1e-4), name="h"
+                ),
+                keras.layers.Dropout(0.1),
+                keras.layers.Dense(10, activation="softmax", name="out"),
+            ],
+            name="net",
+        )
 
-    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2,
-                                 loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=True)
+    setting = Training(
+        epochs=3,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-2,
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        standardize=True,
+    )
     trained = reference.train_member(member, dataset, setting, build)
     assert trained.model is not None, trained.rows.error.iloc[0]
     records = trained.rows
     assert list(records.columns[:2]) == ["epoch", "train_loss"]
-    for column in ["train_loss", "train_penalty", "train_total", "val_loss", "val_penalty", "val_total",
-                   "train_accuracy", "val_accuracy", "penalty:net/h/kernel", "penalty:h/activity", "scale:net/h/kernel",
-                   "l2:net/h/kernel", "zeros:net/out/bias", "status"]:
+    for column in [
+        "train_loss",
+        "train_penalty",
+        "train_total",
+        "val_loss",
+        "val_penalty",
+        "val_total",
+        "train_accuracy",
+        "val_accuracy",
+        "penalty:net/h/kernel",
+        "penalty:h/activity",
+        "scale:net/h/kernel",
+        "l2:net/h/kernel",
+        "zeros:net/out/bias",
+        "status",
+    ]:
         assert column in records.columns, column
     assert list(records.epoch) == [1, 2, 3] and (records.status == "ok").all()
     np.testing.assert_allclose(records.train_loss + records.train_penalty, records.train_total, rtol=1e-6)

@@ -8,18 +8,17 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NaNGradient
 from keras import layers as L
 
-from conftest import NaNGradient
 from reglab import data as D
-from reglab.search import plan
-from reglab.kit import regularizers as R
 from reglab import zoo
 from reglab.engine import convolution, population
-from reglab.engine.training import Training, compile_model
 from reglab.engine.batches import default_order
+from reglab.engine.training import Training, compile_model
+from reglab.kit import regularizers as R
 from reglab.kit.schedules import LinearWarmup, Scheduled
-
+from reglab.search import plan
 
 X, _, Y = zoo.digits()
 FAMILIES = zoo.families()
@@ -34,8 +33,15 @@ def setup(x, n=300, folds=2, lambdas=(0.0, 1e-2), seed=0):
 
 
 def training(optimizer="adam", lr=1e-3, epochs=3):
-    return Training(epochs=epochs, batch_size=32, optimizer=optimizer, learning_rate=lr,
-                              loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
+    return Training(
+        epochs=epochs,
+        batch_size=32,
+        optimizer=optimizer,
+        learning_rate=lr,
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        standardize=False,
+    )
 
 
 def fit(build, member, dataset, setting):
@@ -48,10 +54,18 @@ def fit(build, member, dataset, setting):
     history = []
     for epoch in range(setting.epochs):
         order = default_order(member, epoch)
-        h = model.fit(D.rows(dataset.x, order), D.rows(dataset.y, order), batch_size=setting.batch_size, shuffle=False,
-                      epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks,
-                      validation_data=(D.rows(dataset.x, member.val), D.rows(dataset.y, member.val)),
-                      validation_batch_size=len(member.val))
+        h = model.fit(
+            D.rows(dataset.x, order),
+            D.rows(dataset.y, order),
+            batch_size=setting.batch_size,
+            shuffle=False,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            verbose=0,
+            callbacks=callbacks,
+            validation_data=(D.rows(dataset.x, member.val), D.rows(dataset.y, member.val)),
+            validation_batch_size=len(member.val),
+        )
         history.append({k: v[-1] for k, v in h.history.items()})
     return {v.path: np.asarray(v.value) for v in model.trainable_variables}, pd.DataFrame(history)
 
@@ -92,8 +106,9 @@ def test_any_keras_optimizer(optimizer, lr):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [{"l2": 0.0, "weight_decay": 0.05}, {"l2": 0.0, "prox_l1": 1e-3}],
-                         ids=["weight-decay", "proximal-l1"])
+@pytest.mark.parametrize(
+    "point", [{"l2": 0.0, "weight_decay": 0.05}, {"l2": 0.0, "prox_l1": 1e-3}], ids=["weight-decay", "proximal-l1"]
+)
 def test_what_a_point_asks_of_the_optimizer(point):
     """Decoupled decay and the proximal step (`reglab.kit.optimizers.Proximal`) are the optimizer's own."""
     dataset, members = setup(X)
@@ -118,10 +133,13 @@ def test_a_population_whose_strengths_are_all_zero_reports_zero_terms():
 
 def test_scheduled_penalties_follow_their_schedule_per_member():
     def build(point):
-        return keras.Sequential([keras.Input((64,)),
-                                 L.Dense(16, activation="relu",
-                                         kernel_regularizer=Scheduled(R.L2(point["l2"]), LinearWarmup(3))),
-                                 L.Dense(10, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(16, activation="relu", kernel_regularizer=Scheduled(R.L2(point["l2"]), LinearWarmup(3))),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
 
     dataset, members = setup(X, lambdas=(1e-2,), folds=2)
     (pop,), _ = population.plan_populations(members, build)
@@ -170,6 +188,7 @@ def test_a_convolution_in_the_epochs_loop_computes_what_fit_computes_bit_for_bit
         def one(x, g):
             y, back = jax.vjp(conv, x, w)
             return (y, *back(g))
+
         return one
 
     top = jax.jit(step(theirs))(x[0], g[0])
@@ -208,8 +227,11 @@ def test_a_wrong_convolution_batching_is_refused_before_any_tracing(monkeypatch)
             pass
 
 
-@pytest.mark.parametrize("family, lambdas", [("mlp-dropout", (0.0, 1e-4, 1e-2)), ("conv1d-batchnorm", (0.0, 1e-2))],
-                         ids=["padded, a shard filled up with a copy", "partial-batch segments"])
+@pytest.mark.parametrize(
+    "family, lambdas",
+    [("mlp-dropout", (0.0, 1e-4, 1e-2)), ("conv1d-batchnorm", (0.0, 1e-2))],
+    ids=["padded, a shard filled up with a copy", "partial-batch segments"],
+)
 def test_shards_side_by_side_train_each_member_as_one_program_does(monkeypatch, family, lambdas):
     """A population split into shards that run in threads of their own (one compiled program for all):
     every member's records and weights are those of the unsplit population (to float32 rounding: XLA's
@@ -236,8 +258,13 @@ def test_a_diverging_member_is_frozen_and_leaves_the_others_bit_for_bit_unchange
 
     def build(point):
         penalty = NaNGradient() if point["l2"] < 0 else R.L2(point["l2"])
-        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu", kernel_regularizer=penalty),
-                                 L.Dense(10, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(16, activation="relu", kernel_regularizer=penalty),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
 
     def run(bad):
         dataset, members = setup(X, lambdas=(0.0, 1e-3, bad))
@@ -266,14 +293,21 @@ def test_dropout_masks_are_drawn_per_member(rate):
     """Two members with the same initial weights (fixed initializer seeds) and batches, different member
     seeds: their weights part after one epoch exactly when dropout is on."""
     dataset, members = setup(X, lambdas=(0.0,), folds=2)
-    twins = [plan.Member(f"twin{s}", members[0].point, members[0].point_id, 0, 0, s, members[0].train, members[0].val)
-             for s in (1, 2)]
+    twins = [
+        plan.Member(f"twin{s}", members[0].point, members[0].point_id, 0, 0, s, members[0].train, members[0].val)
+        for s in (1, 2)
+    ]
 
     def build(point):
-        return keras.Sequential([keras.Input((64,)),
-                                 L.Dense(16, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(0)),
-                                 L.Dropout(rate), L.GaussianNoise(rate),
-                                 L.Dense(10, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(1))])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(16, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(0)),
+                L.Dropout(rate),
+                L.GaussianNoise(rate),
+                L.Dense(10, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(1)),
+            ]
+        )
 
     (pop,), _ = population.plan_populations(twins, build)
     _, weights, _ = population.train_population(pop, dataset, training(epochs=1), order=lambda m, e: m.train)
@@ -290,10 +324,14 @@ def test_points_differing_in_learning_rate_decay_proximal_strength_and_dropout_t
 
     build = MLP(hidden=[32, 16]).bind(64, 10)
     dataset, members = setup(X)
-    points = [{"l2": 1e-3, "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 0.0, "prox_l1": 0.0},
-              {"l2": 1e-2, "dropout": 0.3, "learning_rate": 3e-3, "weight_decay": 0.05, "prox_l1": 1e-3}]
-    members = [plan.Member(m.id, points[i % 2], m.point_id, m.fold, m.repeat, m.seed, m.train, m.val)
-               for i, m in enumerate(members)]
+    points = [
+        {"l2": 1e-3, "dropout": 0.1, "learning_rate": 1e-3, "weight_decay": 0.0, "prox_l1": 0.0},
+        {"l2": 1e-2, "dropout": 0.3, "learning_rate": 3e-3, "weight_decay": 0.05, "prox_l1": 1e-3},
+    ]
+    members = [
+        plan.Member(m.id, points[i % 2], m.point_id, m.fold, m.repeat, m.seed, m.train, m.val)
+        for i, m in enumerate(members)
+    ]
     pops, _ = population.plan_populations(members, build)
     assert len(pops) == 1
     setting = training()
@@ -307,8 +345,14 @@ def test_points_differing_in_learning_rate_decay_proximal_strength_and_dropout_t
 
 def test_a_layer_that_needs_its_rate_as_a_number_trains_one_population_per_rate():
     def build(point):  # GaussianDropout computes math.sqrt(rate / (1 - rate)) in Python
-        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu"),
-                                 L.GaussianDropout(0.1 if point["l2"] else 0.4), L.Dense(10, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(16, activation="relu"),
+                L.GaussianDropout(0.1 if point["l2"] else 0.4),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
 
     dataset, members = setup(X)
     (pop,), _ = population.plan_populations(members, build)
@@ -326,8 +370,13 @@ def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_row
     equivalence tests above then cover both paths."""
 
     def plain_mlp(point):
-        return keras.Sequential([keras.Input((64,)), L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
-                                 L.Dense(10, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
 
     # (training, evaluation). Dropout is row-independent: JAX's threefry draws each element from its
     # position, so the real rows' draws do not depend on the rows after them. What is not:
@@ -365,14 +414,20 @@ def test_the_metrics_people_use_are_those_of_fit(task):
     x = ((x - x.mean(0)) / x.std(0)).astype("float32")[:300]
 
     def build(point):
-        return keras.Sequential([keras.Input((x.shape[1],)), L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
-                                 L.Dense(width, activation=activation)])
+        return keras.Sequential(
+            [
+                keras.Input((x.shape[1],)),
+                L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+                L.Dense(width, activation=activation),
+            ]
+        )
 
     dataset = D.prepare(x, y[:300], "classification" if task == "binary" else "regression")
     rest, _ = D.split_test(dataset, None, 0, task == "binary")
     members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, rest, 2, 1, 0, task == "binary"), 0)
-    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2, loss=loss,
-                                 metrics=metrics, standardize=False)
+    setting = Training(
+        epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-2, loss=loss, metrics=metrics, standardize=False
+    )
     (pop,), _ = population.plan_populations(members, build)
     records, weights, _ = population.train_population(pop, dataset, setting)
     for member in (members[0], members[-1]):
@@ -388,8 +443,9 @@ def test_the_metrics_people_use_are_those_of_fit(task):
 def two_outputs(point):
     inputs = keras.Input((64,))
     h = L.Dense(16, activation="relu", kernel_regularizer=R.L2(point["l2"]))(inputs)
-    return keras.Model(inputs, {"digit": L.Dense(10, activation="softmax", name="digit")(h),
-                                "ink": L.Dense(1, name="ink")(h)})
+    return keras.Model(
+        inputs, {"digit": L.Dense(10, activation="softmax", name="digit")(h), "ink": L.Dense(1, name="ink")(h)}
+    )
 
 
 def two_output_data(n=300):
@@ -400,17 +456,24 @@ def two_output_data(n=300):
 def test_a_model_with_two_outputs_and_loss_weights_trains_exactly_as_model_fit():
     dataset = two_output_data()
     members = plan.members([{"l2": 0.0}, {"l2": 1e-2}], D.folds(dataset, np.arange(len(dataset)), 2, 1, 0, False), 0)
-    setting = Training(epochs=3, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                                 loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
-                                 metrics={"digit": ["accuracy"], "ink": ["mae"]}, standardize=False,
-                                 loss_weights={"digit": 1.0, "ink": 0.5})
+    setting = Training(
+        epochs=3,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
+        metrics={"digit": ["accuracy"], "ink": ["mae"]},
+        standardize=False,
+        loss_weights={"digit": 1.0, "ink": 0.5},
+    )
     (pop,), _ = population.plan_populations(members, two_outputs)
     records, weights, _ = population.train_population(pop, dataset, setting)
     for member in (members[0], members[-1]):
         expected, history = fit(two_outputs, member, dataset, setting)
         assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
-        np.testing.assert_allclose(records[member.id].val_loss, history["val_loss"] - records[member.id].val_penalty,
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            records[member.id].val_loss, history["val_loss"] - records[member.id].val_penalty, rtol=1e-5, atol=1e-6
+        )
         np.testing.assert_allclose(records[member.id].val_digit_accuracy, history["val_digit_accuracy"], atol=1e-6)
         np.testing.assert_allclose(records[member.id].train_ink_mae, history["ink_mae"], rtol=1e-5, atol=1e-6)
 
@@ -420,13 +483,24 @@ def test_sweeps_over_models_with_several_inputs_or_outputs_select_refit_and_test
     from reglab import Sweep
 
     build, x = FAMILIES["two-inputs"]
-    result = Sweep(build, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=4, learning_rate=1e-2, test_size=0.2, seed=0).run(D.rows(x, slice(0, 400)), Y[:400])
+    result = Sweep(build, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=4, learning_rate=1e-2, test_size=0.2, seed=0).run(
+        D.rows(x, slice(0, 400)), Y[:400]
+    )
     assert set(result.members.l2) == {0.0, 1e-2} and 0 <= result.test["accuracy"] <= 1
     assert result.model.predict(D.rows(x, slice(0, 5)), verbose=0).shape == (5, 10)
 
     dataset = two_output_data()
-    result = Sweep(two_outputs, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=4, learning_rate=1e-2, test_size=0.2, seed=0,
-                   loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"}, loss_weights={"digit": 1.0, "ink": 0.5},
-                   metrics={"digit": ["accuracy"]}).run(dataset.x, dataset.y)
+    result = Sweep(
+        two_outputs,
+        grid={"l2": [0.0, 1e-2]},
+        cv=2,
+        epochs=4,
+        learning_rate=1e-2,
+        test_size=0.2,
+        seed=0,
+        loss={"digit": "sparse_categorical_crossentropy", "ink": "mse"},
+        loss_weights={"digit": 1.0, "ink": 0.5},
+        metrics={"digit": ["accuracy"]},
+    ).run(dataset.x, dataset.y)
     assert np.isfinite(result.test["loss"]) and result.best["point_id"] in set(result.members.point)
     assert "val_digit_accuracy" in result.members

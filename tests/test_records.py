@@ -10,11 +10,14 @@ import reglab
 
 
 def build(point):
-    return keras.Sequential([
-        keras.Input((30,)),
-        keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"]), name="h"),
-        keras.layers.Dense(2, activation="softmax", name="out"),
-    ], name="net")
+    return keras.Sequential(
+        [
+            keras.Input((30,)),
+            keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"]), name="h"),
+            keras.layers.Dense(2, activation="softmax", name="out"),
+        ],
+        name="net",
+    )
 
 
 @pytest.mark.slow
@@ -26,13 +29,24 @@ def test_both_engines_write_the_same_table():
     x, y = x[:120].astype("float32"), y[:120]
     tables = {}
     for engine in ("population", "reference"):
-        sweep = reglab.Sweep(build, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=3, batch_size=64, learning_rate=1e-2,
-                             standardize=True, refit=False, engine=engine, seed=0)
+        sweep = reglab.Sweep(
+            build,
+            grid={"l2": [0.0, 1e-2]},
+            cv=2,
+            epochs=3,
+            batch_size=64,
+            learning_rate=1e-2,
+            standardize=True,
+            refit=False,
+            engine=engine,
+            seed=0,
+        )
         tables[engine] = sweep.run(x, y).epochs
     population, reference = tables["population"], tables["reference"]
     assert list(population.columns) == list(reference.columns)
     assert population.dtypes.to_dict() == reference.dtypes.to_dict()
     assert population.attrs["params"] == reference.attrs["params"] == ["l2"]
-    pd.testing.assert_frame_equal(population.drop(columns="seconds"), reference.drop(columns="seconds"),
-                                  check_exact=False, rtol=1e-4, atol=1e-6)
+    pd.testing.assert_frame_equal(
+        population.drop(columns="seconds"), reference.drop(columns="seconds"), check_exact=False, rtol=1e-4, atol=1e-6
+    )
     assert np.isfinite(population["baseline_loss"]).all() and (population["baseline_predictor"] == "class priors").all()

@@ -9,9 +9,9 @@ import pytest
 from conftest import weights_equal
 
 import reglab
-from reglab.search import points
 from reglab.kit.attach import hidden_layers
 from reglab.kit.regularizers import L1, L2
+from reglab.search import points
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
 
@@ -32,8 +32,9 @@ def sequences():
 
 
 def rnn_model(kind="lstm"):
-    return keras.Sequential([keras.Input((8, 8)), RECURRENT[kind](), keras.layers.Dense(10, activation="softmax", name="out")],
-                            name="net")
+    return keras.Sequential(
+        [keras.Input((8, 8)), RECURRENT[kind](), keras.layers.Dense(10, activation="softmax", name="out")], name="net"
+    )
 
 
 def perturbed(model):
@@ -53,8 +54,11 @@ def test_recurrent_penalty_goes_on_the_recurrent_kernels_only(kind):
     directions = ("forward_lstm", "backward_lstm") if kind.startswith("bidirectional") else ("",)
     assert len(penalized) == len(directions)  # input kernels, biases and the output layer untouched
     assert all(v.path.endswith("_cell/recurrent_kernel") and d in v.path for v, d in zip(penalized, directions))
-    expected = sum(lam * np.square(w.numpy().astype(np.float64)).sum() for w in base.trainable_weights
-                   if w.path.endswith("recurrent_kernel"))
+    expected = sum(
+        lam * np.square(w.numpy().astype(np.float64)).sum()
+        for w in base.trainable_weights
+        if w.path.endswith("recurrent_kernel")
+    )
     assert float(keras.ops.sum(model.losses)) == pytest.approx(expected, rel=1e-5)
 
 
@@ -67,16 +71,25 @@ def test_bidirectional_directions_share_the_one_regularizer_object():
 
 
 def test_recurrent_layers_are_hidden_layers_and_their_kernel_is_the_input_kernel():
-    model = keras.Sequential([keras.Input((8, 8)), keras.layers.LSTM(8, return_sequences=True, name="first"),
-                              keras.layers.Bidirectional(keras.layers.GRU(4), name="second"),
-                              keras.layers.Dense(10, name="out")], name="net")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.LSTM(8, return_sequences=True, name="first"),
+            keras.layers.Bidirectional(keras.layers.GRU(4), name="second"),
+            keras.layers.Dense(10, name="out"),
+        ],
+        name="net",
+    )
     assert [layer.name for layer in hidden_layers(model)] == ["first", "second"]
     out = points.apply(model, {"l2": 1e-3, "recurrent_l1": 1e-4, "dropout": 0.1})
     penalties = {v.path: type(v.regularizer).__name__ for v in out.trainable_weights if v.regularizer is not None}
     assert penalties == {
-        "net/first/lstm_cell/kernel": "L2", "net/first/lstm_cell/recurrent_kernel": "L1",
-        "net/second/forward_gru/gru_cell/kernel": "L2", "net/second/forward_gru/gru_cell/recurrent_kernel": "L1",
-        "net/second/backward_gru/gru_cell/kernel": "L2", "net/second/backward_gru/gru_cell/recurrent_kernel": "L1",
+        "net/first/lstm_cell/kernel": "L2",
+        "net/first/lstm_cell/recurrent_kernel": "L1",
+        "net/second/forward_gru/gru_cell/kernel": "L2",
+        "net/second/forward_gru/gru_cell/recurrent_kernel": "L1",
+        "net/second/backward_gru/gru_cell/kernel": "L2",
+        "net/second/backward_gru/gru_cell/recurrent_kernel": "L1",
     }
     assert [layer.name for layer in out.layers] == ["first", "first_dropout", "second", "second_dropout", "out"]
     assert points.describe({"recurrent_l2": 0.01}) == "L2(l2=0.01) on the hidden layers' recurrent kernels"
@@ -91,8 +104,11 @@ def test_ledger_reports_the_recurrent_kernel_apart_from_the_input_kernel(sequenc
     model.fit(x[:512], y[:512], epochs=2, batch_size=64, verbose=0, callbacks=[ledger])
     table = ledger.history
     columns = sorted(c for c in table.columns if c.startswith("penalty:"))
-    assert columns == [f"penalty:net/rnn/{d}_lstm/lstm_cell/{w}" for d in ("backward", "forward")
-                       for w in ("kernel", "recurrent_kernel")]
+    assert columns == [
+        f"penalty:net/rnn/{d}_lstm/lstm_cell/{w}"
+        for d in ("backward", "forward")
+        for w in ("kernel", "recurrent_kernel")
+    ]
     assert ledger.terms["net/rnn/forward_lstm/lstm_cell/recurrent_kernel"] == "L2(l2=0.03)"
     assert ledger.terms["net/rnn/forward_lstm/lstm_cell/kernel"] == "L2(l2=0.001)"
     assert (table[columns] > 0).all().all()
@@ -102,8 +118,17 @@ def test_ledger_reports_the_recurrent_kernel_apart_from_the_input_kernel(sequenc
 @pytest.mark.slow
 def test_sweep_over_the_recurrent_key_reaches_the_recurrent_kernel(sequences):
     x, y = sequences
-    sweep = reglab.Sweep(rnn_model("lstm"), grid={"recurrent_l2": [0.0, 1e-2]}, cv=0.25, epochs=2, batch_size=32,
-                         learning_rate=1e-2, engine="reference", refit=False, seed=0)
+    sweep = reglab.Sweep(
+        rnn_model("lstm"),
+        grid={"recurrent_l2": [0.0, 1e-2]},
+        cv=0.25,
+        epochs=2,
+        batch_size=32,
+        learning_rate=1e-2,
+        engine="reference",
+        refit=False,
+        seed=0,
+    )
     result = sweep.run(x[:600], y[:600])
     column = "penalty:net/rnn/lstm_cell/recurrent_kernel"
     assert [c for c in result.epochs.columns if c.startswith("penalty:")] == [column]
@@ -114,7 +139,9 @@ def test_sweep_over_the_recurrent_key_reaches_the_recurrent_kernel(sequences):
 
 def test_recurrent_arguments_without_a_recurrent_layer_are_refused():
     dense = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8, name="h"), keras.layers.Dense(10, name="out")])
-    with pytest.raises(ValueError, match=r"None of the selected layers has a trainable recurrent kernel.*Received: layers=None"):
+    with pytest.raises(
+        ValueError, match=r"None of the selected layers has a trainable recurrent kernel.*Received: layers=None"
+    ):
         reglab.regularize(dense, recurrent=L2(1e-3))
     with pytest.raises(ValueError, match=r"has no trainable recurrent kernel.*Received: recurrent="):
         reglab.regularize(rnn_model(), recurrent={"out": L2(1e-3)})

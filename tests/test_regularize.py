@@ -22,13 +22,15 @@ def grads(model, x, y):
 
 
 def conv1d_model():
-    return keras.Sequential([
-        keras.Input((8, 8)),
-        keras.layers.Conv1D(6, 3, activation="relu"),
-        keras.layers.MaxPooling1D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Conv1D(6, 3, activation="relu"),
+            keras.layers.MaxPooling1D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def conv2d_functional():
@@ -128,12 +130,14 @@ def test_functional_dropout_insertion_and_per_layer_dict(digits):
 
 
 def test_selection_by_name_pattern_index_type_and_predicate():
-    base = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(4, name="enc_1"),
-        keras.layers.Dense(4, name="enc_2"),
-        keras.layers.Dense(2, name="head"),
-    ])
+    base = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(4, name="enc_1"),
+            keras.layers.Dense(4, name="enc_2"),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
 
     def regularized(**kwargs):
         model = reglab.regularize(base, kernel=L2(0.1), **kwargs)
@@ -186,7 +190,11 @@ class Subclassed(keras.Model):
         (mlp, {"kernel": L2(0.1), "dropout": 1.0}, "Received: dropout=1.0"),
         (mlp, {"kernel": L2(0.1), "dropout": -0.1}, "Received: dropout=-0.1"),
         (mlp, {"dropout": 0.5, "layers": -1}, "No selected hidden layer"),
-        (conv1d_model, {"kernel": "l2", "layers": keras.layers.Flatten}, "None of the selected layers has a trainable kernel"),
+        (
+            conv1d_model,
+            {"kernel": "l2", "layers": keras.layers.Flatten},
+            "None of the selected layers has a trainable kernel",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_the_argument_named(make, kwargs, pattern):

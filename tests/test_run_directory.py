@@ -16,8 +16,16 @@ X, Y = load_wine(return_X_y=True)
 
 
 def sweep(grid=None, learning_rate=1e-2):
-    return reglab.Sweep(MLP(hidden=[8]).bind(13, 3), grid=grid or {"l2": [0.0, 1e-2]}, cv=2, epochs=2, refit=False,
-                        standardize=True, learning_rate=learning_rate, seed=0)
+    return reglab.Sweep(
+        MLP(hidden=[8]).bind(13, 3),
+        grid=grid or {"l2": [0.0, 1e-2]},
+        cv=2,
+        epochs=2,
+        refit=False,
+        standardize=True,
+        learning_rate=learning_rate,
+        seed=0,
+    )
 
 
 def test_a_member_file_from_another_sweep_is_quarantined_and_never_read(tmp_path):
@@ -38,8 +46,11 @@ def test_temporaries_of_a_killed_write_are_removed_and_a_lone_temporary_spec_res
     run_dir.mkdir()
     (run_dir / ".spec.json.k1ll3d00.tmp").write_text('{"spec": {"mod')  # a first write killed midway
     sweep().run(X, Y, run_dir=run_dir)  # resumable: not "not a reglab run directory"
-    leftovers = [run_dir / ".epochs.parquet.abcdefgh.tmp", run_dir / "members" / ".x.parquet.abcdefgh.tmp",
-                 run_dir / ".best_model.keras.abcdefgh.keras"]
+    leftovers = [
+        run_dir / ".epochs.parquet.abcdefgh.tmp",
+        run_dir / "members" / ".x.parquet.abcdefgh.tmp",
+        run_dir / ".best_model.keras.abcdefgh.keras",
+    ]
     for file in leftovers:
         file.write_bytes(b"half a file")
     (run_dir / "notes.txt").write_text("the user's own file stays")
@@ -47,21 +58,28 @@ def test_temporaries_of_a_killed_write_are_removed_and_a_lone_temporary_spec_res
     assert not any(file.exists() for file in leftovers) and (run_dir / "notes.txt").exists()
 
 
-WINE = ('name = "{name}"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\ngrid = {{ {grid} }}\n'
-        '[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = {learning_rate}\n')
+WINE = (
+    'name = "{name}"\n[data]\nsource = "wine"\n[model]\nhidden = [8]\n[search]\ngrid = {{ {grid} }}\n'
+    "[cv]\nfolds = 2\n[train]\nepochs = 3\nlearning_rate = {learning_rate}\n"
+)
 
 
 def _sweep_cli(tmp_path, run_dir=None, name="wine", grid="l2 = [0.0, 1e-2]", learning_rate=0.03):
     """`reglab sweep` in a subprocess on a small wine config."""
     config = tmp_path / f"{name}.toml"
     config.write_text(WINE.format(name=name, grid=grid, learning_rate=learning_rate))
-    return subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir",
-                           str(run_dir or tmp_path / "run"), "-q"], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir or tmp_path / "run"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _report_cli(run_dir):
-    return subprocess.run([sys.executable, "-m", "reglab", "report", str(run_dir)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "reglab", "report", str(run_dir)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cli_says_why(tmp_path):

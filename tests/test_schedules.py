@@ -7,7 +7,16 @@ from conftest import mlp
 
 import reglab
 from reglab.kit.regularizers import L2
-from reglab.kit.schedules import Constant, CosineWarmup, LinearWarmup, Scheduled, Step, StrengthScheduler, get, set_epoch
+from reglab.kit.schedules import (
+    Constant,
+    CosineWarmup,
+    LinearWarmup,
+    Scheduled,
+    Step,
+    StrengthScheduler,
+    get,
+    set_epoch,
+)
 
 pytestmark = pytest.mark.both_backends  # on JAX the scale must be part of the step's state (`track_scales`)
 

@@ -6,7 +6,6 @@ import keras
 import reglab
 
 
-
 def test_the_tutorials_tf_keras_models_train_as_a_population(digits):
     import tensorflow as tf
     from tensorflow.keras import layers, regularizers
@@ -15,13 +14,15 @@ def test_the_tutorials_tf_keras_models_train_as_a_population(digits):
     x, y = digits
 
     def build(point):  # seed 002's network: L2 on the hidden layers, Dropout between them
-        return tf.keras.Sequential([
-            layers.Input(shape=(64,)),
-            layers.Dense(64, activation="relu", kernel_regularizer=regularizers.l2(point["l2"])),
-            layers.Dropout(0.5),
-            layers.Dense(32, activation="relu", kernel_regularizer=regularizers.l2(point["l2"])),
-            layers.Dense(10, activation="softmax"),
-        ])
+        return tf.keras.Sequential(
+            [
+                layers.Input(shape=(64,)),
+                layers.Dense(64, activation="relu", kernel_regularizer=regularizers.l2(point["l2"])),
+                layers.Dropout(0.5),
+                layers.Dense(32, activation="relu", kernel_regularizer=regularizers.l2(point["l2"])),
+                layers.Dense(10, activation="softmax"),
+            ]
+        )
 
     sweep = reglab.Sweep(build, grid={"l2": [0.0, 0.01]}, cv=2, epochs=3, engine="population", refit=False, seed=0)
     result = sweep.run(x, y)

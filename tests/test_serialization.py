@@ -16,7 +16,8 @@ import keras
 import pytest
 
 import reglab
-from reglab.kit import regularizers as R, schedules as S
+from reglab.kit import regularizers as R
+from reglab.kit import schedules as S
 from reglab.kit.optimizers import Proximal
 
 pytestmark = pytest.mark.both_backends  # the Keras-level kit works on either backend
@@ -94,8 +95,10 @@ def loaded(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-3000:]
     reloaded = json.loads(run.stdout.strip().splitlines()[-1])
     # Through JSON as the child's answer went: tuples become lists, nothing else changes.
-    return {name: (json.loads(json.dumps(keras.saving.serialize_keras_object(obj))), reloaded[name])
-            for name, obj in originals.items()}
+    return {
+        name: (json.loads(json.dumps(keras.saving.serialize_keras_object(obj))), reloaded[name])
+        for name, obj in originals.items()
+    }
 
 
 @pytest.mark.slow
@@ -110,7 +113,9 @@ def test_every_registered_class_loads_after_import_reglab_alone(name, loaded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("then", ["import keras", "import reglab.kit.regularizers", "from reglab.regularizers import GroupLasso"])
+@pytest.mark.parametrize(
+    "then", ["import keras", "import reglab.kit.regularizers", "from reglab.regularizers import GroupLasso"]
+)
 def test_import_reglab_stays_light_and_registers_when_keras_arrives(then):
     """`reglab --help` imports the package: it must not pull in Keras, yet every reglab class must be
     registered once Keras arrives later in the process — imported by the user, or by a reglab module
@@ -153,8 +158,13 @@ if sys.argv[1:] == ["control"]:
     keras.saving.serialize_keras_object(model)
     print("tensorflow" in sys.modules)
 """
-    run = subprocess.run([sys.executable, "-c", script, "control"], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "KERAS_BACKEND": "jax"})
+    run = subprocess.run(
+        [sys.executable, "-c", script, "control"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split()[-3:] == ["jax", "False", "True"]
 

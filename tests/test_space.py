@@ -21,7 +21,9 @@ def test_random_points_are_reproducible_and_within_bounds():
 
 
 def test_refine_narrows_around_the_best_value():
-    assert space.refine([0.0, 1e-3, 1e-1], [0.5, 0.2, 0.9], n=1) == [0.003162]  # between 1e-4 (0 is no neighbour on a log axis) and 1e-1
+    assert space.refine([0.0, 1e-3, 1e-1], [0.5, 0.2, 0.9], n=1) == [
+        0.003162
+    ]  # between 1e-4 (0 is no neighbour on a log axis) and 1e-1
     low = space.refine([0.0, 1e-3, 1e-1], [0.1, 0.2, 0.9], n=2)  # 0 is best: between 1e-5 and 1e-3
     assert all(1e-5 < v < 1e-3 for v in low)
     high = space.refine([1e-3, 1e-2], [0.9, float("nan")], n=3)  # NaN (failed) is never the best

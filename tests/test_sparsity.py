@@ -19,9 +19,14 @@ X = (X / 16).astype("float32")
 
 def digits_model(regularizer=None):
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(64, activation="relu", name="hidden",
-                                                                    kernel_regularizer=regularizer),
-                             keras.layers.Dense(10, activation="softmax", name="out")], name="net")
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(64, activation="relu", name="hidden", kernel_regularizer=regularizer),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ],
+        name="net",
+    )
 
 
 def train(model, optimizer, epochs=8):
@@ -37,7 +42,9 @@ def test_proximal_sgd_is_ista_and_reaches_sklearns_lasso_exactly():
     l1 = 0.05
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(1, kernel_initializer="zeros")])
     model.compile(optimizer=Proximal(keras.optimizers.SGD(0.2), l1=l1), loss="mse")
-    model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(3000), epochs=1, verbose=0, shuffle=False)  # 3000 full-batch steps
+    model.fit(
+        tf.data.Dataset.from_tensors((x, y)).repeat(3000), epochs=1, verbose=0, shuffle=False
+    )  # 3000 full-batch steps
     w = model.get_weights()[0].ravel()
     exact = Lasso(alpha=lasso_alpha(l1), tol=1e-12, max_iter=100_000).fit(x.astype(float), y.astype(float)).coef_
     assert np.array_equal(w == 0, exact == 0) and (exact == 0).sum() >= 2  # the same exact zeros
@@ -86,13 +93,16 @@ def test_the_proximal_operators():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(optimizer.prox(w, 1.0)), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Proximal("adagrad", l1=0.1), "Received: inner=Adagrad"),
-    (lambda: Proximal("sgd", l1=-1), "Received: l1=-1"),
-    (lambda: Proximal("sgd", group_lasso="a"), "Received: group_lasso='a'"),
-    (lambda: Proximal("sgd", l1=0.1, weights="("), "Received: weights='\\('"),
-    (lambda: Proximal("sgd", l1=0.1, clipnorm=1.0), "Received: clipnorm=1.0"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Proximal("adagrad", l1=0.1), "Received: inner=Adagrad"),
+        (lambda: Proximal("sgd", l1=-1), "Received: l1=-1"),
+        (lambda: Proximal("sgd", group_lasso="a"), "Received: group_lasso='a'"),
+        (lambda: Proximal("sgd", l1=0.1, weights="("), "Received: weights='\\('"),
+        (lambda: Proximal("sgd", l1=0.1, clipnorm=1.0), "Received: clipnorm=1.0"),
+    ],
+)
 def test_bad_arguments_name_themselves(make, message):
     with pytest.raises(ValueError, match=message):
         make()

@@ -35,8 +35,13 @@ class Builder:
 
     def __call__(self, point):
         self.calls += 1
-        return keras.Sequential([keras.Input((30,)), keras.layers.Dense(8, activation="relu",
-                                 kernel_regularizer=keras.regularizers.L2(point["l2"])), keras.layers.Dense(2, activation="softmax")])
+        return keras.Sequential(
+            [
+                keras.Input((30,)),
+                keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+                keras.layers.Dense(2, activation="softmax"),
+            ]
+        )
 
 
 # a learning rate at which 2 epochs beat the constant predictor (else nothing could be selected)
@@ -108,8 +113,12 @@ MEMBERS, EPOCHS = 2 * 2, 2  # points × folds, and epochs, of CONFIG
 
 
 def _sweep(config: Path, run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -132,8 +141,12 @@ def test_sigkill_mid_sweep_then_resume_equals_an_uninterrupted_run(tmp_path):
         for name in survivors:  # every file that exists is whole
             pd.read_parquet(killed / "members" / name)
 
-        resumed = subprocess.run([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(killed), "-q"],
-                                 capture_output=True, text=True, timeout=600)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(killed), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert resumed.returncode == 0, resumed.stderr
         for name, content in survivors.items():  # nothing complete was recomputed or rewritten
             assert (killed / "members" / name).read_bytes() == content
@@ -186,8 +199,12 @@ def holder():
     started = []
 
     def start(run_dir, seconds, how="open"):
-        process = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir), how, str(seconds)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(run_dir), how, str(seconds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         started.append(process)
         assert process.stdout.readline() == "locked\n", process.communicate(timeout=60)
         return process
@@ -210,8 +227,11 @@ def test_a_run_directory_in_use_names_its_holder_and_a_killed_holder_frees_it(tm
     with pytest.raises(ValueError) as caught:
         RunDirectory(run_dir).open({"a": 1}, "hash", "data")
     message = str(caught.value)
-    assert re.search(rf"run directory {re.escape(str(run_dir))} is in use by process {held.pid} on host "
-                     rf"{re.escape(socket.gethostname())} since \d{{4}}-\d\d-\d\d", message), message
+    assert re.search(
+        rf"run directory {re.escape(str(run_dir))} is in use by process {held.pid} on host "
+        rf"{re.escape(socket.gethostname())} since \d{{4}}-\d\d-\d\d",
+        message,
+    ), message
     assert "--run-dir" in message and "Received: run_dir=" in message and "\n" not in message
 
     held.send_signal(signal.SIGKILL)  # its flock dies with it; the holder record it leaves behind is stale
@@ -242,8 +262,9 @@ def test_a_sweep_releases_its_run_directory_even_when_it_fails(tmp_path):
     from filelock import FileLock
 
     run_dir = tmp_path / "run"
-    kwargs = dict(grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=0.01, refit=False, standardize=True,
-                  engine="reference")  # one member at a time: the failure comes after the first
+    kwargs = dict(
+        grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=0.01, refit=False, standardize=True, engine="reference"
+    )  # one member at a time: the failure comes after the first
     with pytest.raises(ValueError, match="Received: wait_for_lock=-1"):
         reglab.Sweep(Builder(), **kwargs).run(X, Y, run_dir=run_dir, wait_for_lock=-1)
     assert not run_dir.exists()
@@ -276,8 +297,9 @@ epochs = 2
 
 
 def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "reglab", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "reglab", *map(str, args)], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 @pytest.mark.slow
@@ -294,8 +316,23 @@ def test_two_sweeps_on_one_run_directory_the_second_exits_2_or_waits(tmp_path):
     try:
         errors = tmp_path / "waiting.err"
         with open(errors, "w") as sink:  # a third one, started alongside the second, waits
-            waiting = subprocess.Popen([sys.executable, "-m", "reglab", "sweep", str(config), "--run-dir", str(run_dir),
-                                        "-q", "--wait", "300"], stdout=subprocess.PIPE, stderr=sink, text=True)
+            waiting = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reglab",
+                    "sweep",
+                    str(config),
+                    "--run-dir",
+                    str(run_dir),
+                    "-q",
+                    "--wait",
+                    "300",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=sink,
+                text=True,
+            )
         second = _cli("sweep", config, "--run-dir", run_dir, "-q")
         assert second.returncode == 2, (second.stdout, second.stderr)
         lines = second.stderr.strip().splitlines()
@@ -329,6 +366,7 @@ def test_report_of_a_run_directory_in_use_shows_it_and_writes_nothing(tmp_path, 
 
 # --- a damaged run directory heals ---------------------------------------------------------------
 
+
 def test_a_damaged_member_or_histogram_file_is_quarantined_and_that_member_trained_again(tmp_path, finished):
     kwargs = KWARGS
     run_dir = copy_of(finished, tmp_path)
@@ -341,17 +379,20 @@ def test_a_damaged_member_or_histogram_file_is_quarantined_and_that_member_train
 
     trained = []
     with pytest.warns(UserWarning) as caught:
-        healed = reglab.Sweep(Builder(), **kwargs).run(X, Y, run_dir=run_dir,
-                                                       progress=lambda done, total, member: trained.append(member))
+        healed = reglab.Sweep(Builder(), **kwargs).run(
+            X, Y, run_dir=run_dir, progress=lambda done, total, member: trained.append(member)
+        )
     damaged = [str(w.message) for w in caught if "is damaged" in str(w.message)]
     assert len(damaged) == 2, damaged
     assert any(f"members/{truncated.name} is damaged" in m and "trained again" in m for m in damaged), damaged
     assert any(f"histograms/{other.name} is damaged" in m and "trained again" in m for m in damaged), damaged
     assert sorted(trained) == sorted([truncated.stem, other.stem])  # just those two members
-    quarantined = sorted(p.relative_to(run_dir / "quarantine").as_posix()
-                         for p in (run_dir / "quarantine").rglob("*") if p.is_file())
+    quarantined = sorted(
+        p.relative_to(run_dir / "quarantine").as_posix() for p in (run_dir / "quarantine").rglob("*") if p.is_file()
+    )
     assert [q.rsplit(".", 1)[0] for q in quarantined] == sorted(
-        [f"members/{truncated.name}", f"members/{other.name}", f"histograms/{other.name}"])
+        [f"members/{truncated.name}", f"members/{other.name}", f"histograms/{other.name}"]
+    )
     pd.read_parquet(truncated), pd.read_parquet(run_dir / "histograms" / other.name)  # whole again
 
     def same(a, b):
@@ -369,8 +410,13 @@ def test_a_damaged_member_or_histogram_file_is_quarantined_and_that_member_train
     assert not (run_dir / ".lock.json").exists()
 
 
-DAMAGED_SPECS = [(b'{"spec": {"a": 1}, "spec_ha', "not JSON"), (b"", "not JSON"), (b"\xff\xfe\x00garbage", "not JSON"),
-                 (b"[1, 2]", "not a JSON object"), (b'{"spec": {}}', "missing")]
+DAMAGED_SPECS = [
+    (b'{"spec": {"a": 1}, "spec_ha', "not JSON"),
+    (b"", "not JSON"),
+    (b"\xff\xfe\x00garbage", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"spec": {}}', "missing"),
+]
 
 
 @pytest.mark.parametrize("content, problem", DAMAGED_SPECS, ids=["truncated", "empty", "binary", "list", "keys"])

@@ -1,6 +1,5 @@
 """Sweep end to end on real data: folds, summary statistics, selection, refit, test used once."""
 
-
 import keras
 import numpy as np
 import pandas as pd
@@ -17,18 +16,28 @@ def cancer_raw():
 
 
 def build_cancer(point):
-    return keras.Sequential([
-        keras.Input((30,)),
-        keras.layers.Dense(16, activation="relu", kernel_regularizer=L2(point["l2"]), name="hidden"),
-        keras.layers.Dense(2, activation="softmax", name="output"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((30,)),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=L2(point["l2"]), name="hidden"),
+            keras.layers.Dense(2, activation="softmax", name="output"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def cancer_result(cancer_raw):
     x, y = cancer_raw
-    sweep = reglab.Sweep(build_cancer, grid={"l2": [0.0, 1e-2, 3.0]}, cv=3, epochs=3, test_size=0.2,
-                         standardize=True, learning_rate=3e-3, seed=0)
+    sweep = reglab.Sweep(
+        build_cancer,
+        grid={"l2": [0.0, 1e-2, 3.0]},
+        cv=3,
+        epochs=3,
+        test_size=0.2,
+        standardize=True,
+        learning_rate=3e-3,
+        seed=0,
+    )
     return sweep.run(x, y), x, y
 
 
@@ -87,11 +96,23 @@ def test_refit_model_takes_raw_inputs_and_reproduces_the_test_score(cancer_resul
 def test_plain_model_sweep_with_layer_groups_and_dropout():
     x, y = load_digits(return_X_y=True)
     x = (x / 16).astype("float32")
-    base = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="h1"),
-                             keras.layers.Dense(16, activation="relu", name="h2"),
-                             keras.layers.Dense(10, activation="softmax", name="out")], name="base")
-    sweep = reglab.Sweep(base, grid={"l2.early": [0.0, 1e-2], "dropout": [0.0, 0.3]}, layer_groups={"early": ["h1"]},
-                         cv=0.25, epochs=2, seed=1)
+    base = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu", name="h1"),
+            keras.layers.Dense(16, activation="relu", name="h2"),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ],
+        name="base",
+    )
+    sweep = reglab.Sweep(
+        base,
+        grid={"l2.early": [0.0, 1e-2], "dropout": [0.0, 0.3]},
+        layer_groups={"early": ["h1"]},
+        cv=0.25,
+        epochs=2,
+        seed=1,
+    )
     result = sweep.run(x, y)
     penalties = [c for c in result.epochs.columns if c.startswith("penalty:")]
     assert penalties == ["penalty:base/h1/kernel"]  # only the early group is penalized
@@ -103,8 +124,14 @@ def test_plain_model_sweep_with_layer_groups_and_dropout():
 def test_staged_search_fixes_the_first_stage_best_for_the_second():
     x, y = load_diabetes(return_X_y=True)
     base = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
-    sweep = reglab.Sweep(base, stages=[{"l2": [0.0, 10.0]}, {"dropout": [0.0, 0.4]}], cv=0.25, epochs=3,
-                         standardize=True, learning_rate=1e-2)
+    sweep = reglab.Sweep(
+        base,
+        stages=[{"l2": [0.0, 10.0]}, {"dropout": [0.0, 0.4]}],
+        cv=0.25,
+        epochs=3,
+        standardize=True,
+        learning_rate=1e-2,
+    )
     result = sweep.run(x, y)
     stage2 = result.summary[result.summary["dropout"].notna()]
     assert len(stage2) == 2 and stage2["l2"].nunique() == 1
@@ -115,8 +142,17 @@ def test_staged_search_fixes_the_first_stage_best_for_the_second():
 
 def test_random_search_and_refinement_add_points_reproducibly(cancer_raw):
     x, y = cancer_raw
-    kwargs = dict(random={"l2": {"log_uniform": [1e-4, 1.0]}}, n_trials=2, refine=1, refine_points=1, cv=0.3,
-                  epochs=2, standardize=True, refit=False, seed=5)
+    kwargs = dict(
+        random={"l2": {"log_uniform": [1e-4, 1.0]}},
+        n_trials=2,
+        refine=1,
+        refine_points=1,
+        cv=0.3,
+        epochs=2,
+        standardize=True,
+        refit=False,
+        seed=5,
+    )
     result = reglab.Sweep(build_cancer, **kwargs).run(x, y)
     sampled = reglab.search.space.random_points({"l2": {"log_uniform": [1e-4, 1.0]}}, 2, 5)
     assert {p["l2"] for p in sampled} <= set(result.summary.l2)  # the seeded samples were trained
@@ -138,7 +174,9 @@ def test_failed_and_diverged_members_rank_last_with_a_warning(cancer_raw):
         return model
 
     sweep = reglab.Sweep(build, grid={"kind": ["fine", "broken", "nan"]}, cv=2, epochs=5, standardize=True, refit=False)
-    with pytest.warns(RuntimeWarning, match="2 of 3 configurations were excluded from selection: 2 members failed, 2 diverged"):
+    with pytest.warns(
+        RuntimeWarning, match="2 of 3 configurations were excluded from selection: 2 members failed, 2 diverged"
+    ):
         result = sweep.run(x, y)
     status = result.members.groupby("kind").status.first()
     assert status.to_dict() == {"broken": "failed", "fine": "ok", "nan": "diverged"}
@@ -161,8 +199,12 @@ def test_all_members_failing_is_an_error(cancer_raw):
 
 def test_member_results_do_not_depend_on_execution_order(cancer_raw):
     x, y = cancer_raw
-    a = reglab.Sweep(build_cancer, grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False).run(x, y)
-    b = reglab.Sweep(build_cancer, grid={"l2": [0.1, 0.0]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False).run(x, y)
+    a = reglab.Sweep(
+        build_cancer, grid={"l2": [0.0, 0.1]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False
+    ).run(x, y)
+    b = reglab.Sweep(
+        build_cancer, grid={"l2": [0.1, 0.0]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, refit=False
+    ).run(x, y)
     columns = ["member", "epoch", "train_loss", "val_loss", "train_penalty"]
     left = a.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)
     right = b.epochs[columns].sort_values(["member", "epoch"]).reset_index(drop=True)
@@ -172,8 +214,9 @@ def test_member_results_do_not_depend_on_execution_order(cancer_raw):
 def test_a_learning_rate_schedule_is_accepted_and_recorded_in_the_spec(cancer_raw):
     x, y = cancer_raw
     schedule = keras.optimizers.schedules.ExponentialDecay(1e-2, decay_steps=10, decay_rate=0.5)
-    sweep = reglab.Sweep(build_cancer, grid={"l2": [0.0]}, cv=2, epochs=2, learning_rate=schedule, standardize=True,
-                         refit=False)
+    sweep = reglab.Sweep(
+        build_cancer, grid={"l2": [0.0]}, cv=2, epochs=2, learning_rate=schedule, standardize=True, refit=False
+    )
     assert sweep.spec()["learning_rate"]["class_name"] == "ExponentialDecay"
     assert (sweep.run(x, y).members.status == "ok").all()
 
@@ -181,10 +224,14 @@ def test_a_learning_rate_schedule_is_accepted_and_recorded_in_the_spec(cancer_ra
 @pytest.mark.tf_only
 def test_on_tensorflow_a_sweep_says_in_one_line_how_to_get_the_population_engine_and_fits_each_member(cancer_raw):
     x, y = cancer_raw
-    with pytest.warns(UserWarning, match=r"population engine runs on Keras's JAX backend.*KERAS_BACKEND=jax.*"
-                                         r"one model.fit per member") as caught:
-        result = reglab.Sweep(build_cancer, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=1, standardize=True,
-                              refit=False, seed=0).run(x, y)
+    with pytest.warns(
+        UserWarning,
+        match=r"population engine runs on Keras's JAX backend.*KERAS_BACKEND=jax.*"
+        r"one model.fit per member",
+    ) as caught:
+        result = reglab.Sweep(
+            build_cancer, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=1, standardize=True, refit=False, seed=0
+        ).run(x, y)
     assert len([w for w in caught if "population engine" in str(w.message)]) == 1
     assert "\n" not in str(caught[0].message)
     assert (result.members.status == "ok").all() and len(result.members) == 4
@@ -197,7 +244,9 @@ def test_a_subclassed_model_that_has_not_seen_data_sweeps_with_the_loss_inferred
     from reglab import zoo
 
     x, y = digits
-    result = reglab.Sweep(zoo.subclassed, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=10, refit=False, seed=0).run(x[:400], y[:400])
+    result = reglab.Sweep(zoo.subclassed, grid={"l2": [0.0, 1e-3]}, cv=2, epochs=10, refit=False, seed=0).run(
+        x[:400], y[:400]
+    )
     assert len(result.summary) == 2 and result.members.val_accuracy.notna().all()
 
 
@@ -222,8 +271,17 @@ def test_the_test_score_is_keras_compiled_loss_and_the_sweeps_metrics(task, canc
     else:
         (x, y), build = cancer_raw, build_cancer
         settings = {"metrics": ["sparse_categorical_crossentropy", "accuracy"]}
-    sweep = reglab.Sweep(build, grid={"l2": [0.0]}, cv=2, epochs=2, test_size=0.25, standardize=True,
-                         learning_rate=1e-2, seed=0, **settings)
+    sweep = reglab.Sweep(
+        build,
+        grid={"l2": [0.0]},
+        cv=2,
+        epochs=2,
+        test_size=0.25,
+        standardize=True,
+        learning_rate=1e-2,
+        seed=0,
+        **settings,
+    )
     result = sweep.run(x, y)
     _, rest, test, _ = sweep.split(x, y)
     predicted = result.model.predict(x[test], verbose=0)  # the saved model: raw inputs, raw outputs
@@ -232,7 +290,7 @@ def test_the_test_score_is_keras_compiled_loss_and_the_sweeps_metrics(task, canc
         error = predicted[:, 0] - y[test]
         assert sorted(result.test) == ["loss", "mean_squared_error"]
         assert result.test["loss"] == pytest.approx(np.mean(np.abs(error)) / scale, rel=1e-4)  # MAE, not MSE
-        assert result.test["mean_squared_error"] == pytest.approx(np.mean(error ** 2) / scale ** 2, rel=1e-4)
+        assert result.test["mean_squared_error"] == pytest.approx(np.mean(error**2) / scale**2, rel=1e-4)
     elif task == "binary logits":
         expected = keras.losses.BinaryCrossentropy(from_logits=True)(y[test].astype("float32"), predicted)
         assert sorted(result.test) == ["loss"]

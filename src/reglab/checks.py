@@ -34,8 +34,9 @@ def closed_form_ridge(x, y, l2: float) -> tuple[np.ndarray, float]:
     return model.coef_, float(model.intercept_)
 
 
-def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, reference_lambda=0.5,
-          reference_epochs=80, seed=0) -> pd.DataFrame:
+def ridge(
+    lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, reference_lambda=0.5, reference_epochs=80, seed=0
+) -> pd.DataFrame:
     """Train through sweeps and compare with closed-form ridge. One row per trained model: λ, engine,
     the rows it saw, `relative_error` = ‖(w, b) − (w*, b*)‖ / ‖(w*, b*)‖.
 
@@ -56,8 +57,15 @@ def ridge(lambdas=(0.03, 0.1, 0.5), cv=3, epochs=1000, learning_rate=0.18, refer
     result, sweep = reference
     _, rest, _, _ = sweep.split(x, y, "regression")
     refit = {v.path: keras.ops.convert_to_numpy(v) for v in result.model.trainable_weights}
-    rows.append(_compare(reference_lambda, "reference (refit on all non-test rows)", x[rest], y[rest],
-                         *(refit[k] for k in sorted(refit))))
+    rows.append(
+        _compare(
+            reference_lambda,
+            "reference (refit on all non-test rows)",
+            x[rest],
+            y[rest],
+            *(refit[k] for k in sorted(refit)),
+        )
+    )
     return pd.DataFrame(rows)
 
 
@@ -69,12 +77,30 @@ def _sweep(lambdas, cv, epochs, learning_rate, engine, refit, seed):
     x, y = diabetes()
 
     def build(point):
-        return keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(
-            1, kernel_initializer="zeros", kernel_regularizer=keras.regularizers.L2(point["l2"]))])
+        return keras.Sequential(
+            [
+                keras.Input((x.shape[1],)),
+                keras.layers.Dense(
+                    1, kernel_initializer="zeros", kernel_regularizer=keras.regularizers.L2(point["l2"])
+                ),
+            ]
+        )
 
-    sweep = Sweep(build, grid={"l2": list(lambdas)}, cv=cv, test_size=0.2, epochs=epochs, batch_size=len(y),
-                  optimizer="sgd", learning_rate=learning_rate, loss="mean_squared_error", standardize=False,
-                  engine=engine, refit=refit, seed=seed)
+    sweep = Sweep(
+        build,
+        grid={"l2": list(lambdas)},
+        cv=cv,
+        test_size=0.2,
+        epochs=epochs,
+        batch_size=len(y),
+        optimizer="sgd",
+        learning_rate=learning_rate,
+        loss="mean_squared_error",
+        standardize=False,
+        engine=engine,
+        refit=refit,
+        seed=seed,
+    )
     return sweep.run(x, y, task="regression", keep_weights=True), sweep
 
 
@@ -86,8 +112,11 @@ def _members(trained, x, y, lambdas, seed, engine) -> list[dict]:
     rows = []
     for member in plan.members([space.normalize_point({"l2": v}) for v in lambdas], splits, seed):
         weights = result.weights[member.id]
-        rows.append(_compare(member.point["l2"], engine, x[member.train], y[member.train],
-                             *(weights[k] for k in sorted(weights))))
+        rows.append(
+            _compare(
+                member.point["l2"], engine, x[member.train], y[member.train], *(weights[k] for k in sorted(weights))
+            )
+        )
     return rows
 
 
@@ -95,5 +124,9 @@ def _compare(l2, engine, x, y, bias, kernel) -> dict:
     w, b = closed_form_ridge(x, y, l2)
     ours = np.concatenate([np.ravel(kernel), np.ravel(bias)]).astype(np.float64)
     exact = np.concatenate([w, [b]])
-    return {"l2": l2, "engine": engine, "rows": len(y),
-            "relative_error": float(np.linalg.norm(ours - exact) / np.linalg.norm(exact))}
+    return {
+        "l2": l2,
+        "engine": engine,
+        "rows": len(y),
+        "relative_error": float(np.linalg.norm(ours - exact) / np.linalg.norm(exact)),
+    }

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reglab import validation
 from reglab import data as data_module
-from reglab.validation import sweep as sweep_validation
-from reglab.search import points
+from reglab import validation
 from reglab.models import MLP, widths
+from reglab.search import points
+from reglab.validation import sweep as sweep_validation
 
 if TYPE_CHECKING:  # Keras is imported by `build`, not with this module (see the docstring)
     import keras
@@ -111,18 +111,23 @@ def load(path) -> dict:
     try:
         config = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"Config file {path} is not valid JSON at line {error.lineno}, column {error.colno}: "
-                         f"{error.msg}. {received}") from None
+        raise ValueError(
+            f"Config file {path} is not valid JSON at line {error.lineno}, column {error.colno}: "
+            f"{error.msg}. {received}"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         found = re.fullmatch(r"(.*) \(at (line \d+, column \d+|end of document)\)", str(error), flags=re.S)
         reason, where = (found.group(1), found.group(2)) if found else (str(error), "")
-        raise ValueError(f"Config file {path} is not valid TOML{' at ' + where if where else ''}: {reason}. "
-                         f"{received}") from None
+        raise ValueError(
+            f"Config file {path} is not valid TOML{' at ' + where if where else ''}: {reason}. {received}"
+        ) from None
     except RecursionError:
         raise ValueError(f"Config file {path} is nested too deeply to be a sweep spec. {received}") from None
     if not isinstance(config, dict):
-        raise ValueError(f"Config file {path} must hold a table of sections (a JSON object), not a "
-                         f"{type(config).__name__}. {received}")
+        raise ValueError(
+            f"Config file {path} must hold a table of sections (a JSON object), not a "
+            f"{type(config).__name__}. {received}"
+        )
     return config
 
 
@@ -140,15 +145,19 @@ def _check_keys(section, table):
     unknown = sorted(set(table) - ALLOWED[section], key=str)
     if unknown:
         where = f"[{section}]" if section else "the top level"
-        raise ValueError(f"Unknown key(s) {unknown} in {where} (allowed: {sorted(ALLOWED[section])}). "
-                         f"Received: {unknown[0]}={_shown(table[unknown[0]])}")
+        raise ValueError(
+            f"Unknown key(s) {unknown} in {where} (allowed: {sorted(ALLOWED[section])}). "
+            f"Received: {unknown[0]}={_shown(table[unknown[0]])}"
+        )
 
 
 def _path(value, key: str, base_dir) -> Path:
     """A path from the config (relative to the config file), refused if it holds control characters."""
     if validation.has_control(value):
-        raise ValueError(f"[{'model' if key == 'file' else 'data'}] `{key}` is a file path; this one holds control "
-                         f"characters. Received: {key}={value!r}")
+        raise ValueError(
+            f"[{'model' if key == 'file' else 'data'}] `{key}` is a file path; this one holds control "
+            f"characters. Received: {key}={value!r}"
+        )
     return Path(value) if Path(value).is_absolute() else Path(base_dir) / value
 
 
@@ -174,15 +183,19 @@ def _check_name(name, source) -> str:
         problem = "is longer than a folder name can be (255 bytes)"
     if problem:
         default = "" if source is None else ", by default the data source's file name"
-        raise ValueError(f"`name` is the run directory's name (runs/<name>{default}) and this one {problem}: set "
-                         f"`name` to a plain folder name such as \"wine-l2\". Received: name={_shown(name)}")
+        raise ValueError(
+            f"`name` is the run directory's name (runs/<name>{default}) and this one {problem}: set "
+            f'`name` to a plain folder name such as "wine-l2". Received: name={_shown(name)}'
+        )
     return name
 
 
 def _layer_groups(layer_groups) -> dict:
     if not isinstance(layer_groups, dict) or not all(isinstance(g, str) and g for g in layer_groups):
-        raise ValueError("[model] `layer_groups` is a table {group = [layer names]}. "
-                         f"Received: layer_groups={_shown(layer_groups)}")
+        raise ValueError(
+            "[model] `layer_groups` is a table {group = [layer names]}. "
+            f"Received: layer_groups={_shown(layer_groups)}"
+        )
     return layer_groups
 
 
@@ -195,9 +208,10 @@ def _check_layer_groups(model, layer_groups) -> None:
             select_layers(model, selector)
         except ValueError as error:
             reason = str(error).split(" Received: ")[0].rstrip(".")
-            raise ValueError(f"[model] layer_groups: group {group!r} selects no layer of the model ({reason}); "
-                             f"name its layers as the model does. Received: layer_groups.{group}={_shown(selector)}"
-                             ) from None
+            raise ValueError(
+                f"[model] layer_groups: group {group!r} selects no layer of the model ({reason}); "
+                f"name its layers as the model does. Received: layer_groups.{group}={_shown(selector)}"
+            ) from None
 
 
 def _recorded(task: str) -> list[str]:
@@ -231,8 +245,10 @@ def validate(config: dict, base_dir=".") -> Checked:
     if not isinstance(standardize, bool):
         raise ValueError(f"[data] `standardize` is true or false. Received: standardize={_shown(standardize)}")
     if "folds" in cv_cfg and "holdout" in cv_cfg:
-        raise ValueError("[cv] takes `folds` or `holdout`, not both. "
-                         f"Received: folds={_shown(cv_cfg['folds'])}, holdout={_shown(cv_cfg['holdout'])}")
+        raise ValueError(
+            "[cv] takes `folds` or `holdout`, not both. "
+            f"Received: folds={_shown(cv_cfg['folds'])}, holdout={_shown(cv_cfg['holdout'])}"
+        )
     if "holdout" in cv_cfg:
         cv = float(validation.number(cv_cfg["holdout"], "holdout", low=0, high=0.95, low_open=True))
     else:
@@ -241,8 +257,10 @@ def validate(config: dict, base_dir=".") -> Checked:
     task = data_cfg.get("task", "auto")
     if source in data_module.BUILTIN:
         if "target" in data_cfg:
-            raise ValueError(f"[data] `target` names a column or array of a data file; the built-in {source!r} has its "
-                             f"own target: drop `target`. Received: target={_shown(data_cfg['target'])}")
+            raise ValueError(
+                f"[data] `target` names a column or array of a data file; the built-in {source!r} has its "
+                f"own target: drop `target`. Received: target={_shown(data_cfg['target'])}"
+            )
         x, y, builtin_task = data_module.load_builtin(source)
         task = builtin_task if task == "auto" else task
     else:
@@ -257,21 +275,33 @@ def validate(config: dict, base_dir=".") -> Checked:
     name = _check_name(config.get("name", Path(source).stem), None if "name" in config else source)
     select = search.get("select", "val_loss")
     if select not in _recorded(dataset.task):
-        raise ValueError(f"[search] `select` names a validation quantity the sweep records; for this "
-                         f"{dataset.task} data those are {_recorded(dataset.task)}. Received: select={_shown(select)}")
+        raise ValueError(
+            f"[search] `select` names a validation quantity the sweep records; for this "
+            f"{dataset.task} data those are {_recorded(dataset.task)}. Received: select={_shown(select)}"
+        )
 
     if model_file is not None:
         _model_file_path(model_file, base_dir)  # its contents are `build`'s: loading them needs Keras
     else:
         widths(model_cfg.get("hidden", [64]))  # the activation is `build`'s: Keras knows the names
     arguments = dict(  # `Sweep`'s keyword arguments but the model's
-        grid=search.get("grid"), random=search.get("random"), n_trials=search.get("n_trials", 10),
-        stages=search.get("stages"), refine=search.get("refine", 0), refine_param=search.get("refine_param"),
-        refine_points=search.get("refine_points", 5), select=select,
-        cv=cv, repeats=cv_cfg.get("repeats", 1), stratify=cv_cfg.get("stratify", "auto"),
-        test_size=data_cfg.get("test_size"), standardize=standardize,
-        epochs=train.get("epochs", 20), batch_size=train.get("batch_size", 32),
-        optimizer=train.get("optimizer", "adam"), learning_rate=train.get("learning_rate", 1e-3),
+        grid=search.get("grid"),
+        random=search.get("random"),
+        n_trials=search.get("n_trials", 10),
+        stages=search.get("stages"),
+        refine=search.get("refine", 0),
+        refine_param=search.get("refine_param"),
+        refine_points=search.get("refine_points", 5),
+        select=select,
+        cv=cv,
+        repeats=cv_cfg.get("repeats", 1),
+        stratify=cv_cfg.get("stratify", "auto"),
+        test_size=data_cfg.get("test_size"),
+        standardize=standardize,
+        epochs=train.get("epochs", 20),
+        batch_size=train.get("batch_size", 32),
+        optimizer=train.get("optimizer", "adam"),
+        learning_rate=train.get("learning_rate", 1e-3),
         engine=train.get("engine", "auto"),
         seed=config.get("seed", 0),
     )
@@ -282,8 +312,15 @@ def validate(config: dict, base_dir=".") -> Checked:
         points.validate(round_points, layer_groups)
     checkpoint_seconds = train.get("checkpoint_seconds", 2.0)
     validation.number(checkpoint_seconds, "checkpoint_seconds", low=0)
-    return Checked(name=name, dataset=dataset, base_dir=Path(base_dir), model=model_cfg, layer_groups=layer_groups,
-                   settings=arguments, checkpoint_seconds=float(checkpoint_seconds))
+    return Checked(
+        name=name,
+        dataset=dataset,
+        base_dir=Path(base_dir),
+        model=model_cfg,
+        layer_groups=layer_groups,
+        settings=arguments,
+        checkpoint_seconds=float(checkpoint_seconds),
+    )
 
 
 def build(checked: Checked) -> Experiment:
@@ -301,16 +338,25 @@ def build(checked: Checked) -> Experiment:
         _check_layer_groups(model, layer_groups)
         model_args = {"model": model, "layer_groups": layer_groups}
     else:
-        builder = MLP(hidden=model_cfg.get("hidden", [64]), activation=model_cfg.get("activation", "relu"),
-                      layer_groups=layer_groups)
+        builder = MLP(
+            hidden=model_cfg.get("hidden", [64]),
+            activation=model_cfg.get("activation", "relu"),
+            layer_groups=layer_groups,
+        )
         n_outputs = dataset.n_classes if dataset.task == "classification" else 1
         model_args = {"model": builder.bind(dataset.x.shape[1], n_outputs)}
         if layer_groups:
             _check_layer_groups(model_args["model"].plain(), layer_groups)
             keras.backend.clear_session(free_memory=False)
     sweep = Sweep(**model_args, **checked.settings)
-    return Experiment(name=checked.name, sweep=sweep, x=dataset.x, y=dataset.y, task=dataset.task,
-                      checkpoint_seconds=checked.checkpoint_seconds)
+    return Experiment(
+        name=checked.name,
+        sweep=sweep,
+        x=dataset.x,
+        y=dataset.y,
+        task=dataset.task,
+        checkpoint_seconds=checked.checkpoint_seconds,
+    )
 
 
 def experiment(config: dict, base_dir=".") -> Experiment:
@@ -378,29 +424,39 @@ def _load_error(path, error) -> str:
         what = unsafe.group(1).replace("`", "")
         if "Lambda" in what or "lambda" in what:
             what = "a Lambda layer" if "Lambda" in what else "a Python lambda"
-            return (f"[model] file {path} contains {what} (arbitrary code); reglab loads models with safe_mode=True: "
-                    "replace the Lambda with built-in Keras layers and save the model again.")
-        return (f"[model] file {path} contains {what}, which runs code from outside the file; reglab loads models "
-                "with safe_mode=True: rebuild the model from built-in Keras layers.")
+            return (
+                f"[model] file {path} contains {what} (arbitrary code); reglab loads models with safe_mode=True: "
+                "replace the Lambda with built-in Keras layers and save the model again."
+            )
+        return (
+            f"[model] file {path} contains {what}, which runs code from outside the file; reglab loads models "
+            "with safe_mode=True: rebuild the model from built-in Keras layers."
+        )
     missing = re.search(r"Could not locate (class|function) '([^']+)'", text)
     if isinstance(error, TypeError) and missing:
         kind, name = missing.groups()
-        return (f"[model] file {path} uses {kind} {name!r}, which is not a built-in Keras or reglab object; the "
-                f"command line loads only those (it imports no code of yours): run the sweep from Python with "
-                f"reglab.Sweep(model, ...), after importing the module that registers {name!r} with "
-                "@keras.saving.register_keras_serializable, or rebuild the model from built-in layers.")
+        return (
+            f"[model] file {path} uses {kind} {name!r}, which is not a built-in Keras or reglab object; the "
+            f"command line loads only those (it imports no code of yours): run the sweep from Python with "
+            f"reglab.Sweep(model, ...), after importing the module that registers {name!r} with "
+            "@keras.saving.register_keras_serializable, or rebuild the model from built-in layers."
+        )
     reason = text.split("Exception encountered: ")[-1]
     reason = reason if len(reason) <= 160 else reason[:157] + "..."
-    return (f"[model] file {path} could not be loaded as a Keras model ({type(error).__name__}: {reason}); "
-            "save it again with model.save('model.keras') under Keras 3.")
+    return (
+        f"[model] file {path} could not be loaded as a Keras model ({type(error).__name__}: {reason}); "
+        "save it again with model.save('model.keras') under Keras 3."
+    )
 
 
 def _check_input_shape(model, file, base_dir, data_shape) -> None:
     """The model takes one input whose shape fits the data's features (checked before any work)."""
     path = Path(file) if Path(file).is_absolute() else Path(base_dir) / file
     if len(model.inputs) != 1:
-        raise ValueError(f"[model] file {path} has {len(model.inputs)} inputs; a sweep feeds it one array of "
-                         f"features: save a model with one keras.Input. Received: file={file!r}")
+        raise ValueError(
+            f"[model] file {path} has {len(model.inputs)} inputs; a sweep feeds it one array of "
+            f"features: save a model with one keras.Input. Received: file={file!r}"
+        )
     shape = tuple(model.inputs[0].shape)
     fits = len(shape) == len(data_shape) and all(m is None or m == d for m, d in zip(shape[1:], data_shape[1:]))
     if not fits:

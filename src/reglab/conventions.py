@@ -24,10 +24,23 @@ from __future__ import annotations
 from reglab import validation
 
 __all__ = [
-    "from_tf_nn_l2_loss", "to_tf_nn_l2_loss", "ridge_alpha", "l2_from_ridge_alpha", "lasso_alpha",
-    "l1_from_lasso_alpha", "sklearn_elastic_net", "from_sklearn_elastic_net", "glmnet", "logistic_C",
-    "l2_from_logistic_C", "logistic_C_l1", "mlp_alpha", "coupled_weight_decay", "decoupled_weight_decay",
-    "gaussian_prior_l2", "laplace_prior_l1",
+    "from_tf_nn_l2_loss",
+    "to_tf_nn_l2_loss",
+    "ridge_alpha",
+    "l2_from_ridge_alpha",
+    "lasso_alpha",
+    "l1_from_lasso_alpha",
+    "sklearn_elastic_net",
+    "from_sklearn_elastic_net",
+    "glmnet",
+    "logistic_C",
+    "l2_from_logistic_C",
+    "logistic_C_l1",
+    "mlp_alpha",
+    "coupled_weight_decay",
+    "decoupled_weight_decay",
+    "gaussian_prior_l2",
+    "laplace_prior_l1",
 ]
 
 
@@ -37,7 +50,9 @@ def _strength(value, name):
 
 def _count(value, name) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid value for argument `{name}`: expected a positive integer. Received: {name}={value!r}")
+        raise ValueError(
+            f"Invalid value for argument `{name}`: expected a positive integer. Received: {name}={value!r}"
+        )
     return value
 
 
@@ -128,7 +143,9 @@ def glmnet(l1: float, l2: float, family: str = "gaussian") -> tuple[float, float
     if family == "gaussian":
         return sklearn_elastic_net(l1, l2)
     if family != "binomial":
-        raise ValueError(f"Invalid value for argument `family`: expected 'gaussian' or 'binomial'. Received: family={family!r}")
+        raise ValueError(
+            f"Invalid value for argument `family`: expected 'gaussian' or 'binomial'. Received: family={family!r}"
+        )
     l1, l2 = _strength(l1, "l1"), _strength(l2, "l2")
     lam = l1 + 2 * l2
     return (round(lam, 15), round(l1 / lam, 15)) if lam else (0.0, 0.0)
@@ -177,8 +194,10 @@ def decoupled_weight_decay(l2: float, optimizer: str = "sgd") -> float:
     0.001
     """
     if optimizer != "sgd":
-        raise ValueError("Decoupled weight decay equals an L2 penalty only for plain SGD (no momentum); with "
-                         f"adaptive optimizers it is a different regularizer. Received: optimizer={optimizer!r}")
+        raise ValueError(
+            "Decoupled weight decay equals an L2 penalty only for plain SGD (no momentum); with "
+            f"adaptive optimizers it is a different regularizer. Received: optimizer={optimizer!r}"
+        )
     return 2 * _strength(l2, "l2")
 
 

@@ -71,14 +71,18 @@ def _load_npz(path: Path, target):
         archive = np.load(path, allow_pickle=False)
     except ValueError as error:  # not a zip, not an .npy: numpy would unpickle it, and reglab never does
         if "pickle" in str(error):
-            raise ValueError(f"Data file {path} is not an NPZ archive of plain arrays (NumPy would read it as a "
-                             f"pickle, and reglab never loads pickles): {advice}. Received: source={str(path)!r}") from None
+            raise ValueError(
+                f"Data file {path} is not an NPZ archive of plain arrays (NumPy would read it as a "
+                f"pickle, and reglab never loads pickles): {advice}. Received: source={str(path)!r}"
+            ) from None
         raise _unreadable(path, "an NPZ archive", error, advice) from None
     except Exception as error:  # a damaged zip, an unreadable file
         raise _unreadable(path, "a readable NPZ archive", error, advice) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a single .npy array under an .npz name
-        raise ValueError(f"Data file {path} holds one .npy array, not an NPZ archive of named arrays: {advice}. "
-                         f"Received: source={str(path)!r}")
+        raise ValueError(
+            f"Data file {path} holds one .npy array, not an NPZ archive of named arrays: {advice}. "
+            f"Received: source={str(path)!r}"
+        )
     with archive:
         key = target if target is not None else "y"
         missing = [k for k in ("x", key) if k not in archive.files]
@@ -92,8 +96,10 @@ def _load_npz(path: Path, target):
                 arrays.append(archive[name])
             except ValueError as error:
                 if "allow_pickle" in str(error) or "Object arrays" in str(error):
-                    raise ValueError(f"Data file {path}: array {name!r} holds pickled Python objects, and reglab never "
-                                     f"loads pickles: {advice}. Received: source={str(path)!r}") from None
+                    raise ValueError(
+                        f"Data file {path}: array {name!r} holds pickled Python objects, and reglab never "
+                        f"loads pickles: {advice}. Received: source={str(path)!r}"
+                    ) from None
                 raise _unreadable(path, "a readable NPZ archive", error, advice) from None
             except Exception as error:  # a damaged member of the archive
                 raise _unreadable(path, "a readable NPZ archive", error, advice) from None
@@ -109,7 +115,9 @@ def load_file(path, target: str | None = None):
     if not path.is_file():
         raise ValueError(f"Data file not found. Received: source={str(path)!r}")
     if target is not None and not isinstance(target, str):
-        raise ValueError(f"`target` is the name of the target column (CSV, Parquet) or array (NPZ). Received: target={target!r}")
+        raise ValueError(
+            f"`target` is the name of the target column (CSV, Parquet) or array (NPZ). Received: target={target!r}"
+        )
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _load_npz(path, target)
@@ -117,14 +125,19 @@ def load_file(path, target: str | None = None):
         try:
             frame = pd.read_csv(path, encoding="utf-8")
         except pd.errors.EmptyDataError:
-            raise ValueError(f"Data file {path} is empty (no header, no rows): write the feature and target columns "
-                             f"with a header line. Received: source={str(path)!r}") from None
+            raise ValueError(
+                f"Data file {path} is empty (no header, no rows): write the feature and target columns "
+                f"with a header line. Received: source={str(path)!r}"
+            ) from None
         except UnicodeDecodeError:
-            raise ValueError(f"Data file {path} is not UTF-8 text ({_first_bad_byte(path)}): save it as UTF-8. "
-                             f"Received: source={str(path)!r}") from None
+            raise ValueError(
+                f"Data file {path} is not UTF-8 text ({_first_bad_byte(path)}): save it as UTF-8. "
+                f"Received: source={str(path)!r}"
+            ) from None
         except Exception as error:  # a malformed CSV (pandas' ParserError), an unreadable file
-            raise _unreadable(path, "a readable CSV file", error, "write one header line and rows of equal length"
-                              ) from None
+            raise _unreadable(
+                path, "a readable CSV file", error, "write one header line and rows of equal length"
+            ) from None
     elif suffix in (".parquet", ".pq"):
         try:
             frame = pd.read_parquet(path)
@@ -133,8 +146,9 @@ def load_file(path, target: str | None = None):
     else:
         raise ValueError(f"Unsupported data file type (use .csv, .parquet or .npz). Received: source={str(path)!r}")
     if frame.empty:
-        raise ValueError(f"Data file {path} has column names but no rows: nothing to train on. "
-                         f"Received: source={str(path)!r}")
+        raise ValueError(
+            f"Data file {path} has column names but no rows: nothing to train on. Received: source={str(path)!r}"
+        )
     if target is None or target not in frame.columns:
         raise ValueError(
             f"Name the target column with `target` (columns: {list(frame.columns)}). Received: target={target!r}"
@@ -172,8 +186,11 @@ class Dataset:
         digest = hashlib.sha256()
         for name, part in (("x", self.x), ("y", self.y)):
             for key, array in _named_leaves(part, name):
-                digest.update(str((key, array.shape, array.dtype.str)).encode() if key != name else
-                              str((array.shape, array.dtype.str)).encode())
+                digest.update(
+                    str((key, array.shape, array.dtype.str)).encode()
+                    if key != name
+                    else str((array.shape, array.dtype.str)).encode()
+                )
                 digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(self.task.encode())
         return digest.hexdigest()[:16]
@@ -224,11 +241,16 @@ def _structure(value, name, convert):
     every array must have the same number of samples."""
     if isinstance(value, dict):
         if not value or not all(isinstance(k, str) for k in value):
-            raise ValueError(f"Several {name} are a dict with string keys (the model's input / output names) or a list. "
-                             f"Received: {name} with keys {list(value)!r}")
+            raise ValueError(
+                f"Several {name} are a dict with string keys (the model's input / output names) or a list. "
+                f"Received: {name} with keys {list(value)!r}"
+            )
         out = {k: convert(v, f"{name}[{k!r}]") for k, v in value.items()}
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (np.ndarray, pd.DataFrame, pd.Series))
-                                                            for v in value):
+    elif (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (np.ndarray, pd.DataFrame, pd.Series)) for v in value)
+    ):
         out = [convert(v, f"{name}[{i}]") for i, v in enumerate(value)]
     else:
         return convert(value, name)
@@ -291,12 +313,16 @@ def _as_target(y, n: int, task: str, name="y"):
         if np.iscomplexobj(array):
             raise ValueError(f"A regression target must be real numbers. Received: {name} of dtype {array.dtype}")
         if not np.all(np.isfinite(array)):  # before float32, as for the features
-            raise ValueError(f"The target must be finite. Received: {name} with {int((~np.isfinite(array)).sum())} NaN/inf values")
+            raise ValueError(
+                f"The target must be finite. Received: {name} with {int((~np.isfinite(array)).sum())} NaN/inf values"
+            )
         largest = max(abs(float(array.max())), abs(float(array.min())))
         if largest > MAX_MAGNITUDE:
-            raise ValueError(f"A regression target of magnitude {largest:.3g} is beyond what float32 training can use "
-                             f"(reglab refuses |value| > {MAX_MAGNITUDE:.0e}): rescale it first. "
-                             f"Received: {name} with largest |value| {largest:.3g}")
+            raise ValueError(
+                f"A regression target of magnitude {largest:.3g} is beyond what float32 training can use "
+                f"(reglab refuses |value| > {MAX_MAGNITUDE:.0e}): rescale it first. "
+                f"Received: {name} with largest |value| {largest:.3g}"
+            )
         return array.astype("float32"), task, ()
     if task != "classification":
         raise ValueError(f"Unknown task (use 'classification', 'regression' or 'auto'). Received: task={task!r}")
@@ -316,10 +342,13 @@ def _as_target(y, n: int, task: str, name="y"):
         classes, encoded = np.unique(array, return_inverse=True)
     except TypeError:  # labels of several kinds (numbers and strings) do not sort
         kinds = sorted({type(v).__name__ for v in array})
-        raise ValueError(f"Class labels must be all numbers or all strings. Received: {name} with labels of types {kinds}"
-                         ) from None
+        raise ValueError(
+            f"Class labels must be all numbers or all strings. Received: {name} with labels of types {kinds}"
+        ) from None
     if len(classes) < 2:
-        raise ValueError(f"Classification needs at least two classes. Received: {name} with the single class {classes.tolist()}")
+        raise ValueError(
+            f"Classification needs at least two classes. Received: {name} with the single class {classes.tolist()}"
+        )
     return encoded.astype("int64"), task, tuple(c.item() if hasattr(c, "item") else c for c in classes)
 
 
@@ -342,13 +371,17 @@ def prepare(x, y, task: str = "auto") -> Dataset:
     """
     features = _structure(x, "x", _as_features)
     n = len(leaves(features)[0])
-    if isinstance(y, dict) or (isinstance(y, (list, tuple)) and y and all(isinstance(v, (np.ndarray, pd.Series)) for v in y)):
+    if isinstance(y, dict) or (
+        isinstance(y, (list, tuple)) and y and all(isinstance(v, (np.ndarray, pd.Series)) for v in y)
+    ):
         if task not in ("auto", "multi-output"):
             raise ValueError(f"Several targets have a task each (set task='auto'). Received: task={task!r}")
         targets = _structure(y, "y", lambda v, label: _as_target(v, n, "auto", label)[0])
         return Dataset(features, targets, "multi-output", ())
     if task == "multi-output":
-        raise ValueError("task='multi-output' needs several targets (a dict or list of arrays). Received: y of one array")
+        raise ValueError(
+            "task='multi-output' needs several targets (a dict or list of arrays). Received: y of one array"
+        )
     target, task, classes = _as_target(y, n, task)
     return Dataset(features, target, task, classes)
 
@@ -396,14 +429,16 @@ def folds(data: Dataset, rest: np.ndarray, cv, repeats: int, seed: int, stratify
 
     y = data.y[rest] if stratify else np.zeros(len(rest))
     if isinstance(cv, float):  # a single hold-out split
-        train, val = train_test_split(np.arange(len(rest)), test_size=cv, random_state=seed,
-                                      stratify=y if stratify else None)
+        train, val = train_test_split(
+            np.arange(len(rest)), test_size=cv, random_state=seed, stratify=y if stratify else None
+        )
         return [(0, 0, rest[np.sort(train)], rest[np.sort(val)])]
     if repeats == 1:
         splitter = (StratifiedKFold if stratify else KFold)(n_splits=cv, shuffle=True, random_state=seed)
     else:
-        splitter = (RepeatedStratifiedKFold if stratify else RepeatedKFold)(n_splits=cv, n_repeats=repeats,
-                                                                           random_state=seed)
+        splitter = (RepeatedStratifiedKFold if stratify else RepeatedKFold)(
+            n_splits=cv, n_repeats=repeats, random_state=seed
+        )
     out = []
     for i, (train, val) in enumerate(splitter.split(np.zeros(len(y)), y)):
         out.append((i % cv, i // cv, rest[train], rest[val]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reglab import validation
-
 from reglab.search import points
 
 if TYPE_CHECKING:  # Keras is imported where a model is made: `reglab sweep` checks `hidden` without it
@@ -52,7 +51,9 @@ class MLP:
         import keras
 
         layers = [keras.Input((self.n_features,))]
-        layers += [keras.layers.Dense(h, activation=self.activation, name=f"hidden_{i + 1}") for i, h in enumerate(self.hidden)]
+        layers += [
+            keras.layers.Dense(h, activation=self.activation, name=f"hidden_{i + 1}") for i, h in enumerate(self.hidden)
+        ]
         activation = "softmax" if self.n_outputs > 1 else None
         layers.append(keras.layers.Dense(self.n_outputs, activation=activation, name="output"))
         return keras.Sequential(layers, name="mlp")
@@ -61,5 +62,11 @@ class MLP:
         return points.apply(self.plain(), point, "hidden", self.layer_groups)
 
     def spec(self) -> dict:
-        return {"kind": "mlp", "hidden": self.hidden, "activation": self.activation, "n_features": self.n_features,
-                "n_outputs": self.n_outputs, "layer_groups": self.layer_groups}
+        return {
+            "kind": "mlp",
+            "hidden": self.hidden,
+            "activation": self.activation,
+            "n_features": self.n_features,
+            "n_outputs": self.n_outputs,
+            "layer_groups": self.layer_groups,
+        }

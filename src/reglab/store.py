@@ -156,16 +156,25 @@ class RunDirectory:
         except Timeout:
             if not wait:
                 raise self._in_use() from None
-            warnings.warn(f"reglab: run directory {self.path} is in use by {self._holder()[1]}; waiting up to "
-                          f"{wait:g} s for it", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"reglab: run directory {self.path} is in use by {self._holder()[1]}; waiting up to {wait:g} s for it",
+                UserWarning,
+                stacklevel=3,
+            )
             try:
                 lock.acquire(timeout=-1 if math.isinf(wait) else wait)
             except Timeout:
                 raise self._in_use(waited=wait) from None
         self._lock = lock
         try:
-            write_json(self.path / HOLDER, {"pid": os.getpid(), "host": socket.gethostname(),
-                                            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+            write_json(
+                self.path / HOLDER,
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                },
+            )
         except BaseException:
             self.close()
             raise
@@ -193,7 +202,9 @@ class RunDirectory:
         after = f" (waited {waited:g} s)" if waited else ""
         return RunDirectoryInUse(
             f"run directory {self.path} is in use by {who}{after}; wait for it (--wait SECONDS) or use another "
-            f"--run-dir. Received: run_dir={str(self.path)!r}", holder)
+            f"--run-dir. Received: run_dir={str(self.path)!r}",
+            holder,
+        )
 
     # --- opening ----------------------------------------------------------------------------------
 
@@ -253,8 +264,10 @@ class RunDirectory:
                 wrong = [key for key, kind in _SPEC_KEYS.items() if not isinstance(stored.get(key), kind)]
                 problem = f"missing or malformed: {', '.join(wrong)}" if wrong else None
         if problem:
-            raise ValueError(f"{meta} is damaged ({problem}): delete the run directory or choose another --run-dir. "
-                             f"Received: run_dir={str(self.path)!r}")
+            raise ValueError(
+                f"{meta} is damaged ({problem}): delete the run directory or choose another --run-dir. "
+                f"Received: run_dir={str(self.path)!r}"
+            )
         return stored
 
     # --- healing ----------------------------------------------------------------------------------
@@ -298,8 +311,12 @@ class RunDirectory:
                 if kind == HISTOGRAMS and records.exists():  # the records mark the member complete: they go too
                     moved.append(self._quarantine(records))
                 what = " and ".join(str(m.relative_to(self.path)) for m in moved)
-                warnings.warn(f"reglab: {self.path / kind / file.name} is damaged ({problem}); moved to {what} in "
-                              f"{self.path}; the member is trained again", UserWarning, stacklevel=4)
+                warnings.warn(
+                    f"reglab: {self.path / kind / file.name} is damaged ({problem}); moved to {what} in "
+                    f"{self.path}; the member is trained again",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     def spec(self) -> dict:
         meta = self.path / SPEC
@@ -330,8 +347,11 @@ class RunDirectory:
             for file in sorted((self.path / kind).glob("*.parquet")):
                 if file.stem not in planned:
                     moved = self._quarantine(file)
-                    warnings.warn(f"reglab: {file} is not a member of this sweep; moved to "
-                                  f"{moved.relative_to(self.path)}", UserWarning, stacklevel=3)
+                    warnings.warn(
+                        f"reglab: {file} is not a member of this sweep; moved to {moved.relative_to(self.path)}",
+                        UserWarning,
+                        stacklevel=3,
+                    )
         write_json(self.path / PLAN, {"members": sorted(planned)})
 
     def _planned(self, files: list[Path]) -> list[Path]:
@@ -358,8 +378,10 @@ class RunDirectory:
         try:
             return pd.read_parquet(file)
         except Exception as error:
-            raise ValueError(f"{file} is damaged ({_one_line(error)}); run the sweep again: it moves the file to "
-                             f"{QUARANTINE}/ and trains that member again. Received: run_dir={str(self.path)!r}") from None
+            raise ValueError(
+                f"{file} is damaged ({_one_line(error)}); run the sweep again: it moves the file to "
+                f"{QUARANTINE}/ and trains that member again. Received: run_dir={str(self.path)!r}"
+            ) from None
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         write_table(self.path / name, frame)
@@ -396,8 +418,12 @@ class RunDirectory:
                 return {name: archive[name] for name in archive.files}
         except Exception as error:  # truncated, not an npz, pickled content
             moved = self._quarantine(file)
-            warnings.warn(f"reglab: {file} is damaged ({_one_line(error)}); moved to {moved.relative_to(self.path)}; "
-                          f"that population trains from its start", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"reglab: {file} is damaged ({_one_line(error)}); moved to {moved.relative_to(self.path)}; "
+                f"that population trains from its start",
+                UserWarning,
+                stacklevel=2,
+            )
             return None
 
     def clear_checkpoints(self) -> None:

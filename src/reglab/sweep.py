@@ -28,14 +28,17 @@ import keras
 import numpy as np
 import pandas as pd
 
-from reglab import data as data_module, engine, validation
-from reglab.validation import sweep as sweep_validation
-from reglab.decide import baseline, outcome as outcome_module, refit, selection
+from reglab import data as data_module
+from reglab import engine, validation
+from reglab.decide import baseline, refit, selection
+from reglab.decide import outcome as outcome_module
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
 from reglab.kit import records
 from reglab.kit.records import weight_histogram
-from reglab.search import plan, points as points_module, space, strategies
+from reglab.search import plan, space, strategies
+from reglab.search import points as points_module
+from reglab.validation import sweep as sweep_validation
 
 
 def _engine_unavailable(engine: str) -> str | None:
@@ -73,8 +76,14 @@ class SweepResult:
         histograms as PNG files into `folder`."""
         from reglab.show.plots import render_all
 
-        return render_all(self.epochs, self.summary, folder, best_point=(self.best or {}).get("point_id"),
-                          best_1se=(self.best_1se or {}).get("point_id"), histograms=self.histograms)
+        return render_all(
+            self.epochs,
+            self.summary,
+            folder,
+            best_point=(self.best or {}).get("point_id"),
+            best_1se=(self.best_1se or {}).get("point_id"),
+            histograms=self.histograms,
+        )
 
 
 class Sweep:
@@ -114,23 +123,69 @@ class Sweep:
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
-    def __init__(self, model, *, grid=None, random=None, n_trials=10, stages=None, refine=0, refine_param=None,
-                 refine_points=5, cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32,
-                 optimizer="adam", learning_rate=1e-3, loss="auto", metrics="auto", loss_weights=None, layers="hidden",
-                 layer_groups=None, standardize=False, select="val_loss", refit=True, engine="auto", seed=0):
+    def __init__(
+        self,
+        model,
+        *,
+        grid=None,
+        random=None,
+        n_trials=10,
+        stages=None,
+        refine=0,
+        refine_param=None,
+        refine_points=5,
+        cv=5,
+        repeats=1,
+        stratify="auto",
+        test_size=None,
+        epochs=20,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="auto",
+        metrics="auto",
+        loss_weights=None,
+        layers="hidden",
+        layer_groups=None,
+        standardize=False,
+        select="val_loss",
+        refit=True,
+        engine="auto",
+        seed=0,
+    ):
         if isinstance(model, keras.Model):
             if not model.built or not model.inputs:
                 raise ValueError(f"The model is not built: give it an Input first. Received: model={model.name!r}")
         elif not callable(model):
             raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
         self.model = model
-        checked = sweep_validation.arguments(seed=seed, grid=grid, random=random, stages=stages, n_trials=n_trials, refine=refine,
-                                 refine_param=refine_param, refine_points=refine_points, cv=cv, repeats=repeats,
-                                 stratify=stratify, test_size=test_size, epochs=epochs, batch_size=batch_size,
-                                 learning_rate=learning_rate, optimizer=optimizer, select=select, engine=engine)
+        checked = sweep_validation.arguments(
+            seed=seed,
+            grid=grid,
+            random=random,
+            stages=stages,
+            n_trials=n_trials,
+            refine=refine,
+            refine_param=refine_param,
+            refine_points=refine_points,
+            cv=cv,
+            repeats=repeats,
+            stratify=stratify,
+            test_size=test_size,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            select=select,
+            engine=engine,
+        )
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
-        self.refine, self.refine_points, self.refine_param = checked["refine"], checked["refine_points"], checked["refine_param"]
+        self.refine, self.refine_points, self.refine_param = (
+            checked["refine"],
+            checked["refine_points"],
+            checked["refine_param"],
+        )
         self.cv, self.repeats, self.stratify, self.test_size = cv, checked["repeats"], stratify, test_size
         self.epochs, self.batch_size, self.learning_rate = checked["epochs"], checked["batch_size"], learning_rate
         self.optimizer = checked["optimizer"]
@@ -141,10 +196,14 @@ class Sweep:
                 except (ValueError, TypeError):
                     raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
         self.loss = loss
-        if metrics != "auto" and not all(isinstance(m, (list, tuple)) and all(isinstance(n, str) for n in m)
-                                         for m in (metrics.values() if isinstance(metrics, dict) else [metrics])):
-            raise ValueError(f"`metrics` is 'auto', a list of metric names or a dict of them per output. "
-                             f"Received: metrics={metrics!r}")
+        if metrics != "auto" and not all(
+            isinstance(m, (list, tuple)) and all(isinstance(n, str) for n in m)
+            for m in (metrics.values() if isinstance(metrics, dict) else [metrics])
+        ):
+            raise ValueError(
+                f"`metrics` is 'auto', a list of metric names or a dict of them per output. "
+                f"Received: metrics={metrics!r}"
+            )
         self.metrics = metrics
         if loss_weights is not None:
             for weight in _per_output(loss_weights, allow_number=False):
@@ -166,7 +225,9 @@ class Sweep:
 
             if layers == "hidden":
                 if not hidden_layers(model) and any(k != "penalty" for p in self._rounds[0] for k in p):
-                    raise ValueError("The model has no hidden layer with a kernel to regularize. Received: layers='hidden'")
+                    raise ValueError(
+                        "The model has no hidden layer with a kernel to regularize. Received: layers='hidden'"
+                    )
             else:
                 select_layers(model, layers)
             for group, selector in self.layer_groups.items():
@@ -182,28 +243,57 @@ class Sweep:
             model = self.model.spec()
         elif isinstance(self.model, keras.Model):
             weights = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in self.model.get_weights()))
-            model = {"kind": "model", "config_sha": hashlib.sha256(self.model.to_json().encode()).hexdigest()[:16],
-                     "weights_sha": weights.hexdigest()[:16]}
+            model = {
+                "kind": "model",
+                "config_sha": hashlib.sha256(self.model.to_json().encode()).hexdigest()[:16],
+                "weights_sha": weights.hexdigest()[:16],
+            }
         else:  # a function, or a callable object (described by its class)
-            described = self.model if inspect.isfunction(self.model) or inspect.ismethod(self.model) else type(self.model)
+            described = (
+                self.model if inspect.isfunction(self.model) or inspect.ismethod(self.model) else type(self.model)
+            )
             try:
                 source = inspect.getsource(described)
             except (OSError, TypeError):
                 source = ""
-            model = {"kind": "builder", "name": f"{described.__module__}.{described.__qualname__}",
-                     "source_sha": hashlib.sha256(source.encode()).hexdigest()[:16]}
-        search = ({"grid": self.grid} if self.grid is not None else {"stages": self.stages} if self.stages is not None
-                  else {"random": {k: space.distribution(v, k).to_config() for k, v in self.random.items()}, "n_trials": self.n_trials})
+            model = {
+                "kind": "builder",
+                "name": f"{described.__module__}.{described.__qualname__}",
+                "source_sha": hashlib.sha256(source.encode()).hexdigest()[:16],
+            }
+        search = (
+            {"grid": self.grid}
+            if self.grid is not None
+            else {"stages": self.stages}
+            if self.stages is not None
+            else {
+                "random": {k: space.distribution(v, k).to_config() for k, v in self.random.items()},
+                "n_trials": self.n_trials,
+            }
+        )
         return {
-            "model": model, "search": search, "refine": self.refine, "refine_param": self.refine_param,
-            "refine_points": self.refine_points, "cv": self.cv, "repeats": self.repeats, "stratify": self.stratify,
-            "test_size": self.test_size, "epochs": self.epochs, "batch_size": self.batch_size,
-            "optimizer": self.optimizer, "learning_rate": keras.saving.serialize_keras_object(self.learning_rate),
+            "model": model,
+            "search": search,
+            "refine": self.refine,
+            "refine_param": self.refine_param,
+            "refine_points": self.refine_points,
+            "cv": self.cv,
+            "repeats": self.repeats,
+            "stratify": self.stratify,
+            "test_size": self.test_size,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer,
+            "learning_rate": keras.saving.serialize_keras_object(self.learning_rate),
             "loss": self.loss,
             "metrics": self.metrics if isinstance(self.metrics, (str, dict)) else list(self.metrics),
             "layers": repr(self.layers),
-            "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()}, "standardize": self.standardize,
-            "select": self.select, "refit": self.refit, "engine": self.engine, "seed": self.seed,
+            "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()},
+            "standardize": self.standardize,
+            "select": self.select,
+            "refit": self.refit,
+            "engine": self.engine,
+            "seed": self.seed,
             # only when set, so that run directories written before the setting existed still resume
             **({"loss_weights": self.loss_weights} if self.loss_weights is not None else {}),
         }
@@ -221,8 +311,10 @@ class Sweep:
     def _training(self, dataset) -> Training:
         """Loss and metrics for the task, checked against the model's output width (one probe build)."""
         if dataset.task == "multi-output" and self.loss == "auto":  # refused before anything is built
-            raise ValueError("Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
-                             "Received: loss='auto'")
+            raise ValueError(
+                "Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
+                "Received: loss='auto'"
+            )
         probe, errors = None, []
         for point in self._rounds[0]:  # the first point that builds tells the output width
             try:
@@ -239,9 +331,15 @@ class Sweep:
         if dataset.task == "multi-output":
             keras.backend.clear_session(free_memory=False)
             return Training(
-                epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-                learning_rate=self.learning_rate, loss=loss, metrics=() if metrics == "auto" else metrics,
-                standardize=self.standardize, loss_weights=self.loss_weights)
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                optimizer=self.optimizer,
+                learning_rate=self.learning_rate,
+                loss=loss,
+                metrics=() if metrics == "auto" else metrics,
+                standardize=self.standardize,
+                loss_weights=self.loss_weights,
+            )
         try:
             shape = probe.output_shape
         except AttributeError:  # a subclassed model that has not seen data yet: its output on one row says it
@@ -264,9 +362,13 @@ class Sweep:
             auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
         return Training(
-            epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer,
-            learning_rate=self.learning_rate, loss=auto_loss if loss == "auto" else loss,
-            metrics=auto_metrics if metrics == "auto" else metrics, standardize=self.standardize,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            loss=auto_loss if loss == "auto" else loss,
+            metrics=auto_metrics if metrics == "auto" else metrics,
+            standardize=self.standardize,
             loss_weights=self.loss_weights,
         )
 
@@ -276,8 +378,10 @@ class Sweep:
         `reglab.search.plan.members(points, splits, seed)` gives the members and their data."""
         dataset = data_module.prepare(x, y, task)
         if self.standardize and dataset.structured:
-            raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer to the "
-                             "model instead. Received: standardize=True")
+            raise ValueError(
+                "Standardizing several inputs or outputs is not built in: add a Normalization layer to the "
+                "model instead. Received: standardize=True"
+            )
         stratify = dataset.task == "classification" if self.stratify == "auto" else self.stratify
         if stratify and dataset.task != "classification":
             raise ValueError(f"Stratified folds need class labels. Received: stratify=True for a {dataset.task} target")
@@ -285,8 +389,18 @@ class Sweep:
         rest, test = data_module.split_test(dataset, self.test_size, self.seed, stratify)
         return dataset, rest, test, data_module.folds(dataset, rest, self.cv, self.repeats, self.seed, stratify)
 
-    def run(self, x, y, run_dir=None, task="auto", progress=None, keep_weights=False,
-            wait_for_lock=None, stop=None, checkpoint_seconds=2.0) -> SweepResult:
+    def run(
+        self,
+        x,
+        y,
+        run_dir=None,
+        task="auto",
+        progress=None,
+        keep_weights=False,
+        wait_for_lock=None,
+        stop=None,
+        checkpoint_seconds=2.0,
+    ) -> SweepResult:
         """Validate the data, train every member (resuming `run_dir` if given), select, refit, test once.
 
         Args:
@@ -329,14 +443,16 @@ class Sweep:
                 from reglab.engine.checkpoints import Checkpoints
 
                 checkpoints = Checkpoints(store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop)
-            return self._run(dataset, rest, test, splits, training, store, run_dir, progress, keep_weights,
-                             checkpoints, stop)
+            return self._run(
+                dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints, stop
+            )
         finally:  # the lock goes with the run, however it ends
             if store is not None:
                 store.close()
 
-    def _run(self, dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints,
-             stop) -> SweepResult:
+    def _run(
+        self, dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints, stop
+    ) -> SweepResult:
         make_model = self._make_model()
         done: dict[str, pd.DataFrame] = {}  # member id -> its table (`reglab.kit.records.member_records`)
         histograms: dict[str, pd.DataFrame] = {}
@@ -344,8 +460,9 @@ class Sweep:
         timing: dict = {}
 
         def finish(member, trained):
-            table = records.member_records(trained.rows, member, trained.seconds,
-                                           baseline.for_member(member, dataset, training))
+            table = records.member_records(
+                trained.rows, member, trained.seconds, baseline.for_member(member, dataset, training)
+            )
             histogram = _histogram(member.id, trained.weights)
             if store:
                 store.record_member(member.id, table, histogram)
@@ -369,11 +486,20 @@ class Sweep:
                 return
             finish.resumed, finish.total = len(done), len(todo)
             try:
-                run = engine.train(todo, dataset, training, make_model, engine=self._engine_name(),
-                                   checkpoints=checkpoints, stop=stop, done=finish)
+                run = engine.train(
+                    todo,
+                    dataset,
+                    training,
+                    make_model,
+                    engine=self._engine_name(),
+                    checkpoints=checkpoints,
+                    stop=stop,
+                    done=finish,
+                )
             except Unsupported as reason:
-                raise ValueError(f"The population engine cannot run this sweep: {reason}. "
-                                 f"Received: engine={self.engine!r}") from None
+                raise ValueError(
+                    f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
+                ) from None
             timing.update(run["timing"])
 
         search = self._search()
@@ -382,17 +508,30 @@ class Sweep:
         while (points := search.ask(table)) is not None:
             evaluated += [p for p in points if p not in evaluated]
             train(plan.members(points, splits, self.seed))
-            table = outcome_module.summary([done[m.id] for m in plan.members(evaluated, splits, self.seed)], self.select)
+            table = outcome_module.summary(
+                [done[m.id] for m in plan.members(evaluated, splits, self.seed)], self.select
+            )
 
         all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
-        found = outcome_module.outcome([done[m] for m in all_ids], self.select,
-                                       _concat([histograms[m] for m in all_ids if m in histograms]))
-        result = SweepResult(epochs=found.epochs, members=found.members, summary=found.summary, best=found.best,
-                             best_1se=found.best_1se, diagnosis=found.diagnosis, histograms=found.histograms,
-                             weights=final_weights if keep_weights else None, timing=timing,
-                             run_dir=Path(run_dir) if run_dir else None)
+        found = outcome_module.outcome(
+            [done[m] for m in all_ids], self.select, _concat([histograms[m] for m in all_ids if m in histograms])
+        )
+        result = SweepResult(
+            epochs=found.epochs,
+            members=found.members,
+            summary=found.summary,
+            best=found.best,
+            best_1se=found.best_1se,
+            diagnosis=found.diagnosis,
+            histograms=found.histograms,
+            weights=final_weights if keep_weights else None,
+            timing=timing,
+            run_dir=Path(run_dir) if run_dir else None,
+        )
         if self.refit and found.best is not None:
-            result.model, result.test = self._refit_and_test(found.best, dataset, rest, test, training, make_model, store)
+            result.model, result.test = self._refit_and_test(
+                found.best, dataset, rest, test, training, make_model, store
+            )
         if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
             from reglab.show.report import write
 
@@ -400,8 +539,10 @@ class Sweep:
             store.keep_only(all_ids)
             write(store, found, result.test, self.spec())
         if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written
-            error = selection.NothingSelectable(found.nothing + (f" The tables and report.html in {run_dir} show each "
-                                                                 "configuration's records." if store else ""))
+            error = selection.NothingSelectable(
+                found.nothing
+                + (f" The tables and report.html in {run_dir} show each configuration's records." if store else "")
+            )
             error.result = result
             raise error
         if found.advice:  # members trained and none can be chosen yet: a finding, said once
@@ -419,7 +560,9 @@ class Sweep:
         rounds = strategies.Rounds(self._rounds, best)
         if not self.refine:
             return rounds
-        return strategies.Refine(rounds, self.refine_param, self.refine, self.refine_points, best, f"{self.select}_mean")
+        return strategies.Refine(
+            rounds, self.refine_param, self.refine, self.refine_points, best, f"{self.select}_mean"
+        )
 
     def _engine_name(self, warn: bool = True) -> str:
         """The engine that trains this process's members; "auto" off JAX says how to get the population engine."""
@@ -431,27 +574,39 @@ class Sweep:
             return "reference"
         from reglab.engine.population import unavailable
 
-        warnings.warn(f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
-                      UserWarning, stacklevel=4)
+        warnings.warn(
+            f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
+            UserWarning,
+            stacklevel=4,
+        )
         return "reference"
 
     def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
         """Train the selected point on all non-test data; score it on the test set exactly once."""
         stored = store.read_json("test.json") if store else None
-        if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
+        if (
+            stored is not None
+            and stored.get("point_id") == best["point_id"]
+            and (store.path / "best_model.keras").exists()
+        ):
             model = keras.models.load_model(store.path / "best_model.keras", safe_mode=True)
             return model, stored["test"]
         try:
-            model, scaling = refit.refit(best["params"], dataset, rest, test, training, make_model, self.seed,
-                                         self._engine_name(warn=False))
+            model, scaling = refit.refit(
+                best["params"], dataset, rest, test, training, make_model, self.seed, self._engine_name(warn=False)
+            )
         except Unsupported as reason:
-            raise ValueError(f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}") from None
+            raise ValueError(
+                f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
+            ) from None
         scores = refit.test_scores(model, dataset, rest, test, training) if len(test) else None
         model = refit.with_preprocessing(model, scaling, dataset)
         if store:
             store.save_model(model)
-            store.write_json("test.json", {"point_id": best["point_id"], "params": best["params"], "test": scores,
-                                           "n_test": int(len(test))})
+            store.write_json(
+                "test.json",
+                {"point_id": best["point_id"], "params": best["params"], "test": scores, "n_test": int(len(test))},
+            )
         return model, scores
 
 
@@ -465,8 +620,10 @@ def _check_inputs(model, dataset) -> None:
     if not inputs:
         return
     if len(inputs) != len(arrays):
-        raise ValueError(f"The model has {len(inputs)} inputs and the data {len(arrays)} feature arrays (give several "
-                         f"inputs as a dict by input name or a list). Received: x with {len(arrays)} arrays")
+        raise ValueError(
+            f"The model has {len(inputs)} inputs and the data {len(arrays)} feature arrays (give several "
+            f"inputs as a dict by input name or a list). Received: x with {len(arrays)} arrays"
+        )
     if isinstance(dataset.x, dict):
         names = [getattr(t, "name", None) for t in inputs]
         if set(names) == set(dataset.x):
@@ -475,8 +632,10 @@ def _check_inputs(model, dataset) -> None:
         expected = tuple(tensor.shape)
         if len(expected) != array.ndim or any(e is not None and e != a for e, a in zip(expected[1:], array.shape[1:])):
             shown = "(samples, " + ", ".join("any" if e is None else str(e) for e in expected[1:]) + ")"
-            raise ValueError(f"The features do not fit the model's input {getattr(tensor, 'name', '')!r} of shape "
-                             f"{shown}. Received: x.shape={array.shape}")
+            raise ValueError(
+                f"The features do not fit the model's input {getattr(tensor, 'name', '')!r} of shape "
+                f"{shown}. Received: x.shape={array.shape}"
+            )
 
 
 def _per_output(value, allow_number=True) -> list:

@@ -21,27 +21,38 @@ from reglab.kit import regularizers as R
 
 
 def mlp_dropout(point):
-    return keras.Sequential([
-        keras.Input((64,)),
-        L.Dense(32, activation="relu", kernel_regularizer=R.ElasticNet(point["l2"], 0.3), name="h1"),
-        L.Dropout(0.2),
-        L.Dense(16, activation="tanh", kernel_regularizer=R.GroupLasso(point["l2"]), bias_regularizer=R.L2(point["l2"]),
-                activity_regularizer=R.L1(1e-4), name="h2"),
-        L.Dense(10, activation="softmax", kernel_regularizer=R.Smoothness(point["l2"]), name="out"),
-    ], name="net")
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            L.Dense(32, activation="relu", kernel_regularizer=R.ElasticNet(point["l2"], 0.3), name="h1"),
+            L.Dropout(0.2),
+            L.Dense(
+                16,
+                activation="tanh",
+                kernel_regularizer=R.GroupLasso(point["l2"]),
+                bias_regularizer=R.L2(point["l2"]),
+                activity_regularizer=R.L1(1e-4),
+                name="h2",
+            ),
+            L.Dense(10, activation="softmax", kernel_regularizer=R.Smoothness(point["l2"]), name="out"),
+        ],
+        name="net",
+    )
 
 
 def convnet(point):
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        L.Conv2D(8, 3, padding="same", activation="relu", kernel_regularizer=R.L2(point["l2"])),
-        L.SpatialDropout2D(0.1),
-        L.MaxPooling2D(2),
-        L.Conv2D(8, 2, activation="relu"),
-        L.Flatten(),
-        L.Dropout(0.2),
-        L.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(8, 3, padding="same", activation="relu", kernel_regularizer=R.L2(point["l2"])),
+            L.SpatialDropout2D(0.1),
+            L.MaxPooling2D(2),
+            L.Conv2D(8, 2, activation="relu"),
+            L.Flatten(),
+            L.Dropout(0.2),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def resnet_bn(point):
@@ -55,32 +66,38 @@ def resnet_bn(point):
 
 
 def conv1d_bn(point):
-    return keras.Sequential([
-        keras.Input((8, 8)),
-        L.Conv1D(8, 3, padding="same", use_bias=False, kernel_regularizer=R.Smoothness(point["l2"])),
-        L.BatchNormalization(),
-        L.Activation("relu"),
-        L.GlobalMaxPooling1D(),
-        L.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            L.Conv1D(8, 3, padding="same", use_bias=False, kernel_regularizer=R.Smoothness(point["l2"])),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            L.GlobalMaxPooling1D(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def bilstm(point):
-    return keras.Sequential([
-        keras.Input((8, 8)),
-        L.Bidirectional(L.LSTM(8, kernel_regularizer=R.L2(point["l2"]), recurrent_regularizer=R.L2(point["l2"]))),
-        L.LayerNormalization(),
-        L.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            L.Bidirectional(L.LSTM(8, kernel_regularizer=R.L2(point["l2"]), recurrent_regularizer=R.L2(point["l2"]))),
+            L.LayerNormalization(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def embedding_gru(point):
-    return keras.Sequential([
-        keras.Input((64,), dtype="int32"),
-        L.Embedding(17, 8, embeddings_regularizer=R.L2(point["l2"])),
-        L.GRU(8),
-        L.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,), dtype="int32"),
+            L.Embedding(17, 8, embeddings_regularizer=R.L2(point["l2"])),
+            L.GRU(8),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def transformer(point):
@@ -137,24 +154,28 @@ def fcn(point):
 
 def mnist_convnet(point):
     """keras-io's simple MNIST convnet on 28 × 28 images."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        L.Conv2D(32, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
-        L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
-        L.MaxPooling2D(2),
-        L.Flatten(),
-        L.Dropout(0.5),
-        L.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(32, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, activation="relu", kernel_regularizer=R.L2(point["l2"])),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dropout(0.5),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def small_resnet(point):
     """A small ResNet on 16 × 16 images: a stem, two residual blocks of Conv2D(16) + BatchNorm, one of
     Conv2D(32) with stride 2 and a projection, global average pooling."""
+
     def conv(filters, strides=1, size=3):
-        return L.Conv2D(filters, size, strides=strides, padding="same", use_bias=False,
-                        kernel_regularizer=R.L2(point["l2"]))
+        return L.Conv2D(
+            filters, size, strides=strides, padding="same", use_bias=False, kernel_regularizer=R.L2(point["l2"])
+        )
 
     def block(h, filters, strides=1):
         r = L.Activation("relu")(L.BatchNormalization()(conv(filters, strides)(h)))
@@ -189,7 +210,10 @@ def families() -> dict:
         "embedding-gru": (embedding_gru, tokens),
         "attention": (transformer, tokens),
         "subclassed": (subclassed, x),
-        "two-inputs": (two_inputs, {"image": images, "sums": np.concatenate([images.sum(1), images.sum(2)], axis=1)[..., 0]}),
+        "two-inputs": (
+            two_inputs,
+            {"image": images, "sums": np.concatenate([images.sum(1), images.sum(2)], axis=1)[..., 0]},
+        ),
     }
 
 
@@ -203,4 +227,3 @@ def keras_io_families() -> dict:
         "keras-io-mnist-convnet": (mnist_convnet, np.pad(upsample(3), ((0, 0), (2, 2), (2, 2), (0, 0)))),
         "small-resnet": (small_resnet, upsample(2)),
     }
-

@@ -69,7 +69,7 @@ class _OneLineUsageErrors(TyperGroup):
                     if token == opt and i + 1 < len(argv):
                         return f"{opt}={argv[i + 1]!r}"
                     if token.startswith(f"{opt}="):
-                        return f"{opt}={token[len(opt) + 1:]!r}"
+                        return f"{opt}={token[len(opt) + 1 :]!r}"
             return f"{param.opts[0]}=None"
         if param is not None:
             return f"{param.name}=None"
@@ -147,11 +147,14 @@ def check_output_dir(path: Path, argument: str) -> None:
     received = f"Received: {argument}={str(path)!r}"
     try:
         if path.is_symlink() and not path.exists():
-            raise ValueError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist: remove the link "
-                             f"or choose another --{argument.replace('_', '-')}. {received}")
+            raise ValueError(
+                f"{path} is a symbolic link to {os.readlink(path)}, which does not exist: remove the link "
+                f"or choose another --{argument.replace('_', '-')}. {received}"
+            )
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} is a file, not a directory: choose another --{argument.replace('_', '-')}. "
-                             f"{received}")
+            raise ValueError(
+                f"{path} is a file, not a directory: choose another --{argument.replace('_', '-')}. {received}"
+            )
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent

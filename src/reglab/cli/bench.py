@@ -90,12 +90,14 @@ def _keras_model(strength):
     import keras
 
     l2 = keras.regularizers.L2(strength)
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(HIDDEN[0], activation="relu", kernel_regularizer=l2),
-        keras.layers.Dense(HIDDEN[1], activation="relu", kernel_regularizer=l2),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(HIDDEN[0], activation="relu", kernel_regularizer=l2),
+            keras.layers.Dense(HIDDEN[1], activation="relu", kernel_regularizer=l2),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def sequential_keras(lambdas, fits: int, epochs: int, batch: int) -> dict:
@@ -114,12 +116,19 @@ def sequential_keras(lambdas, fits: int, epochs: int, batch: int) -> dict:
         plan.set_global_seed(i)  # keras.utils.set_random_seed, without importing TensorFlow on JAX
         started = time.perf_counter()
         model = _keras_model(strength)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(x[train], y[train], validation_data=(x[val], y[val]), epochs=epochs, batch_size=batch, verbose=0)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+        history = model.fit(
+            x[train], y[train], validation_data=(x[val], y[val]), epochs=epochs, batch_size=batch, verbose=0
+        )
         seconds.append(time.perf_counter() - started)
         accuracy.setdefault(f"{strength:g}", []).append(history.history["val_accuracy"][-1])
-    return {"backend": keras.backend.backend(), "per_fit": float(np.mean(seconds)),
-            "accuracy": {k: float(np.mean(v)) for k, v in accuracy.items()}}
+    return {
+        "backend": keras.backend.backend(),
+        "per_fit": float(np.mean(seconds)),
+        "accuracy": {k: float(np.mean(v)) for k, v in accuracy.items()},
+    }
 
 
 def _sequential_keras_on(backend: str, *args) -> dict:
@@ -145,8 +154,10 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     from reglab.sweep import Sweep
 
     if unavailable():
-        raise ValueError(f"The benchmark measures the population engine: {unavailable()}. "
-                         f"Received: KERAS_BACKEND={keras.backend.backend()!r}")
+        raise ValueError(
+            f"The benchmark measures the population engine: {unavailable()}. "
+            f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
+        )
 
     x, y = _data()
     lambdas = LAMBDAS[::3] if quick else LAMBDAS
@@ -157,9 +168,19 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     backend = keras.backend.backend()
 
     def sweep(repeats=1):
-        return Sweep(MLP(hidden=list(HIDDEN)).bind(64, 10), grid={"l2": list(lambdas)}, cv=folds, repeats=repeats,
-                     epochs=epochs, batch_size=batch, optimizer="adam", learning_rate=1e-3, refit=False,
-                     engine="population", seed=0)
+        return Sweep(
+            MLP(hidden=list(HIDDEN)).bind(64, 10),
+            grid={"l2": list(lambdas)},
+            cv=folds,
+            repeats=repeats,
+            epochs=epochs,
+            batch_size=batch,
+            optimizer="adam",
+            learning_rate=1e-3,
+            refit=False,
+            engine="population",
+            seed=0,
+        )
 
     echo(f"reglab (population engine, {backend}): {members} members × {epochs} epochs …")
     engine = sweep()
@@ -197,9 +218,21 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     from sklearn.neural_network import MLPClassifier
 
     search = GridSearchCV(
-        MLPClassifier(hidden_layer_sizes=HIDDEN, solver="adam", batch_size=batch, max_iter=epochs, learning_rate_init=1e-3,
-                      tol=0, n_iter_no_change=10_000, early_stopping=False, random_state=0),
-        {"alpha": [mlp_alpha(s, batch) for s in lambdas]}, cv=splits, n_jobs=2, refit=False,
+        MLPClassifier(
+            hidden_layer_sizes=HIDDEN,
+            solver="adam",
+            batch_size=batch,
+            max_iter=epochs,
+            learning_rate_init=1e-3,
+            tol=0,
+            n_iter_no_change=10_000,
+            early_stopping=False,
+            random_state=0,
+        ),
+        {"alpha": [mlp_alpha(s, batch) for s in lambdas]},
+        cv=splits,
+        n_jobs=2,
+        refit=False,
     )
     import warnings
 
@@ -232,9 +265,14 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         },
         "engine": "population",
         "backend": backend,
-        "sequential_keras": {name: {"seconds_per_fit": v["per_fit"], "seconds": v["per_fit"] * members,
-                                    "reglab_speedup": v["per_fit"] * members / reglab_seconds}
-                             for name, v in sequential.items()},
+        "sequential_keras": {
+            name: {
+                "seconds_per_fit": v["per_fit"],
+                "seconds": v["per_fit"] * members,
+                "reglab_speedup": v["per_fit"] * members / reglab_seconds,
+            }
+            for name, v in sequential.items()
+        },
         "sequential_keras_seconds": keras_seconds,
         "sequential_keras_backend": "tensorflow" if "tensorflow" in sequential else backend,
         "sequential_keras_seconds_per_fit": per_fit,
@@ -269,8 +307,9 @@ def _device() -> str:
     return f"GPU: {gpus[0].name}" if gpus else "CPU"
 
 
-def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | None = None, names=None,
-        echo=print) -> dict:
+def zoo(
+    epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | None = None, names=None, echo=print
+) -> dict:
     """`reglab bench --zoo`: every family of `reglab.zoo` (keras-io's sizes too), two ways.
 
     - `engine`: the family as a population of `members` (λ × 2 folds of the digits) against sequential
@@ -281,14 +320,21 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
       × members) and one for the refit (timed).
     `names`: only these families."""
     from reglab import data as data_module
-    from reglab.search import plan
     from reglab import zoo as families_module
     from reglab.engine import population
     from reglab.engine.training import Training
+    from reglab.search import plan
 
     _, _, y = families_module.digits()
-    training = Training(epochs=epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                                  loss="sparse_categorical_crossentropy", metrics=("accuracy",), standardize=False)
+    training = Training(
+        epochs=epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        standardize=False,
+    )
     points = [{"l2": float(v)} for v in np.logspace(-5, -1, members // 2)]
     everything = {**families_module.families(), **families_module.keras_io_families()}
     report = {}
@@ -312,12 +358,16 @@ def zoo(epochs: int = 5, members: int = 12, fits: int = 2, sweep_epochs: int | N
             sequential.append(took)
             agree.append(abs(history.history["val_accuracy"][-1] - records[member.id].val_accuracy.iloc[-1]))
         per_fit = float(np.mean(sequential))
-        report[name] = {"population_seconds": seconds, "compile_seconds": timing["compile_seconds"],
-                        "sequential_seconds_per_fit": per_fit, "speedup": per_fit * len(group) / seconds,
-                        "val_accuracy_population": float(np.mean([r.val_accuracy.iloc[-1] for r in records.values()])),
-                        # same seeds and data, but fit shuffles its own way: agreement within noise, not exact
-                        "max_val_accuracy_gap_vs_fit": float(max(agree)),
-                        "convolutions": sorted({d["strategy"] for d in timing["convolutions"].values()})}
+        report[name] = {
+            "population_seconds": seconds,
+            "compile_seconds": timing["compile_seconds"],
+            "sequential_seconds_per_fit": per_fit,
+            "speedup": per_fit * len(group) / seconds,
+            "val_accuracy_population": float(np.mean([r.val_accuracy.iloc[-1] for r in records.values()])),
+            # same seeds and data, but fit shuffles its own way: agreement within noise, not exact
+            "max_val_accuracy_gap_vs_fit": float(max(agree)),
+            "convolutions": sorted({d["strategy"] for d in timing["convolutions"].values()}),
+        }
 
         try:
             report[name]["sweep"] = _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo)
@@ -345,8 +395,14 @@ def _fit(build, dataset, member, setting, validate=True):
     model = build(member.point)
     compile_model(model, setting, member.point)
     validation = (rows(dataset.x, member.val), rows(dataset.y, member.val)) if validate else None
-    history = model.fit(rows(dataset.x, member.train), rows(dataset.y, member.train), epochs=setting.epochs,
-                        batch_size=setting.batch_size, verbose=0, validation_data=validation)
+    history = model.fit(
+        rows(dataset.x, member.train),
+        rows(dataset.y, member.train),
+        epochs=setting.epochs,
+        batch_size=setting.batch_size,
+        verbose=0,
+        validation_data=validation,
+    )
     return time.perf_counter() - started, history
 
 
@@ -362,21 +418,36 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
     lambdas = [0.0, 1e-3, 1e-2]
     options = {} if sweep_epochs is None else {"epochs": sweep_epochs}
     sweep = Sweep(build, grid={"l2": lambdas}, cv=3, seed=0, **options)
-    echo(f"zoo {name}: as a user runs it, Sweep.run with its defaults (3 λ × 3 folds, {sweep.epochs} epochs, "
-         f"refit, run directory) …")
+    echo(
+        f"zoo {name}: as a user runs it, Sweep.run with its defaults (3 λ × 3 folds, {sweep.epochs} epochs, "
+        f"refit, run directory) …"
+    )
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         result = sweep.run(x, y, run_dir=Path(folder) / "run")
         sweep_seconds = time.perf_counter() - started
-    user_training = Training(epochs=sweep.epochs, batch_size=32, optimizer="adam", learning_rate=1e-3,
-                                       loss="sparse_categorical_crossentropy", metrics=("accuracy",),
-                                       standardize=False)
+    user_training = Training(
+        epochs=sweep.epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        standardize=False,
+    )
     loop_members = plan.members([{"l2": v} for v in lambdas], data_module.folds(dataset, rest, 3, 1, 0, True), 0)
     echo(f"zoo {name}: the loop of model.fit a user would write (one fold fit and the refit timed) …")
     fold_fit, _ = _fit(build, dataset, loop_members[0], user_training)
-    refit, _ = _fit(build, dataset, plan.refit_member(result.best["params"], rest, None, 0), user_training,
-                    validate=False)
+    refit, _ = _fit(
+        build, dataset, plan.refit_member(result.best["params"], rest, None, 0), user_training, validate=False
+    )
     loop_seconds = fold_fit * len(loop_members) + refit
-    return {"seconds": sweep_seconds, "members": len(loop_members), "epochs": sweep.epochs,
-            "loop_of_fit_seconds": loop_seconds, "fit_seconds": fold_fit, "refit_seconds": refit,
-            "speedup": loop_seconds / sweep_seconds}
+    return {
+        "seconds": sweep_seconds,
+        "members": len(loop_members),
+        "epochs": sweep.epochs,
+        "loop_of_fit_seconds": loop_seconds,
+        "fit_seconds": fold_fit,
+        "refit_seconds": refit,
+        "speedup": loop_seconds / sweep_seconds,
+    }

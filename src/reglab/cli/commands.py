@@ -9,19 +9,34 @@ from pathlib import Path
 
 import typer
 
-from reglab.cli.app import (EXIT_FAILED, app, check_output_dir, fail, fail_os, fail_usage, import_keras_quietly,
-                            printable)
+from reglab.cli.app import (
+    EXIT_FAILED,
+    app,
+    check_output_dir,
+    fail,
+    fail_os,
+    fail_usage,
+    import_keras_quietly,
+    printable,
+)
 from reglab.cli.terminal import Log, Progress, StopOnCtrlC, finish, interrupted, print_result
 
 
 @app.command()
 def demo(
-    epochs: int = typer.Option(50, min=1, max=1000, help="Epochs per member (the story needs enough for λ=0 to overfit)."),
+    epochs: int = typer.Option(
+        50, min=1, max=1000, help="Epochs per member (the story needs enough for λ=0 to overfit)."
+    ),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Global random seed."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/demo-e<epochs>-s<seed>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
-    wait: float = typer.Option(None, "--wait", min=0, metavar="SECONDS",
-                               help="If another process is using the run directory, wait this long for it (default: exit 2 at once)."),
+    wait: float = typer.Option(
+        None,
+        "--wait",
+        min=0,
+        metavar="SECONDS",
+        help="If another process is using the run directory, wait this long for it (default: exit 2 at once).",
+    ),
 ):
     """The tutorial's story on a small digits training set: no L2 overfits, moderate L2 is selected, strong L2 underfits.
 
@@ -39,7 +54,9 @@ def demo(
     try:
         check_output_dir(run_dir, "run_dir")
         with Progress(quiet, "demo") as progress, StopOnCtrlC() as stop, Log(run_dir):
-            result = run_demo(epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait, stop=stop)
+            result = run_demo(
+                epochs=epochs, seed=seed, run_dir=run_dir, progress=progress, wait_for_lock=wait, stop=stop
+            )
     except ValueError as error:
         fail_usage(error)
     except Interrupted as stopped:
@@ -69,8 +86,13 @@ def sweep(
     config: Path = typer.Argument(..., help="A sweep spec (.toml or .json); see docs/examples/sweep.toml."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/<name>). Re-running resumes it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
-    wait: float = typer.Option(None, "--wait", min=0, metavar="SECONDS",
-                               help="If another process is using the run directory, wait this long for it (default: exit 2 at once)."),
+    wait: float = typer.Option(
+        None,
+        "--wait",
+        min=0,
+        metavar="SECONDS",
+        help="If another process is using the run directory, wait this long for it (default: exit 2 at once).",
+    ),
 ):
     """Run (or resume) the sweep a config file describes."""
     from reglab.config import build, validate_file
@@ -82,8 +104,8 @@ def sweep(
     except OSError as error:
         fail_os(error, "config", config, EXIT_FAILED)
     import_keras_quietly()
-    from reglab.engine.checkpoints import Interrupted
     from reglab.decide.selection import NothingSelectable
+    from reglab.engine.checkpoints import Interrupted
     from reglab.sweep import NothingToTrain
 
     try:
@@ -91,9 +113,16 @@ def sweep(
         run_dir = run_dir or Path("runs") / experiment.name
         check_output_dir(run_dir, "run_dir")
         with Progress(quiet, experiment.name) as progress, StopOnCtrlC() as stop, Log(run_dir):
-            result = experiment.sweep.run(experiment.x, experiment.y, run_dir=run_dir, task=experiment.task,
-                                          progress=progress, wait_for_lock=wait, stop=stop,
-                                          checkpoint_seconds=experiment.checkpoint_seconds)
+            result = experiment.sweep.run(
+                experiment.x,
+                experiment.y,
+                run_dir=run_dir,
+                task=experiment.task,
+                progress=progress,
+                wait_for_lock=wait,
+                stop=stop,
+                checkpoint_seconds=experiment.checkpoint_seconds,
+            )
     except ValueError as error:
         fail_usage(error)
     except OSError as error:  # the run directory could not be written while the work went on
@@ -108,7 +137,9 @@ def sweep(
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory written by `reglab sweep` or `reglab demo`."),
-    tensorboard: Path = typer.Option(None, help="Also export the run as a TensorBoard HParams experiment into this folder."),
+    tensorboard: Path = typer.Option(
+        None, help="Also export the run as a TensorBoard HParams experiment into this folder."
+    ),
 ):
     """Re-render a run directory's tables, summary, plots and report.html from its stored records."""
     import_keras_quietly()
@@ -125,8 +156,16 @@ def report(
         fail_usage(error)
     except OSError as error:
         fail_os(error, "run_dir", run_dir, EXIT_FAILED)
-    print_result(document["table"], document["best"], document["test"], document["members_complete"], run_dir,
-                  f"Report of {run_dir}", document["best_1se"], pd.DataFrame(document["diagnosis"]))
+    print_result(
+        document["table"],
+        document["best"],
+        document["test"],
+        document["members_complete"],
+        run_dir,
+        f"Report of {run_dir}",
+        document["best_1se"],
+        pd.DataFrame(document["diagnosis"]),
+    )
     if document["best"] is None:
         typer.echo(f"reglab: warning: {printable(document['advice'] or document['nothing_selected'])}", err=True)
     if document.get("in_use"):
@@ -151,7 +190,11 @@ def bench(
     out: Path = typer.Option(Path("bench.json"), help="Where to write the JSON report."),
     keras_fits: int = typer.Option(None, min=1, help="Sequential Keras fits to time (default: one per λ, fold 0)."),
     scaling: bool = typer.Option(False, "--scaling", help="Also time 8× the members (320) against the 40."),
-    zoo: bool = typer.Option(False, "--zoo", help="Also every model family of reglab.zoo (keras-io's sizes too): the engine and Sweep.run vs a loop of model.fit."),
+    zoo: bool = typer.Option(
+        False,
+        "--zoo",
+        help="Also every model family of reglab.zoo (keras-io's sizes too): the engine and Sweep.run vs a loop of model.fit.",
+    ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
     import_keras_quietly(compile_cache=False)
@@ -168,18 +211,28 @@ def bench(
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, sweep_epochs=2 if quick else None, echo=echo)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    table = Table(title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})")
+    table = Table(
+        title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})"
+    )
     table.add_column("way")
     table.add_column("seconds", justify="right")
     table.add_column("reglab is … faster", justify="right")
     table.add_row(f"reglab ({report['engine']} engine, {report['backend']})", f"{report['reglab_seconds']:.2f}", "")
     table.add_row("  of which compile", f"{report['compile_seconds']:.2f}", "")
     for backend, seq in report["sequential_keras"].items():
-        table.add_row(f"sequential Keras on {backend} ({report['sequential_keras_fits_timed']} fits × {report['members']})",
-                      f"{seq['seconds']:.1f}", f"{seq['reglab_speedup']:.1f}×")
-    table.add_row("scikit-learn GridSearchCV", f"{report['sklearn_seconds']:.1f}", f"{report['speedup_vs_sklearn']:.1f}×")
-    table.add_row(f"FLOP bound ({report['gflop']:.0f} GFLOP at {report['matmul_gflops']:.0f} GFLOP/s)",
-                  f"{report['flop_bound_seconds']:.2f}", f"reglab / bound = {report['ratio_to_flop_bound']:.2f}")
+        table.add_row(
+            f"sequential Keras on {backend} ({report['sequential_keras_fits_timed']} fits × {report['members']})",
+            f"{seq['seconds']:.1f}",
+            f"{seq['reglab_speedup']:.1f}×",
+        )
+    table.add_row(
+        "scikit-learn GridSearchCV", f"{report['sklearn_seconds']:.1f}", f"{report['speedup_vs_sklearn']:.1f}×"
+    )
+    table.add_row(
+        f"FLOP bound ({report['gflop']:.0f} GFLOP at {report['matmul_gflops']:.0f} GFLOP/s)",
+        f"{report['flop_bound_seconds']:.2f}",
+        f"reglab / bound = {report['ratio_to_flop_bound']:.2f}",
+    )
     console.print(table)
     accuracy = Table(title="Mean validation accuracy per λ")
     for name in ("λ", "reglab (5 folds)", "reglab (fold 0)", "sequential Keras (fold 0)"):
@@ -187,13 +240,25 @@ def bench(
     acc = report["accuracy_by_lambda"]
     for key in acc["reglab"]:
         keras_value = acc["keras"].get(key)
-        accuracy.add_row(key, f"{acc['reglab'][key]:.4f}", f"{acc['reglab_fold0'][key]:.4f}",
-                         "–" if keras_value is None else f"{keras_value:.4f}")
+        accuracy.add_row(
+            key,
+            f"{acc['reglab'][key]:.4f}",
+            f"{acc['reglab_fold0'][key]:.4f}",
+            "–" if keras_value is None else f"{keras_value:.4f}",
+        )
     console.print(accuracy)
     extra = f"; 8× members cost {report['scaling_8x_members_time_ratio']:.2f}× the time" if scaling else ""
     if zoo:
         engine = Table(title="Model families (reglab.zoo), the engine alone: a population vs sequential model.fit")
-        for name in ("family", "population s", "compile s", "fit s × members", "speedup", "val acc gap", "convolutions"):
+        for name in (
+            "family",
+            "population s",
+            "compile s",
+            "fit s × members",
+            "speedup",
+            "val acc gap",
+            "convolutions",
+        ):
             engine.add_column(name, justify="right")
         users = Table(title="The same families as users run them: Sweep.run with its defaults vs a loop of model.fit")
         for name in ("family", "Sweep.run s", "loop of fit s", "one fit s", "refit s", "speedup"):
@@ -204,22 +269,36 @@ def bench(
             if "speedup" not in row:
                 engine.add_row(name, "failed", "", "", "", row.get("error", "")[:40], "")
                 continue
-            engine.add_row(name, f"{row['population_seconds']:.2f}", f"{row['compile_seconds']:.2f}",
-                           f"{row['sequential_seconds_per_fit']:.2f}", f"{row['speedup']:.1f}×",
-                           f"{row['max_val_accuracy_gap_vs_fit']:.3f}", ", ".join(row["convolutions"]) or "–")
+            engine.add_row(
+                name,
+                f"{row['population_seconds']:.2f}",
+                f"{row['compile_seconds']:.2f}",
+                f"{row['sequential_seconds_per_fit']:.2f}",
+                f"{row['speedup']:.1f}×",
+                f"{row['max_val_accuracy_gap_vs_fit']:.3f}",
+                ", ".join(row["convolutions"]) or "–",
+            )
             user = row["sweep"]
             if "speedup" in user:
-                users.add_row(name, f"{user['seconds']:.1f}", f"{user['loop_of_fit_seconds']:.1f}",
-                              f"{user['fit_seconds']:.2f}", f"{user['refit_seconds']:.2f}", f"{user['speedup']:.1f}×")
+                users.add_row(
+                    name,
+                    f"{user['seconds']:.1f}",
+                    f"{user['loop_of_fit_seconds']:.1f}",
+                    f"{user['fit_seconds']:.2f}",
+                    f"{user['refit_seconds']:.2f}",
+                    f"{user['speedup']:.1f}×",
+                )
             else:
                 users.add_row(name, "failed", "", "", "", user.get("error", "")[:40])
         console.print(engine)
         console.print(users)
         z = report["zoo"]
         times = lambda v: "–" if v is None else f"{v:.1f}×"  # noqa: E731
-        console.print(f"engine: geometric mean speedup {times(z['geometric_mean_speedup'])}, lowest "
-                      f"{times(z['min_speedup'])}; Sweep.run as users run it: {times(z['sweep_geometric_mean_speedup'])}, "
-                      f"lowest {times(z['sweep_min_speedup'])}")
+        console.print(
+            f"engine: geometric mean speedup {times(z['geometric_mean_speedup'])}, lowest "
+            f"{times(z['min_speedup'])}; Sweep.run as users run it: {times(z['sweep_geometric_mean_speedup'])}, "
+            f"lowest {times(z['sweep_min_speedup'])}"
+        )
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 

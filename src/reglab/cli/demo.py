@@ -40,16 +40,24 @@ TEST_SIZE = 0.85  # a small training set: 15% of digits for training and validat
 def demo_sweep(epochs: int = EPOCHS, seed: int = 0, folds: int = 5) -> Sweep:
     return Sweep(
         MLP(hidden=[128, 64]).bind(n_features=64, n_outputs=10),
-        grid={"l2": list(LAMBDAS)}, cv=folds, test_size=TEST_SIZE, epochs=epochs, batch_size=32,
-        optimizer="adam", learning_rate=5e-3, seed=seed,
+        grid={"l2": list(LAMBDAS)},
+        cv=folds,
+        test_size=TEST_SIZE,
+        epochs=epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=5e-3,
+        seed=seed,
     )
 
 
-def run_demo(epochs: int = EPOCHS, seed: int = 0, run_dir=None, progress=None, wait_for_lock=None,
-             stop=None) -> SweepResult:
+def run_demo(
+    epochs: int = EPOCHS, seed: int = 0, run_dir=None, progress=None, wait_for_lock=None, stop=None
+) -> SweepResult:
     x, y, _ = load_builtin("digits")
-    return demo_sweep(epochs, seed).run(x, y, run_dir=run_dir, progress=progress, wait_for_lock=wait_for_lock,
-                                        stop=stop)
+    return demo_sweep(epochs, seed).run(
+        x, y, run_dir=run_dir, progress=progress, wait_for_lock=wait_for_lock, stop=stop
+    )
 
 
 def story(result: SweepResult) -> list[str]:
@@ -83,8 +91,7 @@ def story(result: SweepResult) -> list[str]:
         elif verdict == "overfitting":
             facts = f"validation loss {low:.3f} at epoch {low_at}, {end:.3f} at the end (train {fit:.3f})"
         elif verdict == "underfitting":
-            facts = (f"train loss {fit:.3f}, validation {end:.3f} — penalty {row['penalty_share']:.0%} "
-                     "of the objective")
+            facts = f"train loss {fit:.3f}, validation {end:.3f} — penalty {row['penalty_share']:.0%} of the objective"
         else:
             facts = f"validation loss {end:.3f} at the end (its minimum {low:.3f} at epoch {low_at}; train {fit:.3f})"
         lines.append(f"{head}{verdict}: {facts}")

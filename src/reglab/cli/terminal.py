@@ -80,8 +80,11 @@ class StopOnCtrlC:
 
 
 def interrupted(stop, run_dir):
-    typer.echo(f"reglab: interrupted ({stop}); the work so far is saved in {run_dir}: run the same command again "
-               "to continue from there", err=True)
+    typer.echo(
+        f"reglab: interrupted ({stop}); the work so far is saved in {run_dir}: run the same command again "
+        "to continue from there",
+        err=True,
+    )
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -95,8 +98,9 @@ class Progress:
         if not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), transient=True)
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+            )
             self.bar.__enter__()
         return self
 
@@ -139,7 +143,9 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
     console.print(table, markup=False)
 
     def described(choice):
-        return escape(", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice["params"].items()))
+        return escape(
+            ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in choice["params"].items())
+        )
 
     def verdict(choice):
         v = verdict_of.get(choice["point_id"])
@@ -148,10 +154,14 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
     if best is None:  # the reason and what to change were said once, as a warning line
         console.print("selected: [bold]nothing[/bold] (no configuration could be chosen; see the verdicts)")
     else:
-        console.print(f"selected: [bold]{described(best)}[/bold] (lowest mean validation loss over folds){verdict(best)}")
+        console.print(
+            f"selected: [bold]{described(best)}[/bold] (lowest mean validation loss over folds){verdict(best)}"
+        )
     if best_1se is not None:
-        console.print(f"one-standard-error rule: [bold]{described(best_1se)}[/bold] (the most regularized point "
-                      f"within one standard error of the best){verdict(best_1se)}")
+        console.print(
+            f"one-standard-error rule: [bold]{described(best_1se)}[/bold] (the most regularized point "
+            f"within one standard error of the best){verdict(best_1se)}"
+        )
     if test:
         console.print("test set (used once, after selection): " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     if run_dir:
@@ -160,8 +170,9 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
 
 def finish(result, run_dir, title):
     """Print a finished sweep's result and where its report is; exit 1 if a member failed or nothing was chosen."""
-    print_result(result.summary, result.best, result.test, len(result.members), run_dir, title, result.best_1se,
-                  result.diagnosis)
+    print_result(
+        result.summary, result.best, result.test, len(result.members), run_dir, title, result.best_1se, result.diagnosis
+    )
     typer.echo(f"report: {run_dir / 'report.html'}")
     failed = (result.members["status"] == "failed").any() or result.best is None
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)

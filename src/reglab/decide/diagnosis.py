@@ -55,8 +55,19 @@ LATE_GAIN = 0.01
 BLOWN_UP = 5.0
 TRAIN_MORE = "train longer (more epochs) or with a higher learning rate"
 
-COLUMNS = ("verdict", "recommendation", "reason", "rise", "train_drop", "gap", "excess", "penalty_share", "late_gain",
-           "best_epoch", "baseline_loss")
+COLUMNS = (
+    "verdict",
+    "recommendation",
+    "reason",
+    "rise",
+    "train_drop",
+    "gap",
+    "excess",
+    "penalty_share",
+    "late_gain",
+    "best_epoch",
+    "baseline_loss",
+)
 
 
 def curves(epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -69,18 +80,30 @@ def curves(epochs: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def diagnose(epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per point: `verdict`, `recommendation`, `reason` (with the numbers) and the numbers."""
     per_point = curves(epochs)
-    lowest = min((float(c["val_loss"].min()) for c in per_point.values() if c["val_loss"].notna().any()), default=math.nan)
+    lowest = min(
+        (float(c["val_loss"].min()) for c in per_point.values() if c["val_loss"].notna().any()), default=math.nan
+    )
     rows = []
     for pid in dict.fromkeys(epochs["point"]):
         statuses = set(epochs.loc[epochs["point"] == pid, "status"])
         curve = per_point.get(pid)
         if statuses - {"ok"} or curve is None or not curve["val_loss"].notna().any():
             broken = "failed" if "failed" in statuses else "diverged"
-            rows.append({"point": pid, "verdict": broken, "recommendation": "decrease the learning rate or λ"
-                         if broken == "diverged" else "see the member's error", "reason": f"a member {broken}"})
+            rows.append(
+                {
+                    "point": pid,
+                    "verdict": broken,
+                    "recommendation": "decrease the learning rate or λ"
+                    if broken == "diverged"
+                    else "see the member's error",
+                    "reason": f"a member {broken}",
+                }
+            )
             continue
-        predictor = next((p for p in epochs.loc[epochs["point"] == pid].get("baseline_predictor", [])
-                          if isinstance(p, str) and p), "the constant predictor")
+        predictor = next(
+            (p for p in epochs.loc[epochs["point"] == pid].get("baseline_predictor", []) if isinstance(p, str) and p),
+            "the constant predictor",
+        )
         rows.append({"point": pid, **_judge(curve, lowest, predictor)})
     return pd.DataFrame(rows, columns=["point", *COLUMNS])
 
@@ -96,7 +119,8 @@ def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
         "gap": (final_val - final_train) / final_val if final_val > 0 else 0.0,
         "excess": (final_val - lowest) / lowest if lowest > 0 else 0.0,
         "penalty_share": float(curve["train_penalty"].iloc[-1] / curve["train_total"].iloc[-1])
-        if "train_penalty" in curve and curve["train_total"].iloc[-1] > 0 else 0.0,
+        if "train_penalty" in curve and curve["train_total"].iloc[-1] > 0
+        else 0.0,
         "late_gain": _late_gain(val),
         "best_epoch": best_epoch,
         # the mean over the folds of the final curve's members, as the validation loss it is compared with
@@ -111,26 +135,34 @@ def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
     rose = n["rise"] >= RISE and n["train_drop"] > 0
     worse = final_val >= baseline  # False when the baseline is NaN (unknown loss, older run directory)
     if worse and not (rose and val_min < baseline):
-        why = (f"validation loss {final_val:.3g} is {'worse than' if final_val > baseline else 'no better than'} "
-               f"the constant predictor's {baseline:.3g} ({predictor})")
+        why = (
+            f"validation loss {final_val:.3g} is {'worse than' if final_val > baseline else 'no better than'} "
+            f"the constant predictor's {baseline:.3g} ({predictor})"
+        )
         if final_train >= BLOWN_UP * baseline:
             advice = "decrease the learning rate"
         elif n["penalty_share"] >= PENALTY_SHARE:
             advice = "decrease λ"
         elif final_train < baseline:
-            advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}"
-                                                      if val_min < baseline else "")
+            advice = "increase λ (or add dropout)" + (
+                f", or keep the weights of epoch {best_epoch}" if val_min < baseline else ""
+            )
         elif still_falling:  # not there yet (a quick first sweep): it needs more training, not less
             advice = TRAIN_MORE
         else:
             advice = "decrease the learning rate"
         return {"verdict": "not learning", "recommendation": advice, "reason": f"{why}; {minimum}, {rest}", **numbers}
     if rose or (n["gap"] >= GAP and n["excess"] >= EXCESS):
-        why = (f"validation loss rose {n['rise']:.0%} above its minimum while training loss kept falling" if rose else
-               f"validation loss is {n['gap']:.0%} above training loss and {n['excess']:.0%} above the best point's")
+        why = (
+            f"validation loss rose {n['rise']:.0%} above its minimum while training loss kept falling"
+            if rose
+            else f"validation loss is {n['gap']:.0%} above training loss and {n['excess']:.0%} above the best point's"
+        )
         if worse:
             why += f", to worse than the constant predictor's {baseline:.3g} ({predictor})"
-        advice = "increase λ (or add dropout)" + (f", or keep the weights of epoch {best_epoch}" if n["rise"] >= RISE else "")
+        advice = "increase λ (or add dropout)" + (
+            f", or keep the weights of epoch {best_epoch}" if n["rise"] >= RISE else ""
+        )
         return {"verdict": "overfitting", "recommendation": advice, "reason": f"{why}: {facts}", **numbers}
     if n["excess"] >= EXCESS and n["gap"] < SMALL_GAP:
         why = f"training loss is as high as validation loss, {n['excess']:.0%} above the best point's"

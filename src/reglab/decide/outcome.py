@@ -17,7 +17,6 @@ import pandas as pd
 from reglab.decide import diagnosis, selection
 
 
-
 @dataclass
 class Outcome:
     epochs: pd.DataFrame  # every member's epoch records (`reglab.kit.records`)
@@ -40,13 +39,16 @@ class Outcome:
         if self.nothing is None or not self.trained:
             return None
         stuck = self.diagnosis[self.diagnosis["verdict"] == "not learning"]["recommendation"]
-        advice = "; ".join(dict.fromkeys(stuck)) or "train longer (more epochs), with a higher learning rate, or a smaller λ"
+        advice = (
+            "; ".join(dict.fromkeys(stuck)) or "train longer (more epochs), with a higher learning rate, or a smaller λ"
+        )
         return f"no configuration could be chosen: {self.nothing} What to change: {advice}."
 
     def document(self, test: dict | None = None) -> dict:
         """The run directory's summary.json (`selection.document`)."""
-        return selection.document(self.summary, self.best, test, len(self.members), self.best_1se, self.diagnosis,
-                                  self.nothing)
+        return selection.document(
+            self.summary, self.best, test, len(self.members), self.best_1se, self.diagnosis, self.nothing
+        )
 
 
 def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
@@ -55,8 +57,9 @@ def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
     return selection.summarize(selection.member_table(epochs), epochs, by=select, mode=selection.mode_for(select))
 
 
-def outcome(frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | None = None,
-            warn: bool = True) -> Outcome:
+def outcome(
+    frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | None = None, warn: bool = True
+) -> Outcome:
     """Every table and decision of a sweep from its members' tables (`reglab.kit.records.member_records`).
     `warn`: say once which configurations were excluded from selection."""
     epochs = selection.combine(frames)
@@ -64,5 +67,13 @@ def outcome(frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | 
     mode = selection.mode_for(select)
     table = selection.summarize(members, epochs, by=select, mode=mode)
     best, best_1se, nothing = selection.decisions(table, select, mode, warn=warn)
-    return Outcome(epochs, members, table, best, best_1se, nothing, diagnosis.diagnose(epochs),
-                   histograms if histograms is not None and len(histograms) else None)
+    return Outcome(
+        epochs,
+        members,
+        table,
+        best,
+        best_1se,
+        nothing,
+        diagnosis.diagnose(epochs),
+        histograms if histograms is not None and len(histograms) else None,
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reglab import engine
 from reglab import _keras_private as private
+from reglab import engine
 from reglab.engine.training import compile_metrics, fold_arrays
 from reglab.search import plan
 
@@ -20,7 +20,9 @@ from reglab.search import plan
 def refit(point: dict, data, rest, test, training, make_model, seed: int, engine_name: str):
     """Train `point` on the rows `rest` (no validation): (the trained model, its standardization)."""
     member = plan.refit_member(point, rest, test, seed)
-    trained = engine.train([member], data, training, make_model, engine=engine_name, validate=False)["members"][member.id]
+    trained = engine.train([member], data, training, make_model, engine=engine_name, validate=False)["members"][
+        member.id
+    ]
     if trained.model is None:
         error = trained.rows["error"].iloc[0] if "error" in trained.rows else "?"
         raise RuntimeError(f"Refitting the selected point failed: {error}")
@@ -52,7 +54,9 @@ def with_preprocessing(model, scaling, data):
     if not scaling:
         return model
     inputs = keras.Input(model.input_shape[1:])
-    x = keras.layers.Normalization(mean=scaling["x_mean"], variance=np.square(scaling["x_std"]), name="standardize")(inputs)
+    x = keras.layers.Normalization(mean=scaling["x_mean"], variance=np.square(scaling["x_std"]), name="standardize")(
+        inputs
+    )
     outputs = model(x)
     if "y_mean" in scaling:
         outputs = keras.layers.Rescaling(scaling["y_std"], offset=scaling["y_mean"], name="unstandardize")(outputs)

@@ -19,7 +19,8 @@ import warnings
 
 import pandas as pd
 
-from reglab.kit.records import IDENTITY, params as param_columns
+from reglab.kit.records import IDENTITY
+from reglab.kit.records import params as param_columns
 
 
 def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -95,8 +96,13 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
     for pid, group in members.groupby("point", sort=False):
         ok = group[group["status"] == "ok"]
         row = {k: group.iloc[0][k] for k in params}
-        row.update(point=pid, members=len(group), ok=len(ok),
-                   failed=int((group["status"] == "failed").sum()), diverged=int((group["status"] == "diverged").sum()))
+        row.update(
+            point=pid,
+            members=len(group),
+            ok=len(ok),
+            failed=int((group["status"] == "failed").sum()),
+            diverged=int((group["status"] == "diverged").sum()),
+        )
         for q in quantities:
             values = ok[q].astype(float) if q in ok else pd.Series(dtype=float)
             row[f"{q}_mean"] = float(values.mean()) if len(values) else math.nan
@@ -107,7 +113,9 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
         baseline = ok["baseline_loss"].astype(float) if "baseline_loss" in ok else pd.Series(dtype=float)
         row["baseline_loss_mean"] = float(baseline.mean()) if baseline.notna().any() else math.nan
         row["baseline_predictor"] = next((p for p in ok.get("baseline_predictor", []) if isinstance(p, str) and p), "")
-        row["learning"] = not row["val_loss_mean"] >= row["baseline_loss_mean"]  # NaN on either side: nothing to compare
+        row["learning"] = (
+            not row["val_loss_mean"] >= row["baseline_loss_mean"]
+        )  # NaN on either side: nothing to compare
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary.attrs = {"params": list(params)}
@@ -134,8 +142,9 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
     """
     complete = summary[summary["rank"].notna()]
     if complete.empty:
-        raise NothingSelectable(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
-                                "nothing to select.")
+        raise NothingSelectable(
+            f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); nothing to select."
+        )
     excluded = summary[summary["rank"].isna()]
     if len(excluded) and warn:
         warnings.warn(
@@ -144,9 +153,14 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
             stacklevel=2,
         )
     row = complete.iloc[0]
-    params = {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}  # NaN: key not in this point
-    return {"point_id": row["point"], "params": params,
-            "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
+    params = {
+        k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])
+    }  # NaN: key not in this point
+    return {
+        "point_id": row["point"],
+        "params": params,
+        "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])},
+    }
 
 
 STRENGTH_KEYS = ("l1", "l2", "elastic_net", "group_lasso", "smoothness", "lambda", "dropout", "weight_decay")
@@ -155,8 +169,11 @@ STRENGTH_KEYS = ("l1", "l2", "elastic_net", "group_lasso", "smoothness", "lambda
 def strength_params(summary: pd.DataFrame) -> list[str]:
     """The sweep's λ-like parameters (larger = more regularized), in the sweep's column order: the
     point keys of `reglab.search.points` (`l2`, `l2.early`, `dropout`, …) that are numeric."""
-    return [p for p in param_columns_of(summary) if p.partition(".")[0] in STRENGTH_KEYS
-            and pd.api.types.is_numeric_dtype(summary[p])]
+    return [
+        p
+        for p in param_columns_of(summary)
+        if p.partition(".")[0] in STRENGTH_KEYS and pd.api.types.is_numeric_dtype(summary[p])
+    ]
 
 
 def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", simplicity=None) -> dict:
@@ -179,8 +196,9 @@ def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", sim
     """
     complete = summary[summary["rank"].notna()]
     if complete.empty:
-        raise NothingSelectable(f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); "
-                                "nothing to select.")
+        raise NothingSelectable(
+            f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); nothing to select."
+        )
     top = complete.sort_values("rank", kind="stable").iloc[0]
     sem = float(top[f"{by}_sem"]) if not _missing(top[f"{by}_sem"]) else 0.0
     threshold = float(top[f"{by}_mean"]) + (sem if mode == "min" else -sem)
@@ -193,33 +211,56 @@ def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", sim
     if order:
         keys = within[order].astype(float).fillna(0.0)
         within = within.assign(**{f"_s{i}": keys[p] for i, p in enumerate(order)})
-        within = within.sort_values([f"_s{i}" for i in range(len(order))] + ["rank"],
-                                    ascending=[False] * len(order) + [True], kind="stable")
+        within = within.sort_values(
+            [f"_s{i}" for i in range(len(order))] + ["rank"], ascending=[False] * len(order) + [True], kind="stable"
+        )
     row = within.iloc[0]
     params = {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}
-    return {"point_id": row["point"], "params": params, "rule": "1se", "simplicity": order,
-            "threshold": round(threshold, 12), "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])}}
+    return {
+        "point_id": row["point"],
+        "params": params,
+        "rule": "1se",
+        "simplicity": order,
+        "threshold": round(threshold, 12),
+        "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])},
+    }
 
 
 def mode_for(select: str) -> str:
-    """"max" for validation quantities where higher is better (accuracy, AUC, …), else "min"."""
+    """ "max" for validation quantities where higher is better (accuracy, AUC, …), else "min"."""
     return "max" if any(s in select for s in ("acc", "auc", "precision", "recall")) else "min"
 
 
-def document(summary: pd.DataFrame, best: dict | None, test: dict | None, members_complete: int,
-             best_1se: dict | None = None, verdicts: pd.DataFrame | None = None, nothing_selected: str | None = None) -> dict:
+def document(
+    summary: pd.DataFrame,
+    best: dict | None,
+    test: dict | None,
+    members_complete: int,
+    best_1se: dict | None = None,
+    verdicts: pd.DataFrame | None = None,
+    nothing_selected: str | None = None,
+) -> dict:
     """The run directory's summary.json: the decisions (None, with `nothing_selected` saying why, when
     no point can be chosen), the test score, the per-point table and the per-point verdicts
     (`reglab.decide.diagnosis`), NaN as null."""
+
     def records(frame):
         return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
-    return {"best": best, "best_1se": best_1se, "test": test, "members_complete": int(members_complete),
-            "nothing_selected": nothing_selected,
-            "summary": records(summary), "diagnosis": records(verdicts) if verdicts is not None else []}
+    return {
+        "best": best,
+        "best_1se": best_1se,
+        "test": test,
+        "members_complete": int(members_complete),
+        "nothing_selected": nothing_selected,
+        "summary": records(summary),
+        "diagnosis": records(verdicts) if verdicts is not None else [],
+    }
 
 
-def decisions(summary: pd.DataFrame, by: str, mode: str, warn: bool = True) -> tuple[dict | None, dict | None, str | None]:
+def decisions(
+    summary: pd.DataFrame, by: str, mode: str, warn: bool = True
+) -> tuple[dict | None, dict | None, str | None]:
     """(best, 1-SE choice, None), or (None, None, why) when no point can be chosen."""
     try:
         return best(summary, by, warn=warn), best_1se(summary, by, mode), None
@@ -231,9 +272,11 @@ def _excluded(points: pd.DataFrame) -> str:
     """Why unranked points have no rank, counted: "2 members failed, 0 diverged, 3 configurations not learning"."""
     complete = points["ok"] == points["members"]
     not_learning = int((complete & ~points["learning"].astype(bool)).sum()) if "learning" in points else 0
-    return (f"{int(points['failed'].sum())} members failed, {int(points['diverged'].sum())} diverged, {not_learning} "
-            f"configuration{'' if not_learning == 1 else 's'} not learning (validation loss no better than the constant "
-            "predictor's)")
+    return (
+        f"{int(points['failed'].sum())} members failed, {int(points['diverged'].sum())} diverged, {not_learning} "
+        f"configuration{'' if not_learning == 1 else 's'} not learning (validation loss no better than the constant "
+        "predictor's)"
+    )
 
 
 def param_columns_of(summary: pd.DataFrame) -> list[str]:

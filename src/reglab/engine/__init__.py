@@ -14,8 +14,18 @@ import time
 ENGINES = ("population", "reference")
 
 
-def train(members, data, training, make_model, *, engine: str = "population", validate: bool = True,
-          checkpoints=None, stop=None, done=None) -> dict:
+def train(
+    members,
+    data,
+    training,
+    make_model,
+    *,
+    engine: str = "population",
+    validate: bool = True,
+    checkpoints=None,
+    stop=None,
+    done=None,
+) -> dict:
     """Train `members` (`reglab.search.plan.Member`) on `data` with `training`
     (`reglab.engine.training.Training`), each model built by `make_model(point)`.
 
@@ -60,8 +70,14 @@ def _train_populations(members, data, training, make_model, validate, checkpoint
     for member_id, error in failures.items():
         out[member_id] = Trained(records.failed(error), 0.0)
         done(by_id[member_id], out[member_id])
-    timing = {"members": 0, "populations": len(populations), "compile_seconds": 0.0, "epoch_seconds": [],
-              "convolutions": {}, "shards": 0}
+    timing = {
+        "members": 0,
+        "populations": len(populations),
+        "compile_seconds": 0.0,
+        "epoch_seconds": [],
+        "convolutions": {},
+        "shards": 0,
+    }
     for pop in populations:
         rows_by_id, weights, part = population.train_population(pop, data, training, validate, checkpoints=checkpoints)
         share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's

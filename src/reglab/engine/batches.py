@@ -50,8 +50,11 @@ def standardized_views(data, members, standardize):
         views_y.append(y_all)
     view_of = np.array([keys.index((m.fold, m.repeat)) if standardize else 0 for m in members], dtype="int32")
     # features as float32; class labels as int32, regression targets as float32
-    return (stack(views_x, lambda a: a.astype("float32")),
-            stack(views_y, lambda a: a.astype("int32" if np.issubdtype(a.dtype, np.integer) else "float32")), view_of)
+    return (
+        stack(views_x, lambda a: a.astype("float32")),
+        stack(views_y, lambda a: a.astype("int32" if np.issubdtype(a.dtype, np.integer) else "float32")),
+        view_of,
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ def plan_shard(train_sizes, val_sizes, batch, pad_train, pad_val, val_rows=None)
     if pad_val and len(set(val_sizes)) > 1:
         cohorts = ((tuple(range(len(val_sizes))), val_rows or max(val_sizes), True),)
     else:  # members whose validation folds have one size are evaluated together
-        cohorts = tuple((tuple(i for i, v in enumerate(val_sizes) if v == size), size, False)
-                        for size in dict.fromkeys(val_sizes))
+        cohorts = tuple(
+            (tuple(i for i, v in enumerate(val_sizes) if v == size), size, False) for size in dict.fromkeys(val_sizes)
+        )
     return Plan(len(train_sizes), steps, cohorts)
 
 
@@ -159,9 +163,13 @@ def shard(train_sizes, val_sizes, batch, pad_train, pad_val, count: int, smalles
     for k in range(min(count, M // smallest), 1, -1):
         size = -(-M // k)
         positions = list(range(M)) + [M - 1] * (size * k - M)
-        cuts = [positions[j * size:(j + 1) * size] for j in range(k)]
-        plans = {plan_shard([train_sizes[i] for i in c], [val_sizes[i] for i in c], batch, pad_train, pad_val,
-                            max(val_sizes)) for c in cuts}
+        cuts = [positions[j * size : (j + 1) * size] for j in range(k)]
+        plans = {
+            plan_shard(
+                [train_sizes[i] for i in c], [val_sizes[i] for i in c], batch, pad_train, pad_val, max(val_sizes)
+            )
+            for c in cuts
+        }
         if len(plans) == 1:
             return cuts
     return [list(range(M))]

@@ -53,7 +53,8 @@ def resume_state(program, members, payload):
     except (KeyError, ValueError, TypeError):
         return None
     if meta.get("members") != [m.id for m in members] or any(
-            a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)):
+        a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)
+    ):
         return None
     state = jax.tree.unflatten(jax.tree.structure(program.initial), stored)
     return state, meta["rows"], meta["status"], int(meta["epoch"])
@@ -72,8 +73,17 @@ def save_state(checkpoints, key, state, members, rows, status, epoch, convolutio
     import jax
 
     arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
-    arrays["meta"] = np.array(json.dumps({"members": [m.id for m in members], "rows": rows, "status": status,
-                                          "epoch": epoch, "convolutions": convolutions}))
+    arrays["meta"] = np.array(
+        json.dumps(
+            {
+                "members": [m.id for m in members],
+                "rows": rows,
+                "status": status,
+                "epoch": epoch,
+                "convolutions": convolutions,
+            }
+        )
+    )
     checkpoints.save(key, arrays)
 
 

@@ -58,13 +58,25 @@ def forced() -> str | None:
     if value == "auto":
         return None
     if value not in STRATEGIES:
-        raise ValueError(f"REGLAB_CONV_BATCHING is one of auto, {', '.join(STRATEGIES)}. "
-                         f"Received: REGLAB_CONV_BATCHING={value!r}")
+        raise ValueError(
+            f"REGLAB_CONV_BATCHING is one of auto, {', '.join(STRATEGIES)}. Received: REGLAB_CONV_BATCHING={value!r}"
+        )
     return value
 
 
-def canonical(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
-              feature_group_count=1, batch_group_count=1, precision=None, preferred_element_type=None):
+def canonical(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
     """`jax.lax.conv_general_dilated`, its operands transposed to (batch, spatial…, feature) and
     (spatial…, in, out) and its result transposed back: the same convolution in the order Eigen runs.
 
@@ -82,8 +94,19 @@ def canonical(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation
     lhs = jax.numpy.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
     rhs = jax.numpy.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))
     order = jax.lax.ConvDimensionNumbers((0, n - 1, *spatial), (n - 1, n - 2, *range(n - 2)), (0, n - 1, *spatial))
-    out = _original(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, order, feature_group_count,
-                    batch_group_count, precision, preferred_element_type)
+    out = _original(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        order,
+        feature_group_count,
+        batch_group_count,
+        precision,
+        preferred_element_type,
+    )
     back = [0] * n  # result axis out_spec[k] comes from the canonical result's axis (0, n - 1, 1, 2, …)[k]
     for k, axis in enumerate(out_spec):
         back[axis] = (0, n - 1, *spatial)[k]
@@ -100,9 +123,20 @@ def _canonically(jaxpr, consts, *args):
         values = [v.val if isinstance(v, Literal) else env[v] for v in eqn.invars]
         params = eqn.params
         if eqn.primitive.name == "conv_general_dilated":
-            outs = [canonical(*values, params["window_strides"], params["padding"], params["lhs_dilation"],
-                              params["rhs_dilation"], params["dimension_numbers"], params["feature_group_count"],
-                              params["batch_group_count"], params["precision"], params["preferred_element_type"])]
+            outs = [
+                canonical(
+                    *values,
+                    params["window_strides"],
+                    params["padding"],
+                    params["lhs_dilation"],
+                    params["rhs_dilation"],
+                    params["dimension_numbers"],
+                    params["feature_group_count"],
+                    params["batch_group_count"],
+                    params["precision"],
+                    params["preferred_element_type"],
+                )
+            ]
         elif eqn.primitive.name in ("pjit", "jit", "closed_call") and "jaxpr" in params:
             inner = params["jaxpr"]
             outs = _canonically(inner.jaxpr, inner.consts, *values)
@@ -115,6 +149,7 @@ def _canonically(jaxpr, consts, *args):
 
 def _batched(fn, strategy: str):
     """`fn` of one member, over a leading member axis on the arguments flagged batched: how `strategy` does it."""
+
     def run(axis_size, in_batched, *args):
         if strategy == "vmap":
             return jax.vmap(fn, in_axes=[0 if b else None for b in in_batched])(*args)
@@ -149,22 +184,35 @@ class _Convolution:
     def flops(self, x, w) -> float:
         """Floating-point operations of one member's forward + backward (≈ 3 forwards)."""
         out = jax.eval_shape(self.forward, x, w)
-        lhs_spec, rhs_spec, out_spec = jax.lax.conv_dimension_numbers(x.shape, w.shape, self.kwargs.get(
-            "dimension_numbers", self.args[4] if len(self.args) > 4 else None))
+        lhs_spec, rhs_spec, out_spec = jax.lax.conv_dimension_numbers(
+            x.shape, w.shape, self.kwargs.get("dimension_numbers", self.args[4] if len(self.args) > 4 else None)
+        )
         per_output = 2 * np.prod([w.shape[d] for d in rhs_spec[1:]])  # in-features (per group) × window
         return 3.0 * per_output * np.prod(out.shape)
 
     def signature(self, axis_size, in_batched, x, w) -> str:
-        return repr((self.args, sorted(self.kwargs.items()), x.shape, str(x.dtype), w.shape, str(w.dtype),
-                     tuple(in_batched), axis_size))
+        return repr(
+            (
+                self.args,
+                sorted(self.kwargs.items()),
+                x.shape,
+                str(x.dtype),
+                w.shape,
+                str(w.dtype),
+                tuple(in_batched),
+                axis_size,
+            )
+        )
 
     def _rule(self, fn):
         mapped = jax.custom_batching.custom_vmap(fn)
 
         @mapped.def_vmap
         def rule(axis_size, in_batched, *args):
-            x, w = (jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype)  # one member's
-                    for a, b in zip(args[:2], in_batched[:2]))
+            x, w = (
+                jax.ShapeDtypeStruct(a.shape[1:] if b else a.shape, a.dtype)  # one member's
+                for a, b in zip(args[:2], in_batched[:2])
+            )
             strategy = choose(self, axis_size, tuple(in_batched[:2]), x, w)
             out = _batched(fn, strategy)(axis_size, in_batched, *args)
             return out, jax.tree.map(lambda _: True, out)
@@ -199,8 +247,9 @@ def choose(convolution: _Convolution, axis_size: int, in_batched: tuple, x, w) -
     else:
         started = time.perf_counter()
         with ThreadPoolExecutor(1) as pool:  # a thread of its own: tracing state is per thread
-            decision = pool.submit(_measure, convolution, axis_size, in_batched, x.shape, x.dtype, w.shape,
-                                   w.dtype, calls).result()
+            decision = pool.submit(
+                _measure, convolution, axis_size, in_batched, x.shape, x.dtype, w.shape, w.dtype, calls
+            ).result()
         decision["seconds"] = time.perf_counter() - started  # what measuring cost
         _decided[key] = decision
     decisions = getattr(_context, "decisions", None)
@@ -218,7 +267,7 @@ def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dt
 
     def build(strategy):
         members = axis_size if strategy == "vmap" else min(axis_size, _SAMPLE)
-        shape = (lambda s, b: (steps, members, *s) if b else (steps, *s))
+        shape = lambda s, b: (steps, members, *s) if b else (steps, *s)
         xs = rng.standard_normal(shape(x_shape, in_batched[0])).astype(x_dtype)
         ws = rng.standard_normal(shape(w_shape, in_batched[1])).astype(w_dtype)
         forward, backward = _batched(convolution.forward, strategy), _batched(convolution.backward, strategy)
@@ -229,6 +278,7 @@ def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dt
                 y = forward(members, in_batched, x, w)
                 dx, dw = backward(members, (*in_batched, True), x, w, jax.numpy.tanh(y))
                 return total + dx.sum() + dw.sum(), None
+
             return jax.lax.scan(body, 0.0, (xs, ws))[0]
 
         started = time.perf_counter()
@@ -245,8 +295,10 @@ def _measure(convolution, axis_size, in_batched, x_shape, x_dtype, w_shape, w_dt
             compiled(*args).block_until_ready()
             runs.append((time.perf_counter() - started) / steps)
         scale = axis_size / members
-        figures[strategy] = {"step_seconds": min(runs) * scale,
-                             "compile_seconds": compile_seconds * (scale if strategy == "unrolled" else 1)}
+        figures[strategy] = {
+            "step_seconds": min(runs) * scale,
+            "compile_seconds": compile_seconds * (scale if strategy == "unrolled" else 1),
+        }
     cost = {s: f["compile_seconds"] + calls * f["step_seconds"] for s, f in figures.items()}
     return {"strategy": min(cost, key=cost.get), "expected_calls": calls, "measured": figures}
 

@@ -11,8 +11,8 @@ import keras
 
 from reglab import _keras_private as private
 from reglab.engine import basis
-from reglab.engine.training import error_line
 from reglab.engine.knobs import PER_MEMBER_LAYER_ATTRIBUTES, unwrap
+from reglab.engine.training import error_line
 from reglab.search import plan, points
 
 
@@ -23,8 +23,10 @@ class Unsupported(Exception):
 def unavailable() -> str | None:
     """Why populations cannot train in this process, or None if they can."""
     if keras.backend.backend() != "jax":
-        return (f"the population engine runs on Keras's JAX backend and this process uses "
-                f"{keras.backend.backend()!r} (set KERAS_BACKEND=jax, or import reglab before keras)")
+        return (
+            f"the population engine runs on Keras's JAX backend and this process uses "
+            f"{keras.backend.backend()!r} (set KERAS_BACKEND=jax, or import reglab before keras)"
+        )
     return None
 
 
@@ -45,9 +47,13 @@ def _structure(config, rates=False):
     own layers (`rates`: inside such a layer's config; see `per_member_knobs`)."""
     if isinstance(config, dict):
         keras_layer = "class_name" in config and str(config.get("module", "")).startswith("keras")
-        return {k: "<per member>" if (k.endswith("_regularizer") and k != "activity_regularizer")
-                or (rates and k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float))
-                else _structure(v, rates=keras_layer and k == "config") for k, v in config.items()}
+        return {
+            k: "<per member>"
+            if (k.endswith("_regularizer") and k != "activity_regularizer")
+            or (rates and k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float))
+            else _structure(v, rates=keras_layer and k == "config")
+            for k, v in config.items()
+        }
     if isinstance(config, list):
         return [_structure(v) for v in config]
     return config
@@ -65,8 +71,17 @@ def signature(model, point: dict) -> str:
         if basis.decompose(inner) is None:  # not on the basis: must be the same regularizer
             penalties.append([v.path, keras.saving.serialize_keras_object(inner)])
     variables = [[v.path, list(v.shape), str(v.dtype), bool(v.trainable)] for v in model.variables]
-    return json.dumps([f"{type(model).__module__}.{type(model).__qualname__}", config, variables, penalties,
-                       sorted(points.optimizer_settings(point))], sort_keys=True, default=repr)
+    return json.dumps(
+        [
+            f"{type(model).__module__}.{type(model).__qualname__}",
+            config,
+            variables,
+            penalties,
+            sorted(points.optimizer_settings(point)),
+        ],
+        sort_keys=True,
+        default=repr,
+    )
 
 
 def plan_populations(members, make_model, probe=None) -> tuple[list[Population], dict]:
@@ -94,4 +109,6 @@ def plan_populations(members, make_model, probe=None) -> tuple[list[Population],
 
 
 def built(model) -> bool:
-    return model.built and all(layer.built for layer in private.layers(model, include_self=True)) and bool(model.variables)
+    return (
+        model.built and all(layer.built for layer in private.layers(model, include_self=True)) and bool(model.variables)
+    )

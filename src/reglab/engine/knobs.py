@@ -14,7 +14,6 @@ from reglab import _keras_private as private
 from reglab.engine import basis
 from reglab.kit.schedules import Scheduled
 
-
 PER_MEMBER_LAYER_ATTRIBUTES = ("rate",)  # a dropout-like rate: a traced per-member value (see `PerMember`)
 PER_MEMBER_OPTIMIZER_ATTRIBUTES = ("weight_decay", "l1", "group_lasso")  # Keras's decay, Proximal's strengths
 
@@ -52,8 +51,14 @@ def penalty_terms(models) -> list[Term]:
             continue
         decomposed = [basis.decompose(inner) for inner, _ in pairs]
         if any(d is None for d in decomposed):  # a custom regularizer: the same for all (see `signature`)
-            term = Term(variable.path, i, [("shared",)], np.ones((len(models), 1), "float32"),
-                        [s for _, s in pairs], shared=pairs[0][0])
+            term = Term(
+                variable.path,
+                i,
+                [("shared",)],
+                np.ones((len(models), 1), "float32"),
+                [s for _, s in pairs],
+                shared=pairs[0][0],
+            )
         else:
             keys = list(dict.fromkeys(key for d in decomposed for key, _ in d))
             rows = [{key: 0.0 for key in keys} for _ in models]

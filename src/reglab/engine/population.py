@@ -45,13 +45,21 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from reglab import _keras_private as private
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
-from reglab.engine.checkpoints import Checkpoints, Interrupted, checkpoint_key, gather, payload_meta, resume_state, save_state
+from reglab.engine.checkpoints import (
+    Checkpoints,
+    Interrupted,
+    checkpoint_key,
+    gather,
+    payload_meta,
+    resume_state,
+    save_state,
+)
 from reglab.engine.convolution import per_member_on_cpu, remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.program import Program, take_rows
 from reglab.kit import records
-from reglab import _keras_private as private
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
 
@@ -64,8 +72,14 @@ class _Untraceable(Exception):
         self.groups = groups
 
 
-def train_population(population: Population, data, training, validate: bool = True, order=default_order,
-                     checkpoints: Checkpoints | None = None):
+def train_population(
+    population: Population,
+    data,
+    training,
+    validate: bool = True,
+    order=default_order,
+    checkpoints: Checkpoints | None = None,
+):
     """Train every member of `population` at once; each member's own model gets its final state.
 
     Returns ({member id: epoch records}, {member id: {weight path: final array}}, timing), the records in
@@ -78,8 +92,11 @@ def train_population(population: Population, data, training, validate: bool = Tr
     try:
         return _train_population(population, data, training, validate, order, checkpoints)
     except _Untraceable as split:
-        out, weights, timing = {}, {}, {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0,
-                                        "convolutions": {}}
+        out, weights, timing = (
+            {},
+            {},
+            {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0, "convolutions": {}},
+        )
         for who in split.groups:
             part = Population([population.members[i] for i in who], [population.models[i] for i in who])
             records, final, seconds = _train_population(part, data, training, validate, order, checkpoints)
@@ -125,17 +142,23 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         remember(payload_meta(payload).get("convolutions", {}))
     pool = ThreadPoolExecutor(max(count, 2))  # the shards; the padding probe's compilation
     try:
+
         def schedule(padded):
             """How the population runs with `padded` = (training, evaluation) batches padded: its shards,
             their plan and validation indices, and the epoch program, lowered."""
             cuts = shard(train_sizes, val_sizes, B, *padded, count=count, smallest=4)
-            plan = plan_shard([train_sizes[i] for i in cuts[0]], [val_sizes[i] for i in cuts[0]], B, *padded,
-                              max(val_sizes))
+            plan = plan_shard(
+                [train_sizes[i] for i in cuts[0]], [val_sizes[i] for i in cuts[0]], B, *padded, max(val_sizes)
+            )
             shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
             run = program.epoch_function(plan, X, Y, training.epochs)
             started = time.perf_counter()
             rows = np.asarray(cuts[0])
-            first = (take_rows(program.initial, rows), take_rows(program.values(0), rows), *batch_indices(plan, 0, cuts[0]))
+            first = (
+                take_rows(program.initial, rows),
+                take_rows(program.values(0), rows),
+                *batch_indices(plan, 0, cuts[0]),
+            )
             try:  # once per population: the points' values are arguments, not constants
                 with per_member_on_cpu() as convolutions:  # see reglab.engine.convolution
                     lowered = run.lower(*first, *shards[0][1])
@@ -171,7 +194,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 rows = []
                 for i in segment.members:
                     size = segment.steps * segment.batch
-                    rows.append(orders[i][used[i]: used[i] + size].reshape(segment.steps, segment.batch))
+                    rows.append(orders[i][used[i] : used[i] + size].reshape(segment.steps, segment.batch))
                     used[i] += size
                 out.append(np.stack(rows).astype("int32"))
                 weights.append(None)
@@ -185,16 +208,26 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1:
             rows = members[0].train[:B] + offsets[0]
             answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
-            mixes_rows = any(isinstance(layer, keras.layers.BatchNormalization)
-                             for layer in private.layers(program.template))
+            mixes_rows = any(
+                isinstance(layer, keras.layers.BatchNormalization) for layer in private.layers(program.template)
+            )
             guess = (not mixes_rows, True)
             chosen = schedule(guess)
             if answer.result() != guess:
                 chosen = schedule(answer.result())
         else:
             chosen = schedule((False, False))
-        return _train(program, chosen, members, training, validate,
-                      lambda epoch, cut: batch_indices(chosen.plan, epoch, cut), pool, checkpoints, payload)
+        return _train(
+            program,
+            chosen,
+            members,
+            training,
+            validate,
+            lambda epoch, cut: batch_indices(chosen.plan, epoch, cut),
+            pool,
+            checkpoints,
+            payload,
+        )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         program.release()
@@ -206,8 +239,13 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     M = len(members)
     shards = schedule.shards
     state = program.initial
-    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "members": M, "shards": len(shards),
-              "convolutions": schedule.convolutions}
+    timing = {
+        "epoch_seconds": [],
+        "compile_seconds": 0.0,
+        "members": M,
+        "shards": len(shards),
+        "convolutions": schedule.convolutions,
+    }
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
     first = 0
@@ -228,18 +266,28 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     for epoch in range(first, training.epochs):
         t0 = time.perf_counter()
         coefficients = program.values(epoch)
-        calls = [jax.device_put((take_rows(coefficients, np.asarray(cut)), *batch_indices(epoch, cut)))
-                 + tuple(validation) for cut, validation in shards]
+        calls = [
+            jax.device_put((take_rows(coefficients, np.asarray(cut)), *batch_indices(epoch, cut))) + tuple(validation)
+            for cut, validation in shards
+        ]
         if len(shards) == 1:
             outputs = [compiled(states[0], *calls[0])]
         else:  # in threads of their own: JAX runs programs dispatched from one thread one after another
-            outputs = list(pool.map(lambda args: jax.block_until_ready(compiled(*args)),
-                                    [(shard_state, *call) for shard_state, call in zip(states, calls)]))
+            outputs = list(
+                pool.map(
+                    lambda args: jax.block_until_ready(compiled(*args)),
+                    [(shard_state, *call) for shard_state, call in zip(states, calls)],
+                )
+            )
         states = [out[0] for out in outputs]
-        sums, val, stats, alive = (np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:M] for parts in zip(
-            *((out[1], out[3], out[4], out[0]["alive"]) for out in outputs)))
-        train_metrics = {k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:M]
-                         for k in program.metric_names}
+        sums, val, stats, alive = (
+            np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:M]
+            for parts in zip(*((out[1], out[3], out[4], out[0]["alive"]) for out in outputs))
+        )
+        train_metrics = {
+            k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:M]
+            for k in program.metric_names
+        }
         timing["epoch_seconds"].append(time.perf_counter() - t0)
         for m, member in enumerate(members):
             if status[m] == "diverged":
@@ -249,12 +297,25 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
                 metrics.update({f"val_{name}": val[m, 2 + k] for k, name in enumerate(program.metric_names)})
             weights = {path: stats[m, wi] for wi, path in enumerate(program.paths)}
             row = records.epoch_row(
-                epoch + 1, (sums[m, 0] / n[m], sums[m, 1] / n[m], None), (val[m, 0], val[m, 1], None) if validate else None,
-                metrics, {name: sums[m, 2 + t] / n[m] for t, name in enumerate(names)},
-                {term.name: np.float32(term.schedules[m](epoch)) for term in program.terms if term.schedules[m] is not None},
+                epoch + 1,
+                (sums[m, 0] / n[m], sums[m, 1] / n[m], None),
+                (val[m, 0], val[m, 1], None) if validate else None,
+                metrics,
+                {name: sums[m, 2 + t] / n[m] for t, name in enumerate(names)},
+                {
+                    term.name: np.float32(term.schedules[m](epoch))
+                    for term in program.terms
+                    if term.schedules[m] is not None
+                },
                 weights,  # decay as the ledger's `decay_terms`
-                {path: program.decay[m] / 2 * stats[m, wi, 1] ** 2 for wi, path in enumerate(program.paths) if decays[wi]},
-                previous=status[m], finite=bool(alive[m]))
+                {
+                    path: program.decay[m] / 2 * stats[m, wi, 1] ** 2
+                    for wi, path in enumerate(program.paths)
+                    if decays[wi]
+                },
+                previous=status[m],
+                finite=bool(alive[m]),
+            )
             status[m] = row["status"]
             rows[member.id].append(row)
         if checkpoints is not None and epoch + 1 < training.epochs:
@@ -270,8 +331,9 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     state = gather(states, M)
     final = state["trainable"]
     _write_back(program.population, final, state["non_trainable"])
-    weights = {member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)}
-               for m, member in enumerate(members)}
+    weights = {
+        member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)} for m, member in enumerate(members)
+    }
     out = {member.id: records.frame(rows[member.id]) for member in members}
     return out, weights, timing
 

@@ -37,10 +37,13 @@ class Program:
             raise Unsupported(f"model {template.name!r} has not created its weights (build it, or call it once)")
         self.paths = [v.path for v in template.trainable_variables]
         initial = {
-            "trainable": [np.stack([np.asarray(m.trainable_variables[i].value) for m in models])
-                          for i in range(len(self.paths))],
-            "non_trainable": [np.stack([np.asarray(m.non_trainable_variables[i].value) for m in models])
-                              for i in range(len(template.non_trainable_variables))],
+            "trainable": [
+                np.stack([np.asarray(m.trainable_variables[i].value) for m in models]) for i in range(len(self.paths))
+            ],
+            "non_trainable": [
+                np.stack([np.asarray(m.non_trainable_variables[i].value) for m in models])
+                for i in range(len(template.non_trainable_variables))
+            ],
         }
         # The template is member 0's own model, changed while the program is traced and put back by
         # `release()`: the members' weight penalties are computed by `_penalties`, not by Keras.
@@ -64,9 +67,12 @@ class Program:
 
         point = members[0].point
         try:
-            template.compile(optimizer=make_optimizer(training, point, template), loss=training.loss,
-                             loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
-                             weighted_metrics=compile_metrics(training.metrics))
+            template.compile(
+                optimizer=make_optimizer(training, point, template),
+                loss=training.loss,
+                loss_weights=training.loss_weights,  # metrics weighted: padding rows count 0
+                weighted_metrics=compile_metrics(training.metrics),
+            )
             x_probe, y_probe = data_shapes
             private.symbolic_build(template, x_probe, y_probe)  # builds the loss, metrics and optimizer
         except Exception:
@@ -104,8 +110,10 @@ class Program:
         """What the members' points set, as host arrays with a member axis (`members`: a slice, or one
         member's position for its values alone): the penalty coefficients in `epoch` and the per-member
         numbers (`knobs`)."""
-        return {"terms": [term.at(epoch)[members] for term in self.terms],
-                "knobs": [knob.values[members] for knob in self.knobs]}
+        return {
+            "terms": [term.at(epoch)[members] for term in self.terms],
+            "knobs": [knob.values[members] for knob in self.knobs],
+        }
 
     @contextlib.contextmanager
     def _per_member(self, coefficients):
@@ -142,8 +150,9 @@ class Program:
         self.rows[0] = weight
         try:
             with self._per_member(coefficients):
-                y_pred, non_trainable, losses = template.stateless_call(trainable, non_trainable, x, training=training,
-                                                                        return_losses=True)
+                y_pred, non_trainable, losses = template.stateless_call(
+                    trainable, non_trainable, x, training=training, return_losses=True
+                )
         finally:
             self.rows[0] = None
         recorded = {}
@@ -154,9 +163,9 @@ class Program:
         sample_weight = None
         if weight is not None:  # Keras divides by the batch's rows: scale the real ones up to their mean
             sample_weight = weight * (weight.shape[0] / self.jnp.maximum(weight.sum(), 1.0))
-        pred, (_, _, metrics) = template.stateless_compute_loss(trainable, non_trainable, metrics, x=x, y=y,
-                                                                y_pred=y_pred, sample_weight=sample_weight,
-                                                                training=training)
+        pred, (_, _, metrics) = template.stateless_compute_loss(
+            trainable, non_trainable, metrics, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
         weight_terms = self._penalties(trainable, coefficients)
         extra = sum(losses) if losses else self.jnp.zeros((), pred.dtype)  # activity penalties and add_loss
         terms = [*weight_terms, *(recorded.get(name, self.jnp.zeros((), pred.dtype)) for name in self.activity)]
@@ -177,8 +186,9 @@ class Program:
 
     def _member_step(self, state, coefficients, x, y, weight=None, ragged=False):
         trainable, non_trainable, optimizer_values, metrics = state
-        grads, numbers, _, non_trainable_new, metrics_new = self._gradient(trainable, non_trainable, metrics,
-                                                                           coefficients, x, y, weight)
+        grads, numbers, _, non_trainable_new, metrics_new = self._gradient(
+            trainable, non_trainable, metrics, coefficients, x, y, weight
+        )
         with self._per_member(coefficients):
             trainable_new, optimizer_new = self.template.optimizer.stateless_apply(optimizer_values, grads, trainable)
         new = (trainable_new, non_trainable_new, optimizer_new, metrics_new)
@@ -189,8 +199,9 @@ class Program:
 
     def _member_validate(self, trainable, non_trainable, coefficients, x, y, weight=None):
         metrics = [self.jnp.asarray(v) for v in self.metric_start]
-        total, (pred, penalty, _, y_pred, _, metrics) = self._forward(trainable, non_trainable, metrics, x, y,
-                                                                      coefficients, False, weight)
+        total, (pred, penalty, _, y_pred, _, metrics) = self._forward(
+            trainable, non_trainable, metrics, x, y, coefficients, False, weight
+        )
         _, metrics = private.update_metrics_variables(self.template, metrics, total, x, y, y_pred, weight)
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
@@ -210,13 +221,17 @@ class Program:
         jax, jnp = self.jax, self.jnp
         rows = jax.tree.leaves(x)[0].shape[0]
         real = rows // 2 + 1
-        trainable, non_trainable = ([jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable"))
+        trainable, non_trainable = (
+            [jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable")
+        )
         coefficients = self.values(0, members=0)
         weight = jax.device_put((np.arange(rows) < real).astype("float32"))
 
         def train(x, y, weight):
             metrics = [jnp.asarray(v) for v in self.metric_start]
-            grads, numbers, y_pred, nt, m = self._gradient(trainable, non_trainable, metrics, coefficients, x, y, weight)
+            grads, numbers, y_pred, nt, m = self._gradient(
+                trainable, non_trainable, metrics, coefficients, x, y, weight
+            )
             result = self._metric_result(m)
             return grads, numbers, jax.tree.map(lambda p: p[:real], y_pred), nt, [result[k] for k in self.metric_names]
 
@@ -228,8 +243,10 @@ class Program:
             return [[f(x_real, y_real, None), *(f(x_pad, y, weight) for x_pad in paddings)] for f in (train, evaluate)]
 
         head = jax.tree.map(lambda a: a[:real], x)
-        paddings = [jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
-                    jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x)]
+        paddings = [
+            jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
+            jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x),
+        ]
         args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
 
         def answer(lowered):
@@ -301,8 +318,12 @@ class Program:
                 # seconds (a keras-io convnet: ~20 s): never measured, `map` (see reglab.engine.convolution)
                 with expected_calls(0):
                     val = val.at[np.asarray(who)].set(check(*part, take_rows(X, idx), take_rows(Y, idx), weight))
-            new_state = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer_values,
-                         "alive": ok}
+            new_state = {
+                "trainable": trainable,
+                "non_trainable": non_trainable,
+                "optimizer": optimizer_values,
+                "alive": ok,
+            }
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
 
         return jax.jit(epoch, donate_argnums=(0,))
@@ -338,7 +359,10 @@ def weight_stats(jnp, weights):
     for w in weights:
         flat = w.reshape(w.shape[0], -1)
         size = jnp.abs(flat)
-        totals = jnp.stack([size, flat * flat, (flat == 0).astype(flat.dtype),
-                            (size < records.NEAR_ZERO).astype(flat.dtype)], axis=-1).sum(axis=1)
-        out.append(jnp.stack([totals[:, 0], jnp.sqrt(totals[:, 1]), totals[:, 2], totals[:, 3] / flat.shape[1]], axis=1))
+        totals = jnp.stack(
+            [size, flat * flat, (flat == 0).astype(flat.dtype), (size < records.NEAR_ZERO).astype(flat.dtype)], axis=-1
+        ).sum(axis=1)
+        out.append(
+            jnp.stack([totals[:, 0], jnp.sqrt(totals[:, 1]), totals[:, 2], totals[:, 3] / flat.shape[1]], axis=1)
+        )
     return jnp.stack(out, axis=1)

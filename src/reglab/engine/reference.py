@@ -12,11 +12,11 @@ import time
 
 import keras
 
-from reglab.search import plan
 from reglab.engine.training import Trained, Training, compile_model, error_line, fold_arrays
 from reglab.kit import records
 from reglab.kit.ledger import LossLedger
 from reglab.kit.schedules import StrengthScheduler
+from reglab.search import plan
 
 
 class _NoRetracingNoise(logging.Filter):
@@ -44,8 +44,13 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
         model = make_model(member.point)
         compile_model(model, training, member.point)
         model.fit(
-            x_train, y_train, validation_data=(x_val, y_val) if validate else None, epochs=training.epochs,
-            batch_size=training.batch_size, shuffle=True, verbose=0,
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val) if validate else None,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            shuffle=True,
+            verbose=0,
             # one validation batch: one traced test step and fewer per-step overheads; same mean
             validation_batch_size=max(1, min(len(y_val), 4096)),
             callbacks=[StrengthScheduler(), ledger],  # λ schedules (`reglab.kit.schedules.Scheduled`) move per epoch

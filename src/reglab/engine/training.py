@@ -49,8 +49,10 @@ def fold_arrays(data, train, val, standardize: bool):
     scaling = None
     if standardize:
         if data.structured:  # refused by the sweep before any work; a direct caller gets the same words
-            raise ValueError("Standardizing several inputs or outputs is not built in: add a Normalization layer "
-                             "to the model instead. Received: standardize=True")
+            raise ValueError(
+                "Standardizing several inputs or outputs is not built in: add a Normalization layer "
+                "to the model instead. Received: standardize=True"
+            )
         mean = x_train.mean(axis=0)
         std = x_train.std(axis=0)
         std = np.where(std > 0, std, 1.0).astype("float32")
@@ -79,14 +81,22 @@ def make_optimizer(training: Training, point: dict | None = None, model=None):
     # whenever the point has the key (a strength of 0 is the identity): every point of a prox sweep
     # then has the same optimizer, and trains in one population
     if "prox_l1" in settings or "prox_group" in settings:
-        optimizer = Proximal(optimizer, l1=settings.get("prox_l1", 0.0), group_lasso=settings.get("prox_group", 0.0),
-                             weights="^(" + "|".join(map(re.escape, targets)) + ")$")
+        optimizer = Proximal(
+            optimizer,
+            l1=settings.get("prox_l1", 0.0),
+            group_lasso=settings.get("prox_group", 0.0),
+            weights="^(" + "|".join(map(re.escape, targets)) + ")$",
+        )
     return optimizer
 
 
 def compile_model(model, training: Training, point: dict | None = None):
-    model.compile(optimizer=make_optimizer(training, point, model), loss=training.loss, metrics=compile_metrics(training.metrics),
-                  loss_weights=training.loss_weights)
+    model.compile(
+        optimizer=make_optimizer(training, point, model),
+        loss=training.loss,
+        metrics=compile_metrics(training.metrics),
+        loss_weights=training.loss_weights,
+    )
 
 
 def compile_metrics(metrics):

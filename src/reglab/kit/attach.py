@@ -144,9 +144,7 @@ def _leaf_layers(model) -> list:
 
 def _by_name(by_name, name, argument):
     if name not in by_name:
-        raise ValueError(
-            f"No layer named {name!r} (layers: {', '.join(by_name)}). Received: {argument} key {name!r}"
-        )
+        raise ValueError(f"No layer named {name!r} (layers: {', '.join(by_name)}). Received: {argument} key {name!r}")
     return by_name[name]
 
 
@@ -167,8 +165,7 @@ def _select(model, leaves, spec) -> list:
         elif isinstance(item, int) and not isinstance(item, bool):
             if not -len(model.layers) <= item < len(model.layers):
                 raise ValueError(
-                    f"Layer index out of range for a model with {len(model.layers)} layers. "
-                    f"Received: layers={spec!r}"
+                    f"Layer index out of range for a model with {len(model.layers)} layers. Received: layers={spec!r}"
                 )
             top = model.layers[item]
             hits = _leaf_layers(top) if isinstance(top, keras.Model) else [top]
@@ -195,7 +192,9 @@ def has_slot(layer, kind) -> bool:
         return True
     for part in _parts(layer):
         weight = _weight(part, kind)
-        if f"{kind}_regularizer" not in part.get_config() or not (isinstance(weight, keras.Variable) and weight.trainable):
+        if f"{kind}_regularizer" not in part.get_config() or not (
+            isinstance(weight, keras.Variable) and weight.trainable
+        ):
             return False
     return True
 
@@ -237,10 +236,7 @@ def _dropout_plan(model, leaves, selected, by_name, dropout) -> dict[int, float]
     outputs = _output_layers(model)
     rates = {id(l): rate for l in selected if has_slot(l, "kernel") and id(l) not in outputs}
     if not rates:
-        raise ValueError(
-            "No selected hidden layer with a kernel to put Dropout after. "
-            f"Received: dropout={dropout!r}"
-        )
+        raise ValueError(f"No selected hidden layer with a kernel to put Dropout after. Received: dropout={dropout!r}")
     return rates
 
 
@@ -328,7 +324,11 @@ def _verify(old_model, new_model, plan, pairs):
             if not np.array_equal(a, b):
                 raise RuntimeError(f"regularize(): weights of layer {old.name!r} were not copied intact")
         for kind, regularizer in plan.get(id(old), {}).items():
-            live = [new.activity_regularizer] if kind == "activity" else [_weight(p, kind).regularizer for p in _parts(new)]
+            live = (
+                [new.activity_regularizer]
+                if kind == "activity"
+                else [_weight(p, kind).regularizer for p in _parts(new)]
+            )
             if any(r is not regularizer for r in live):
                 raise RuntimeError(f"regularize(): the {kind} regularizer of {new.name!r} did not attach")
     weight_penalties = sum(1 for v in new_model.trainable_weights if v.regularizer is not None)

@@ -43,9 +43,8 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from reglab import validation
 from reglab import _keras_private as private
-
+from reglab import validation
 from reglab.kit import records
 from reglab.kit.penalties import penalty_terms
 from reglab.kit.regularizers import describe
@@ -184,19 +183,38 @@ class LossLedger(keras.callbacks.Callback):
         train = _means(self._train.read())
         val = _means(self._val.read())
         total, val_total = float(logs.pop("loss", math.nan)), float(logs.pop("val_loss", math.nan))
-        metrics = {key if key.startswith("val_") else f"train_{key}": value for key, value in logs.items()
-                   if key not in _UNPREFIXED}
+        metrics = {
+            key if key.startswith("val_") else f"train_{key}": value
+            for key, value in logs.items()
+            if key not in _UNPREFIXED
+        }
         penalties = {name: train[_FIRST_TERM + i] for i, name in enumerate(self._names)}
         if train[-1] != 0.0:
             penalties["add_loss"] = train[-1]
         # Read at the end: a scheduler callback may run after this one at the epoch's start.
-        scales = {name: keras.ops.convert_to_numpy(reg.scale) for name, reg in scheduled_regularizers(self.model).items()}
-        weights = {v.path: records.weight_stats(keras.ops.convert_to_numpy(v), self.near_zero)
-                   for v in self.model.trainable_weights} if self.weight_stats else {}
+        scales = {
+            name: keras.ops.convert_to_numpy(reg.scale) for name, reg in scheduled_regularizers(self.model).items()
+        }
+        weights = (
+            {
+                v.path: records.weight_stats(keras.ops.convert_to_numpy(v), self.near_zero)
+                for v in self.model.trainable_weights
+            }
+            if self.weight_stats
+            else {}
+        )
         row = records.epoch_row(
-            epoch + 1, (train[_PRED], train[_PENALTY], total), (val[_PRED], val[_PENALTY], val_total), metrics,
-            penalties, scales, weights, decay_terms(self.model), previous=self.rows[-1]["status"] if self.rows else "ok",
-            extra={key: value for key, value in logs.items() if key in _UNPREFIXED})
+            epoch + 1,
+            (train[_PRED], train[_PENALTY], total),
+            (val[_PRED], val[_PENALTY], val_total),
+            metrics,
+            penalties,
+            scales,
+            weights,
+            decay_terms(self.model),
+            previous=self.rows[-1]["status"] if self.rows else "ok",
+            extra={key: value for key, value in logs.items() if key in _UNPREFIXED},
+        )
         self.rows.append(row)
         if self.stop_on_divergence and row["status"] == "diverged":
             self.model.stop_training = True

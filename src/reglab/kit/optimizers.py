@@ -46,8 +46,10 @@ class Proximal(keras.optimizers.Optimizer):
 
     def __init__(self, inner, l1=0.0, group_lasso=0.0, weights="kernel$", name=None, **kwargs):
         if kwargs:
-            raise ValueError(f"Proximal takes no optimizer arguments of its own (set them on `inner`). Received: "
-                             f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())}")
+            raise ValueError(
+                f"Proximal takes no optimizer arguments of its own (set them on `inner`). Received: "
+                f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())}"
+            )
         inner = keras.optimizers.get(inner)
         kind = type(inner).__name__
         if kind not in ("SGD", "Adam", "AdamW", "RMSprop"):
@@ -57,7 +59,9 @@ class Proximal(keras.optimizers.Optimizer):
         try:
             pattern = re.compile(weights)
         except (re.error, TypeError):
-            raise ValueError(f"`weights` must be a regular expression over variable paths. Received: weights={weights!r}") from None
+            raise ValueError(
+                f"`weights` must be a regular expression over variable paths. Received: weights={weights!r}"
+            ) from None
         super().__init__(learning_rate=0.0, name=name or f"proximal_{inner.name}")
         self.inner, self.l1, self.group_lasso = inner, l1, group_lasso
         self._pattern, self.weight_pattern = pattern, weights
@@ -125,8 +129,13 @@ class Proximal(keras.optimizers.Optimizer):
         self.inner.finalize_variable_values(var_list)
 
     def get_config(self):
-        return {"name": self.name, "inner": keras.optimizers.serialize(self.inner), "l1": self.l1,
-                "group_lasso": self.group_lasso, "weights": self.weight_pattern}
+        return {
+            "name": self.name,
+            "inner": keras.optimizers.serialize(self.inner),
+            "l1": self.l1,
+            "group_lasso": self.group_lasso,
+            "weights": self.weight_pattern,
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

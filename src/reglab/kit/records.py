@@ -76,13 +76,27 @@ def weight_stats(values, near_zero: float = NEAR_ZERO) -> tuple[float, float, in
     (7.0001, 5.000000001, 1, 0.5)
     """
     w = np.asarray(values, dtype=np.float64).ravel()
-    return (float(np.abs(w).sum()), float(np.sqrt(np.square(w).sum())), int(np.count_nonzero(w == 0.0)),
-            float(np.mean(np.abs(w) < near_zero)) if w.size else math.nan)
+    return (
+        float(np.abs(w).sum()),
+        float(np.sqrt(np.square(w).sum())),
+        int(np.count_nonzero(w == 0.0)),
+        float(np.mean(np.abs(w) < near_zero)) if w.size else math.nan,
+    )
 
 
-def epoch_row(epoch: int, train: tuple, val: tuple | None = None, metrics: dict | None = None,
-              penalties: dict | None = None, scales: dict | None = None, weights: dict | None = None,
-              decay: dict | None = None, previous: str = "ok", finite: bool = True, extra: dict | None = None) -> dict:
+def epoch_row(
+    epoch: int,
+    train: tuple,
+    val: tuple | None = None,
+    metrics: dict | None = None,
+    penalties: dict | None = None,
+    scales: dict | None = None,
+    weights: dict | None = None,
+    decay: dict | None = None,
+    previous: str = "ok",
+    finite: bool = True,
+    extra: dict | None = None,
+) -> dict:
     """One member's record of one epoch, in the documented column order; every engine builds its rows here.
 
     `train` and `val`: (prediction loss, penalty, total) — `total` None is their sum; `val` None:
@@ -96,11 +110,18 @@ def epoch_row(epoch: int, train: tuple, val: tuple | None = None, metrics: dict 
     (0.6, nan, 1, 'ok')
     """
     loss, penalty, total = train
-    row = {"epoch": int(epoch), "train_loss": float(loss), "train_penalty": float(penalty),
-           "train_total": float(loss + penalty if total is None else total)}
+    row = {
+        "epoch": int(epoch),
+        "train_loss": float(loss),
+        "train_penalty": float(penalty),
+        "train_total": float(loss + penalty if total is None else total),
+    }
     v_loss, v_penalty, v_total = val if val is not None else (math.nan, math.nan, math.nan)
-    row.update(val_loss=float(v_loss), val_penalty=float(v_penalty),
-               val_total=float(v_loss + v_penalty if v_total is None else v_total))
+    row.update(
+        val_loss=float(v_loss),
+        val_penalty=float(v_penalty),
+        val_total=float(v_loss + v_penalty if v_total is None else v_total),
+    )
     metrics = metrics or {}
     for prefix in ("train_", "val_"):
         row.update({k: float(v) for k, v in metrics.items() if k.startswith(prefix)})
@@ -139,8 +160,15 @@ def member_records(rows, member, seconds: float, baseline: tuple = (math.nan, ""
     import pandas as pd
 
     table = (frame(rows) if isinstance(rows, list) else rows).copy()
-    head = {"member": member.id, "point": member.point_id, "fold": member.fold, "repeat": member.repeat,
-            "seed": member.seed, **member.point, "seconds": float(seconds)}
+    head = {
+        "member": member.id,
+        "point": member.point_id,
+        "fold": member.fold,
+        "repeat": member.repeat,
+        "seed": member.seed,
+        **member.point,
+        "seconds": float(seconds),
+    }
     table = pd.concat([pd.DataFrame({k: [v] * len(table) for k, v in head.items()}, index=table.index), table], axis=1)
     table["baseline_loss"], table["baseline_predictor"] = float(baseline[0]), baseline[1]
     table.attrs["params"] = list(member.point)
@@ -155,7 +183,7 @@ def params(table) -> list[str]:
         return [p for p in stored if p in table.columns]
     columns = list(table.columns)
     if "seed" in columns and "seconds" in columns:
-        return columns[columns.index("seed") + 1: columns.index("seconds")]
+        return columns[columns.index("seed") + 1 : columns.index("seconds")]
     return []
 
 
@@ -183,6 +211,8 @@ def weight_histogram(name: str, values) -> list[dict]:
     index = np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, len(edges) - 2)
     counts = np.bincount(index, minlength=len(edges) - 1)
     rows = [{"weight": name, "low": -math.inf, "high": -math.inf, "count": zeros}]
-    rows += [{"weight": name, "low": float(lo), "high": float(hi), "count": int(c)}
-             for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    rows += [
+        {"weight": name, "low": float(lo), "high": float(hi), "count": int(c)}
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts)
+    ]
     return rows

@@ -121,9 +121,7 @@ class ElasticNet(Regularizer):
         self.l1_ratio = validation.fraction(l1_ratio, "l1_ratio")
 
     def __call__(self, x):
-        return self.strength * (
-            self.l1_ratio * sum_abs(x) + 0.5 * (1.0 - self.l1_ratio) * sum_squares(x)
-        )
+        return self.strength * (self.l1_ratio * sum_abs(x) + 0.5 * (1.0 - self.l1_ratio) * sum_squares(x))
 
     def to_l1l2(self) -> L1L2:
         """The identical penalty as Keras's `L1L2`."""
@@ -183,9 +181,7 @@ class Smoothness(Regularizer):
         self.strength = validation.non_negative_float(strength, "strength")
         axis = validation.axes(axis, "axis")
         if not isinstance(axis, int):
-            raise ValueError(
-                f"Invalid value for argument `axis`: expected a single int. Received: axis={axis!r}"
-            )
+            raise ValueError(f"Invalid value for argument `axis`: expected a single int. Received: axis={axis!r}")
         self.axis = axis
 
     def __call__(self, x):
@@ -218,9 +214,7 @@ NAMES = ("l1", "l2", "l1l2", "elastic_net", "group_lasso", "smoothness", "orthog
 def _lookup(name: str):
     key = name.strip().lower().replace("-", "_")
     if key not in _BY_NAME:
-        raise ValueError(
-            f"Unknown regularizer name (known: {', '.join(NAMES)}). Received: identifier={name!r}"
-        )
+        raise ValueError(f"Unknown regularizer name (known: {', '.join(NAMES)}). Received: identifier={name!r}")
     return _BY_NAME[key]
 
 
@@ -250,7 +244,9 @@ def get(identifier):
             try:
                 return keras.regularizers.deserialize(identifier)
             except (TypeError, ValueError) as error:
-                raise ValueError(f"Could not deserialize the regularizer ({error}). Received: identifier={identifier!r}") from None
+                raise ValueError(
+                    f"Could not deserialize the regularizer ({error}). Received: identifier={identifier!r}"
+                ) from None
         if "name" not in identifier:
             raise ValueError(
                 "A regularizer dict needs 'class_name' (a Keras config) or 'name' (e.g. "

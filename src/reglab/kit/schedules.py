@@ -131,9 +131,13 @@ class Step(Schedule):
     def __init__(self, boundaries, values):
         boundaries = list(boundaries) if isinstance(boundaries, (list, tuple)) else boundaries
         values = list(values) if isinstance(values, (list, tuple)) else values
-        if not isinstance(boundaries, list) or not all(
-            isinstance(b, Real) and not isinstance(b, bool) and math.isfinite(b) and b >= 0 for b in boundaries
-        ) or any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:])):
+        if (
+            not isinstance(boundaries, list)
+            or not all(
+                isinstance(b, Real) and not isinstance(b, bool) and math.isfinite(b) and b >= 0 for b in boundaries
+            )
+            or any(b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:]))
+        ):
             raise ValueError(
                 "Invalid value for argument `boundaries`: expected a list of increasing epochs >= 0. "
                 f"Received: boundaries={boundaries!r}"
@@ -190,11 +194,11 @@ class Scheduled(keras.regularizers.Regularizer):
     def __init__(self, regularizer, schedule):
         self.regularizer = _regularizers.get(regularizer)
         if self.regularizer is None:
-            raise ValueError("Invalid value for argument `regularizer`: expected a regularizer. Received: regularizer=None")
+            raise ValueError(
+                "Invalid value for argument `regularizer`: expected a regularizer. Received: regularizer=None"
+            )
         self.schedule = get(schedule)
-        self.scale = keras.Variable(
-            self.schedule(0), trainable=False, dtype="float32", name="reglab_penalty_scale"
-        )
+        self.scale = keras.Variable(self.schedule(0), trainable=False, dtype="float32", name="reglab_penalty_scale")
 
     def __call__(self, x):
         penalty = self.regularizer(x)

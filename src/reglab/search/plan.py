@@ -62,8 +62,18 @@ def members(points: list[dict], splits, seed: int) -> list[Member]:
     for point in points:
         pid = point_id(point)
         for fold, repeat, train, val in splits:
-            out.append(Member(f"{pid}-f{fold}-r{repeat}", point, pid, fold, repeat,
-                              member_seed(seed, pid, fold, repeat), train, val))
+            out.append(
+                Member(
+                    f"{pid}-f{fold}-r{repeat}",
+                    point,
+                    pid,
+                    fold,
+                    repeat,
+                    member_seed(seed, pid, fold, repeat),
+                    train,
+                    val,
+                )
+            )
     return out
 
 

@@ -70,8 +70,10 @@ def validate_optimizer_keys(points: list[dict], optimizer: str) -> None:
             validation.number(point["learning_rate"], "learning_rate", low=0, low_open=True)
         kinds = set(point) | {point.get("penalty")}
         if kinds & {"prox_l1", "prox_group"} and optimizer not in ("sgd", "adam", "adamw", "rmsprop"):
-            raise ValueError("Proximal steps (prox_l1, prox_group) need the sweep's optimizer to be sgd, adam, adamw or "
-                             f"rmsprop. Received: optimizer={optimizer!r}")
+            raise ValueError(
+                "Proximal steps (prox_l1, prox_group) need the sweep's optimizer to be sgd, adam, adamw or "
+                f"rmsprop. Received: optimizer={optimizer!r}"
+            )
 
 
 def optimizer_settings(point: dict) -> dict[str, float]:
@@ -116,8 +118,9 @@ def _targets(model, entry, layers, groups) -> list:
         if not chosen:
             key = RECURRENT + kind + (f".{group}" if group else "")
             where = f"layer group {group!r}" if group else f"the sweep's layers ({layers!r})"
-            raise ValueError(f"No layer with a recurrent kernel (LSTM, GRU, SimpleRNN, ...) in {where}. "
-                             f"Received: {key}={value!r}")
+            raise ValueError(
+                f"No layer with a recurrent kernel (LSTM, GRU, SimpleRNN, ...) in {where}. Received: {key}={value!r}"
+            )
     return chosen
 
 
@@ -141,11 +144,15 @@ def validate(points: list[dict], groups: dict) -> None:
                     f"function). Received: {key}={value!r}"
                 )
             if group and group not in groups:
-                raise ValueError(f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}")
+                raise ValueError(
+                    f"Unknown layer group {group!r} (layer_groups: {sorted(groups)}). Received: {key}={value!r}"
+                )
             if kind in KINDS or base == "lambda" or key in OPTIMIZER_KINDS:
                 validation.non_negative_float(value, key)
             elif key == "penalty" and value not in KINDS and value not in OPTIMIZER_KINDS:
-                raise ValueError(f"Unknown penalty (use {sorted([*KINDS, *OPTIMIZER_KINDS])}). Received: penalty={value!r}")
+                raise ValueError(
+                    f"Unknown penalty (use {sorted([*KINDS, *OPTIMIZER_KINDS])}). Received: penalty={value!r}"
+                )
             elif key == "l1_ratio":
                 validation.fraction(value, "l1_ratio")
             elif key == "dropout":
@@ -192,8 +199,13 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None):
         out = regularize(model, kernel=kernel or None, recurrent=recurrent or None, dropout=dropout)
     if optimizer_settings(point):  # the engines decay / threshold these kernels only
         names = {layer.name for layer in default}
-        out.reglab_optimizer_targets = [v.path for layer in out.layers if layer.name in names
-                                        for v in layer.trainable_weights if v.path.endswith("kernel")]
+        out.reglab_optimizer_targets = [
+            v.path
+            for layer in out.layers
+            if layer.name in names
+            for v in layer.trainable_weights
+            if v.path.endswith("kernel")
+        ]
     return out
 
 
@@ -201,7 +213,9 @@ def optimizer_targets(model) -> list[str]:
     """The variable paths a point's `weight_decay` / `prox_l1` act on: the sweep's layers' kernels for a
     plain-model sweep (set by `apply`), every kernel for a model from a builder function."""
     targets = getattr(model, "reglab_optimizer_targets", None)
-    return list(targets) if targets is not None else [v.path for v in model.trainable_weights if v.path.endswith("kernel")]
+    return (
+        list(targets) if targets is not None else [v.path for v in model.trainable_weights if v.path.endswith("kernel")]
+    )
 
 
 def describe(point: dict) -> str:
@@ -215,6 +229,10 @@ def describe(point: dict) -> str:
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
     for kind, value in optimizer_settings(point).items():
-        name = {"weight_decay": "decoupled weight decay", "prox_l1": "proximal L1", "prox_group": "proximal group lasso"}
+        name = {
+            "weight_decay": "decoupled weight decay",
+            "prox_l1": "proximal L1",
+            "prox_group": "proximal group lasso",
+        }
         parts.append(f"{name[kind]} {value:g}")
     return ", ".join(parts) or "no regularization"

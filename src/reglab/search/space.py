@@ -108,7 +108,7 @@ def distribution(spec, name: str):
     if isinstance(spec, (LogUniform, Uniform, Choice)):
         return spec
     if isinstance(spec, dict) and len(spec) == 1:
-        (kind, args), = spec.items()
+        ((kind, args),) = spec.items()
         makers = {"log_uniform": LogUniform, "uniform": Uniform}
         if kind in makers and isinstance(args, (list, tuple)) and len(args) == 2:
             return makers[kind](*args)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reglab.show import views
 from reglab.decide.selection import param_columns_of
+from reglab.show import views
 
 _DASHES = ("solid", "dash", "dot", "dashdot")  # lines that are not points (kernels), in views.NEUTRAL
 _SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")
@@ -54,45 +54,87 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
     one_se = (document.get("best_1se") or {}).get("point_id")
     figures = []  # (heading, explanation, figure)
     if param is not None:
-        figures.append(("Validation curve", f"Final validation loss against {param}, mean ± std over folds. "
-                        "Star: the best point; diamond: the one-standard-error choice.",
-                        _validation_figure(go, summary, param, best, one_se, labels, colors)))
-    figures.append(("Learning curves", "Prediction loss (no penalty) per epoch, mean over folds: solid validation, "
-                    "dashed training. Click legend entries to hide points.", _learning_figure(go, epochs, labels, colors)))
+        figures.append(
+            (
+                "Validation curve",
+                f"Final validation loss against {param}, mean ± std over folds. "
+                "Star: the best point; diamond: the one-standard-error choice.",
+                _validation_figure(go, summary, param, best, one_se, labels, colors),
+            )
+        )
+    figures.append(
+        (
+            "Learning curves",
+            "Prediction loss (no penalty) per epoch, mean over folds: solid validation, "
+            "dashed training. Click legend entries to hide points.",
+            _learning_figure(go, epochs, labels, colors),
+        )
+    )
     if param is not None:
-        figures.append(("Regularization paths", f"Each kernel's size and sparsity at the end of training against {param} "
-                        "(mean ± std over folds); a kernel is a line style, a point a marker colour.",
-                        _paths_figure(go, epochs, summary, param, best, one_se, labels, colors)))
+        figures.append(
+            (
+                "Regularization paths",
+                f"Each kernel's size and sparsity at the end of training against {param} "
+                "(mean ± std over folds); a kernel is a line style, a point a marker colour.",
+                _paths_figure(go, epochs, summary, param, best, one_se, labels, colors),
+            )
+        )
         if histograms is not None and len(histograms):
-            figures.append(("Weight sizes", "log10 |w| of all kernels of every member of the point; exact zeros are "
-                            "counted apart (legend).", _histogram_figure(go, histograms, epochs, summary, param, best, colors)))
-    figures.append(("Penalty share", "The penalty's share of the training objective per epoch, mean over folds.",
-                    _share_figure(go, epochs, labels, colors)))
+            figures.append(
+                (
+                    "Weight sizes",
+                    "log10 |w| of all kernels of every member of the point; exact zeros are counted apart (legend).",
+                    _histogram_figure(go, histograms, epochs, summary, param, best, colors),
+                )
+            )
+    figures.append(
+        (
+            "Penalty share",
+            "The penalty's share of the training objective per epoch, mean over folds.",
+            _share_figure(go, epochs, labels, colors),
+        )
+    )
 
     nonce = secrets.token_urlsafe(16)
     scripts, sections = [], []
     for i, (heading, note, figure) in enumerate(figures):
-        sections.append(f'<section><h2>{_e(heading)}</h2><p class="note">{_e(note)}</p>'
-                        f'<div id="fig{i}" class="figure"></div></section>')
-        scripts.append(f'var f{i} = {_json(figure.to_plotly_json())}; '
-                       f'Plotly.newPlot("fig{i}", f{i}.data, f{i}.layout, {{"responsive": true, "displaylogo": false}});')
+        sections.append(
+            f'<section><h2>{_e(heading)}</h2><p class="note">{_e(note)}</p>'
+            f'<div id="fig{i}" class="figure"></div></section>'
+        )
+        scripts.append(
+            f"var f{i} = {_json(figure.to_plotly_json())}; "
+            f'Plotly.newPlot("fig{i}", f{i}.data, f{i}.layout, {{"responsive": true, "displaylogo": false}});'
+        )
     verdicts = pd.DataFrame(document.get("diagnosis") or [])
-    head = (f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; script-src \'nonce-{nonce}\'; '
-            "style-src 'unsafe-inline'; img-src data:; font-src data:\">")
-    return "\n".join([
-        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', head,
-        f"<title>{_e(title)} — reglab report</title>", f"<style>{_CSS}</style>", "</head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
-        f'generated {_dt.datetime.now().strftime("%Y-%m-%d %H:%M")}</p>',
-        _decision(document, labels, verdicts),
-        *sections,
-        "<section><h2>Every configuration</h2>", _table(summary, labels, verdicts, document), "</section>",
-        "<section><h2>Spec</h2><pre>", _e(json.dumps(spec, indent=2, default=str)), "</pre></section>",
-        f'<script nonce="{nonce}">{plotly.offline.get_plotlyjs()}</script>',
-        f'<script nonce="{nonce}">{"".join(scripts)}</script>',
-        "</body></html>",
-    ])
+    head = (
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'nonce-{nonce}'; "
+        "style-src 'unsafe-inline'; img-src data:; font-src data:\">"
+    )
+    return "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            head,
+            f"<title>{_e(title)} — reglab report</title>",
+            f"<style>{_CSS}</style>",
+            "</head><body>",
+            f"<h1>{_e(title)}</h1>",
+            f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
+            f"generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
+            _decision(document, labels, verdicts),
+            *sections,
+            "<section><h2>Every configuration</h2>",
+            _table(summary, labels, verdicts, document),
+            "</section>",
+            "<section><h2>Spec</h2><pre>",
+            _e(json.dumps(spec, indent=2, default=str)),
+            "</pre></section>",
+            f'<script nonce="{nonce}">{plotly.offline.get_plotlyjs()}</script>',
+            f'<script nonce="{nonce}">{"".join(scripts)}</script>',
+            "</body></html>",
+        ]
+    )
 
 
 # --- the decision and the table -----------------------------------------------------------------
@@ -103,31 +145,42 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     lines = []
     if document.get("nothing_selected"):
-        lines.append(f'<li class="bad"><b>Nothing selected</b>: {_e(document["nothing_selected"])}<br><span class="note">'
-                     "the table below and the verdicts say what happened to each configuration</span></li>")
-    for name, choice, rule in (("Best", best, "lowest mean validation score over the folds"),
-                               ("One-standard-error", one_se, "the most regularized point within one standard error "
-                                "of the best (glmnet's lambda.1se)")):
+        lines.append(
+            f'<li class="bad"><b>Nothing selected</b>: {_e(document["nothing_selected"])}<br><span class="note">'
+            "the table below and the verdicts say what happened to each configuration</span></li>"
+        )
+    for name, choice, rule in (
+        ("Best", best, "lowest mean validation score over the folds"),
+        (
+            "One-standard-error",
+            one_se,
+            "the most regularized point within one standard error of the best (glmnet's lambda.1se)",
+        ),
+    ):
         if not choice:
             continue
         score = ", ".join(f"{k} = {_num(v)}" for k, v in choice.get("score", {}).items())
         verdict = ""
         if choice.get("point_id") in by_point.index:
             v = by_point.loc[choice["point_id"]]
-            verdict = f' — <b>{_e(v["verdict"])}</b>: {_e(v["recommendation"])}'
-        lines.append(f"<li><b>{_e(name)}</b>: {_e(labels.get(choice.get('point_id'), choice.get('point_id')))} "
-                     f"({_e(score)}){verdict}<br><span class=\"note\">{_e(rule)}</span></li>")
+            verdict = f" — <b>{_e(v['verdict'])}</b>: {_e(v['recommendation'])}"
+        lines.append(
+            f"<li><b>{_e(name)}</b>: {_e(labels.get(choice.get('point_id'), choice.get('point_id')))} "
+            f'({_e(score)}){verdict}<br><span class="note">{_e(rule)}</span></li>'
+        )
     stuck = verdicts[verdicts["verdict"] == "not learning"] if len(verdicts) else verdicts
     if len(stuck):
         names = "; ".join(str(labels.get(p, p)) for p in stuck["point"])
-        lines.append(f'<li class="bad"><b>Not learning</b> ({len(stuck)} of {len(verdicts)} configurations): {_e(names)}'
-                     "<br><span class=\"note\">validation loss no better than the constant predictor's (the training "
-                     "folds' class priors or mean target); never selected by the validation loss</span></li>")
+        lines.append(
+            f'<li class="bad"><b>Not learning</b> ({len(stuck)} of {len(verdicts)} configurations): {_e(names)}'
+            '<br><span class="note">validation loss no better than the constant predictor\'s (the training '
+            "folds' class priors or mean target); never selected by the validation loss</span></li>"
+        )
     if test:
         scores = ", ".join(f"{k} = {_num(v)}" for k, v in test.items())
         lines.append(f"<li><b>Test set</b> (used once, the best point refit on all non-test data): {_e(scores)}</li>")
     else:
-        lines.append('<li><b>Test set</b>: none held out (<code>test_size</code>) or no refit.</li>')
+        lines.append("<li><b>Test set</b>: none held out (<code>test_size</code>) or no refit.</li>")
     return f'<section class="decision"><h2>Decision</h2><ul>{"".join(lines)}</ul></section>'
 
 
@@ -135,10 +188,21 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
     baseline = "baseline_loss_mean" in summary and summary["baseline_loss_mean"].notna().any()
-    header = ["configuration", "rank", *[f"{m} (mean ± std)" for m in metrics],
-              *(["constant predictor's loss"] if baseline else []), "best epoch", "members ok / failed / diverged",
-              "verdict", "recommendation", "why"]
-    marks = [((document.get("best") or {}).get("point_id"), "best"), ((document.get("best_1se") or {}).get("point_id"), "1-SE")]
+    header = [
+        "configuration",
+        "rank",
+        *[f"{m} (mean ± std)" for m in metrics],
+        *(["constant predictor's loss"] if baseline else []),
+        "best epoch",
+        "members ok / failed / diverged",
+        "verdict",
+        "recommendation",
+        "why",
+    ]
+    marks = [
+        ((document.get("best") or {}).get("point_id"), "best"),
+        ((document.get("best_1se") or {}).get("point_id"), "1-SE"),
+    ]
     rows = []
     for _, row in summary.iterrows():
         v = by_point.loc[row["point"]] if row["point"] in by_point.index else {}
@@ -146,12 +210,22 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
         cells = [labels[row["point"]] + (f"  [{mark}]" if mark else ""), _num(row["rank"])]
         cells += [f"{_num(row[f'{m}_mean'])} ± {_num(row[f'{m}_std'])}" for m in metrics]
         cells += [_num(row["baseline_loss_mean"])] if baseline else []
-        cells += [_num(row.get("curve_best_epoch")), f"{row['ok']} / {row['failed']} / {row['diverged']}",
-                  v.get("verdict", ""), v.get("recommendation", ""), v.get("reason", "")]
+        cells += [
+            _num(row.get("curve_best_epoch")),
+            f"{row['ok']} / {row['failed']} / {row['diverged']}",
+            v.get("verdict", ""),
+            v.get("recommendation", ""),
+            v.get("reason", ""),
+        ]
         bad = v.get("verdict", "") in ("not learning", "diverged", "failed")  # unusable: seen at a glance
-        rows.append(("<tr class=\"bad\">" if bad else "<tr>") + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
-    return ("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+        rows.append(('<tr class="bad">' if bad else "<tr>") + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return (
+        "<table><thead><tr>"
+        + "".join(f"<th>{_e(h)}</th>" for h in header)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -166,7 +240,7 @@ def _log_x(values: pd.Series):
     zero_at = 10 ** (math.floor(math.log10(positive.min())) - 1)
     x = values.where(values > 0, zero_at)
     decades = range(int(math.log10(zero_at)) + 1, int(math.ceil(math.log10(positive.max()))) + 1)
-    ticks = ([zero_at] if (values == 0).any() else []) + [10.0 ** d for d in decades]
+    ticks = ([zero_at] if (values == 0).any() else []) + [10.0**d for d in decades]
     text = (["0"] if (values == 0).any() else []) + [f"1e{d}" for d in decades]
     return x, {"type": "log", "tickvals": ticks, "ticktext": text}
 
@@ -176,20 +250,43 @@ def _validation_figure(go, summary, param, best, one_se, labels, colors):
     x, axis = _log_x(rows[param])
     fig = go.Figure()
     points = list(rows["point"])  # `customdata`: the point of each marker, whose colour it has
-    fig.add_trace(go.Scatter(x=x, y=rows["val_loss_mean"], error_y={"array": rows["val_loss_std"], "visible": True},
-                             mode="lines+markers", name="validation loss", text=[labels[p] for p in points],
-                             customdata=points, line={"color": views.NEUTRAL, "width": 1},
-                             marker={"color": [colors[p] for p in points], "size": 10, "line": {"color": "black", "width": 0.6}},
-                             hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>"))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=rows["val_loss_mean"],
+            error_y={"array": rows["val_loss_std"], "visible": True},
+            mode="lines+markers",
+            name="validation loss",
+            text=[labels[p] for p in points],
+            customdata=points,
+            line={"color": views.NEUTRAL, "width": 1},
+            marker={"color": [colors[p] for p in points], "size": 10, "line": {"color": "black", "width": 0.6}},
+            hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>",
+        )
+    )
     for point, name in ((best, "best"), (one_se, "1-SE rule")):
         if point is not None and (rows["point"] == point).any():
             at = float(x[rows["point"] == point].iloc[0])
-            fig.add_trace(go.Scatter(x=[at], y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
-                                     mode="markers", meta=point, name=f"{name}: {labels[point]}",
-                                     marker={"size": 16, "symbol": "star" if name == "best" else "diamond",
-                                             "color": colors[point], "line": {"color": "black", "width": 1}}))
-    fig.update_layout(xaxis={"title": f"{param} (log scale)", **axis}, yaxis_title="validation loss (mean ± std over folds)",
-                      **_LAYOUT)
+            fig.add_trace(
+                go.Scatter(
+                    x=[at],
+                    y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
+                    mode="markers",
+                    meta=point,
+                    name=f"{name}: {labels[point]}",
+                    marker={
+                        "size": 16,
+                        "symbol": "star" if name == "best" else "diamond",
+                        "color": colors[point],
+                        "line": {"color": "black", "width": 1},
+                    },
+                )
+            )
+    fig.update_layout(
+        xaxis={"title": f"{param} (log scale)", **axis},
+        yaxis_title="validation loss (mean ± std over folds)",
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -200,10 +297,19 @@ def _learning_figure(go, epochs, labels, colors):
         rows = table[table["point"] == point]
         color = colors[point]
         for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
-            fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines", legendgroup=point, meta=point,
-                                     name=labels.get(point, point) if column == "val_loss" else None,
-                                     showlegend=column == "val_loss", line={"color": color, "dash": dash},
-                                     hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["epoch"],
+                    y=rows[column],
+                    mode="lines",
+                    legendgroup=point,
+                    meta=point,
+                    name=labels.get(point, point) if column == "val_loss" else None,
+                    showlegend=column == "val_loss",
+                    line={"color": color, "dash": dash},
+                    hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>",
+                )
+            )
     fig.update_layout(xaxis_title="epoch", yaxis_title="prediction loss (no penalty)", **_LAYOUT)
     return fig
 
@@ -218,19 +324,39 @@ def _paths_figure(go, epochs, summary, param, best, one_se, labels, colors):
     for c, quantity in enumerate(titles, start=1):
         for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
             points = list(rows["point"])  # a kernel: a dash and a marker shape; a point: the marker's colour
-            fig.add_trace(go.Scatter(x=x_all[rows.index], y=rows["mean"], error_y={"array": rows["std"], "visible": True},
-                                     mode="lines+markers", name=weight, legendgroup=weight, showlegend=c == 1,
-                                     customdata=points, text=[labels.get(p, p) for p in points],
-                                     hovertemplate=f"{weight}<br>%{{text}}: %{{y:.4g}}<extra></extra>",
-                                     line={"color": views.NEUTRAL, "width": 1, "dash": _DASHES[i % len(_DASHES)]},
-                                     marker={"color": [colors[p] for p in points], "size": 9,
-                                             "symbol": _SYMBOLS[i % len(_SYMBOLS)], "line": {"color": "black", "width": 0.5}}),
-                          row=1, col=c)
+            fig.add_trace(
+                go.Scatter(
+                    x=x_all[rows.index],
+                    y=rows["mean"],
+                    error_y={"array": rows["std"], "visible": True},
+                    mode="lines+markers",
+                    name=weight,
+                    legendgroup=weight,
+                    showlegend=c == 1,
+                    customdata=points,
+                    text=[labels.get(p, p) for p in points],
+                    hovertemplate=f"{weight}<br>%{{text}}: %{{y:.4g}}<extra></extra>",
+                    line={"color": views.NEUTRAL, "width": 1, "dash": _DASHES[i % len(_DASHES)]},
+                    marker={
+                        "color": [colors[p] for p in points],
+                        "size": 9,
+                        "symbol": _SYMBOLS[i % len(_SYMBOLS)],
+                        "line": {"color": "black", "width": 0.5},
+                    },
+                ),
+                row=1,
+                col=c,
+            )
         for point, dash in ((best, "dash"), (one_se, "dot")):  # the choices, in their points' colours
             at = table.index[table["point"] == point]
             if point is not None and len(at):
-                fig.add_vline(x=float(x_all[at[0]]), row=1, col=c, name=point,
-                              line={"color": colors[point], "dash": dash, "width": 1.5})
+                fig.add_vline(
+                    x=float(x_all[at[0]]),
+                    row=1,
+                    col=c,
+                    name=point,
+                    line={"color": colors[point], "dash": dash, "width": 1.5},
+                )
         fig.update_xaxes(title_text=f"{param}", row=1, col=c, **axis)
     fig.update_layout(**_LAYOUT)
     return fig
@@ -243,9 +369,16 @@ def _histogram_figure(go, histograms, epochs, summary, param, best, colors):
         value = summary.loc[summary["point"] == point, param].iloc[0]
         finite = table[np.isfinite(table["low"])]
         zeros = float(table.loc[~np.isfinite(table["low"]), "fraction"].sum())
-        fig.add_trace(go.Scatter(x=(finite["low"] + finite["high"]) / 2, y=finite["fraction"], mode="lines", meta=point,
-                                 line={"shape": "hvh", "color": colors[point]},
-                                 name=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})"))
+        fig.add_trace(
+            go.Scatter(
+                x=(finite["low"] + finite["high"]) / 2,
+                y=finite["fraction"],
+                mode="lines",
+                meta=point,
+                line={"shape": "hvh", "color": colors[point]},
+                name=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})",
+            )
+        )
     fig.update_layout(xaxis_title="log10 |w| (kernels)", yaxis_title="fraction of weights", **_LAYOUT)
     return fig
 
@@ -255,8 +388,16 @@ def _share_figure(go, epochs, labels, colors):
     fig = go.Figure()
     for point in (p for p in labels if (table["point"] == p).any()):
         rows = table[table["point"] == point]
-        fig.add_trace(go.Scatter(x=rows["epoch"], y=rows["share"], mode="lines", name=labels.get(point, point), meta=point,
-                                 line={"color": colors[point]}))
+        fig.add_trace(
+            go.Scatter(
+                x=rows["epoch"],
+                y=rows["share"],
+                mode="lines",
+                name=labels.get(point, point),
+                meta=point,
+                line={"color": colors[point]},
+            )
+        )
     fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **_LAYOUT)
     return fig
 
@@ -282,8 +423,12 @@ def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
-_LAYOUT = {"template": "plotly_white", "height": 420, "margin": {"t": 40, "r": 20, "b": 50, "l": 60},
-           "legend": {"font": {"size": 11}}}
+_LAYOUT = {
+    "template": "plotly_white",
+    "height": 420,
+    "margin": {"t": 40, "r": 20, "b": 50, "l": 60},
+    "legend": {"font": {"size": 11}},
+}
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }

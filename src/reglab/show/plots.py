@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from reglab.show import views  # noqa: E402
 from reglab.decide.selection import param_columns, param_columns_of  # noqa: E402
+from reglab.show import views  # noqa: E402
 
 MAX_PANELS = 12
 
@@ -71,11 +71,15 @@ def learning_curves(epochs: pd.DataFrame, path, title: str = "Learning curves") 
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("prediction loss (no penalty)")
-    for ax in list(axes.flat)[len(points):]:
+    for ax in list(axes.flat)[len(points) :]:
         ax.set_visible(False)
     # the colour is the panel's point; the legend only tells the line styles apart
-    axes.flat[0].legend(handles=[Line2D([], [], color=views.NEUTRAL, linestyle=s, label=n)
-                                 for s, n in (("-", "validation"), ("--", "train"))], fontsize=8)
+    axes.flat[0].legend(
+        handles=[
+            Line2D([], [], color=views.NEUTRAL, linestyle=s, label=n) for s, n in (("-", "validation"), ("--", "train"))
+        ],
+        fontsize=8,
+    )
     fig.suptitle(title + ("" if len(points) == ok["point"].nunique() else f" (first {MAX_PANELS} points)"))
     fig.tight_layout()
     return _save(fig, path)
@@ -85,8 +89,14 @@ def numeric_params(summary: pd.DataFrame, params) -> list[str]:
     return [p for p in params if pd.api.types.is_numeric_dtype(summary[p]) and summary[p].nunique() > 1]
 
 
-def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val_loss", best_point: str | None = None,
-                     best_1se: str | None = None) -> Path:
+def validation_curve(
+    summary: pd.DataFrame,
+    param: str,
+    path,
+    metric: str = "val_loss",
+    best_point: str | None = None,
+    best_1se: str | None = None,
+) -> Path:
     """Mean ± std over folds of the final `metric` against `param`, one line per setting of the other parameters."""
     params = param_columns_of(summary)
     colors = views.point_colors(summary, params)
@@ -96,12 +106,29 @@ def validation_curve(summary: pd.DataFrame, param: str, path, metric: str = "val
     for i, (key, group) in enumerate(groups):
         group = group.sort_values(param)
         label = ", ".join(f"{o}={k}" for o, k in zip(others, key if isinstance(key, tuple) else (key,))) or None
-        ax.errorbar(group[param], group[f"{metric}_mean"], yerr=group[f"{metric}_std"], color=views.NEUTRAL,
-                    linestyle=STYLES[i % len(STYLES)], linewidth=1, capsize=3, label=label)
+        ax.errorbar(
+            group[param],
+            group[f"{metric}_mean"],
+            yerr=group[f"{metric}_std"],
+            color=views.NEUTRAL,
+            linestyle=STYLES[i % len(STYLES)],
+            linewidth=1,
+            capsize=3,
+            label=label,
+        )
         for _, row in group.iterrows():  # each point's marker in its colour
-            ax.plot([row[param]], [row[f"{metric}_mean"]], marker=MARKERS[i % len(MARKERS)], markersize=8,
-                    color=colors[row["point"]], markeredgecolor="black", markeredgewidth=0.6, linestyle="none",
-                    gid=row["point"], zorder=3)
+            ax.plot(
+                [row[param]],
+                [row[f"{metric}_mean"]],
+                marker=MARKERS[i % len(MARKERS)],
+                markersize=8,
+                color=colors[row["point"]],
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                linestyle="none",
+                gid=row["point"],
+                zorder=3,
+            )
     _choice_lines(ax, summary, param, best_point, best_1se, colors, labelled=True)
     _log_axis(ax, summary[param].astype(float), param)
     ax.set_ylabel(f"validation {metric.removeprefix('val_')} (mean ± std over folds)")
@@ -118,8 +145,14 @@ def _choice_lines(ax, summary, param, best_point, best_1se, colors, labelled=Fal
     for point, style, name in ((best_point, "--", "best"), (best_1se, ":", "1-SE rule")):
         if point is not None and (summary["point"] == point).any():
             value = summary.loc[summary["point"] == point, param].iloc[0]
-            ax.axvline(value, color=colors[point], linestyle=style, linewidth=1.6, gid=point,
-                       label=f"{name} {param}={value:g}" if labelled else None)
+            ax.axvline(
+                value,
+                color=colors[point],
+                linestyle=style,
+                linewidth=1.6,
+                gid=point,
+                label=f"{name} {param}={value:g}" if labelled else None,
+            )
 
 
 def _log_axis(ax, values: pd.Series, param: str) -> None:
@@ -135,8 +168,9 @@ def _log_axis(ax, values: pd.Series, param: str) -> None:
     ax.set_xlabel(f"{param} ({'symmetric ' if (values == 0).any() else ''}log scale)")
 
 
-def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path, best_point=None,
-                         best_1se=None) -> Path:
+def regularization_paths(
+    epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path, best_point=None, best_1se=None
+) -> Path:
     """Per kernel: ‖w‖₂, exact zeros and the near-zero fraction at the end of training vs `param`."""
     table = views.regularization_paths(epochs, summary, param, best_point)
     colors = views.point_colors(summary, param_columns_of(summary))
@@ -145,11 +179,31 @@ def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str
     for ax, (quantity, title) in zip(axes, titles.items()):
         for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
             marker = MARKERS[i % len(MARKERS)]  # a kernel: a line style and a marker shape; a point: a colour
-            ax.errorbar(rows[param], rows["mean"], yerr=rows["std"], color=views.NEUTRAL, linestyle=STYLES[i % len(STYLES)],
-                        linewidth=1, marker=marker, markerfacecolor="none", capsize=2, label=weight)
+            ax.errorbar(
+                rows[param],
+                rows["mean"],
+                yerr=rows["std"],
+                color=views.NEUTRAL,
+                linestyle=STYLES[i % len(STYLES)],
+                linewidth=1,
+                marker=marker,
+                markerfacecolor="none",
+                capsize=2,
+                label=weight,
+            )
             for _, row in rows.iterrows():
-                ax.plot([row[param]], [row["mean"]], marker=marker, markersize=6, color=colors[row["point"]],
-                        markeredgecolor="black", markeredgewidth=0.5, linestyle="none", gid=row["point"], zorder=3)
+                ax.plot(
+                    [row[param]],
+                    [row["mean"]],
+                    marker=marker,
+                    markersize=6,
+                    color=colors[row["point"]],
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    linestyle="none",
+                    gid=row["point"],
+                    zorder=3,
+                )
         _choice_lines(ax, summary, param, best_point, best_1se, colors)
         _log_axis(ax, table[param].astype(float), param)
         if quantity == "l2" and (table.loc[table["quantity"] == "l2", "mean"] > 0).all():
@@ -158,14 +212,17 @@ def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean over folds (± std)")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Regularization paths: the weights vs {param} (marker colour: the point; dashed: best, dotted: 1-SE rule)",
-                 fontsize=11)
+    fig.suptitle(
+        f"Regularization paths: the weights vs {param} (marker colour: the point; dashed: best, dotted: 1-SE rule)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
-def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path,
-                      best_point=None) -> Path:
+def weight_histograms(
+    histograms: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path, best_point=None
+) -> Path:
     """log10|w| of all kernels for the weakest, the chosen and the strongest `param` (exact zeros at the left)."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     colors = views.point_colors(summary, param_columns_of(summary))
@@ -174,8 +231,14 @@ def weight_histograms(histograms: pd.DataFrame, epochs: pd.DataFrame, summary: p
         value = summary.loc[summary["point"] == point, param].iloc[0]
         finite = table[table["low"] > -float("inf")]
         zeros = float(table.loc[table["low"] == -float("inf"), "fraction"].sum())
-        ax.stairs(finite["fraction"], list(finite["low"]) + [finite["high"].iloc[-1]], color=colors[point], gid=point,
-                  label=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})", linewidth=1.6)
+        ax.stairs(
+            finite["fraction"],
+            list(finite["low"]) + [finite["high"].iloc[-1]],
+            color=colors[point],
+            gid=point,
+            label=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})",
+            linewidth=1.6,
+        )
     ax.set_xlabel("log10 |w| (kernels, all members of the point)")
     ax.set_ylabel("fraction of weights")
     ax.set_title("Weight sizes: weakest, chosen and strongest regularization")
@@ -193,8 +256,13 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for pid in _in_order(epochs, params)[:MAX_PANELS]:
         share = table[table["point"] == pid]
-        ax.plot(share["epoch"], share["share"], color=colors[pid], gid=pid,
-                label=_label(ok[ok["point"] == pid].iloc[0], params))
+        ax.plot(
+            share["epoch"],
+            share["share"],
+            color=colors[pid],
+            gid=pid,
+            label=_label(ok[ok["point"] == pid].iloc[0], params),
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("penalty / total training loss")
     ax.set_ylim(0, 1)
@@ -215,17 +283,33 @@ def _save(fig, path) -> Path:
     return path
 
 
-def render_all(epochs: pd.DataFrame, summary: pd.DataFrame, folder, best_point: str | None = None,
-               best_1se: str | None = None, histograms: pd.DataFrame | None = None) -> list[Path]:
+def render_all(
+    epochs: pd.DataFrame,
+    summary: pd.DataFrame,
+    folder,
+    best_point: str | None = None,
+    best_1se: str | None = None,
+    histograms: pd.DataFrame | None = None,
+) -> list[Path]:
     """Every figure of a run into `folder`; returns the written paths."""
     folder = Path(folder)
-    written = [learning_curves(epochs, folder / "learning_curves.png"), penalty_share(epochs, folder / "penalty_share.png")]
+    written = [
+        learning_curves(epochs, folder / "learning_curves.png"),
+        penalty_share(epochs, folder / "penalty_share.png"),
+    ]
     for param in numeric_params(summary, param_columns_of(summary)):
-        written.append(validation_curve(summary, param, folder / f"validation_curve_{param}.png", best_point=best_point,
-                                        best_1se=best_1se))
+        written.append(
+            validation_curve(
+                summary, param, folder / f"validation_curve_{param}.png", best_point=best_point, best_1se=best_1se
+            )
+        )
     param = views.sweep_param(summary)
     if param is not None:
-        written.append(regularization_paths(epochs, summary, param, folder / "regularization_paths.png", best_point, best_1se))
+        written.append(
+            regularization_paths(epochs, summary, param, folder / "regularization_paths.png", best_point, best_1se)
+        )
         if histograms is not None and len(histograms):
-            written.append(weight_histograms(histograms, epochs, summary, param, folder / "weight_histograms.png", best_point))
+            written.append(
+                weight_histograms(histograms, epochs, summary, param, folder / "weight_histograms.png", best_point)
+            )
     return written

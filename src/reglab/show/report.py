@@ -4,7 +4,6 @@ from the tables it reads back (`tables`). Nothing is retrained."""
 
 from __future__ import annotations
 
-
 from reglab.decide.outcome import Outcome, outcome
 from reglab.show import html_report
 from reglab.show.plots import render_all
@@ -34,8 +33,14 @@ def write(store: RunDirectory, found: Outcome, test: dict | None, spec: dict) ->
     if found.histograms is not None:
         store.write_table("histograms.parquet", found.histograms)
     store.write_json("summary.json", document)
-    render_all(found.epochs, found.summary, store.path / "plots", best_point=(found.best or {}).get("point_id"),
-               best_1se=(found.best_1se or {}).get("point_id"), histograms=found.histograms)
+    render_all(
+        found.epochs,
+        found.summary,
+        store.path / "plots",
+        best_point=(found.best or {}).get("point_id"),
+        best_1se=(found.best_1se or {}).get("point_id"),
+        histograms=found.histograms,
+    )
     html_report.write(store.path, found.epochs, found.summary, found.members, found.histograms, document, spec)
     return document
 
@@ -66,9 +71,11 @@ def refresh(run_dir) -> dict:
         _, _, found, test = tables(run_dir)
         document = {**found.document(test), "table": found.summary, "advice": found.advice}
         who = busy.holder and f"process {busy.holder.get('pid')} on host {busy.holder.get('host')}"
-        document["in_use"] = (f"{run_dir} is in use by {who or 'another process'}: shown from the "
-                              f"{document['members_complete']} members complete so far, nothing was rewritten "
-                              f"(that run renders its files when it ends)")
+        document["in_use"] = (
+            f"{run_dir} is in use by {who or 'another process'}: shown from the "
+            f"{document['members_complete']} members complete so far, nothing was rewritten "
+            f"(that run renders its files when it ends)"
+        )
         return document
     try:
         return render(run_dir)

@@ -32,11 +32,16 @@ def export(run_dir, logdir=None) -> Path:
     logdir = Path(logdir) if logdir is not None else run_dir / "tensorboard"
     params = param_columns_of(summary)
     hparams = {p: hp.HParam(p, _domain(hp, summary[p])) for p in params}
-    metrics = ["val_loss"] + [c[: -len("_mean")] for c in summary.columns
-                              if c.startswith("val_") and c.endswith("_mean") and c != "val_loss_mean"]
+    metrics = ["val_loss"] + [
+        c[: -len("_mean")]
+        for c in summary.columns
+        if c.startswith("val_") and c.endswith("_mean") and c != "val_loss_mean"
+    ]
     with tf.summary.create_file_writer(str(logdir)).as_default():
-        hp.hparams_config(hparams=list(hparams.values()),
-                          metrics=[hp.Metric(f"{m}_mean", display_name=f"{m} (mean over folds)") for m in metrics])
+        hp.hparams_config(
+            hparams=list(hparams.values()),
+            metrics=[hp.Metric(f"{m}_mean", display_name=f"{m} (mean over folds)") for m in metrics],
+        )
     ok = epochs[epochs["status"] == "ok"]
     scalars = ["train_loss", "train_penalty", *metrics]
     for _, row in summary.iterrows():

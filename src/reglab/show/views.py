@@ -29,8 +29,11 @@ def point_order(table: pd.DataFrame, params: list[str]) -> list[str]:
     for p in params:
         if p not in numeric:
             keys[p] = keys[p].astype(str)
-    return list(keys.sort_values([*numeric, *[p for p in params if p not in numeric], "point"], na_position="last",
-                                 kind="stable")["point"])
+    return list(
+        keys.sort_values(
+            [*numeric, *[p for p in params if p not in numeric], "point"], na_position="last", kind="stable"
+        )["point"]
+    )
 
 
 def point_colors(table: pd.DataFrame, params: list[str]) -> dict[str, str]:
@@ -47,8 +50,9 @@ def sweep_param(summary: pd.DataFrame) -> str | None:
     the first numeric one that varies, else None."""
     from reglab.decide.selection import strength_params
 
-    varying = [p for p in param_columns_of(summary)
-               if pd.api.types.is_numeric_dtype(summary[p]) and summary[p].nunique() > 1]
+    varying = [
+        p for p in param_columns_of(summary) if pd.api.types.is_numeric_dtype(summary[p]) and summary[p].nunique() > 1
+    ]
     strong = [p for p in strength_params(summary) if p in varying]
     return (strong or varying or [None])[0]
 
@@ -94,8 +98,16 @@ def regularization_paths(epochs: pd.DataFrame, summary: pd.DataFrame, param: str
         for weight in kernel_paths(epochs):
             for quantity in ("l2", "zeros", "near_zero"):
                 values = members[f"{quantity}:{weight}"].astype(float)
-                out.append({param: row[param], "point": row["point"], "weight": weight, "quantity": quantity,
-                            "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0})
+                out.append(
+                    {
+                        param: row[param],
+                        "point": row["point"],
+                        "weight": weight,
+                        "quantity": quantity,
+                        "mean": float(values.mean()),
+                        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    }
+                )
     return pd.DataFrame(out, columns=[param, "point", "weight", "quantity", "mean", "std"])
 
 
@@ -150,7 +162,7 @@ def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def label(row: pd.Series, params: list[str]) -> str:
-    """"l2=0.001, dropout=0.2" for a summary row (parameters a point lacks are left out)."""
+    """ "l2=0.001, dropout=0.2" for a summary row (parameters a point lacks are left out)."""
     parts = []
     for p in params:
         value = row[p]

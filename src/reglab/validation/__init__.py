@@ -24,8 +24,7 @@ def non_negative_float(value, name: str) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"Invalid value for argument `{name}`: expected a finite, non-negative number. "
-            f"Received: {name}={value!r}"
+            f"Invalid value for argument `{name}`: expected a finite, non-negative number. Received: {name}={value!r}"
         )
     return float(value)
 
@@ -47,9 +46,12 @@ def axes(value, name: str) -> int | tuple[int, ...] | None:
         pass
     elif isinstance(value, int):
         return value
-    elif isinstance(value, (list, tuple)) and value and all(
-        isinstance(a, int) and not isinstance(a, bool) for a in value
-    ) and len(set(value)) == len(value):
+    elif (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(a, int) and not isinstance(a, bool) for a in value)
+        and len(set(value)) == len(value)
+    ):
         return tuple(value)
     raise ValueError(
         f"Invalid value for argument `{name}`: expected None, an int or a list of distinct ints. "

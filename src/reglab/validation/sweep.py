@@ -16,9 +16,27 @@ ENGINES = ("auto", "population", "reference")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
 
-def arguments(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refine=0, refine_param=None, refine_points=5,
-          cv=5, repeats=1, stratify="auto", test_size=None, epochs=20, batch_size=32, learning_rate=1e-3,
-          optimizer="adam", select="val_loss", engine="auto") -> dict:
+def arguments(
+    *,
+    seed=0,
+    grid=None,
+    random=None,
+    stages=None,
+    n_trials=10,
+    refine=0,
+    refine_param=None,
+    refine_points=5,
+    cv=5,
+    repeats=1,
+    stratify="auto",
+    test_size=None,
+    epochs=20,
+    batch_size=32,
+    learning_rate=1e-3,
+    optimizer="adam",
+    select="val_loss",
+    engine="auto",
+) -> dict:
     """The settings, each checked ("… Received: name=value"), as `Sweep` keeps them: `seed`, `n_trials`,
     `refine`, `refine_points`, `refine_param` (the refined key), `repeats`, `epochs`, `batch_size`,
     `optimizer` (lower case) and `rounds`, the search's points round by round.
@@ -56,8 +74,10 @@ def arguments(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refin
             raise ValueError(f"`refine_param` must be a searched key. Received: refine_param={refine_param!r}")
         values = [p[key] for r in rounds for p in r if key in p]
         if not any(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ValueError(f"`refine` looks for new values on a log scale between positive ones; "
-                             f"{key!r} has none. Received: {key}={values!r}")
+            raise ValueError(
+                f"`refine` looks for new values on a log scale between positive ones; "
+                f"{key!r} has none. Received: {key}={values!r}"
+            )
     if isinstance(cv, float) and not isinstance(cv, bool):
         validation.number(cv, "cv", low=0, high=0.95, low_open=True)
     else:
@@ -77,8 +97,10 @@ def arguments(*, seed=0, grid=None, random=None, stages=None, n_trials=10, refin
     if not isinstance(select, str) or not select.startswith("val_"):
         raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
     if engine == "stacked":  # a name that worked before the population engine replaced it
-        raise ValueError("The stacked engine is gone: the population engine (Keras's JAX backend) trains every "
-                         "model it trained, faster; use engine='auto'. Received: engine='stacked'")
+        raise ValueError(
+            "The stacked engine is gone: the population engine (Keras's JAX backend) trains every "
+            "model it trained, faster; use engine='auto'. Received: engine='stacked'"
+        )
     if engine not in ENGINES:  # whether it runs on this backend is the Sweep's to say (Keras decides)
         raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
     _check_search_keys(rounds, out["optimizer"])
