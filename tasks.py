@@ -1,8 +1,8 @@
 """Set up and run reglab with nothing but Python 3.11 and the package registries.
 
     python3 tasks.py demo    # create .venv, install reglab, run `reglab demo`
-    python3 tasks.py test    # create .venv, install reglab[test] (and Chromium for the report test), run the tests
-                             # on Keras's JAX backend, then the Keras-level kit's on TensorFlow too
+    python3 tasks.py test    # create .venv, install reglab[test] (and Chromium for the report test), lint (ruff), run
+                             # the tests on Keras's JAX backend, then the Keras-level kit's on TensorFlow too
 
 Extra arguments are passed on (`python3 tasks.py test -k ledger`, `python3 tasks.py demo --epochs 5`).
 The virtual environment is reused; it is reinstalled when pyproject.toml changes.
@@ -75,11 +75,22 @@ def main(argv: list[str]) -> int:
     ensure_browser()
     if rest:  # the user's own selection, on the backend their environment names (KERAS_BACKEND)
         return _pytest(rest)
+    if _lint():
+        return 1
     # Twice, on both cores: the whole suite on JAX (reglab's backend), then on TensorFlow what runs there
     # too (tests marked both_backends: the Keras-level kit; tf_only). Each pass starts its own processes,
     # because Keras chooses its backend once per process.
     code = _pytest(["-n", "2"], KERAS_BACKEND="jax")
     return code or _pytest(["-n", "2"], KERAS_BACKEND="tensorflow")
+
+
+def _lint() -> int:
+    """ruff's linter and formatter (settings in pyproject.toml), in well under a second: style is checked, not argued."""
+    paths = ["src", "tests", "tasks.py"]
+    code = _run(BIN / "ruff", "check", *paths) or _run(BIN / "ruff", "format", "--check", *paths)
+    if code:
+        print("tasks.py: ruff found the above; `ruff check --fix` and `ruff format` fix most of it", file=sys.stderr)
+    return code
 
 
 def _pytest(args: list[str], **env: str) -> int:
