@@ -32,22 +32,13 @@ from reglab import data as data_module
 from reglab import engine, validation
 from reglab.decide import baseline, refit, selection
 from reglab.decide import outcome as outcome_module
+from reglab.engine import training as training_module
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
 from reglab.kit import records
-from reglab.kit.records import weight_histogram
 from reglab.search import plan, space, strategies
 from reglab.search import points as points_module
 from reglab.validation import sweep as sweep_validation
-
-
-def _engine_unavailable(engine: str) -> str | None:
-    """Why `engine` cannot run in this process (Keras's backend decides), or None."""
-    if engine == "population":
-        from reglab.engine.population import unavailable
-
-        return unavailable()
-    return None
 
 
 class NothingToTrain(RuntimeError):
@@ -153,11 +144,7 @@ class Sweep:
         engine="auto",
         seed=0,
     ):
-        if isinstance(model, keras.Model):
-            if not model.built or not model.inputs:
-                raise ValueError(f"The model is not built: give it an Input first. Received: model={model.name!r}")
-        elif not callable(model):
-            raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
+        sweep_validation.model(model)
         self.model = model
         checked = sweep_validation.arguments(
             seed=seed,
@@ -189,51 +176,14 @@ class Sweep:
         self.cv, self.repeats, self.stratify, self.test_size = cv, checked["repeats"], stratify, test_size
         self.epochs, self.batch_size, self.learning_rate = checked["epochs"], checked["batch_size"], learning_rate
         self.optimizer = checked["optimizer"]
-        if loss != "auto":  # what needs Keras: the loss by name, the engine on this backend, the model
-            for part in _per_output(loss):
-                try:
-                    keras.losses.get(part)
-                except (ValueError, TypeError):
-                    raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
-        self.loss = loss
-        if metrics != "auto" and not all(
-            isinstance(m, (list, tuple)) and all(isinstance(n, str) for n in m)
-            for m in (metrics.values() if isinstance(metrics, dict) else [metrics])
-        ):
-            raise ValueError(
-                f"`metrics` is 'auto', a list of metric names or a dict of them per output. "
-                f"Received: metrics={metrics!r}"
-            )
-        self.metrics = metrics
-        if loss_weights is not None:
-            for weight in _per_output(loss_weights, allow_number=False):
-                validation.non_negative_float(weight, "loss_weights")
-        self.loss_weights = loss_weights
+        sweep_validation.with_keras(model, self._rounds, loss, metrics, loss_weights, layers, layer_groups, engine)
+        self.loss, self.metrics, self.loss_weights = loss, metrics, loss_weights
         self.layers = layers
         self.layer_groups = dict(layer_groups or {})
         self.standardize = bool(standardize)
         self.select = select
         self.refit = bool(refit)
-        unavailable = _engine_unavailable(engine)
-        if unavailable:
-            raise ValueError(f"{unavailable}. Received: engine={engine!r}")
         self.engine = engine
-        if isinstance(model, keras.Model):
-            for round_points in self._rounds:
-                points_module.validate(round_points, self.layer_groups)
-            from reglab.kit.attach import hidden_layers, select_layers
-
-            if layers == "hidden":
-                if not hidden_layers(model) and any(k != "penalty" for p in self._rounds[0] for k in p):
-                    raise ValueError(
-                        "The model has no hidden layer with a kernel to regularize. Received: layers='hidden'"
-                    )
-            else:
-                select_layers(model, layers)
-            for group, selector in self.layer_groups.items():
-                select_layers(model, selector)
-            for round_points in self._rounds:
-                points_module.validate_model(model, round_points, layers, self.layer_groups)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -309,7 +259,8 @@ class Sweep:
         return self.model
 
     def _training(self, dataset) -> Training:
-        """Loss and metrics for the task, checked against the model's output width (one probe build)."""
+        """How members train: the sweep's settings, with the loss and metrics for the task checked against (or
+        inferred from) the model's output (one probe build)."""
         if dataset.task == "multi-output" and self.loss == "auto":  # refused before anything is built
             raise ValueError(
                 "Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
@@ -326,48 +277,16 @@ class Sweep:
             raise NothingToTrain(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
         if not isinstance(probe, keras.Model):
             raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
-        _check_inputs(probe, dataset)
-        loss, metrics = self.loss, self.metrics
-        if dataset.task == "multi-output":
-            keras.backend.clear_session(free_memory=False)
-            return Training(
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                optimizer=self.optimizer,
-                learning_rate=self.learning_rate,
-                loss=loss,
-                metrics=() if metrics == "auto" else metrics,
-                standardize=self.standardize,
-                loss_weights=self.loss_weights,
-            )
-        try:
-            shape = probe.output_shape
-        except AttributeError:  # a subclassed model that has not seen data yet: its output on one row says it
-            shape = tuple(probe(data_module.rows(dataset.x, slice(0, 1))).shape)
-        width = shape[-1] if shape else None
-        if dataset.task == "classification":
-            if width == dataset.n_classes:
-                auto_loss = "sparse_categorical_crossentropy"
-            elif width == 1 and dataset.n_classes == 2:
-                auto_loss = "binary_crossentropy"
-            else:
-                raise ValueError(
-                    f"The model's output width {width} fits neither {dataset.n_classes} classes (softmax) nor a "
-                    f"binary sigmoid. Received: model output shape {shape}"
-                )
-            auto_metrics = ("accuracy",)
-        else:
-            if width != 1:
-                raise ValueError(f"A regression model needs one output. Received: model output shape {shape}")
-            auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
+        training_module.validate_inputs(probe, dataset)
+        loss, metrics = training_module.infer_loss_and_metrics(probe, dataset, self.loss, self.metrics)
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
         return Training(
             epochs=self.epochs,
             batch_size=self.batch_size,
             optimizer=self.optimizer,
             learning_rate=self.learning_rate,
-            loss=auto_loss if loss == "auto" else loss,
-            metrics=auto_metrics if metrics == "auto" else metrics,
+            loss=loss,
+            metrics=metrics,
             standardize=self.standardize,
             loss_weights=self.loss_weights,
         )
@@ -463,7 +382,7 @@ class Sweep:
             table = records.member_records(
                 trained.rows, member, trained.seconds, baseline.for_member(member, dataset, training)
             )
-            histogram = _histogram(member.id, trained.weights)
+            histogram = records.member_histogram(member.id, trained.weights)
             if store:
                 store.record_member(member.id, table, histogram)
             done[member.id] = table
@@ -608,55 +527,6 @@ class Sweep:
                 {"point_id": best["point_id"], "params": best["params"], "test": scores, "n_test": int(len(test))},
             )
         return model, scores
-
-
-def _check_inputs(model, dataset) -> None:
-    """The data's feature arrays against the model's inputs (rank and fixed sizes), before any work."""
-    try:
-        inputs = list(model.inputs or [])
-    except (AttributeError, ValueError):  # a subclassed model knows its inputs only once it is called
-        return
-    arrays = data_module.leaves(dataset.x)
-    if not inputs:
-        return
-    if len(inputs) != len(arrays):
-        raise ValueError(
-            f"The model has {len(inputs)} inputs and the data {len(arrays)} feature arrays (give several "
-            f"inputs as a dict by input name or a list). Received: x with {len(arrays)} arrays"
-        )
-    if isinstance(dataset.x, dict):
-        names = [getattr(t, "name", None) for t in inputs]
-        if set(names) == set(dataset.x):
-            arrays = [dataset.x[n] for n in names]
-    for tensor, array in zip(inputs, arrays):
-        expected = tuple(tensor.shape)
-        if len(expected) != array.ndim or any(e is not None and e != a for e, a in zip(expected[1:], array.shape[1:])):
-            shown = "(samples, " + ", ".join("any" if e is None else str(e) for e in expected[1:]) + ")"
-            raise ValueError(
-                f"The features do not fit the model's input {getattr(tensor, 'name', '')!r} of shape "
-                f"{shown}. Received: x.shape={array.shape}"
-            )
-
-
-def _per_output(value, allow_number=True) -> list:
-    """The parts of a setting given once or per output (a dict by output name, or a list)."""
-    if isinstance(value, dict):
-        return list(value.values())
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if allow_number:
-        return [value]
-    raise ValueError(f"`loss_weights` is a dict by output name or a list. Received: loss_weights={value!r}")
-
-
-def _histogram(member_id: str, weights: dict | None) -> pd.DataFrame | None:
-    """A member's final weight histograms (`reglab.kit.records.weight_histogram`), None without weights."""
-    if not weights:
-        return None
-    rows = [row for path, values in weights.items() for row in weight_histogram(path, values)]
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "member", member_id)
-    return frame
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:

@@ -1,6 +1,7 @@
-"""How every member trains, whatever engine trains it: the `Training` settings, what comes back (`Trained`), a fold's arrays (standardized
-with its training part's statistics), the optimizer a point asks for, and `compile`. Both engines use these;
-neither imports the other's private names."""
+"""How every member trains, whatever engine trains it: the `Training` settings (the loss and metrics inferred
+for the task, `infer_loss_and_metrics`; the data checked against the model's inputs, `validate_inputs`), what
+comes back (`Trained`), a fold's arrays (standardized with its training part's statistics), the optimizer a
+point asks for, and `compile`. Both engines use these; neither imports the other's private names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from reglab.data import rows
+from reglab.data import leaves, rows
 from reglab.kit.optimizers import Proximal
 from reglab.search import points
 
@@ -107,3 +108,62 @@ def compile_metrics(metrics):
 def error_line(error: BaseException) -> str:
     """How a member's failure is recorded: the exception's last line(s), at most 500 characters."""
     return "".join(traceback.format_exception_only(error)).strip()[:500]
+
+
+def infer_loss_and_metrics(model, dataset, loss="auto", metrics="auto") -> tuple:
+    """(loss, metrics) for `model` on `dataset` (`reglab.data.Dataset`): "auto" is sparse categorical (or
+    binary, one sigmoid output) cross-entropy and accuracy for classification, mean squared error and mean
+    absolute error for regression, nothing for several outputs (their losses are given); a model whose
+    output width fits neither the classes nor a regression is refused. A subclassed model that has not seen
+    data yet is called on one row to say its output width."""
+    if dataset.task == "multi-output":
+        return loss, () if metrics == "auto" else metrics
+    try:
+        shape = model.output_shape
+    except AttributeError:
+        shape = tuple(model(rows(dataset.x, slice(0, 1))).shape)
+    width = shape[-1] if shape else None
+    if dataset.task == "classification":
+        if width == dataset.n_classes:
+            auto_loss = "sparse_categorical_crossentropy"
+        elif width == 1 and dataset.n_classes == 2:
+            auto_loss = "binary_crossentropy"
+        else:
+            raise ValueError(
+                f"The model's output width {width} fits neither {dataset.n_classes} classes (softmax) nor a "
+                f"binary sigmoid. Received: model output shape {shape}"
+            )
+        auto_metrics = ("accuracy",)
+    else:
+        if width != 1:
+            raise ValueError(f"A regression model needs one output. Received: model output shape {shape}")
+        auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
+    return auto_loss if loss == "auto" else loss, auto_metrics if metrics == "auto" else metrics
+
+
+def validate_inputs(model, dataset) -> None:
+    """The data's feature arrays against the model's inputs (rank and fixed sizes), before any work."""
+    try:
+        inputs = list(model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model knows its inputs only once it is called
+        return
+    arrays = leaves(dataset.x)
+    if not inputs:
+        return
+    if len(inputs) != len(arrays):
+        raise ValueError(
+            f"The model has {len(inputs)} inputs and the data {len(arrays)} feature arrays (give several "
+            f"inputs as a dict by input name or a list). Received: x with {len(arrays)} arrays"
+        )
+    if isinstance(dataset.x, dict):
+        names = [getattr(t, "name", None) for t in inputs]
+        if set(names) == set(dataset.x):
+            arrays = [dataset.x[n] for n in names]
+    for tensor, array in zip(inputs, arrays):
+        expected = tuple(tensor.shape)
+        if len(expected) != array.ndim or any(e is not None and e != a for e, a in zip(expected[1:], array.shape[1:])):
+            shown = "(samples, " + ", ".join("any" if e is None else str(e) for e in expected[1:]) + ")"
+            raise ValueError(
+                f"The features do not fit the model's input {getattr(tensor, 'name', '')!r} of shape "
+                f"{shown}. Received: x.shape={array.shape}"
+            )

@@ -216,3 +216,15 @@ def weight_histogram(name: str, values) -> list[dict]:
         for lo, hi, c in zip(edges[:-1], edges[1:], counts)
     ]
     return rows
+
+
+def member_histogram(member_id: str, weights: dict | None):
+    """A member's final weight histograms (`weight_histogram` of each weight, {path: array}) as a table with
+    a `member` column; None without weights (a member that failed)."""
+    import pandas as pd
+
+    if not weights:
+        return None
+    frame = pd.DataFrame([row for path, values in weights.items() for row in weight_histogram(path, values)])
+    frame.insert(0, "member", member_id)
+    return frame

@@ -1,8 +1,8 @@
 """A sweep's settings, validated without Keras: `Sweep` validates its arguments with `arguments`, and
 `reglab sweep` validates a config file with it before it spends ~5 s importing Keras and JAX.
 
-What needs Keras (a loss or metric by name, whether an engine runs on this backend, the model) stays
-with `Sweep`.
+What needs Keras (a loss or metric by name, whether an engine runs on this backend, the model) is
+validated by `model` and `with_keras`, which import it only when called (a `Sweep` calls them).
 """
 
 from __future__ import annotations
@@ -125,3 +125,71 @@ def _check_search_keys(rounds: list[list[dict]], optimizer: str) -> None:
                 raise ValueError(f"A search key may not be a record column or contain ':'. Received: {key}=...")
     for round_points in rounds:
         points.validate_optimizer_keys(round_points, optimizer)
+
+
+# --- what needs Keras ------------------------------------------------------------------------------
+
+
+def model(model) -> None:
+    """A sweep's `model`: a builder (any callable) or a built Keras model."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        if not model.built or not model.inputs:
+            raise ValueError(f"The model is not built: give it an Input first. Received: model={model.name!r}")
+    elif not callable(model):
+        raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
+
+
+def with_keras(model, rounds, loss, metrics, loss_weights, layers, layer_groups, engine) -> None:
+    """What only Keras can say: the loss by name, the metrics' form, the loss weights, whether the engine
+    runs on this process's backend, and — for a built model — where the points' keys would go."""
+    import keras
+
+    if loss != "auto":
+        for part in _per_output(loss):
+            try:
+                keras.losses.get(part)
+            except (ValueError, TypeError):
+                raise ValueError(f"Unknown loss. Received: loss={loss!r}") from None
+    if metrics != "auto" and not all(
+        isinstance(m, (list, tuple)) and all(isinstance(n, str) for n in m)
+        for m in (metrics.values() if isinstance(metrics, dict) else [metrics])
+    ):
+        raise ValueError(
+            f"`metrics` is 'auto', a list of metric names or a dict of them per output. Received: metrics={metrics!r}"
+        )
+    if loss_weights is not None:
+        for weight in _per_output(loss_weights, allow_number=False):
+            validation.non_negative_float(weight, "loss_weights")
+    if engine == "population":
+        from reglab.engine.population import unavailable
+
+        if unavailable():
+            raise ValueError(f"{unavailable()}. Received: engine={engine!r}")
+    if isinstance(model, keras.Model):
+        groups = dict(layer_groups or {})
+        for round_points in rounds:
+            points.validate(round_points, groups)
+        from reglab.kit.attach import hidden_layers, select_layers
+
+        if layers == "hidden":
+            if not hidden_layers(model) and any(k != "penalty" for p in rounds[0] for k in p):
+                raise ValueError("The model has no hidden layer with a kernel to regularize. Received: layers='hidden'")
+        else:
+            select_layers(model, layers)
+        for selector in groups.values():
+            select_layers(model, selector)
+        for round_points in rounds:
+            points.validate_model(model, round_points, layers, groups)
+
+
+def _per_output(value, allow_number=True) -> list:
+    """The parts of a setting given once or per output (a dict by output name, or a list)."""
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if allow_number:
+        return [value]
+    raise ValueError(f"`loss_weights` is a dict by output name or a list. Received: loss_weights={value!r}")
