@@ -2,7 +2,7 @@
 
 ```
 runs/<name>/
-  spec.json          the sweep's settings, their hash and the data fingerprint (written first)
+  spec.json          the sweep's settings, their hash, the data fingerprint and its config (written first)
   members/<id>.parquet   one file per completed member: its epoch records (durable once written)
   histograms/<id>.parquet  that member's final weight histograms (written just before its records)
   epochs.parquet     all epoch records          } derived from members/ at the end of a run
@@ -208,8 +208,20 @@ class RunDirectory:
 
     # --- opening ----------------------------------------------------------------------------------
 
-    def open(self, spec: dict, spec_hash: str, fingerprint: str, wait: float | None = None) -> int:
+    def open(
+        self,
+        spec: dict,
+        spec_hash: str,
+        fingerprint: str,
+        wait: float | None = None,
+        config: dict | None = None,
+        also: str | None = None,
+    ) -> int:
         """Create or re-open, locked (see `lock`); return how many members are already complete.
+
+        `config`: the sweep's config (`Sweep.get_config`), kept in spec.json beside the spec so that the
+        directory says how to rebuild its sweep. `also`: another hash the same sweep was stored under by an
+        earlier reglab (`reglab.sweep_spec`: a builder's source-text fingerprint); such a directory resumes.
 
         Raises ValueError (and touches nothing but the lock) if the directory holds another sweep or
         other data, or its spec.json is damaged; RunDirectoryInUse if another process uses it. Damaged
@@ -225,7 +237,7 @@ class RunDirectory:
         try:
             if meta.exists():
                 stored = self._read_spec()
-                if stored["spec_hash"] != spec_hash:
+                if stored["spec_hash"] not in (spec_hash, also):
                     raise ValueError(
                         f"{self.path} holds a different sweep (spec hash {stored['spec_hash']} ≠ {spec_hash}); "
                         f"use another run directory or delete it. Received: run_dir={str(self.path)!r}"
@@ -238,7 +250,8 @@ class RunDirectory:
                 self._heal()
             else:
                 self._refuse_foreign()
-                write_json(meta, {"spec": spec, "spec_hash": spec_hash, "data_fingerprint": fingerprint})
+                written = {"spec": spec, "spec_hash": spec_hash, "data_fingerprint": fingerprint}
+                write_json(meta, {**written, **({"config": config} if config is not None else {})})
         except BaseException:
             self.close()
             raise

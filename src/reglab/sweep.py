@@ -17,19 +17,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 import pandas as pd
 
 from reglab import data as data_module
-from reglab import engine, validation
+from reglab import engine, sweep_spec, validation
 from reglab.decide import baseline, refit, selection
 from reglab.decide import outcome as outcome_module
 from reglab.engine import training as training_module
@@ -144,6 +140,7 @@ class Sweep:
         engine="auto",
         seed=0,
     ):
+        given = {k: v for k, v in locals().items() if k not in ("self", "model")}  # `get_config`: as given
         sweep_validation.model(model)
         self.model = model
         checked = sweep_validation.arguments(
@@ -184,33 +181,47 @@ class Sweep:
         self.select = select
         self.refit = bool(refit)
         self.engine = engine
+        self._given, self._probe = given, None
 
     # --- identity ------------------------------------------------------------------------------
 
+    def get_config(self) -> dict:
+        """The constructor's arguments as given, JSON-ready, with the model as a reference (`reglab.sweep_spec`):
+        `Sweep.from_config(sweep.get_config())` is the same sweep (a built model is passed again as `model=`).
+
+        >>> import reglab.models
+        >>> sweep = Sweep(reglab.models.MLP(hidden=[8]).bind(4, 3), grid={"l2": [0.0, 1e-3]}, cv=3)
+        >>> config = sweep.get_config()
+        >>> config["grid"], config["cv"], config["model"]["mlp"]["hidden"]
+        ({'l2': [0.0, 0.001]}, 3, [8])
+        >>> Sweep.from_config(config).spec_hash() == sweep.spec_hash()
+        True
+        """
+        return sweep_spec.config(self.model, self._given)
+
+    @classmethod
+    def from_config(cls, config: dict, model=None) -> "Sweep":
+        """The sweep a config describes (`get_config`, or a run directory's spec.json `config`); `model`
+        replaces the config's reference (needed for a built model, whose weights a config does not hold)."""
+        model, arguments = sweep_spec.arguments(config, model)
+        return cls(model, **arguments)
+
     def spec(self) -> dict:
-        """The sweep's settings as plain values (what the run directory stores and hashes)."""
-        if hasattr(self.model, "spec"):  # a builder that describes itself (reglab.models.MLP)
-            model = self.model.spec()
-        elif isinstance(self.model, keras.Model):
-            weights = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in self.model.get_weights()))
-            model = {
-                "kind": "model",
-                "config_sha": hashlib.sha256(self.model.to_json().encode()).hexdigest()[:16],
-                "weights_sha": weights.hexdigest()[:16],
-            }
-        else:  # a function, or a callable object (described by its class)
-            described = (
-                self.model if inspect.isfunction(self.model) or inspect.ismethod(self.model) else type(self.model)
-            )
-            try:
-                source = inspect.getsource(described)
-            except (OSError, TypeError):
-                source = ""
-            model = {
-                "kind": "builder",
-                "name": f"{described.__module__}.{described.__qualname__}",
-                "source_sha": hashlib.sha256(source.encode()).hexdigest()[:16],
-            }
+        """The sweep's settings as plain values, with the model's fingerprint: what the run directory hashes
+        to know a re-run is the same sweep (`reglab.sweep_spec`)."""
+        probe = None if hasattr(self.model, "spec") or isinstance(self.model, keras.Model) else self._probe_model()
+        return self._settings(sweep_spec.fingerprint(self.model, probe))
+
+    def spec_hash(self) -> str:
+        return sweep_spec.hash_of(self.spec())
+
+    def _legacy_spec_hash(self) -> str | None:
+        """The hash a run directory written with the builder's source-text fingerprint holds (it resumes)."""
+        if hasattr(self.model, "spec") or isinstance(self.model, keras.Model):
+            return None
+        return sweep_spec.hash_of(self._settings(sweep_spec.legacy_fingerprint(self.model)))
+
+    def _settings(self, model: dict) -> dict:
         search = (
             {"grid": self.grid}
             if self.grid is not None
@@ -248,8 +259,22 @@ class Sweep:
             **({"loss_weights": self.loss_weights} if self.loss_weights is not None else {}),
         }
 
-    def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def _probe_model(self):
+        """The model of the first point that builds, built in a fresh Keras session (stable names); kept."""
+        if self._probe is None:
+            errors = []
+            for point in self._rounds[0]:  # that point's members will be recorded as failed
+                keras.backend.clear_session(free_memory=False)
+                try:
+                    self._probe = self._make_model()(point)
+                    break
+                except Exception as error:
+                    errors.append(f"{point}: {error}")
+            if self._probe is None:
+                raise NothingToTrain(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
+            if not isinstance(self._probe, keras.Model):
+                raise ValueError(f"The builder must return a Keras model. Received: {type(self._probe).__name__}")
+        return self._probe
 
     # --- running -------------------------------------------------------------------------------
 
@@ -266,17 +291,7 @@ class Sweep:
                 "Several outputs need a loss each: give `loss` as a dict by output name (or a list). "
                 "Received: loss='auto'"
             )
-        probe, errors = None, []
-        for point in self._rounds[0]:  # the first point that builds tells the output width
-            try:
-                probe = self._make_model()(point)
-                break
-            except Exception as error:  # that point's members will be recorded as failed
-                errors.append(f"{point}: {error}")
-        if probe is None:
-            raise NothingToTrain(f"Every configuration failed to build; nothing to train. First error: {errors[0]}")
-        if not isinstance(probe, keras.Model):
-            raise ValueError(f"The builder must return a Keras model. Received: {type(probe).__name__}")
+        probe = self._probe_model()
         training_module.validate_inputs(probe, dataset)
         loss, metrics = training_module.infer_loss_and_metrics(probe, dataset, self.loss, self.metrics)
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
@@ -354,7 +369,14 @@ class Sweep:
             from reglab.store import RunDirectory
 
             store = RunDirectory(run_dir)
-            store.open(self.spec(), self.spec_hash(), dataset.fingerprint(), wait=wait_for_lock)
+            store.open(
+                self.spec(),
+                self.spec_hash(),
+                dataset.fingerprint(),
+                wait=wait_for_lock,
+                config=self.get_config(),
+                also=self._legacy_spec_hash(),
+            )
         try:
             stop = stop or (lambda: False)
             checkpoints = None

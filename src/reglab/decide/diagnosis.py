@@ -147,7 +147,7 @@ def _judge(curve: pd.DataFrame, lowest: float, predictor: str = "") -> dict:
             advice = "increase λ (or add dropout)" + (
                 f", or keep the weights of epoch {best_epoch}" if val_min < baseline else ""
             )
-        elif still_falling:  # not there yet (a quick first sweep): it needs more training, not less
+        elif still_falling or len(val) < 2:  # not there yet (a quick first sweep): more training, not less
             advice = TRAIN_MORE
         else:
             advice = "decrease the learning rate"

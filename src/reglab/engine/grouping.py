@@ -42,7 +42,7 @@ class Population:
     models: list
 
 
-def _structure(config, rates=False):
+def structure(config, rates=False):
     """A model config without what members may differ in: weight penalties, and the rates of Keras's
     own layers (`rates`: inside such a layer's config; see `per_member_knobs`)."""
     if isinstance(config, dict):
@@ -51,18 +51,18 @@ def _structure(config, rates=False):
             k: "<per member>"
             if (k.endswith("_regularizer") and k != "activity_regularizer")
             or (rates and k in PER_MEMBER_LAYER_ATTRIBUTES and isinstance(v, float))
-            else _structure(v, rates=keras_layer and k == "config")
+            else structure(v, rates=keras_layer and k == "config")
             for k, v in config.items()
         }
     if isinstance(config, list):
-        return [_structure(v) for v in config]
+        return [structure(v) for v in config]
     return config
 
 
 def signature(model, point: dict) -> str:
     """Members whose models have the same signature train in one population."""
     try:
-        config = _structure(model.get_config())
+        config = structure(model.get_config())
     except NotImplementedError:  # a subclassed model without get_config: its class and variables say it
         config = None
     penalties = []
