@@ -12,13 +12,13 @@ CHECKED_ON = "3.15.1"
 
 
 def layers(model, include_self: bool = False):
-    """Every layer of `model`, nested ones included (`Model._flatten_layers`; tests/test_regularize.py)."""
+    """Every layer of `model`, nested ones included (`Model._flatten_layers`; tests/kit/test_regularize.py)."""
     return model._flatten_layers(include_self=include_self)
 
 
 def compile_loss(model, y, y_pred, sample_weight=None):
     """The compiled loss alone — no regularization penalty — as `compile` built it (`Trainer._compile_loss`),
-    or None for a model compiled without a loss (tests/test_ledger.py, tests/test_sweep.py)."""
+    or None for a model compiled without a loss (tests/kit/test_ledger.py, tests/test_sweep.py)."""
     loss = getattr(model, "_compile_loss", None)
     return None if loss is None else loss(y, y_pred, sample_weight)
 
@@ -34,13 +34,13 @@ def set_compute_loss_has_training_arg(model, value: bool) -> None:
 
 def metrics_list(model) -> list:
     """The list of metrics the compiled steps carry as state (`Trainer._metrics`): the ledger's sums are
-    added to it while `fit` runs (tests/test_ledger.py)."""
+    added to it while `fit` runs (tests/kit/test_ledger.py)."""
     return model._metrics
 
 
 def symbolic_build(model, x, y) -> None:
     """Build the compiled loss, metrics and optimizer of a compiled model from one batch's shapes, without
-    running a step (`Trainer._symbolic_build`; tests/test_population.py)."""
+    running a step (`Trainer._symbolic_build`; tests/engine/test_population.py)."""
     model._symbolic_build(data_batch=(x, y))
 
 

@@ -11,7 +11,7 @@
   (the Keras config of the first point's model with the per-point values masked, and every variable's
   path, shape and dtype) rather than its source text: editing the builder's whitespace or comments no
   longer restarts a sweep, and an edit in a helper the builder calls that changes the model is no longer
-  missed (tests/test_store.py measures both). A change that leaves the config and shapes alone (a custom
+  missed (tests/test_sweep_spec.py measures both). A change that leaves the config and shapes alone (a custom
   layer's `call`) is not seen by either; a run directory written with the source-text fingerprint still
   resumes (`legacy_hash`).
 """
