@@ -32,7 +32,7 @@ from reglab.engine import training as training_module
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
 from reglab.kit import records
-from reglab.search import plan, space, strategies
+from reglab.search import plan, strategies
 from reglab.search import points as points_module
 from reglab.validation import sweep as sweep_validation
 
@@ -210,7 +210,7 @@ class Sweep:
         """The sweep's settings as plain values, with the model's fingerprint: what the run directory hashes
         to know a re-run is the same sweep (`reglab.sweep_spec`)."""
         probe = None if hasattr(self.model, "spec") or isinstance(self.model, keras.Model) else self._probe_model()
-        return self._settings(sweep_spec.fingerprint(self.model, probe))
+        return sweep_spec.settings(self, sweep_spec.fingerprint(self.model, probe))
 
     def spec_hash(self) -> str:
         return sweep_spec.hash_of(self.spec())
@@ -219,45 +219,7 @@ class Sweep:
         """The hash a run directory written with the builder's source-text fingerprint holds (it resumes)."""
         if hasattr(self.model, "spec") or isinstance(self.model, keras.Model):
             return None
-        return sweep_spec.hash_of(self._settings(sweep_spec.legacy_fingerprint(self.model)))
-
-    def _settings(self, model: dict) -> dict:
-        search = (
-            {"grid": self.grid}
-            if self.grid is not None
-            else {"stages": self.stages}
-            if self.stages is not None
-            else {
-                "random": {k: space.distribution(v, k).to_config() for k, v in self.random.items()},
-                "n_trials": self.n_trials,
-            }
-        )
-        return {
-            "model": model,
-            "search": search,
-            "refine": self.refine,
-            "refine_param": self.refine_param,
-            "refine_points": self.refine_points,
-            "cv": self.cv,
-            "repeats": self.repeats,
-            "stratify": self.stratify,
-            "test_size": self.test_size,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "optimizer": self.optimizer,
-            "learning_rate": keras.saving.serialize_keras_object(self.learning_rate),
-            "loss": self.loss,
-            "metrics": self.metrics if isinstance(self.metrics, (str, dict)) else list(self.metrics),
-            "layers": repr(self.layers),
-            "layer_groups": {k: repr(v) for k, v in self.layer_groups.items()},
-            "standardize": self.standardize,
-            "select": self.select,
-            "refit": self.refit,
-            "engine": self.engine,
-            "seed": self.seed,
-            # only when set, so that run directories written before the setting existed still resume
-            **({"loss_weights": self.loss_weights} if self.loss_weights is not None else {}),
-        }
+        return sweep_spec.hash_of(sweep_spec.settings(self, sweep_spec.legacy_fingerprint(self.model)))
 
     def _probe_model(self):
         """The model of the first point that builds, built in a fresh Keras session (stable names); kept."""
@@ -524,31 +486,14 @@ class Sweep:
 
     def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
         """Train the selected point on all non-test data; score it on the test set exactly once."""
-        stored = store.read_json("test.json") if store else None
-        if (
-            stored is not None
-            and stored.get("point_id") == best["point_id"]
-            and (store.path / "best_model.keras").exists()
-        ):
-            model = keras.models.load_model(store.path / "best_model.keras", safe_mode=True)
-            return model, stored["test"]
         try:
-            model, scaling = refit.refit(
-                best["params"], dataset, rest, test, training, make_model, self.seed, self._engine_name(warn=False)
+            return refit.refit_and_test(
+                best, dataset, rest, test, training, make_model, self.seed, self._engine_name(warn=False), store
             )
         except Unsupported as reason:
             raise ValueError(
                 f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
             ) from None
-        scores = refit.test_scores(model, dataset, rest, test, training) if len(test) else None
-        model = refit.with_preprocessing(model, scaling, dataset)
-        if store:
-            store.save_model(model)
-            store.write_json(
-                "test.json",
-                {"point_id": best["point_id"], "params": best["params"], "test": scores, "n_test": int(len(test))},
-            )
-        return model, scores
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:

@@ -126,6 +126,50 @@ def _model_from(reference):
 # --- the spec: what a run directory hashes -------------------------------------------------------------
 
 
+def settings(sweep, model: dict) -> dict:
+    """The spec: a sweep's settings, normalized, with the model's `fingerprint`."""
+    import keras
+
+    from reglab.search import space
+
+    search = (
+        {"grid": sweep.grid}
+        if sweep.grid is not None
+        else {"stages": sweep.stages}
+        if sweep.stages is not None
+        else {
+            "random": {k: space.distribution(v, k).to_config() for k, v in sweep.random.items()},
+            "n_trials": sweep.n_trials,
+        }
+    )
+    return {
+        "model": model,
+        "search": search,
+        "refine": sweep.refine,
+        "refine_param": sweep.refine_param,
+        "refine_points": sweep.refine_points,
+        "cv": sweep.cv,
+        "repeats": sweep.repeats,
+        "stratify": sweep.stratify,
+        "test_size": sweep.test_size,
+        "epochs": sweep.epochs,
+        "batch_size": sweep.batch_size,
+        "optimizer": sweep.optimizer,
+        "learning_rate": keras.saving.serialize_keras_object(sweep.learning_rate),
+        "loss": sweep.loss,
+        "metrics": sweep.metrics if isinstance(sweep.metrics, (str, dict)) else list(sweep.metrics),
+        "layers": repr(sweep.layers),
+        "layer_groups": {k: repr(v) for k, v in sweep.layer_groups.items()},
+        "standardize": sweep.standardize,
+        "select": sweep.select,
+        "refit": sweep.refit,
+        "engine": sweep.engine,
+        "seed": sweep.seed,
+        # only when set, so that run directories written before the setting existed still resume
+        **({"loss_weights": sweep.loss_weights} if sweep.loss_weights is not None else {}),
+    }
+
+
 def fingerprint(model, probe=None) -> dict:
     """The model's part of the spec: an MLP's settings; a built model's architecture and weights; a
     builder's architecture, from `probe` (the model it built for the first point)."""

@@ -17,6 +17,24 @@ from reglab.engine.training import compile_metrics, fold_arrays
 from reglab.search import plan
 
 
+def refit_and_test(best: dict, data, rest, test, training, make_model, seed: int, engine_name: str, store=None):
+    """(refit model taking raw inputs, test scores) of the chosen point (`best`: `selection.best`'s), the test
+    set used once: a run directory (`store`) that holds both for this point gives them back untouched."""
+    import keras
+
+    stored = store.read_json("test.json") if store else None
+    if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
+        return keras.models.load_model(store.path / "best_model.keras", safe_mode=True), stored["test"]
+    model, scaling = refit(best["params"], data, rest, test, training, make_model, seed, engine_name)
+    scores = test_scores(model, data, rest, test, training) if len(test) else None
+    model = with_preprocessing(model, scaling, data)
+    if store:
+        store.save_model(model)
+        record = {"point_id": best["point_id"], "params": best["params"], "test": scores, "n_test": int(len(test))}
+        store.write_json("test.json", record)
+    return model, scores
+
+
 def refit(point: dict, data, rest, test, training, make_model, seed: int, engine_name: str):
     """Train `point` on the rows `rest` (no validation): (the trained model, its standardization)."""
     member = plan.refit_member(point, rest, test, seed)
