@@ -157,6 +157,7 @@ def test_random_search_and_refinement_add_points_reproducibly(cancer_raw):
     sampled = reglab.search.space.random_points({"l2": {"log_uniform": [1e-4, 1.0]}}, 2, 5)
     assert {p["l2"] for p in sampled} <= set(result.summary.l2)  # the seeded samples were trained
     assert len(result.summary) == 3  # 2 sampled + 1 refined value
+    assert result.timing["members"] == 3 and result.timing["populations"] == 2  # both rounds' training, summed
     refined = (set(result.summary.l2) - {p["l2"] for p in sampled}).pop()
     assert min(p["l2"] for p in sampled) / 10 < refined < max(p["l2"] for p in sampled) * 10
 

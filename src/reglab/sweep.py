@@ -53,7 +53,7 @@ class SweepResult:
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
     weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
-    timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call
+    timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call, summed
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
@@ -403,7 +403,7 @@ class Sweep:
                 raise ValueError(
                     f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
                 ) from None
-            timing.update(run["timing"])
+            engine.merge_timing(timing, run["timing"])
 
         search = self._search()
         evaluated: list[dict] = []

@@ -70,24 +70,28 @@ def _train_populations(members, data, training, make_model, validate, checkpoint
     for member_id, error in failures.items():
         out[member_id] = Trained(records.failed(error), 0.0)
         done(by_id[member_id], out[member_id])
-    timing = {
-        "members": 0,
-        "populations": len(populations),
-        "compile_seconds": 0.0,
-        "epoch_seconds": [],
-        "convolutions": {},
-        "shards": 0,
-    }
+    timing = {"populations": len(populations)}
     for pop in populations:
         rows_by_id, weights, part = population.train_population(pop, data, training, validate, checkpoints=checkpoints)
         share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
         for member, model in zip(pop.members, pop.models):
             out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
             done(member, out[member.id])
-        timing["members"] += part["members"]
-        timing["compile_seconds"] += part["compile_seconds"]
-        timing["epoch_seconds"] += part["epoch_seconds"]
-        timing["convolutions"].update(part["convolutions"])
-        timing["shards"] = max(timing["shards"], part.get("shards", 1))
+        merge_timing(timing, {k: v for k, v in part.items() if k != "seconds"})
     timing["seconds"] = time.perf_counter() - started
     return {"members": out, "timing": timing}
+
+
+def merge_timing(total: dict, part: dict) -> dict:
+    """Add one training call's timing to a running total (several populations, several search rounds):
+    numbers add up (shards: the most), lists extend, dicts merge."""
+    for key, value in part.items():
+        if key == "shards":
+            total[key] = max(total.get(key, 0), value)
+        elif isinstance(value, (int, float)):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, list):
+            total[key] = total.get(key, []) + value
+        elif isinstance(value, dict):
+            total[key] = {**total.get(key, {}), **value}
+    return total
