@@ -326,14 +326,14 @@ class Sweep:
         dataset, rest, test, splits = self.split(x, y, task)
         training = self._training(dataset)
 
-        store = None
+        store, spec = None, None
         if run_dir is not None:
             from reglab.store import RunDirectory
 
-            store = RunDirectory(run_dir)
+            store, spec = RunDirectory(run_dir), self.spec()  # once: a builder's fingerprint reads its model
             store.open(
-                self.spec(),
-                self.spec_hash(),
+                spec,
+                sweep_spec.hash_of(spec),
                 dataset.fingerprint(),
                 wait=wait_for_lock,
                 config=self.get_config(),
@@ -347,14 +347,14 @@ class Sweep:
 
                 checkpoints = Checkpoints(store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop)
             return self._run(
-                dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints, stop
+                dataset, rest, test, splits, training, store, spec, run_dir, progress, keep_weights, checkpoints, stop
             )
         finally:  # the lock goes with the run, however it ends
             if store is not None:
                 store.close()
 
     def _run(
-        self, dataset, rest, test, splits, training, store, run_dir, progress, keep_weights, checkpoints, stop
+        self, dataset, rest, test, splits, training, store, spec, run_dir, progress, keep_weights, checkpoints, stop
     ) -> SweepResult:
         make_model = self._make_model()
         done: dict[str, pd.DataFrame] = {}  # member id -> its table (`reglab.kit.records.member_records`)
@@ -440,7 +440,7 @@ class Sweep:
 
             store.clear_checkpoints()
             store.keep_only(all_ids)
-            write(store, found, result.test, self.spec())
+            write(store, found, result.test, spec)
         if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written
             error = selection.NothingSelectable(
                 found.nothing

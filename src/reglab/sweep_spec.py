@@ -76,8 +76,13 @@ def model_reference(model) -> dict:
         return {"mlp": model.spec()}
     if isinstance(model, keras.Model):
         return {"keras_model": keras.saving.serialize_keras_object(model)}
-    described = model if inspect.isfunction(model) or inspect.ismethod(model) else type(model)
+    described = _described(model)
     return {"builder": f"{described.__module__}:{described.__qualname__}"}
+
+
+def _described(builder):
+    """What names a builder: the function, or the class of a callable object."""
+    return builder if inspect.isfunction(builder) or inspect.ismethod(builder) else type(builder)
 
 
 def config(model, given: dict) -> dict:
@@ -205,7 +210,7 @@ def architecture(model) -> str:
 
 def legacy_fingerprint(model) -> dict:
     """A builder's fingerprint before `architecture`: its source text (run directories written then)."""
-    described = model if inspect.isfunction(model) or inspect.ismethod(model) else type(model)
+    described = _described(model)
     try:
         source = inspect.getsource(described)
     except (OSError, TypeError):

@@ -322,19 +322,10 @@ def zoo(
     from reglab import data as data_module
     from reglab import zoo as families_module
     from reglab.engine import population
-    from reglab.engine.training import Training
     from reglab.search import plan
 
     _, _, y = families_module.digits()
-    training = Training(
-        epochs=epochs,
-        batch_size=32,
-        optimizer="adam",
-        learning_rate=1e-3,
-        loss="sparse_categorical_crossentropy",
-        metrics=("accuracy",),
-        standardize=False,
-    )
+    training = _zoo_training(epochs)
     points = [{"l2": float(v)} for v in np.logspace(-5, -1, members // 2)]
     everything = {**families_module.families(), **families_module.keras_io_families()}
     report = {}
@@ -411,7 +402,6 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
     import tempfile
 
     from reglab import data as data_module
-    from reglab.engine.training import Training
     from reglab.search import plan
     from reglab.sweep import Sweep
 
@@ -426,15 +416,7 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
         started = time.perf_counter()
         result = sweep.run(x, y, run_dir=Path(folder) / "run")
         sweep_seconds = time.perf_counter() - started
-    user_training = Training(
-        epochs=sweep.epochs,
-        batch_size=32,
-        optimizer="adam",
-        learning_rate=1e-3,
-        loss="sparse_categorical_crossentropy",
-        metrics=("accuracy",),
-        standardize=False,
-    )
+    user_training = _zoo_training(sweep.epochs)
     loop_members = plan.members([{"l2": v} for v in lambdas], data_module.folds(dataset, rest, 3, 1, 0, True), 0)
     echo(f"zoo {name}: the loop of model.fit a user would write (one fold fit and the refit timed) …")
     fold_fit, _ = _fit(build, dataset, loop_members[0], user_training)
@@ -451,3 +433,18 @@ def _as_users_run_it(name, build, x, y, dataset, rest, sweep_epochs, echo) -> di
         "refit_seconds": refit,
         "speedup": loop_seconds / sweep_seconds,
     }
+
+
+def _zoo_training(epochs: int):
+    """How the zoo's members train, in the engine and in the loop of fits alike (Sweep.run's defaults)."""
+    from reglab.engine.training import Training
+
+    return Training(
+        epochs=epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        loss="sparse_categorical_crossentropy",
+        metrics=("accuracy",),
+        standardize=False,
+    )

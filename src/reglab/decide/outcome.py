@@ -51,10 +51,16 @@ class Outcome:
         )
 
 
+def _tables(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(epochs, members, per-point summary) of members' tables."""
+    epochs = selection.combine(frames)
+    members = selection.member_table(epochs)
+    return epochs, members, selection.summarize(members, epochs, by=select, mode=selection.mode_for(select))
+
+
 def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
     """The per-point table of some members' tables (what a search round is judged on)."""
-    epochs = selection.combine(frames)
-    return selection.summarize(selection.member_table(epochs), epochs, by=select, mode=selection.mode_for(select))
+    return _tables(frames, select)[2]
 
 
 def outcome(
@@ -62,11 +68,8 @@ def outcome(
 ) -> Outcome:
     """Every table and decision of a sweep from its members' tables (`reglab.kit.records.member_records`).
     `warn`: say once which configurations were excluded from selection."""
-    epochs = selection.combine(frames)
-    members = selection.member_table(epochs)
-    mode = selection.mode_for(select)
-    table = selection.summarize(members, epochs, by=select, mode=mode)
-    best, best_1se, nothing = selection.decisions(table, select, mode, warn=warn)
+    epochs, members, table = _tables(frames, select)
+    best, best_1se, nothing = selection.decisions(table, select, selection.mode_for(select), warn=warn)
     return Outcome(
         epochs,
         members,

@@ -51,7 +51,11 @@ def render(run_dir, warn: bool = True) -> dict:
     `test`, `summary`, `diagnosis`, `members_complete`, `nothing_selected`) plus `table` (the summary
     as a DataFrame) and `advice` (what to change when members trained and nothing could be chosen)."""
     store, spec, found, test = tables(run_dir, warn)
-    document = write(store, found, test, spec)
+    return _shown(write(store, found, test, spec), found)
+
+
+def _shown(document: dict, found: Outcome) -> dict:
+    """The summary document as `reglab report` shows it: with the table and the advice."""
     return {**document, "table": found.summary, "advice": found.advice}
 
 
@@ -69,7 +73,7 @@ def refresh(run_dir) -> dict:
         store.lock()
     except RunDirectoryInUse as busy:
         _, _, found, test = tables(run_dir)
-        document = {**found.document(test), "table": found.summary, "advice": found.advice}
+        document = _shown(found.document(test), found)
         who = busy.holder and f"process {busy.holder.get('pid')} on host {busy.holder.get('host')}"
         document["in_use"] = (
             f"{run_dir} is in use by {who or 'another process'}: shown from the "
