@@ -23,11 +23,11 @@ runs/<name>/
 ```
 
 Every file is written to a temporary name in the same directory and moved into place with
-`os.replace`, so a crash or SIGKILL leaves either the old file or the new one, never half of one.
+`os.replace` (`reglab.files`), so a crash or SIGKILL leaves either the old file or the new one, never half of one.
 A run directory only ever resumes the sweep it was made for: a different spec or different data is
 refused before anything is trained.
 
-One process at a time: `open()` takes an exclusive `flock` on `.lock` (via `filelock`) and holds it
+One process at a time (`reglab.run_lock`): `open()` takes an exclusive `flock` on `.lock` (via `filelock`) and holds it
 until `close()` (a `Sweep.run` closes in a `finally`). A second process gets `RunDirectoryInUse` (a
 ValueError naming the holder's pid, host and start time) at once, or after waiting `wait` seconds.
 The kernel drops a flock when its process dies, so a SIGKILLed run never leaves a lock behind.
@@ -45,75 +45,25 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import re
-import socket
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
-_UMASK = os.umask(0)  # read once, at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
+from reglab.files import atomic_path, write_json, write_table  # noqa: F401  (their home was here: still importable)
+from reglab.run_lock import LOCK, RunDirectoryInUse, RunLock  # noqa: F401
 
 SPEC = "spec.json"
 MEMBERS = "members"
 HISTOGRAMS = "histograms"
-LOCK = ".lock"  # flock'ed while a process uses the directory
-HOLDER = ".lock.json"  # {pid, host, started} of that process (a sidecar: the lock file itself is the flock's)
 QUARANTINE = "quarantine"
 CHECKPOINTS = "checkpoints"
 PLAN = "plan.json"
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp|\.keras|\.npz)$")  # `atomic_path`'s names (mkstemp)
 _SPEC_KEYS = {"spec": dict, "spec_hash": str, "data_fingerprint": str}
 _RECORD_COLUMNS = ("member", "epoch", "status")
-
-
-@contextmanager
-def atomic_path(target: Path, suffix: str = ".tmp"):
-    """Yield a temporary path next to `target`; on success move it over `target` atomically."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the finished file gets the usual permissions
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as handle:  # the bytes reach the disk before the name does
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(target: Path, obj) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_plain) + "\n")
-
-
-def write_table(target: Path, frame: pd.DataFrame) -> None:
-    with atomic_path(target) as tmp:
-        frame.to_parquet(tmp, index=False)
-
-
-def _plain(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
-
-
-class RunDirectoryInUse(ValueError):
-    """Another process holds the run directory's lock. `holder` is its record ({pid, host, started}) or None."""
-
-    def __init__(self, message: str, holder: dict | None):
-        super().__init__(message)
-        self.holder = holder
 
 
 def _ours(name: str) -> bool:
@@ -132,7 +82,7 @@ class RunDirectory:
 
     def __init__(self, path):
         self.path = Path(path)
-        self._lock = None
+        self._lock = RunLock(self.path)
 
     def __enter__(self):
         return self
@@ -140,71 +90,16 @@ class RunDirectory:
     def __exit__(self, *exc):
         self.close()
 
-    # --- the lock ---------------------------------------------------------------------------------
+    # --- the lock (`reglab.run_lock`) ------------------------------------------------------------
 
     def lock(self, wait: float | None = None) -> None:
         """Take the directory's lock (creating the directory), waiting at most `wait` seconds (None or
         0: not at all; math.inf: as long as it takes). Raises RunDirectoryInUse naming the holder."""
-        if self._lock is not None:
-            return
-        from filelock import FileLock, Timeout
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.path / LOCK)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            if not wait:
-                raise self._in_use() from None
-            warnings.warn(
-                f"reglab: run directory {self.path} is in use by {self._holder()[1]}; waiting up to {wait:g} s for it",
-                UserWarning,
-                stacklevel=3,
-            )
-            try:
-                lock.acquire(timeout=-1 if math.isinf(wait) else wait)
-            except Timeout:
-                raise self._in_use(waited=wait) from None
-        self._lock = lock
-        try:
-            write_json(
-                self.path / HOLDER,
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                },
-            )
-        except BaseException:
-            self.close()
-            raise
+        self._lock.acquire(wait)
 
     def close(self) -> None:
         """Release the lock (if this object holds it). Safe to call twice."""
-        lock, self._lock = self._lock, None
-        if lock is None:
-            return
-        try:
-            (self.path / HOLDER).unlink(missing_ok=True)  # before the unlock: afterwards it may be the next holder's
-        finally:
-            lock.release()
-
-    def _holder(self) -> tuple[dict | None, str]:
-        """The holder's record and a description of it ("process 1234 on host h since …")."""
-        try:
-            holder = json.loads((self.path / HOLDER).read_text())
-            return holder, f"process {int(holder['pid'])} on host {holder['host']} since {holder['started']}"
-        except (OSError, ValueError, TypeError, KeyError):  # not written yet (it is, just after the flock)
-            return None, "another process"
-
-    def _in_use(self, waited: float | None = None) -> RunDirectoryInUse:
-        holder, who = self._holder()
-        after = f" (waited {waited:g} s)" if waited else ""
-        return RunDirectoryInUse(
-            f"run directory {self.path} is in use by {who}{after}; wait for it (--wait SECONDS) or use another "
-            f"--run-dir. Received: run_dir={str(self.path)!r}",
-            holder,
-        )
+        self._lock.release()
 
     # --- opening ----------------------------------------------------------------------------------
 

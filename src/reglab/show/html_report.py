@@ -31,7 +31,7 @@ _SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")
 
 def write(run_dir, epochs, summary, members, histograms, document: dict, spec: dict, title: str | None = None) -> Path:
     """Render and atomically write `<run_dir>/report.html`; returns its path."""
-    from reglab.store import atomic_path
+    from reglab.files import atomic_path
 
     target = Path(run_dir) / "report.html"
     page = render(epochs, summary, members, histograms, document, spec, title or Path(run_dir).resolve().name)

@@ -274,7 +274,7 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
 
 
 def _save(fig, path) -> Path:
-    from reglab.store import atomic_path
+    from reglab.files import atomic_path
 
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
