@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from pathlib import Path
 
 
 def non_negative_float(value, name: str) -> float:
@@ -112,3 +113,21 @@ def printable(text: str) -> str:
 def has_control(text: str) -> bool:
     """Whether `text` holds a character `printable` escapes."""
     return any(_unsafe(c) for c in text)
+
+
+def config_path(value, key: str, base_dir) -> Path:
+    """A path named in a config file (relative to that file), refused if it holds control characters."""
+    if has_control(value):
+        raise ValueError(
+            f"[{'model' if key == 'file' else 'data'}] `{key}` is a file path; this one holds control "
+            f"characters. Received: {key}={value!r}"
+        )
+    return Path(value) if Path(value).is_absolute() else Path(base_dir) / value
+
+
+def is_file(path: Path, key: str, value) -> bool:
+    """`path.is_file()`, with a lookup that fails (a name too long, a loop of links) as a one-line ValueError."""
+    try:
+        return path.is_file()
+    except OSError as error:  # a name too long, a loop of links, ...
+        raise ValueError(f"{path} cannot be looked up ({error.strerror or error}). Received: {key}={value!r}") from None
