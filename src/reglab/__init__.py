@@ -48,7 +48,7 @@ _EXPORTS = {
     "regularization_loss": "reglab.kit.penalties",
     "regularize": "reglab.kit.attach",
     "Sweep": "reglab.sweep",
-    "SweepResult": "reglab.sweep",
+    "SweepResult": "reglab.result",
 }
 
 __all__ = [*_EXPORTS, *_PUBLIC_MODULES, "__version__"]

@@ -18,59 +18,22 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import pandas as pd
 
 from reglab import data as data_module
 from reglab import engine, sweep_spec, validation
-from reglab.decide import baseline, refit, selection
+from reglab.collect import Collected
 from reglab.decide import outcome as outcome_module
+from reglab.decide import refit, selection
 from reglab.engine import training as training_module
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
-from reglab.kit import records
+from reglab.result import NothingToTrain, SweepResult
 from reglab.search import plan, strategies
 from reglab.search import points as points_module
 from reglab.validation import sweep as sweep_validation
-
-
-class NothingToTrain(RuntimeError):
-    """No configuration's model could be built (raised before anything is written)."""
-
-
-@dataclass
-class SweepResult:
-    """What a sweep found. Tables are pandas DataFrames in the run directory's formats."""
-
-    epochs: pd.DataFrame  # one row per member per epoch (reglab.kit.records + identity and point columns)
-    members: pd.DataFrame  # one row per member: final and best-epoch values, status
-    summary: pd.DataFrame  # one row per point: mean / std / sem over folds, rank
-    best: dict | None  # the selected point: {"point_id", "params", "score"} (None: nothing selectable)
-    best_1se: dict | None = None  # the one-standard-error choice (`reglab.decide.selection.best_1se`)
-    diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
-    histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
-    weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
-    timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call, summed
-    test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
-    model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
-    run_dir: Path | None = None
-
-    def plot(self, folder) -> list[Path]:
-        """Render learning curves, validation curves, penalty share, regularization paths and weight
-        histograms as PNG files into `folder`."""
-        from reglab.show.plots import render_all
-
-        return render_all(
-            self.epochs,
-            self.summary,
-            folder,
-            best_point=(self.best or {}).get("point_id"),
-            best_1se=(self.best_1se or {}).get("point_id"),
-            histograms=self.histograms,
-        )
 
 
 class Sweep:
@@ -357,37 +320,13 @@ class Sweep:
         self, dataset, rest, test, splits, training, store, spec, run_dir, progress, keep_weights, checkpoints, stop
     ) -> SweepResult:
         make_model = self._make_model()
-        done: dict[str, pd.DataFrame] = {}  # member id -> its table (`reglab.kit.records.member_records`)
-        histograms: dict[str, pd.DataFrame] = {}
-        final_weights: dict[str, dict] = {}
+        collected = Collected(dataset, training, store, keep_weights, progress)
         timing: dict = {}
 
-        def finish(member, trained):
-            table = records.member_records(
-                trained.rows, member, trained.seconds, baseline.for_member(member, dataset, training)
-            )
-            histogram = records.member_histogram(member.id, trained.weights)
-            if store:
-                store.record_member(member.id, table, histogram)
-            done[member.id] = table
-            if histogram is not None:
-                histograms[member.id] = histogram
-            if keep_weights and trained.weights:
-                final_weights[member.id] = trained.weights
-            if progress:
-                progress(len(done) - finish.resumed, finish.total, member.id)
-
         def train(members):
-            finished = store.completed() if store else set()
-            for member in [m for m in members if m.id in finished and m.id not in done]:
-                done[member.id] = store.member_records(member.id)
-                stored = store.member_histogram(member.id)
-                if stored is not None:
-                    histograms[member.id] = stored
-            todo = [m for m in members if m.id not in done]
+            todo = collected.todo(members)
             if not todo:
                 return
-            finish.resumed, finish.total = len(done), len(todo)
             try:
                 run = engine.train(
                     todo,
@@ -397,7 +336,7 @@ class Sweep:
                     engine=self._engine_name(),
                     checkpoints=checkpoints,
                     stop=stop,
-                    done=finish,
+                    done=collected.finish,
                 )
             except Unsupported as reason:
                 raise ValueError(
@@ -411,14 +350,11 @@ class Sweep:
         while (points := search.ask(table)) is not None:
             evaluated += [p for p in points if p not in evaluated]
             train(plan.members(points, splits, self.seed))
-            table = outcome_module.summary(
-                [done[m.id] for m in plan.members(evaluated, splits, self.seed)], self.select
-            )
+            table = outcome_module.summary(collected.of(plan.members(evaluated, splits, self.seed))[0], self.select)
 
-        all_ids = [m.id for m in plan.members(evaluated, splits, self.seed)]
-        found = outcome_module.outcome(
-            [done[m] for m in all_ids], self.select, _concat([histograms[m] for m in all_ids if m in histograms])
-        )
+        planned = plan.members(evaluated, splits, self.seed)
+        frames, histograms = collected.of(planned)
+        found = outcome_module.outcome(frames, self.select, histograms)
         result = SweepResult(
             epochs=found.epochs,
             members=found.members,
@@ -427,7 +363,7 @@ class Sweep:
             best_1se=found.best_1se,
             diagnosis=found.diagnosis,
             histograms=found.histograms,
-            weights=final_weights if keep_weights else None,
+            weights=collected.weights if keep_weights else None,
             timing=timing,
             run_dir=Path(run_dir) if run_dir else None,
         )
@@ -439,7 +375,7 @@ class Sweep:
             from reglab.show.report import write
 
             store.clear_checkpoints()
-            store.keep_only(all_ids)
+            store.keep_only([m.id for m in planned])
             write(store, found, result.test, spec)
         if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written
             error = selection.NothingSelectable(
@@ -494,7 +430,3 @@ class Sweep:
             raise ValueError(
                 f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
             ) from None
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    return pd.concat(frames, ignore_index=True) if frames else None

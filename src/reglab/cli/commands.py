@@ -106,7 +106,7 @@ def sweep(
     import_keras_quietly()
     from reglab.decide.selection import NothingSelectable
     from reglab.engine.checkpoints import Interrupted
-    from reglab.sweep import NothingToTrain
+    from reglab.result import NothingToTrain
 
     try:
         experiment = build(checked)

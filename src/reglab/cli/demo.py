@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from reglab.data import load_builtin
 from reglab.models import MLP
-from reglab.sweep import Sweep, SweepResult
+from reglab.result import SweepResult
+from reglab.sweep import Sweep
 
 LAMBDAS = (0.0, 1e-3, 1e-2, 1e-1)
 NONE, MODERATE, STRONG = 0.0, 1e-3, 1e-1
