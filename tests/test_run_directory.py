@@ -28,6 +28,7 @@ def sweep(grid=None, learning_rate=1e-2):
     )
 
 
+@pytest.mark.slow
 def test_a_member_file_from_another_sweep_is_quarantined_and_never_read(tmp_path):
     sweep().run(X, Y, run_dir=tmp_path / "ours")
     sweep({"l2": [0.1]}).run(X, Y, run_dir=tmp_path / "theirs")
@@ -82,6 +83,7 @@ def _report_cli(run_dir):
     )
 
 
+@pytest.mark.slow
 def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cli_says_why(tmp_path):
     """Members that trained and learned nothing are a finding: the sweep writes everything, says in one line why
     nothing was chosen and what to change, and exits 1; `reglab report` says the same of the directory, also
@@ -105,6 +107,7 @@ def test_when_nothing_can_be_chosen_the_tables_and_report_are_written_and_the_cl
     assert "3 members" in shown.stdout and json.loads((tmp_path / "run" / "summary.json").read_text())["best"] is None
 
 
+@pytest.mark.slow
 def test_the_cli_turns_warnings_into_one_reglab_line_each_and_keeps_them_in_the_log(tmp_path):
     # a learning rate of 1e6 learns nothing: selection warns that it excluded that point
     done = _sweep_cli(tmp_path, name="stuck", grid="l2 = [0.0], learning_rate = [0.03, 1e6]")
@@ -134,6 +137,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_every_written_file_whole(small_disk, tmp_path):
     done = _sweep_cli(tmp_path, small_disk / "run", name="full")  # the report (~5 MB) cannot fit in 1 MB
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("reglab: warning:")]

@@ -93,6 +93,7 @@ def test_refit_model_takes_raw_inputs_and_reproduces_the_test_score(cancer_resul
     assert result.test["accuracy"] > 0.85 and result.test["loss"] < 0.6
 
 
+@pytest.mark.slow
 def test_plain_model_sweep_with_layer_groups_and_dropout():
     x, y = load_digits(return_X_y=True)
     x = (x / 16).astype("float32")

@@ -24,7 +24,7 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
 
 Unknown sections and keys are errors (a typo must not silently become a default).
 
-Two steps: `check` makes every check the file (and the data it names) decides, without Keras, so
+Two steps: `validate` makes every check the file (and the data it names) decides, without Keras, so
 that `reglab sweep` refuses a typo before spending ~5 s importing Keras and JAX; `build` then makes
 the Keras objects (the model file's model or the MLP, the `Sweep`) and the checks that need them.
 """

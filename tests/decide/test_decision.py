@@ -91,6 +91,7 @@ def test_one_se_rule_for_a_score_to_maximize_and_bad_simplicity():
         selection.best_1se(t, by="val_accuracy", mode="max", simplicity=["dropout"])
 
 
+@pytest.mark.slow
 def test_sweep_reports_the_one_se_choice_consistently_with_its_members(digits_run):
     result, run_dir = digits_run
     best, one_se = result.best, result.best_1se
@@ -195,6 +196,7 @@ def wine_sweep(learning_rate, grid):
     )
 
 
+@pytest.mark.slow
 def test_a_blown_up_model_is_not_learning_and_never_selected(tmp_path, monkeypatch, capsys):
     import reglab.models  # noqa: F401
     from reglab.cli.terminal import print_result

@@ -343,6 +343,7 @@ def test_points_differing_in_learning_rate_decay_proximal_strength_and_dropout_t
         np.testing.assert_allclose(records[member.id].val_total, history["val_loss"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_layer_that_needs_its_rate_as_a_number_trains_one_population_per_rate():
     def build(point):  # GaussianDropout computes math.sqrt(rate / (1 - rate)) in Python
         return keras.Sequential(

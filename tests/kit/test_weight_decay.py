@@ -21,6 +21,7 @@ def net():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["population", "reference"])
 def test_decoupled_decay_as_a_sweep_dimension_next_to_l2(engine):
     grid = {"penalty": ["l2", "weight_decay"], "lambda": [0.0, 0.5]}

@@ -42,7 +42,7 @@ from reglab import validation
 
 def _regularizers():
     """`reglab.kit.regularizers`, imported when a penalty is made: the key checks (`check`,
-    `check_optimizer_keys`) need no Keras, so `reglab sweep` makes them before importing it."""
+    `validate_optimizer_keys`) need no Keras, so `reglab sweep` makes them before importing it."""
     from reglab.kit import regularizers
 
     return regularizers
