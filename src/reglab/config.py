@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from reglab import data as data_module
 from reglab import model_file as model_file_module
-from reglab import validation
+from reglab import sources, validation
 from reglab.models import MLP, widths
 from reglab.search import points
 from reglab.validation import sweep as sweep_validation
@@ -236,22 +236,22 @@ def validate(config: dict, base_dir=".") -> Checked:
         cv = validation.number(cv_cfg.get("folds", 5), "folds", low=2, integer=True)
     layer_groups = _layer_groups(model_cfg.get("layer_groups", {}))
     task = data_cfg.get("task", "auto")
-    if source in data_module.BUILTIN:
+    if source in sources.BUILTIN:
         if "target" in data_cfg:
             raise ValueError(
                 f"[data] `target` names a column or array of a data file; the built-in {source!r} has its "
                 f"own target: drop `target`. Received: target={_shown(data_cfg['target'])}"
             )
-        x, y, builtin_task = data_module.load_builtin(source)
+        x, y, builtin_task = sources.load_builtin(source)
         task = builtin_task if task == "auto" else task
     else:
         path = validation.config_path(source, "source", base_dir)
         if not validation.is_file(path, "source", source):
             raise ValueError(
-                f"Data not found: neither a built-in data set ({', '.join(data_module.BUILTIN)}) nor an existing "
+                f"Data not found: neither a built-in data set ({', '.join(sources.BUILTIN)}) nor an existing "
                 f"file (looked for {path}). Received: source={source!r}"
             )
-        x, y = data_module.load_file(path, data_cfg.get("target"))
+        x, y = sources.load_file(path, data_cfg.get("target"))
     dataset = data_module.prepare(x, y, task)
     name = _check_name(config.get("name", Path(source).stem), None if "name" in config else source)
     select = search.get("select", "val_loss")

@@ -53,7 +53,7 @@ def test_quick_bench_reports_every_key_and_engines_agree(tmp_path):
 def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
     """`reglab bench --zoo` for one convolutional family, tiny: both ways measured, the user's way against
     the loop of fits (one per member, and the refit) — structure and consistency, never speed."""
-    from reglab.cli.bench import zoo
+    from reglab.cli.bench_zoo import zoo
 
     report = zoo(epochs=1, members=4, fits=1, sweep_epochs=1, names=["convnet"], echo=lambda message: None)
     row = report["convnet"]

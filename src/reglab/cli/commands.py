@@ -207,7 +207,7 @@ def bench(
     echo = lambda m: console.print(m, style="dim")  # noqa: E731
     report = run(quick=quick, keras_fits=keras_fits, scaling=scaling, out=None, echo=echo)
     if zoo:
-        from reglab.cli.bench import zoo as run_zoo
+        from reglab.cli.bench_zoo import zoo as run_zoo
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, sweep_epochs=2 if quick else None, echo=echo)
     out.write_text(json.dumps(report, indent=2) + "\n")

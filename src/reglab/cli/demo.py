@@ -26,9 +26,9 @@ over-confident mistakes, not from more of them.
 
 from __future__ import annotations
 
-from reglab.data import load_builtin
 from reglab.models import MLP
 from reglab.result import SweepResult
+from reglab.sources import load_builtin
 from reglab.sweep import Sweep
 
 LAMBDAS = (0.0, 1e-3, 1e-2, 1e-1)

@@ -23,10 +23,7 @@ import numpy as np
 import pandas as pd
 
 from reglab.decide.selection import param_columns_of
-from reglab.show import views
-
-_DASHES = ("solid", "dash", "dot", "dashdot")  # lines that are not points (kernels), in views.NEUTRAL
-_SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")
+from reglab.show import html_figures, views
 
 
 def write(run_dir, epochs, summary, members, histograms, document: dict, spec: dict, title: str | None = None) -> Path:
@@ -59,7 +56,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
                 "Validation curve",
                 f"Final validation loss against {param}, mean ± std over folds. "
                 "Star: the best point; diamond: the one-standard-error choice.",
-                _validation_figure(go, summary, param, best, one_se, labels, colors),
+                html_figures.validation(go, summary, param, best, one_se, labels, colors),
             )
         )
     figures.append(
@@ -67,7 +64,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
             "Learning curves",
             "Prediction loss (no penalty) per epoch, mean over folds: solid validation, "
             "dashed training. Click legend entries to hide points.",
-            _learning_figure(go, epochs, labels, colors),
+            html_figures.learning(go, epochs, labels, colors),
         )
     )
     if param is not None:
@@ -76,7 +73,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
                 "Regularization paths",
                 f"Each kernel's size and sparsity at the end of training against {param} "
                 "(mean ± std over folds); a kernel is a line style, a point a marker colour.",
-                _paths_figure(go, epochs, summary, param, best, one_se, labels, colors),
+                html_figures.paths(go, epochs, summary, param, best, one_se, labels, colors),
             )
         )
         if histograms is not None and len(histograms):
@@ -84,14 +81,14 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
                 (
                     "Weight sizes",
                     "log10 |w| of all kernels of every member of the point; exact zeros are counted apart (legend).",
-                    _histogram_figure(go, histograms, epochs, summary, param, best, colors),
+                    html_figures.histogram(go, histograms, epochs, summary, param, best, colors),
                 )
             )
     figures.append(
         (
             "Penalty share",
             "The penalty's share of the training objective per epoch, mean over folds.",
-            _share_figure(go, epochs, labels, colors),
+            html_figures.share(go, epochs, labels, colors),
         )
     )
 
@@ -231,180 +228,6 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _log_x(values: pd.Series):
-    """x positions on a log axis with λ = 0 drawn one decade below the smallest positive value."""
-    values = values.astype(float)
-    positive = values[values > 0]
-    if positive.empty:
-        return values, {}
-    zero_at = 10 ** (math.floor(math.log10(positive.min())) - 1)
-    x = values.where(values > 0, zero_at)
-    decades = range(int(math.log10(zero_at)) + 1, int(math.ceil(math.log10(positive.max()))) + 1)
-    ticks = ([zero_at] if (values == 0).any() else []) + [10.0**d for d in decades]
-    text = (["0"] if (values == 0).any() else []) + [f"1e{d}" for d in decades]
-    return x, {"type": "log", "tickvals": ticks, "ticktext": text}
-
-
-def _validation_figure(go, summary, param, best, one_se, labels, colors):
-    rows = views.through(summary, param, best)
-    x, axis = _log_x(rows[param])
-    fig = go.Figure()
-    points = list(rows["point"])  # `customdata`: the point of each marker, whose colour it has
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=rows["val_loss_mean"],
-            error_y={"array": rows["val_loss_std"], "visible": True},
-            mode="lines+markers",
-            name="validation loss",
-            text=[labels[p] for p in points],
-            customdata=points,
-            line={"color": views.NEUTRAL, "width": 1},
-            marker={"color": [colors[p] for p in points], "size": 10, "line": {"color": "black", "width": 0.6}},
-            hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>",
-        )
-    )
-    for point, name in ((best, "best"), (one_se, "1-SE rule")):
-        if point is not None and (rows["point"] == point).any():
-            at = float(x[rows["point"] == point].iloc[0])
-            fig.add_trace(
-                go.Scatter(
-                    x=[at],
-                    y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
-                    mode="markers",
-                    meta=point,
-                    name=f"{name}: {labels[point]}",
-                    marker={
-                        "size": 16,
-                        "symbol": "star" if name == "best" else "diamond",
-                        "color": colors[point],
-                        "line": {"color": "black", "width": 1},
-                    },
-                )
-            )
-    fig.update_layout(
-        xaxis={"title": f"{param} (log scale)", **axis},
-        yaxis_title="validation loss (mean ± std over folds)",
-        **_LAYOUT,
-    )
-    return fig
-
-
-def _learning_figure(go, epochs, labels, colors):
-    table = views.learning_curves(epochs)
-    fig = go.Figure()
-    for point in (p for p in labels if (table["point"] == p).any()):
-        rows = table[table["point"] == point]
-        color = colors[point]
-        for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
-            fig.add_trace(
-                go.Scatter(
-                    x=rows["epoch"],
-                    y=rows[column],
-                    mode="lines",
-                    legendgroup=point,
-                    meta=point,
-                    name=labels.get(point, point) if column == "val_loss" else None,
-                    showlegend=column == "val_loss",
-                    line={"color": color, "dash": dash},
-                    hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>",
-                )
-            )
-    fig.update_layout(xaxis_title="epoch", yaxis_title="prediction loss (no penalty)", **_LAYOUT)
-    return fig
-
-
-def _paths_figure(go, epochs, summary, param, best, one_se, labels, colors):
-    from plotly.subplots import make_subplots
-
-    table = views.regularization_paths(epochs, summary, param, best)
-    titles = {"l2": "‖w‖₂", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
-    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles.values()))
-    x_all, axis = _log_x(table[param]) if len(table) else (table[param], {})
-    for c, quantity in enumerate(titles, start=1):
-        for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
-            points = list(rows["point"])  # a kernel: a dash and a marker shape; a point: the marker's colour
-            fig.add_trace(
-                go.Scatter(
-                    x=x_all[rows.index],
-                    y=rows["mean"],
-                    error_y={"array": rows["std"], "visible": True},
-                    mode="lines+markers",
-                    name=weight,
-                    legendgroup=weight,
-                    showlegend=c == 1,
-                    customdata=points,
-                    text=[labels.get(p, p) for p in points],
-                    hovertemplate=f"{weight}<br>%{{text}}: %{{y:.4g}}<extra></extra>",
-                    line={"color": views.NEUTRAL, "width": 1, "dash": _DASHES[i % len(_DASHES)]},
-                    marker={
-                        "color": [colors[p] for p in points],
-                        "size": 9,
-                        "symbol": _SYMBOLS[i % len(_SYMBOLS)],
-                        "line": {"color": "black", "width": 0.5},
-                    },
-                ),
-                row=1,
-                col=c,
-            )
-        for point, dash in ((best, "dash"), (one_se, "dot")):  # the choices, in their points' colours
-            at = table.index[table["point"] == point]
-            if point is not None and len(at):
-                fig.add_vline(
-                    x=float(x_all[at[0]]),
-                    row=1,
-                    col=c,
-                    name=point,
-                    line={"color": colors[point], "dash": dash, "width": 1.5},
-                )
-        fig.update_xaxes(title_text=f"{param}", row=1, col=c, **axis)
-    fig.update_layout(**_LAYOUT)
-    return fig
-
-
-def _histogram_figure(go, histograms, epochs, summary, param, best, colors):
-    fig = go.Figure()
-    for point, roles in views.histogram_traces(summary, param, best):
-        table = views.weight_distribution(histograms, epochs, point)
-        value = summary.loc[summary["point"] == point, param].iloc[0]
-        finite = table[np.isfinite(table["low"])]
-        zeros = float(table.loc[~np.isfinite(table["low"]), "fraction"].sum())
-        fig.add_trace(
-            go.Scatter(
-                x=(finite["low"] + finite["high"]) / 2,
-                y=finite["fraction"],
-                mode="lines",
-                meta=point,
-                line={"shape": "hvh", "color": colors[point]},
-                name=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})",
-            )
-        )
-    fig.update_layout(xaxis_title="log10 |w| (kernels)", yaxis_title="fraction of weights", **_LAYOUT)
-    return fig
-
-
-def _share_figure(go, epochs, labels, colors):
-    table = views.penalty_share(epochs)
-    fig = go.Figure()
-    for point in (p for p in labels if (table["point"] == p).any()):
-        rows = table[table["point"] == point]
-        fig.add_trace(
-            go.Scatter(
-                x=rows["epoch"],
-                y=rows["share"],
-                mode="lines",
-                name=labels.get(point, point),
-                meta=point,
-                line={"color": colors[point]},
-            )
-        )
-    fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **_LAYOUT)
-    return fig
-
-
-# --- escaping -----------------------------------------------------------------------------------
-
-
 def _json(obj) -> str:
     """JSON that is safe inside <script>: no `<`, `>` or `&` survive as such (\\u-escaped)."""
     import plotly.io
@@ -422,13 +245,6 @@ def _num(value) -> str:
         return "–"
     return f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
 
-
-_LAYOUT = {
-    "template": "plotly_white",
-    "height": 420,
-    "margin": {"t": 40, "r": 20, "b": 50, "l": 60},
-    "legend": {"font": {"size": 11}},
-}
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #222; }

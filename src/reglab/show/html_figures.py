@@ -1,0 +1,195 @@
+"""The report's interactive figures, as plotly figures in the same point colours as the PNGs
+(`views.point_colors`); each trace carries its point id in `meta` / `customdata`. `go` is
+`plotly.graph_objects`, imported by the caller."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from reglab.show import views
+
+DASHES = ("solid", "dash", "dot", "dashdot")  # lines that are not points (kernels), in views.NEUTRAL
+SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down")
+LAYOUT = {
+    "template": "plotly_white",
+    "height": 420,
+    "margin": {"t": 40, "r": 20, "b": 50, "l": 60},
+    "legend": {"font": {"size": 11}},
+}
+
+
+def log_x(values: pd.Series):
+    """x positions on a log axis with λ = 0 drawn one decade below the smallest positive value."""
+    values = values.astype(float)
+    positive = values[values > 0]
+    if positive.empty:
+        return values, {}
+    zero_at = 10 ** (math.floor(math.log10(positive.min())) - 1)
+    x = values.where(values > 0, zero_at)
+    decades = range(int(math.log10(zero_at)) + 1, int(math.ceil(math.log10(positive.max()))) + 1)
+    ticks = ([zero_at] if (values == 0).any() else []) + [10.0**d for d in decades]
+    text = (["0"] if (values == 0).any() else []) + [f"1e{d}" for d in decades]
+    return x, {"type": "log", "tickvals": ticks, "ticktext": text}
+
+
+def validation(go, summary, param, best, one_se, labels, colors):
+    rows = views.through(summary, param, best)
+    x, axis = log_x(rows[param])
+    fig = go.Figure()
+    points = list(rows["point"])  # `customdata`: the point of each marker, whose colour it has
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=rows["val_loss_mean"],
+            error_y={"array": rows["val_loss_std"], "visible": True},
+            mode="lines+markers",
+            name="validation loss",
+            text=[labels[p] for p in points],
+            customdata=points,
+            line={"color": views.NEUTRAL, "width": 1},
+            marker={"color": [colors[p] for p in points], "size": 10, "line": {"color": "black", "width": 0.6}},
+            hovertemplate="%{text}<br>val loss %{y:.4g}<extra></extra>",
+        )
+    )
+    for point, name in ((best, "best"), (one_se, "1-SE rule")):
+        if point is not None and (rows["point"] == point).any():
+            at = float(x[rows["point"] == point].iloc[0])
+            fig.add_trace(
+                go.Scatter(
+                    x=[at],
+                    y=[float(rows.loc[rows["point"] == point, "val_loss_mean"].iloc[0])],
+                    mode="markers",
+                    meta=point,
+                    name=f"{name}: {labels[point]}",
+                    marker={
+                        "size": 16,
+                        "symbol": "star" if name == "best" else "diamond",
+                        "color": colors[point],
+                        "line": {"color": "black", "width": 1},
+                    },
+                )
+            )
+    fig.update_layout(
+        xaxis={"title": f"{param} (log scale)", **axis},
+        yaxis_title="validation loss (mean ± std over folds)",
+        **LAYOUT,
+    )
+    return fig
+
+
+def learning(go, epochs, labels, colors):
+    table = views.learning_curves(epochs)
+    fig = go.Figure()
+    for point in (p for p in labels if (table["point"] == p).any()):
+        rows = table[table["point"] == point]
+        color = colors[point]
+        for column, dash in (("val_loss", "solid"), ("train_loss", "dash")):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["epoch"],
+                    y=rows[column],
+                    mode="lines",
+                    legendgroup=point,
+                    meta=point,
+                    name=labels.get(point, point) if column == "val_loss" else None,
+                    showlegend=column == "val_loss",
+                    line={"color": color, "dash": dash},
+                    hovertemplate=f"{column} %{{y:.4g}} (epoch %{{x}})<extra></extra>",
+                )
+            )
+    fig.update_layout(xaxis_title="epoch", yaxis_title="prediction loss (no penalty)", **LAYOUT)
+    return fig
+
+
+def paths(go, epochs, summary, param, best, one_se, labels, colors):
+    from plotly.subplots import make_subplots
+
+    table = views.regularization_paths(epochs, summary, param, best)
+    titles = {"l2": "‖w‖₂", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
+    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles.values()))
+    x_all, axis = log_x(table[param]) if len(table) else (table[param], {})
+    for c, quantity in enumerate(titles, start=1):
+        for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
+            points = list(rows["point"])  # a kernel: a dash and a marker shape; a point: the marker's colour
+            fig.add_trace(
+                go.Scatter(
+                    x=x_all[rows.index],
+                    y=rows["mean"],
+                    error_y={"array": rows["std"], "visible": True},
+                    mode="lines+markers",
+                    name=weight,
+                    legendgroup=weight,
+                    showlegend=c == 1,
+                    customdata=points,
+                    text=[labels.get(p, p) for p in points],
+                    hovertemplate=f"{weight}<br>%{{text}}: %{{y:.4g}}<extra></extra>",
+                    line={"color": views.NEUTRAL, "width": 1, "dash": DASHES[i % len(DASHES)]},
+                    marker={
+                        "color": [colors[p] for p in points],
+                        "size": 9,
+                        "symbol": SYMBOLS[i % len(SYMBOLS)],
+                        "line": {"color": "black", "width": 0.5},
+                    },
+                ),
+                row=1,
+                col=c,
+            )
+        for point, dash in ((best, "dash"), (one_se, "dot")):  # the choices, in their points' colours
+            at = table.index[table["point"] == point]
+            if point is not None and len(at):
+                fig.add_vline(
+                    x=float(x_all[at[0]]),
+                    row=1,
+                    col=c,
+                    name=point,
+                    line={"color": colors[point], "dash": dash, "width": 1.5},
+                )
+        fig.update_xaxes(title_text=f"{param}", row=1, col=c, **axis)
+    fig.update_layout(**LAYOUT)
+    return fig
+
+
+def histogram(go, histograms, epochs, summary, param, best, colors):
+    fig = go.Figure()
+    for point, roles in views.histogram_traces(summary, param, best):
+        table = views.weight_distribution(histograms, epochs, point)
+        value = summary.loc[summary["point"] == point, param].iloc[0]
+        finite = table[np.isfinite(table["low"])]
+        zeros = float(table.loc[~np.isfinite(table["low"]), "fraction"].sum())
+        fig.add_trace(
+            go.Scatter(
+                x=(finite["low"] + finite["high"]) / 2,
+                y=finite["fraction"],
+                mode="lines",
+                meta=point,
+                line={"shape": "hvh", "color": colors[point]},
+                name=f"{param}={value:g} ({', '.join(roles)}; exact zeros {zeros:.1%})",
+            )
+        )
+    fig.update_layout(xaxis_title="log10 |w| (kernels)", yaxis_title="fraction of weights", **LAYOUT)
+    return fig
+
+
+def share(go, epochs, labels, colors):
+    table = views.penalty_share(epochs)
+    fig = go.Figure()
+    for point in (p for p in labels if (table["point"] == p).any()):
+        rows = table[table["point"] == point]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["epoch"],
+                y=rows["share"],
+                mode="lines",
+                name=labels.get(point, point),
+                meta=point,
+                line={"color": colors[point]},
+            )
+        )
+    fig.update_layout(xaxis_title="epoch", yaxis={"title": "penalty / training objective", "range": [0, 1]}, **LAYOUT)
+    return fig
+
+
+# --- escaping -----------------------------------------------------------------------------------
