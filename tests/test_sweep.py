@@ -1,5 +1,7 @@
 """Sweep end to end on real data: folds, summary statistics, selection, refit, test used once."""
 
+import warnings
+
 import keras
 import numpy as np
 import pandas as pd
@@ -224,21 +226,24 @@ def test_a_learning_rate_schedule_is_accepted_and_recorded_in_the_spec(cancer_ra
 
 
 @pytest.mark.tf_only
-def test_on_tensorflow_a_sweep_says_in_one_line_how_to_get_the_population_engine_and_fits_each_member(cancer_raw):
+def test_on_tensorflow_the_reference_engine_fits_each_member_in_this_process(cancer_raw):
+    """engine="reference": one `model.fit` per member, on this process's backend, no worker and no warning
+    (the population engine's way from TensorFlow, a JAX worker, is tests/engine/test_executors.py's)."""
     x, y = cancer_raw
-    with pytest.warns(
-        UserWarning,
-        match=r"population engine runs on Keras's JAX backend.*KERAS_BACKEND=jax.*"
-        r"one model.fit per member",
-    ) as caught:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
         result = reglab.Sweep(
-            build_cancer, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=1, standardize=True, refit=False, seed=0
+            build_cancer,
+            grid={"l2": [0.0, 1e-2]},
+            cv=2,
+            epochs=1,
+            standardize=True,
+            refit=False,
+            seed=0,
+            engine="reference",
         ).run(x, y)
-    assert len([w for w in caught if "population engine" in str(w.message)]) == 1
-    assert "\n" not in str(caught[0].message)
     assert (result.members.status == "ok").all() and len(result.members) == 4
-    with pytest.raises(ValueError, match="JAX backend.*Received: engine='population'"):
-        reglab.Sweep(build_cancer, grid={"l2": [0.0]}, engine="population")
+    assert "executor" not in result.timing
 
 
 def test_a_subclassed_model_that_has_not_seen_data_sweeps_with_the_loss_inferred(digits):

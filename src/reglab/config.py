@@ -19,7 +19,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   `val_mean_absolute_error` for a regression target);
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "population",
-  "reference"), `checkpoint_seconds` (how often, at least, the population engine saves its training
+  "reference"), `executor` ("auto", "local", "process": where populations train, see `reglab.Sweep`) and
+  `workers` (worker processes for "process"), `checkpoint_seconds` (how often, at least, the population engine saves its training
   state in the run directory: default 2; a killed run continues from the last save).
 
 Unknown sections and keys are errors (a typo must not silently become a default).
@@ -54,7 +55,16 @@ ALLOWED = {
     "model": {"file", "hidden", "activation", "layer_groups"},
     "search": {"grid", "random", "n_trials", "stages", "refine", "refine_param", "refine_points", "select"},
     "cv": {"folds", "holdout", "repeats", "stratify"},
-    "train": {"epochs", "batch_size", "optimizer", "learning_rate", "engine", "checkpoint_seconds"},
+    "train": {
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "learning_rate",
+        "engine",
+        "executor",
+        "workers",
+        "checkpoint_seconds",
+    },
 }
 
 
@@ -284,6 +294,8 @@ def validate(config: dict, base_dir=".") -> Checked:
         optimizer=train.get("optimizer", "adam"),
         learning_rate=train.get("learning_rate", 1e-3),
         engine=train.get("engine", "auto"),
+        executor=train.get("executor", "auto"),
+        workers=train.get("workers", 1),
         seed=config.get("seed", 0),
     )
     # `Sweep`'s own checks of these settings, made now (they need no Keras); the MLP applies points like a
@@ -343,6 +355,15 @@ def build(checked: Checked) -> Experiment:
 def experiment(config: dict, base_dir=".") -> Experiment:
     """Validate a config dict and build the `Experiment` (nothing is trained)."""
     return build(validate(config, base_dir))
+
+
+def with_settings(checked: Checked, settings: dict) -> Checked:
+    """`checked` with some of the Sweep's settings replaced (the command line's `--executor`), validated."""
+    import dataclasses
+
+    merged = {**checked.settings, **settings}
+    sweep_validation.arguments(**{k: v for k, v in merged.items() if k != "standardize"})
+    return dataclasses.replace(checked, settings=merged)
 
 
 def validate_file(path) -> Checked:

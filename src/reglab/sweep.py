@@ -67,9 +67,14 @@ class Sweep:
         select: the validation quantity that picks the best point. Defaults to "val_loss".
         refit: refit the best point on all non-test data (and score it on the test set).
         engine: "population" (all members of an architecture in one compiled program of Keras's own
-            training step, any model; Keras's JAX backend), "reference" (one `model.fit` per member;
-            either backend) or "auto": population on JAX, reference on another backend (with a
-            one-line warning saying how to get the population engine). Defaults to "auto".
+            training step, any model, run on Keras's JAX backend), "reference" (one `model.fit` per
+            member, in this process, either backend) or "auto" (population). Defaults to "auto".
+        executor: where populations train: "local" (this process, which must use Keras's JAX backend),
+            "process" (JAX worker subprocesses, `workers` of them side by side: each gets a plain payload
+            — the members' models as Keras configs and weights, never your builder —, see
+            `reglab.engine.executors`) or "auto": local in a JAX process, a worker process in a
+            TensorFlow or PyTorch one (with one line saying so). Defaults to "auto".
+        workers: worker processes for `executor="process"`. Defaults to 1.
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
@@ -101,6 +106,8 @@ class Sweep:
         select="val_loss",
         refit=True,
         engine="auto",
+        executor="auto",
+        workers=1,
         seed=0,
     ):
         given = {k: v for k, v in locals().items() if k not in ("self", "model")}  # `get_config`: as given
@@ -125,6 +132,8 @@ class Sweep:
             optimizer=optimizer,
             select=select,
             engine=engine,
+            executor=executor,
+            workers=workers,
         )
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
@@ -136,14 +145,16 @@ class Sweep:
         self.cv, self.repeats, self.stratify, self.test_size = cv, checked["repeats"], stratify, test_size
         self.epochs, self.batch_size, self.learning_rate = checked["epochs"], checked["batch_size"], learning_rate
         self.optimizer = checked["optimizer"]
-        sweep_validation.with_keras(model, self._rounds, loss, metrics, loss_weights, layers, layer_groups, engine)
+        sweep_validation.with_keras(
+            model, self._rounds, loss, metrics, loss_weights, layers, layer_groups, engine, executor
+        )
         self.loss, self.metrics, self.loss_weights = loss, metrics, loss_weights
         self.layers = layers
         self.layer_groups = dict(layer_groups or {})
         self.standardize = bool(standardize)
         self.select = select
         self.refit = bool(refit)
-        self.engine = engine
+        self.engine, self.executor, self.workers = engine, executor, checked["workers"]
         self._given, self._probe = given, None
 
     # --- identity ------------------------------------------------------------------------------
@@ -287,6 +298,41 @@ class Sweep:
         if stop is not None and not callable(stop):
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)
+        executor = self._executor() if self._engine_name() == "population" else None
+        if executor is not None:
+            executor.start()  # worker processes import JAX and Keras while this one builds the members
+        try:
+            return self._with_executor(
+                dataset,
+                rest,
+                test,
+                splits,
+                run_dir,
+                progress,
+                keep_weights,
+                wait_for_lock,
+                stop,
+                checkpoint_seconds,
+                executor,
+            )
+        finally:
+            if executor is not None:
+                executor.close()
+
+    def _with_executor(
+        self,
+        dataset,
+        rest,
+        test,
+        splits,
+        run_dir,
+        progress,
+        keep_weights,
+        wait_for_lock,
+        stop,
+        checkpoint_seconds,
+        executor,
+    ) -> SweepResult:
         training = self._training(dataset)
 
         store, spec = None, None
@@ -308,16 +354,43 @@ class Sweep:
             if store is not None:
                 from reglab.engine.checkpoints import Checkpoints
 
-                checkpoints = Checkpoints(store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop)
+                checkpoints = Checkpoints(
+                    store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop, folder=store.path
+                )
             return self._run(
-                dataset, rest, test, splits, training, store, spec, run_dir, progress, keep_weights, checkpoints, stop
+                dataset,
+                rest,
+                test,
+                splits,
+                training,
+                store,
+                spec,
+                run_dir,
+                progress,
+                keep_weights,
+                checkpoints,
+                stop,
+                executor,
             )
         finally:  # the lock goes with the run, however it ends
             if store is not None:
                 store.close()
 
     def _run(
-        self, dataset, rest, test, splits, training, store, spec, run_dir, progress, keep_weights, checkpoints, stop
+        self,
+        dataset,
+        rest,
+        test,
+        splits,
+        training,
+        store,
+        spec,
+        run_dir,
+        progress,
+        keep_weights,
+        checkpoints,
+        stop,
+        executor,
     ) -> SweepResult:
         make_model = self._make_model()
         collected = Collected(dataset, training, store, keep_weights, progress)
@@ -334,6 +407,7 @@ class Sweep:
                     training,
                     make_model,
                     engine=self._engine_name(),
+                    executor=executor,
                     checkpoints=checkpoints,
                     stop=stop,
                     done=collected.finish,
@@ -369,7 +443,7 @@ class Sweep:
         )
         if self.refit and found.best is not None:
             result.model, result.test = self._refit_and_test(
-                found.best, dataset, rest, test, training, make_model, store
+                found.best, dataset, rest, test, training, make_model, store, executor
             )
         if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
             from reglab.show.report import write
@@ -403,28 +477,41 @@ class Sweep:
             rounds, self.refine_param, self.refine, self.refine_points, best, f"{self.select}_mean"
         )
 
-    def _engine_name(self, warn: bool = True) -> str:
-        """The engine that trains this process's members; "auto" off JAX says how to get the population engine."""
-        if self.engine != "auto":
-            return self.engine
-        if keras.backend.backend() == "jax":
-            return "population"
-        if not warn:
-            return "reference"
+    def _engine_name(self) -> str:
+        """The engine that trains the members: "auto" is the population engine, wherever the process is."""
+        return "population" if self.engine == "auto" else self.engine
+
+    def _executor(self):
+        """Where populations train (`reglab.engine.executors`); "auto" off JAX says it uses a worker process."""
+        from reglab.engine import executors
         from reglab.engine.population import unavailable
 
-        warnings.warn(
-            f"reglab: {unavailable()}; training one model.fit per member (the reference engine).",
-            UserWarning,
-            stacklevel=4,
-        )
-        return "reference"
+        if self.executor == "auto":
+            if unavailable() is None:
+                return executors.Local()
+            warnings.warn(
+                f"reglab: this process uses Keras's {keras.backend.backend()!r} backend; the population engine "
+                f"trains in a JAX worker process (executor='process')",
+                UserWarning,
+                stacklevel=3,
+            )
+            return executors.Processes(self.workers)
+        return executors.get(self.executor, self.workers)
 
-    def _refit_and_test(self, best, dataset, rest, test, training, make_model, store):
+    def _refit_and_test(self, best, dataset, rest, test, training, make_model, store, executor):
         """Train the selected point on all non-test data; score it on the test set exactly once."""
         try:
             return refit.refit_and_test(
-                best, dataset, rest, test, training, make_model, self.seed, self._engine_name(warn=False), store
+                best,
+                dataset,
+                rest,
+                test,
+                training,
+                make_model,
+                self.seed,
+                self._engine_name(),
+                store,
+                executor,
             )
         except Unsupported as reason:
             raise ValueError(

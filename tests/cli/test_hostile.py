@@ -319,6 +319,21 @@ def engine_unknown(tmp):
     return sweep(tmp, spec(train='[train]\nepochs = 1\nengine = "warp"\n'))
 
 
+@case("Received: executor='ray'")
+def executor_unknown(tmp):
+    return sweep(tmp, spec(train='[train]\nepochs = 1\nexecutor = "ray"\n'))
+
+
+@case("Received: workers=0")
+def workers_zero(tmp):
+    return sweep(tmp, spec(train='[train]\nepochs = 1\nexecutor = "process"\nworkers = 0\n'))
+
+
+@case("Received: executor='cluster'")
+def executor_unknown_on_the_command_line(tmp):
+    return [*sweep(tmp, spec()), "--executor", "cluster"]
+
+
 @case("Received: checkpoint_seconds=-1")
 def checkpoint_seconds_negative(tmp):
     return sweep(tmp, spec(train="[train]\nepochs = 1\ncheckpoint_seconds = -1\n"))

@@ -93,12 +93,19 @@ def sweep(
         metavar="SECONDS",
         help="If another process is using the run directory, wait this long for it (default: exit 2 at once).",
     ),
+    executor: str = typer.Option(
+        None, help="Where populations train: auto, local (this process) or process (JAX worker processes)."
+    ),
+    workers: int = typer.Option(None, help="Worker processes with --executor process (default 1)."),
 ):
     """Run (or resume) the sweep a config file describes."""
-    from reglab.config import build, validate_file
+    from reglab.config import build, validate_file, with_settings
 
     try:  # what the file alone decides is refused before Keras is imported (~5 s)
         checked = validate_file(config)
+        given = {k: v for k, v in (("executor", executor), ("workers", workers)) if v is not None}
+        if given:  # the command line's word over the file's [train] (where a sweep runs is not in its spec)
+            checked = with_settings(checked, given)
     except ValueError as error:
         fail_usage(error)
     except OSError as error:

@@ -17,7 +17,9 @@ from reglab.engine.training import compile_metrics, fold_arrays
 from reglab.search import plan
 
 
-def refit_and_test(best: dict, data, rest, test, training, make_model, seed: int, engine_name: str, store=None):
+def refit_and_test(
+    best: dict, data, rest, test, training, make_model, seed: int, engine_name: str, store=None, executor=None
+):
     """(refit model taking raw inputs, test scores) of the chosen point (`best`: `selection.best`'s), the test
     set used once: a run directory (`store`) that holds both for this point gives them back untouched."""
     import keras
@@ -25,7 +27,7 @@ def refit_and_test(best: dict, data, rest, test, training, make_model, seed: int
     stored = store.read_json("test.json") if store else None
     if stored is not None and stored.get("point_id") == best["point_id"] and (store.path / "best_model.keras").exists():
         return keras.models.load_model(store.path / "best_model.keras", safe_mode=True), stored["test"]
-    model, scaling = refit(best["params"], data, rest, test, training, make_model, seed, engine_name)
+    model, scaling = refit(best["params"], data, rest, test, training, make_model, seed, engine_name, executor)
     scores = test_scores(model, data, rest, test, training) if len(test) else None
     model = with_preprocessing(model, scaling, data)
     if store:
@@ -35,12 +37,12 @@ def refit_and_test(best: dict, data, rest, test, training, make_model, seed: int
     return model, scores
 
 
-def refit(point: dict, data, rest, test, training, make_model, seed: int, engine_name: str):
+def refit(point: dict, data, rest, test, training, make_model, seed: int, engine_name: str, executor=None):
     """Train `point` on the rows `rest` (no validation): (the trained model, its standardization)."""
     member = plan.refit_member(point, rest, test, seed)
-    trained = engine.train([member], data, training, make_model, engine=engine_name, validate=False)["members"][
-        member.id
-    ]
+    trained = engine.train([member], data, training, make_model, engine=engine_name, executor=executor, validate=False)[
+        "members"
+    ][member.id]
     if trained.model is None:
         error = trained.rows["error"].iloc[0] if "error" in trained.rows else "?"
         raise RuntimeError(f"Refitting the selected point failed: {error}")

@@ -21,6 +21,7 @@ def train(
     make_model,
     *,
     engine: str = "population",
+    executor=None,
     validate: bool = True,
     checkpoints=None,
     stop=None,
@@ -30,7 +31,9 @@ def train(
     (`reglab.engine.training.Training`), each model built by `make_model(point)`.
 
     `engine`: "population" (every member of an architecture in one compiled program; Keras's JAX
-    backend) or "reference" (one `model.fit` per member). `checkpoints`
+    backend) or "reference" (one `model.fit` per member). `executor`: where populations train
+    (`reglab.engine.executors`: `Local()`, the default, or `Processes(workers)`, JAX worker processes —
+    any backend's caller). `checkpoints`
     (`reglab.engine.checkpoints.Checkpoints`): the population engine saves and resumes its state at
     epoch boundaries. `stop()`: asked between members (reference) — the population engine asks its
     checkpoints' — and `reglab.engine.checkpoints.Interrupted` is raised when it says so. `done(member,
@@ -54,12 +57,12 @@ def train(
             out[member.id] = reference.train_member(member, data, training, make_model, validate)
             done(member, out[member.id])
         return {"members": out, "timing": {"members": len(members), "seconds": time.perf_counter() - started}}
-    return _train_populations(members, data, training, make_model, validate, checkpoints, done)
+    return _train_populations(members, data, training, make_model, validate, checkpoints, done, executor)
 
 
-def _train_populations(members, data, training, make_model, validate, checkpoints, done) -> dict:
+def _train_populations(members, data, training, make_model, validate, checkpoints, done, executor=None) -> dict:
     from reglab.data import rows
-    from reglab.engine import population
+    from reglab.engine import executors, population
     from reglab.engine.training import Trained
     from reglab.kit import records
 
@@ -71,15 +74,59 @@ def _train_populations(members, data, training, make_model, validate, checkpoint
         out[member_id] = Trained(records.failed(error), 0.0)
         done(by_id[member_id], out[member_id])
     timing = {"populations": len(populations)}
+    executor = executor or executors.Local()
+    elsewhere = []  # (population, why) that a worker could not train: this process trains them, after
     for pop in populations:
-        rows_by_id, weights, part = population.train_population(pop, data, training, validate, checkpoints=checkpoints)
+        try:
+            rows_by_id, weights, part = executor.train(pop, data, training, validate, checkpoints)
+        except executors.CannotRunThere as reason:
+            elsewhere.append((pop, reason))
+            continue
         share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
         for member, model in zip(pop.members, pop.models):
             out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
             done(member, out[member.id])
         merge_timing(timing, {k: v for k, v in part.items() if k != "seconds"})
+    if elsewhere:
+        _train_here(elsewhere, data, training, make_model, validate, checkpoints, done, out, timing, executor)
     timing["seconds"] = time.perf_counter() - started
     return {"members": out, "timing": timing}
+
+
+def _train_here(elsewhere, data, training, make_model, validate, checkpoints, done, out, timing, executor) -> None:
+    """Train here what no worker could: with this process's population engine where the worker could not
+    rebuild the model (a module it cannot import), else one `model.fit` per member — said in one line, once
+    per executor (a sweep's refit is not told again)."""
+    import warnings
+
+    from reglab.engine import executors, population
+    from reglab.engine.training import Trained
+
+    count = sum(len(pop.members) for pop, _ in elsewhere)
+    local = population.unavailable() is None and all(why.kind == "rebuild" for _, why in elsewhere)
+    if not getattr(executor, "told", False):
+        executor.told = True
+        warnings.warn(
+            f"reglab: a worker process cannot train {count} members: {elsewhere[0][1]}; training them "
+            f"{'in this process' if local else 'with one model.fit each (the reference engine)'} — register custom "
+            "objects with keras.saving.register_keras_serializable in an importable module and write them with "
+            "keras.ops to get the population engine",
+            UserWarning,
+            stacklevel=4,
+        )
+    for pop, _ in elsewhere:
+        if local:
+            rows_by_id, weights, part = executors.Local().train(pop, data, training, validate, checkpoints)
+            for member, model in zip(pop.members, pop.models):
+                out[member.id] = Trained(
+                    rows_by_id[member.id], part["seconds"] / len(pop.members), weights[member.id], model
+                )
+                done(member, out[member.id])
+            merge_timing(timing, {k: v for k, v in part.items() if k != "seconds"})
+            continue
+        fitted = train(pop.members, data, training, make_model, engine="reference", validate=validate, done=done)
+        out.update(fitted["members"])
+        merge_timing(timing, {k: v for k, v in fitted["timing"].items() if k != "seconds"})
 
 
 def merge_timing(total: dict, part: dict) -> dict:

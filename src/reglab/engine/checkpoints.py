@@ -34,6 +34,7 @@ class Checkpoints:
     load: Callable
     seconds: float = 2.0
     stop: Callable = lambda: False
+    folder: object = None  # the run directory they go to (a worker process saves there too)
 
 
 def checkpoint_key(members) -> str:

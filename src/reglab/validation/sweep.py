@@ -13,6 +13,7 @@ from reglab import validation
 from reglab.search import points, space
 
 ENGINES = ("auto", "population", "reference")
+EXECUTORS = ("auto", "local", "process")  # reglab.engine.executors (not imported here: no Keras before the checks)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
 
@@ -36,6 +37,8 @@ def arguments(
     optimizer="adam",
     select="val_loss",
     engine="auto",
+    executor="auto",
+    workers=1,
 ) -> dict:
     """The settings, each checked ("… Received: name=value"), as `Sweep` keeps them: `seed`, `n_trials`,
     `refine`, `refine_points`, `refine_param` (the refined key), `repeats`, `epochs`, `batch_size`,
@@ -103,6 +106,12 @@ def arguments(
         )
     if engine not in ENGINES:  # whether it runs on this backend is the Sweep's to say (Keras decides)
         raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"`executor` is one of {list(EXECUTORS)} (where populations train: this process, or JAX worker "
+            f"processes). Received: executor={executor!r}"
+        )
+    out["workers"] = validation.number(workers, "workers", low=1, integer=True)
     _check_search_keys(rounds, out["optimizer"])
     return out
 
@@ -141,7 +150,7 @@ def model(model) -> None:
         raise ValueError(f"Expected a builder function or a Keras model. Received: model={model!r}")
 
 
-def with_keras(model, rounds, loss, metrics, loss_weights, layers, layer_groups, engine) -> None:
+def with_keras(model, rounds, loss, metrics, loss_weights, layers, layer_groups, engine, executor="auto") -> None:
     """What only Keras can say: the loss by name, the metrics' form, the loss weights, whether the engine
     runs on this process's backend, and — for a built model — where the points' keys would go."""
     import keras
@@ -162,11 +171,13 @@ def with_keras(model, rounds, loss, metrics, loss_weights, layers, layer_groups,
     if loss_weights is not None:
         for weight in _per_output(loss_weights, allow_number=False):
             validation.non_negative_float(weight, "loss_weights")
-    if engine == "population":
+    if engine == "population" and executor == "local":
         from reglab.engine.population import unavailable
 
         if unavailable():
-            raise ValueError(f"{unavailable()}. Received: engine={engine!r}")
+            raise ValueError(
+                f"{unavailable()}; or train in JAX worker processes (executor='process'). Received: executor='local'"
+            )
     if isinstance(model, keras.Model):
         groups = dict(layer_groups or {})
         for round_points in rounds:

@@ -1,0 +1,224 @@
+"""Where a population trains: in this process (`Local`) or in JAX worker subprocesses (`Processes`).
+
+An executor takes a population whose members' models the caller built (under each member's seed) and
+gives back what `population.train_population` does — epoch records, final weights, timing — with each
+member's model holding its final state. `Processes` ships each shard as a plain payload
+(`reglab.engine.shard`) to `python -m reglab.engine.worker`, so a process on Keras's TensorFlow (or
+PyTorch) backend gets the population engine too: the models are rebuilt in the worker from their Keras
+configs and the caller's variable values, so a worker trains exactly the members this process built.
+A worker killed mid-shard is started again (it resumes from the shard's last checkpoint when the sweep
+has a run directory); Ctrl-C reaches it as a stop at the next epoch boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+EXECUTORS = ("auto", "local", "process")
+
+
+class CannotRunThere(Exception):
+    """A worker cannot rebuild ("rebuild") or train ("train") this population — the message says why; the
+    caller trains it: a model the worker cannot rebuild in this process's population engine if it has one,
+    one that does not train on JAX with `model.fit` (the reference engine)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Local:
+    """This process (Keras's JAX backend)."""
+
+    name = "local"
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def train(self, population, data, training, validate, checkpoints):
+        from reglab.engine.population import train_population
+
+        return train_population(population, data, training, validate, checkpoints=checkpoints)
+
+
+class Processes:
+    """JAX worker subprocesses: a population's members in `workers` shards side by side (one by default).
+
+    The workers start with `start()` (their imports overlap with the caller's own work) and serve every
+    population of the run (`--serve`: one shard folder per line on stdin) until `close()`. `retries`: how
+    often a shard whose worker died (killed, out of memory) is given to a fresh worker."""
+
+    name = "process"
+
+    def __init__(self, workers: int = 1, retries: int = 2):
+        self.workers, self.retries = workers, retries
+        self._folder = None
+        self._pool: list[_Worker] = []
+
+    def start(self) -> None:
+        if self._pool:
+            return
+        self._folder = Path(tempfile.mkdtemp(prefix="reglab-workers-"))
+        self._pool = [_Worker(self._folder / f"worker{n}.log") for n in range(self.workers)]
+        for worker in self._pool:
+            worker.ensure()
+
+    def close(self) -> None:
+        for worker in self._pool:
+            worker.close()
+        self._pool = []
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def train(self, population, data, training, validate, checkpoints):
+        from reglab.engine import shard
+
+        self.start()
+        members, models = population.members, population.models
+        cuts = [list(c) for c in np.array_split(np.arange(len(members)), min(self.workers, len(members))) if len(c)]
+        folder = Path(tempfile.mkdtemp(prefix="shards-", dir=self._folder))
+        started = time.perf_counter()
+        try:
+            shard.write_data(data, folder)
+            where = None
+            if checkpoints is not None and getattr(checkpoints, "folder", None) is not None:
+                where = {"run_dir": str(checkpoints.folder), "seconds": checkpoints.seconds}
+            for n, cut in enumerate(cuts):
+                shard.write_shard(
+                    folder / f"shard{n}", [members[i] for i in cut], [models[i] for i in cut], training, validate, where
+                )
+            stop = checkpoints.stop if checkpoints is not None else (lambda: False)
+            with ThreadPoolExecutor(len(cuts)) as pool:
+                list(pool.map(lambda n: self._run(self._pool[n], folder / f"shard{n}", stop), range(len(cuts))))
+            records, weights, timing = {}, {}, {"executor": {"name": self.name, "workers": len(cuts)}}
+            for n, cut in enumerate(cuts):
+                got, final, values, paths, part = shard.read_result(folder / f"shard{n}", len(cut))
+                for i, table, mine, value, theirs in zip(cut, got, final, values, paths):
+                    model = models[i]
+                    ours = [v.path for v in model.variables]
+                    rename = dict(zip(theirs, ours))  # a rebuilt model may name its variables otherwise
+                    for variable, array in zip(model.variables, value):
+                        variable.assign(array)
+                    records[members[i].id] = table.rename(columns=lambda c: _renamed(c, rename))
+                    weights[members[i].id] = {rename.get(p, p): a for p, a in mine.items()}
+                _merge(timing, part)
+            timing["seconds"] = time.perf_counter() - started
+            return records, weights, timing
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _run(self, worker: "_Worker", folder: Path, stop) -> None:
+        """One shard on `worker` until it is done; on a fresh worker again if this one died."""
+        from reglab.engine.checkpoints import Interrupted
+        from reglab.engine.worker import CANNOT, STOPPED
+
+        for attempt in range(self.retries + 1):
+            code = worker.run(folder, stop)
+            if code == 0:
+                return
+            if code == STOPPED:
+                stopped = json.loads((folder / "stopped.json").read_text())
+                raise Interrupted(stopped["done"], stopped["total"])
+            if code == CANNOT:
+                error = json.loads((folder / "error.json").read_text())
+                raise CannotRunThere(error["error"], error["kind"])
+            if code is not None or attempt == self.retries:  # an error of the worker's own: it would fail again
+                raise RuntimeError(f"a reglab worker process failed: {worker.last_line()}")
+
+
+class _Worker:
+    """One `python -m reglab.engine.worker --serve` process (started again after it died)."""
+
+    def __init__(self, log: Path):
+        self.log, self.process = log, None
+
+    def ensure(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            # the caller's modules (a registered custom layer's) are the worker's to import
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        }
+        with open(self.log, "a") as errors:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "reglab.engine.worker", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=env,
+                text=True,
+            )
+
+    def run(self, folder: Path, stop) -> int | None:
+        """The shard's exit code (`reglab.engine.worker`), or None if the worker died on it."""
+        self.ensure()
+        try:
+            self.process.stdin.write(f"{folder}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return None
+        asked = False
+        while True:
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.1)
+            if ready:
+                line = self.process.stdout.readline()
+                if not line:  # the worker is gone (killed, out of memory)
+                    self.process.wait()
+                    return None
+                return json.loads(line)["code"]
+            if not asked and stop():
+                self.process.send_signal(signal.SIGINT)  # it saves at the next epoch boundary, then answers
+                asked = True
+
+    def close(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def last_line(self) -> str:
+        try:
+            lines = [line for line in self.log.read_text().splitlines() if line.strip()]
+        except OSError:
+            lines = []
+        return lines[-1] if lines else "no message"
+
+
+def get(executor: str, workers: int = 1):
+    """The executor named `executor` ("local" or "process")."""
+    return Processes(workers) if executor == "process" else Local()
+
+
+def _renamed(column: str, rename: dict) -> str:
+    quantity, sep, path = column.partition(":")
+    return f"{quantity}:{rename.get(path, path)}" if sep else column
+
+
+def _merge(total: dict, part: dict) -> None:
+    from reglab.engine import merge_timing
+
+    merge_timing(total, {k: v for k, v in part.items() if k != "seconds"})

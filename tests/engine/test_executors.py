@@ -1,0 +1,178 @@
+"""Executors: a population trained in a JAX worker process is the population this process would train —
+bit for bit —, a worker killed mid-shard is started again and resumes, and bad settings are refused."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+import reglab
+
+X, Y = load_breast_cancer(return_X_y=True)
+
+
+@keras.saving.register_keras_serializable(package="reglab_tests")
+class Scale(keras.layers.Layer):
+    """A custom layer registered in this module: it travels to the worker by name (the worker imports this module)."""
+
+    def __init__(self, factor=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def build(point):
+    """Dropout (seed state), BatchNormalization (statistics), an L2 per member, a registered custom layer."""
+    return keras.Sequential(
+        [
+            keras.Input((30,)),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            Scale(0.5),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+
+
+def sweep(executor, epochs=3, **kwargs):
+    return reglab.Sweep(
+        build,
+        grid={"l2": [0.0, 1e-2]},
+        cv=2,
+        epochs=epochs,
+        learning_rate=1e-2,
+        standardize=True,
+        test_size=0.2,
+        seed=0,
+        executor=executor,
+        **kwargs,
+    )
+
+
+def same_tables(a, b):
+    drop = lambda f: f.drop(columns=["seconds"])  # noqa: E731
+    pd.testing.assert_frame_equal(drop(a.epochs), drop(b.epochs))
+
+
+@pytest.mark.slow
+def test_a_worker_process_trains_every_member_exactly_as_this_process_does():
+    here = sweep("local").run(X, Y, keep_weights=True)
+    there = sweep("process").run(X, Y, keep_weights=True)
+    assert there.timing["executor"] == {"name": "process", "workers": 1} and "executor" not in here.timing
+    same_tables(here, there)
+    assert here.weights.keys() == there.weights.keys()
+    for member, weights in here.weights.items():
+        for path, value in weights.items():  # the caller's variable names, the worker's values: the same
+            np.testing.assert_array_equal(value, there.weights[member][path])
+    assert here.best == there.best and here.test == there.test  # the refit too ran in a worker
+    probe = X[:5].astype("float32")
+    np.testing.assert_array_equal(here.model.predict(probe, verbose=0), there.model.predict(probe, verbose=0))
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Child processes of `pid` running reglab's worker (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"reglab.engine.worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_shard_is_started_again_and_resumes_from_its_checkpoint(tmp_path):
+    killed = []
+
+    def kill_after_the_first_checkpoint():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if list((tmp_path / "run" / "checkpoints").glob("*.npz")):
+                for pid in _workers_of(os.getpid()):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    watcher.start()
+    cut = sweep("process", epochs=40, refit=False).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
+    watcher.join(timeout=5)
+    assert killed, "no worker was killed"
+    assert not (tmp_path / "run" / "checkpoints").exists() or not list((tmp_path / "run" / "checkpoints").iterdir())
+    same_tables(cut, sweep("local", epochs=40, refit=False).run(X, Y))
+
+
+def test_bad_executor_settings_are_refused_before_any_work():
+    with pytest.raises(ValueError, match=r"`executor` is one of .*Received: executor='ray'"):
+        sweep("ray")
+    with pytest.raises(ValueError, match=r"workers.*Received: workers=0"):
+        sweep("process", workers=0)
+
+
+@pytest.mark.tf_only
+def test_on_tensorflow_a_sweep_trains_its_populations_in_a_jax_worker_and_says_so_in_one_line():
+    with pytest.warns(
+        UserWarning, match=r"'tensorflow' backend; the population engine trains in a JAX worker"
+    ) as caught:
+        result = sweep("auto").run(X, Y)
+    assert len([w for w in caught if "JAX worker" in str(w.message)]) == 1 and "\n" not in str(caught[0].message)
+    assert result.timing["executor"]["name"] == "process"
+    assert (result.members.status == "ok").all() and len(result.members) == 4
+    assert result.test["accuracy"] > 0.8 and isinstance(result.model, keras.Model)  # refit in the worker, kept here
+    with pytest.raises(ValueError, match=r"JAX backend.*Received: executor='local'"):
+        reglab.Sweep(build, grid={"l2": [0.0]}, engine="population", executor="local")
+
+
+class L1Custom(keras.regularizers.Regularizer):
+    """Seed 003's custom regularizer as its readers write it: TensorFlow ops, not registered."""
+
+    def __init__(self, l1=0.01):
+        self.l1 = l1
+
+    def __call__(self, x):
+        import tensorflow as tf
+
+        return self.l1 * tf.reduce_sum(tf.abs(x))
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+def build_custom(point):
+    return keras.Sequential(
+        [
+            keras.Input((30,)),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=L1Custom(point["l1"])),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+
+
+@pytest.mark.tf_only
+def test_on_tensorflow_a_penalty_written_with_tensorflow_ops_trains_with_model_fit_and_says_what_to_change():
+    with pytest.warns(UserWarning, match=r"worker process cannot train 4 members: .*keras\.ops") as caught:
+        result = reglab.Sweep(
+            build_custom, grid={"l1": [0.0, 1e-3]}, cv=2, epochs=2, learning_rate=1e-2, standardize=True, seed=0
+        ).run(X, Y)
+    assert len([w for w in caught if "cannot train" in str(w.message)]) == 1
+    assert (result.members.status == "ok").all() and len(result.members) == 4
+    assert (result.epochs.groupby("l1").train_penalty.max()[1e-3] > 0).all()  # the penalty trained, in this process
