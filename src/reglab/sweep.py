@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -27,6 +28,7 @@ from reglab import engine, sweep_spec, validation
 from reglab.collect import Collected
 from reglab.decide import outcome as outcome_module
 from reglab.decide import refit, selection
+from reglab.engine import executors
 from reglab.engine import training as training_module
 from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
@@ -298,83 +300,50 @@ class Sweep:
         if stop is not None and not callable(stop):
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)
-        executor = self._executor() if self._engine_name() == "population" else None
-        if executor is not None:
-            executor.start()  # worker processes import JAX and Keras while this one builds the members
-        try:
-            return self._with_executor(
-                dataset,
-                rest,
-                test,
-                splits,
-                run_dir,
-                progress,
-                keep_weights,
-                wait_for_lock,
-                stop,
-                checkpoint_seconds,
-                executor,
-            )
-        finally:
-            if executor is not None:
-                executor.close()
+        chosen = executors.choose(self.executor, self.workers, self._engine_name())
+        with chosen as executor, _engine_errors(self.engine):  # workers start now, while members are built
+            training = self._training(dataset)
 
-    def _with_executor(
-        self,
-        dataset,
-        rest,
-        test,
-        splits,
-        run_dir,
-        progress,
-        keep_weights,
-        wait_for_lock,
-        stop,
-        checkpoint_seconds,
-        executor,
-    ) -> SweepResult:
-        training = self._training(dataset)
+            store, spec = None, None
+            if run_dir is not None:
+                from reglab.store import RunDirectory
 
-        store, spec = None, None
-        if run_dir is not None:
-            from reglab.store import RunDirectory
-
-            store, spec = RunDirectory(run_dir), self.spec()  # once: a builder's fingerprint reads its model
-            store.open(
-                spec,
-                sweep_spec.hash_of(spec),
-                dataset.fingerprint(),
-                wait=wait_for_lock,
-                config=self.get_config(),
-                also=self._legacy_spec_hash(),
-            )
-        try:
-            stop = stop or (lambda: False)
-            checkpoints = None
-            if store is not None:
-                from reglab.engine.checkpoints import Checkpoints
-
-                checkpoints = Checkpoints(
-                    store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop, folder=store.path
+                store, spec = RunDirectory(run_dir), self.spec()  # once: a builder's fingerprint reads its model
+                store.open(
+                    spec,
+                    sweep_spec.hash_of(spec),
+                    dataset.fingerprint(),
+                    wait=wait_for_lock,
+                    config=self.get_config(),
+                    also=self._legacy_spec_hash(),
                 )
-            return self._run(
-                dataset,
-                rest,
-                test,
-                splits,
-                training,
-                store,
-                spec,
-                run_dir,
-                progress,
-                keep_weights,
-                checkpoints,
-                stop,
-                executor,
-            )
-        finally:  # the lock goes with the run, however it ends
-            if store is not None:
-                store.close()
+            try:
+                stop = stop or (lambda: False)
+                checkpoints = None
+                if store is not None:
+                    from reglab.engine.checkpoints import Checkpoints
+
+                    checkpoints = Checkpoints(
+                        store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop, folder=store.path
+                    )
+                return self._run(
+                    dataset,
+                    rest,
+                    test,
+                    splits,
+                    training,
+                    store,
+                    spec,
+                    run_dir,
+                    progress,
+                    keep_weights,
+                    checkpoints,
+                    stop,
+                    executor,
+                )
+            finally:  # the lock goes with the run, however it ends
+                if store is not None:
+                    store.close()
 
     def _run(
         self,
@@ -400,22 +369,17 @@ class Sweep:
             todo = collected.todo(members)
             if not todo:
                 return
-            try:
-                run = engine.train(
-                    todo,
-                    dataset,
-                    training,
-                    make_model,
-                    engine=self._engine_name(),
-                    executor=executor,
-                    checkpoints=checkpoints,
-                    stop=stop,
-                    done=collected.finish,
-                )
-            except Unsupported as reason:
-                raise ValueError(
-                    f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
-                ) from None
+            run = engine.train(
+                todo,
+                dataset,
+                training,
+                make_model,
+                engine=self._engine_name(),
+                executor=executor,
+                checkpoints=checkpoints,
+                stop=stop,
+                done=collected.finish,
+            )
             engine.merge_timing(timing, run["timing"])
 
         search = self._search()
@@ -442,8 +406,8 @@ class Sweep:
             run_dir=Path(run_dir) if run_dir else None,
         )
         if self.refit and found.best is not None:
-            result.model, result.test = self._refit_and_test(
-                found.best, dataset, rest, test, training, make_model, store, executor
+            result.model, result.test = refit.refit_and_test(  # on all non-test data; the test set used once
+                found.best, dataset, rest, test, training, make_model, self.seed, self._engine_name(), store, executor
             )
         if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
             from reglab.show.report import write
@@ -481,39 +445,13 @@ class Sweep:
         """The engine that trains the members: "auto" is the population engine, wherever the process is."""
         return "population" if self.engine == "auto" else self.engine
 
-    def _executor(self):
-        """Where populations train (`reglab.engine.executors`); "auto" off JAX says it uses a worker process."""
-        from reglab.engine import executors
-        from reglab.engine.population import unavailable
 
-        if self.executor == "auto":
-            if unavailable() is None:
-                return executors.Local()
-            warnings.warn(
-                f"reglab: this process uses Keras's {keras.backend.backend()!r} backend; the population engine "
-                f"trains in a JAX worker process (executor='process')",
-                UserWarning,
-                stacklevel=3,
-            )
-            return executors.Processes(self.workers)
-        return executors.get(self.executor, self.workers)
-
-    def _refit_and_test(self, best, dataset, rest, test, training, make_model, store, executor):
-        """Train the selected point on all non-test data; score it on the test set exactly once."""
-        try:
-            return refit.refit_and_test(
-                best,
-                dataset,
-                rest,
-                test,
-                training,
-                make_model,
-                self.seed,
-                self._engine_name(),
-                store,
-                executor,
-            )
-        except Unsupported as reason:
-            raise ValueError(
-                f"The population engine cannot run this sweep: {reason}. Received: engine={self.engine!r}"
-            ) from None
+@contextmanager
+def _engine_errors(engine_name: str):
+    """A sweep the population engine cannot run (`Unsupported`) is the user's setting: a ValueError naming it."""
+    try:
+        yield
+    except Unsupported as reason:
+        raise ValueError(
+            f"The population engine cannot run this sweep: {reason}. Received: engine={engine_name!r}"
+        ) from None

@@ -39,10 +39,11 @@ class CannotRunThere(Exception):
         self.kind = kind
 
 
-class Local:
-    """This process (Keras's JAX backend)."""
+class Executor:
+    """What every executor is: `train(population, data, training, validate, checkpoints)`, and a context
+    (`with executor:`) that starts and stops what it runs on."""
 
-    name = "local"
+    name = ""
 
     def start(self) -> None:
         pass
@@ -50,13 +51,26 @@ class Local:
     def close(self) -> None:
         pass
 
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Local(Executor):
+    """This process (Keras's JAX backend)."""
+
+    name = "local"
+
     def train(self, population, data, training, validate, checkpoints):
         from reglab.engine.population import train_population
 
         return train_population(population, data, training, validate, checkpoints=checkpoints)
 
 
-class Processes:
+class Processes(Executor):
     """JAX worker subprocesses: a population's members in `workers` shards side by side (one by default).
 
     The workers start with `start()` (their imports overlap with the caller's own work) and serve every
@@ -208,9 +222,26 @@ class _Worker:
         return lines[-1] if lines else "no message"
 
 
-def get(executor: str, workers: int = 1):
-    """The executor named `executor` ("local" or "process")."""
-    return Processes(workers) if executor == "process" else Local()
+def choose(executor: str, workers: int = 1, engine: str = "population") -> Executor:
+    """The executor `Sweep(executor=…, workers=…)` names; "auto" is this process where it runs the population
+    engine (Keras's JAX backend) and a JAX worker process elsewhere — said in one line."""
+    import warnings
+
+    import keras
+
+    from reglab.engine.population import unavailable
+
+    if executor == "process":
+        return Processes(workers)
+    if executor == "local" or engine == "reference" or unavailable() is None:
+        return Local()
+    warnings.warn(
+        f"reglab: this process uses Keras's {keras.backend.backend()!r} backend; the population engine trains in "
+        "a JAX worker process (executor='process')",
+        UserWarning,
+        stacklevel=3,
+    )
+    return Processes(workers)
 
 
 def _renamed(column: str, rename: dict) -> str:
