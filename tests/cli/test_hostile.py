@@ -319,9 +319,9 @@ def engine_unknown(tmp):
     return sweep(tmp, spec(train='[train]\nepochs = 1\nengine = "warp"\n'))
 
 
-@case("Received: executor='ray'")
+@case("Received: executor='spark'")
 def executor_unknown(tmp):
-    return sweep(tmp, spec(train='[train]\nepochs = 1\nexecutor = "ray"\n'))
+    return sweep(tmp, spec(train='[train]\nepochs = 1\nexecutor = "spark"\n'))
 
 
 @case("Received: workers=0")

@@ -122,8 +122,8 @@ def test_a_worker_killed_mid_shard_is_started_again_and_resumes_from_its_checkpo
 
 
 def test_bad_executor_settings_are_refused_before_any_work():
-    with pytest.raises(ValueError, match=r"`executor` is one of .*Received: executor='ray'"):
-        sweep("ray")
+    with pytest.raises(ValueError, match=r"`executor` is one of .*Received: executor='spark'"):
+        sweep("spark")
     with pytest.raises(ValueError, match=r"workers.*Received: workers=0"):
         sweep("process", workers=0)
 
@@ -176,3 +176,56 @@ def test_on_tensorflow_a_penalty_written_with_tensorflow_ops_trains_with_model_f
     assert len([w for w in caught if "cannot train" in str(w.message)]) == 1
     assert (result.members.status == "ok").all() and len(result.members) == 4
     assert (result.epochs.groupby("l1").train_penalty.max()[1e-3] > 0).all()  # the penalty trained, in this process
+
+
+@pytest.mark.slow
+def test_a_local_ray_cluster_trains_every_member_exactly_as_this_process_does(tmp_path):
+    pytest.importorskip("ray")
+    here = sweep("local", refit=False).run(X, Y)
+    there = sweep("ray", refit=False, workers=2).run(X, Y, run_dir=tmp_path / "run")
+    assert there.timing["executor"] == {"name": "ray", "workers": 2}
+    same_tables(here, there)
+
+
+def _ray_tasks() -> list[int]:
+    """Processes running reglab's Ray task (Ray names a worker process after the task it runs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"ray::_ray_shard"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_shard_is_retried_by_ray_and_resumes_from_its_checkpoint(tmp_path):
+    pytest.importorskip("ray")
+    killed = []
+
+    def kill_after_the_first_checkpoint():
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not killed:
+            if list((tmp_path / "run" / "checkpoints").glob("*.npz")):
+                for pid in _ray_tasks():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
+    watcher.start()
+    cut = sweep("ray", epochs=40, refit=False).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
+    watcher.join(timeout=5)
+    assert killed, "no Ray worker was killed"
+    same_tables(cut, sweep("local", epochs=40, refit=False).run(X, Y))
+
+
+def test_a_ray_address_where_nothing_answers_is_one_clear_error_before_any_work(tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    with pytest.raises(
+        ValueError, match=r"No Ray cluster answers at 127\.0\.0\.1:1 .*Received: RAY_ADDRESS='127\.0\.0\.1:1'"
+    ):
+        sweep("ray").run(X, Y, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -13,7 +13,12 @@ from reglab import validation
 from reglab.search import points, space
 
 ENGINES = ("auto", "population", "reference")
-EXECUTORS = ("auto", "local", "process")  # reglab.engine.executors (not imported here: no Keras before the checks)
+EXECUTORS = (
+    "auto",
+    "local",
+    "process",
+    "ray",
+)  # reglab.engine.executors (not imported here: no Keras before the checks)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax", "nadam", "ftrl", "lion")
 
 
@@ -108,10 +113,14 @@ def arguments(
         raise ValueError(f"`engine` is one of {list(ENGINES)}. Received: engine={engine!r}")
     if executor not in EXECUTORS:
         raise ValueError(
-            f"`executor` is one of {list(EXECUTORS)} (where populations train: this process, or JAX worker "
-            f"processes). Received: executor={executor!r}"
+            f"`executor` is one of {list(EXECUTORS)} (where populations train). Received: executor={executor!r}"
         )
     out["workers"] = validation.number(workers, "workers", low=1, integer=True)
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("executor='ray' needs Ray: pip install 'reglab[ray]'. Received: executor='ray'")
     _check_search_keys(rounds, out["optimizer"])
     return out
 
