@@ -20,7 +20,8 @@ import sys
 __version__ = "0.1.0"
 
 # Sweeps train as populations on Keras's JAX backend: importing reglab before keras selects it, unless
-# the user chose a backend (KERAS_BACKEND=tensorflow keeps TensorFlow and the reference engine).
+# the user chose a backend (KERAS_BACKEND=tensorflow keeps TensorFlow; its populations then train in a JAX
+# worker process, `reglab.engine.executors`).
 if "keras" not in sys.modules:
     os.environ.setdefault("KERAS_BACKEND", "jax")
 

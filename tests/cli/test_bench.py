@@ -71,3 +71,16 @@ def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
         "sweep_geometric_mean_speedup",
         "sweep_min_speedup",
     ]
+
+
+@pytest.mark.slow
+def test_the_scale_bench_reports_members_and_executors_side_by_side():
+    """`reglab bench --scale`, tiny: structure and consistency, never speed."""
+    from reglab.cli.bench_scale import scale, table
+
+    report = scale(repeats=(1, 2), epochs=1, executors=[("local", 1), ("process", 1)], echo=lambda message: None)
+    assert list(report["members"]) == ["40", "80"] and report["members"]["40"]["per_member_vs_smallest"] == 1.0
+    for count, row in report["members"].items():
+        assert row["seconds"] > 0 and row["seconds_per_member"] == pytest.approx(row["seconds"] / int(count))
+    assert list(report["executors"]) == ["local", "process ×1"] and report["executors"]["local"]["vs_local"] == 1.0
+    assert len(table(report)) == 2

@@ -67,21 +67,6 @@ def same_tables(a, b):
     pd.testing.assert_frame_equal(drop(a.epochs), drop(b.epochs))
 
 
-@pytest.mark.slow
-def test_a_worker_process_trains_every_member_exactly_as_this_process_does():
-    here = sweep("local").run(X, Y, keep_weights=True)
-    there = sweep("process").run(X, Y, keep_weights=True)
-    assert there.timing["executor"] == {"name": "process", "workers": 1} and "executor" not in here.timing
-    same_tables(here, there)
-    assert here.weights.keys() == there.weights.keys()
-    for member, weights in here.weights.items():
-        for path, value in weights.items():  # the caller's variable names, the worker's values: the same
-            np.testing.assert_array_equal(value, there.weights[member][path])
-    assert here.best == there.best and here.test == there.test  # the refit too ran in a worker
-    probe = X[:5].astype("float32")
-    np.testing.assert_array_equal(here.model.predict(probe, verbose=0), there.model.predict(probe, verbose=0))
-
-
 def _workers_of(pid: int) -> list[int]:
     """Child processes of `pid` running reglab's worker (from /proc)."""
     found = []
@@ -99,26 +84,43 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_shard_is_started_again_and_resumes_from_its_checkpoint(tmp_path):
-    killed = []
+def _kill_once(folder: Path, find, killed: list) -> threading.Thread:
+    """A thread that SIGKILLs what `find()` names once the first checkpoint is in `folder`."""
 
-    def kill_after_the_first_checkpoint():
-        deadline = time.monotonic() + 120
+    def watch():
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline and not killed:
-            if list((tmp_path / "run" / "checkpoints").glob("*.npz")):
-                for pid in _workers_of(os.getpid()):
+            if list((folder / "checkpoints").glob("*.npz")):
+                for pid in find():
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
             time.sleep(0.02)
 
-    watcher = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
-    watcher.start()
-    cut = sweep("process", epochs=40, refit=False).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_a_worker_process_even_one_killed_mid_shard_trains_every_member_exactly_as_this_process_does(tmp_path):
+    """The tables, every member's final weights, the choice, the refit and its test score: bit for bit; the
+    worker SIGKILLed after its first checkpoint is started again and resumes from it."""
+    killed = []
+    watcher = _kill_once(tmp_path / "run", lambda: _workers_of(os.getpid()), killed)
+    there = sweep("process", epochs=40).run(X, Y, keep_weights=True, run_dir=tmp_path / "run", checkpoint_seconds=0)
     watcher.join(timeout=5)
     assert killed, "no worker was killed"
-    assert not (tmp_path / "run" / "checkpoints").exists() or not list((tmp_path / "run" / "checkpoints").iterdir())
-    same_tables(cut, sweep("local", epochs=40, refit=False).run(X, Y))
+    here = sweep("local", epochs=40).run(X, Y, keep_weights=True)
+    assert there.timing["executor"] == {"name": "process", "workers": 1} and "executor" not in here.timing
+    same_tables(here, there)
+    assert here.weights.keys() == there.weights.keys()
+    for member, weights in here.weights.items():
+        for path, value in weights.items():  # the caller's variable names, the worker's values: the same
+            np.testing.assert_array_equal(value, there.weights[member][path])
+    assert here.best == there.best and here.test == there.test  # the refit too ran in a worker
+    probe = X[:5].astype("float32")
+    np.testing.assert_array_equal(here.model.predict(probe, verbose=0), there.model.predict(probe, verbose=0))
+    assert not list((tmp_path / "run" / "checkpoints").glob("*"))  # a finished sweep keeps none
 
 
 def test_bad_executor_settings_are_refused_before_any_work():
@@ -178,15 +180,6 @@ def test_on_tensorflow_a_penalty_written_with_tensorflow_ops_trains_with_model_f
     assert (result.epochs.groupby("l1").train_penalty.max()[1e-3] > 0).all()  # the penalty trained, in this process
 
 
-@pytest.mark.slow
-def test_a_local_ray_cluster_trains_every_member_exactly_as_this_process_does(tmp_path):
-    pytest.importorskip("ray")
-    here = sweep("local", refit=False).run(X, Y)
-    there = sweep("ray", refit=False, workers=2).run(X, Y, run_dir=tmp_path / "run")
-    assert there.timing["executor"] == {"name": "ray", "workers": 2}
-    same_tables(here, there)
-
-
 def _ray_tasks() -> list[int]:
     """Processes running reglab's Ray task (Ray names a worker process after the task it runs)."""
     found = []
@@ -200,25 +193,17 @@ def _ray_tasks() -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_ray_worker_killed_mid_shard_is_retried_by_ray_and_resumes_from_its_checkpoint(tmp_path):
+def test_a_local_ray_cluster_even_with_a_worker_killed_mid_shard_trains_every_member_exactly_as_this_process(tmp_path):
+    """Two shards as Ray tasks; one task's worker SIGKILLed after the first checkpoint is retried by Ray and
+    resumes from it: the tables equal this process's bit for bit."""
     pytest.importorskip("ray")
     killed = []
-
-    def kill_after_the_first_checkpoint():
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not killed:
-            if list((tmp_path / "run" / "checkpoints").glob("*.npz")):
-                for pid in _ray_tasks():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=kill_after_the_first_checkpoint, daemon=True)
-    watcher.start()
-    cut = sweep("ray", epochs=40, refit=False).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
+    watcher = _kill_once(tmp_path / "run", lambda: _ray_tasks()[:1], killed)
+    there = sweep("ray", epochs=20, refit=False, workers=2).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
     watcher.join(timeout=5)
     assert killed, "no Ray worker was killed"
-    same_tables(cut, sweep("local", epochs=40, refit=False).run(X, Y))
+    assert there.timing["executor"] == {"name": "ray", "workers": 2}
+    same_tables(sweep("local", epochs=20, refit=False).run(X, Y), there)
 
 
 def test_a_ray_address_where_nothing_answers_is_one_clear_error_before_any_work(tmp_path, monkeypatch):

@@ -202,6 +202,9 @@ def bench(
         "--zoo",
         help="Also every model family of reglab.zoo (keras-io's sizes too): the engine and Sweep.run vs a loop of model.fit.",
     ),
+    scale: bool = typer.Option(
+        False, "--scale", help="Also 40 → 160 → 640 members, and the executors (process, ray) against local."
+    ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
     import_keras_quietly(compile_cache=False)
@@ -217,6 +220,10 @@ def bench(
         from reglab.cli.bench_zoo import zoo as run_zoo
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, sweep_epochs=2 if quick else None, echo=echo)
+    if scale:
+        from reglab.cli.bench_scale import scale as run_scale
+
+        report["scale"] = run_scale(repeats=(1, 2) if quick else (1, 4, 16), epochs=4 if quick else 50, echo=echo)
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(
         title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})"
@@ -306,11 +313,15 @@ def bench(
             f"{times(z['min_speedup'])}; Sweep.run as users run it: {times(z['sweep_geometric_mean_speedup'])}, "
             f"lowest {times(z['sweep_min_speedup'])}"
         )
+    if scale:
+        from reglab.cli.bench_scale import table as scale_tables
+
+        console.print(*scale_tables(report["scale"]))
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 
 def main():
-    # Sweeps train as populations on Keras's JAX backend; KERAS_BACKEND=tensorflow chooses TensorFlow and the
-    # reference engine instead.
+    # Sweeps train as populations on Keras's JAX backend; with KERAS_BACKEND=tensorflow this process uses
+    # TensorFlow and its populations train in a JAX worker process.
     os.environ.setdefault("KERAS_BACKEND", "jax")
     app()  # typer exits 2 on usage errors, 0 on success, 1 on an uncaught error

@@ -107,7 +107,7 @@ class Processes(Executor):
 
         self.start()
         members, models = population.members, population.models
-        cuts = _cuts(len(members), self.workers)
+        cuts = shard_positions(len(members), self.workers)
         folder = Path(tempfile.mkdtemp(prefix="shards-", dir=self._folder))
         started = time.perf_counter()
         try:
@@ -119,12 +119,12 @@ class Processes(Executor):
                     [models[i] for i in cut],
                     training,
                     validate,
-                    _where(checkpoints),
+                    checkpoint_target(checkpoints),
                 )
             stop = checkpoints.stop if checkpoints is not None else (lambda: False)
             with ThreadPoolExecutor(len(cuts)) as pool:
                 list(pool.map(lambda n: self._run(self._pool[n], folder / f"shard{n}", stop), range(len(cuts))))
-            return _collect(population, cuts, folder, self.name, started)
+            return collect(population, cuts, folder, self.name, started)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -133,7 +133,7 @@ class Processes(Executor):
         for attempt in range(self.retries + 1):
             code = worker.run(folder, stop)
             if code is not None or attempt == self.retries:  # None: the worker died (killed, out of memory)
-                return _check(code, folder, worker.log_text())
+                return check_code(code, folder, worker.log_text())
 
 
 class _Worker:
@@ -152,7 +152,7 @@ class _Worker:
             # the caller's modules (a registered custom layer's) are the worker's to import
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         }
-        with open(self.log, "a") as errors, _exec_right_after_fork():
+        with open(self.log, "a") as errors, exec_right_after_fork():
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "reglab.engine.worker", "--serve"],
                 stdin=subprocess.PIPE,
@@ -201,141 +201,6 @@ class _Worker:
             return ""
 
 
-class Ray(Executor):
-    """A population's shards as tasks on a Ray cluster: the one `ray.init` connected to, else the cluster at
-    `RAY_ADDRESS`, else a local one started here (and stopped at `close`). The data goes into Ray's object
-    store once per population, each shard's payload with its task; a task whose worker died is retried by
-    Ray (`retries`), resuming from the shard's last checkpoint where the cluster shares the run directory's
-    filesystem (a local cluster does). Each task asks for one CPU, and a GPU when the cluster has them."""
-
-    name = "ray"
-
-    def __init__(self, workers: int = 1, retries: int = 2):
-        self.workers, self.retries = workers, retries
-        self._started = False
-
-    def start(self) -> None:
-        import ray
-
-        if ray.is_initialized():
-            return
-        env = {"KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        address = os.environ.get("RAY_ADDRESS") or None
-        _answers(address)  # Ray itself waits minutes for an address where nothing listens
-        try:
-            with _exec_right_after_fork():
-                ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False)
-        except ConnectionError as error:
-            raise ValueError(
-                f"No Ray cluster answers at {address}: {error}. Received: RAY_ADDRESS={address!r}"
-            ) from None
-        self._started = True
-
-    def close(self) -> None:
-        if self._started:
-            import ray
-
-            ray.shutdown()
-            self._started = False
-
-    def train(self, population, data, training, validate, checkpoints):
-        import ray
-
-        from reglab.engine import shard
-
-        self.start()
-        members, models = population.members, population.models
-        cuts = _cuts(len(members), self.workers)
-        folder = Path(tempfile.mkdtemp(prefix="reglab-ray-"))
-        started = time.perf_counter()
-        try:
-            shard.write_data(data, folder)
-            data_ref = ray.put(_files(folder, ["data.json", "data"]))
-            where = _where(checkpoints)
-            task = ray.remote(_ray_shard).options(
-                num_cpus=1,
-                num_gpus=1 if ray.cluster_resources().get("GPU") else 0,
-                max_retries=self.retries,
-                retry_exceptions=False,
-            )
-            refs = []
-            for n, cut in enumerate(cuts):
-                shard.write_shard(
-                    folder / f"shard{n}", [members[i] for i in cut], [models[i] for i in cut], training, validate, where
-                )
-                refs.append(task.remote(data_ref, _files(folder / f"shard{n}", ["shard.json", "shard.npz"])))
-            pending, stop = list(refs), checkpoints.stop if checkpoints is not None else (lambda: False)
-            while pending:
-                _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.1)
-                if pending and stop():
-                    for ref in pending:
-                        ray.cancel(ref)
-                    from reglab.engine.checkpoints import Interrupted
-
-                    raise Interrupted(0, training.epochs)
-            for n, answer in enumerate(ray.get(refs)):
-                _unpack(answer["files"], folder / f"shard{n}")
-                _check(answer["code"], folder / f"shard{n}", answer.get("log", ""))
-            return _collect(population, cuts, folder, self.name, started)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _answers(address: str | None, seconds: float = 5.0) -> None:
-    """A "host:port" (or "ray://host:port") cluster address must accept a connection; "auto" and None are
-    Ray's to find."""
-    import socket
-
-    if address is None or address == "auto" or ":" not in address:
-        return
-    host, _, port = address.split("://")[-1].rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=seconds).close()
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"No Ray cluster answers at {address} ({error}): start one with `ray start --head`, or unset "
-            f"RAY_ADDRESS to run a local one. Received: RAY_ADDRESS={address!r}"
-        ) from None
-
-
-def _ray_shard(data_files: dict, shard_files: dict) -> dict:
-    """A Ray task: one shard, in a folder of this worker's own; its exit code and result files come back."""
-    import io
-    from contextlib import redirect_stderr
-
-    folder = Path(tempfile.mkdtemp(prefix="reglab-task-"))
-    try:
-        _unpack(data_files, folder)
-        _unpack(shard_files, folder / "shard")
-        from reglab.engine.worker import shard_main
-
-        log = io.StringIO()
-        with redirect_stderr(log):
-            code = shard_main(folder / "shard", [])
-        names = ["result.json", "result.npz", "records", "error.json", "stopped.json"]
-        return {"code": code, "files": _files(folder / "shard", names), "log": log.getvalue()[-2000:]}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _files(folder: Path, names: list[str]) -> dict:
-    """{relative path: bytes} of the named files and folders under `folder` (those that exist)."""
-    out = {}
-    for name in names:
-        path = folder / name
-        for file in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
-            if file.is_file():
-                out[str(file.relative_to(folder))] = file.read_bytes()
-    return out
-
-
-def _unpack(files: dict, folder: Path) -> None:
-    for name, content in files.items():
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-
-
 def choose(executor: str, workers: int = 1, engine: str = "population") -> Executor:
     """The executor `Sweep(executor=…, workers=…)` names; "auto" is this process where it runs the population
     engine (Keras's JAX backend) and a JAX worker process elsewhere — said in one line."""
@@ -346,6 +211,8 @@ def choose(executor: str, workers: int = 1, engine: str = "population") -> Execu
     if executor == "process":
         return Processes(workers)
     if executor == "ray":
+        from reglab.engine.on_ray import Ray
+
         return Ray(workers)
     if executor == "local" or engine == "reference" or unavailable() is None:
         return Local()
@@ -358,19 +225,19 @@ def choose(executor: str, workers: int = 1, engine: str = "population") -> Execu
     return Processes(workers)
 
 
-def _cuts(count: int, workers: int) -> list[list[int]]:
+def shard_positions(count: int, workers: int) -> list[list[int]]:
     """A population's member positions in `workers` shards (contiguous, as equal as can be)."""
     return [list(c) for c in np.array_split(np.arange(count), min(workers, count)) if len(c)]
 
 
-def _where(checkpoints) -> dict | None:
+def checkpoint_target(checkpoints) -> dict | None:
     """Where a shard's worker checkpoints: the run directory and how often, or None (no run directory)."""
     if checkpoints is None or getattr(checkpoints, "folder", None) is None:
         return None
     return {"run_dir": str(checkpoints.folder), "seconds": checkpoints.seconds}
 
 
-def _check(code: int | None, folder: Path, log: str) -> None:
+def check_code(code: int | None, folder: Path, log: str) -> None:
     """A shard's exit code (`reglab.engine.worker`) as what the caller does next: nothing (done), Interrupted
     (stopped), CannotRunThere, or an error naming the worker's last words."""
     from reglab.engine.checkpoints import Interrupted
@@ -388,7 +255,7 @@ def _check(code: int | None, folder: Path, log: str) -> None:
     raise RuntimeError(f"a reglab worker process failed: {lines[-1] if lines else 'no message'}")
 
 
-def _collect(population, cuts, folder: Path, name: str, started: float):
+def collect(population, cuts, folder: Path, name: str, started: float):
     """The shards' results as `train_population` returns them; each member's own model gets its final
     state, and records and weights the caller's variable names (a rebuilt model may name them otherwise)."""
     from reglab.engine import shard
@@ -409,7 +276,7 @@ def _collect(population, cuts, folder: Path, name: str, started: float):
 
 
 @contextmanager
-def _exec_right_after_fork():
+def exec_right_after_fork():
     """JAX warns at every fork of a process it runs threads in; a child that execs at once (a worker, Ray's
     processes) shares nothing with them, so that warning is not the user's to read."""
     with warnings.catch_warnings():
