@@ -82,11 +82,7 @@ def _train_populations(members, data, training, make_model, validate, checkpoint
         except executors.CannotRunThere as reason:
             elsewhere.append((pop, reason))
             continue
-        share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
-        for member, model in zip(pop.members, pop.models):
-            out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
-            done(member, out[member.id])
-        merge_timing(timing, {k: v for k, v in part.items() if k != "seconds"})
+        _hand_over(pop, rows_by_id, weights, part, done, out, timing)
     if elsewhere:
         _train_here(elsewhere, data, training, make_model, validate, checkpoints, done, out, timing, executor)
     timing["seconds"] = time.perf_counter() - started
@@ -100,11 +96,10 @@ def _train_here(elsewhere, data, training, make_model, validate, checkpoints, do
     import warnings
 
     from reglab.engine import executors, population
-    from reglab.engine.training import Trained
 
     count = sum(len(pop.members) for pop, _ in elsewhere)
     local = population.unavailable() is None and all(why.kind == "rebuild" for _, why in elsewhere)
-    if not getattr(executor, "told", False):
+    if not executor.told:
         executor.told = True
         warnings.warn(
             f"reglab: a worker process cannot train {count} members: {elsewhere[0][1]}; training them "
@@ -116,23 +111,30 @@ def _train_here(elsewhere, data, training, make_model, validate, checkpoints, do
         )
     for pop, _ in elsewhere:
         if local:
-            rows_by_id, weights, part = executors.Local().train(pop, data, training, validate, checkpoints)
-            for member, model in zip(pop.members, pop.models):
-                out[member.id] = Trained(
-                    rows_by_id[member.id], part["seconds"] / len(pop.members), weights[member.id], model
-                )
-                done(member, out[member.id])
-            merge_timing(timing, {k: v for k, v in part.items() if k != "seconds"})
+            _hand_over(pop, *executors.Local().train(pop, data, training, validate, checkpoints), done, out, timing)
             continue
         fitted = train(pop.members, data, training, make_model, engine="reference", validate=validate, done=done)
         out.update(fitted["members"])
-        merge_timing(timing, {k: v for k, v in fitted["timing"].items() if k != "seconds"})
+        merge_timing(timing, fitted["timing"], without=("seconds",))
 
 
-def merge_timing(total: dict, part: dict) -> dict:
+def _hand_over(pop, rows_by_id, weights, part, done, out, timing) -> None:
+    """A trained population's members as `Trained`, each handed to `done`; its timing added to `timing`."""
+    from reglab.engine.training import Trained
+
+    share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
+    for member, model in zip(pop.members, pop.models):
+        out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
+        done(member, out[member.id])
+    merge_timing(timing, part, without=("seconds",))
+
+
+def merge_timing(total: dict, part: dict, without: tuple = ()) -> dict:
     """Add one training call's timing to a running total (several populations, several search rounds):
-    numbers add up (shards: the most), lists extend, dicts merge."""
+    numbers add up (shards: the most), lists extend, dicts merge; keys in `without` are left out."""
     for key, value in part.items():
+        if key in without:
+            continue
         if key == "shards":
             total[key] = max(total.get(key, 0), value)
         elif isinstance(value, (int, float)):

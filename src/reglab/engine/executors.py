@@ -46,6 +46,7 @@ class Executor:
     (`with executor:`) that starts and stops what it runs on."""
 
     name = ""
+    told = False  # whether the user was told that some members train elsewhere (`reglab.engine.train`)
 
     def start(self) -> None:
         pass
@@ -85,6 +86,7 @@ class Processes(Executor):
         self.workers, self.retries = workers, retries
         self._folder = None
         self._pool: list[_Worker] = []
+        self._data = None  # (the Dataset, the folder it is written in): once per run, shared by every population
 
     def start(self) -> None:
         if self._pool:
@@ -97,7 +99,7 @@ class Processes(Executor):
     def close(self) -> None:
         for worker in self._pool:
             worker.close()
-        self._pool = []
+        self._pool, self._data = [], None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
@@ -108,13 +110,16 @@ class Processes(Executor):
         self.start()
         members, models = population.members, population.models
         cuts = shard_positions(len(members), self.workers)
-        folder = Path(tempfile.mkdtemp(prefix="shards-", dir=self._folder))
+        if self._data is None or self._data[0] is not data:
+            self._data = (data, Path(tempfile.mkdtemp(prefix="data-", dir=self._folder)))
+            shard.write_data(data, self._data[1])
+        # each shard in a folder of its own beside the data (the worker reads the data one level up)
+        folders = [Path(tempfile.mkdtemp(prefix=f"shard{n}-", dir=self._data[1])) for n in range(len(cuts))]
         started = time.perf_counter()
         try:
-            shard.write_data(data, folder)
-            for n, cut in enumerate(cuts):
+            for folder, cut in zip(folders, cuts):
                 shard.write_shard(
-                    folder / f"shard{n}",
+                    folder,
                     [members[i] for i in cut],
                     [models[i] for i in cut],
                     training,
@@ -123,10 +128,11 @@ class Processes(Executor):
                 )
             stop = checkpoints.stop if checkpoints is not None else (lambda: False)
             with ThreadPoolExecutor(len(cuts)) as pool:
-                list(pool.map(lambda n: self._run(self._pool[n], folder / f"shard{n}", stop), range(len(cuts))))
-            return collect(population, cuts, folder, self.name, started)
+                list(pool.map(lambda n: self._run(self._pool[n], folders[n], stop), range(len(cuts))))
+            return collect(population, cuts, folders, self.name, started)
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _run(self, worker: "_Worker", folder: Path, stop) -> None:
         """One shard on `worker` until it is done; on a fresh worker again if this one died."""
@@ -255,22 +261,22 @@ def check_code(code: int | None, folder: Path, log: str) -> None:
     raise RuntimeError(f"a reglab worker process failed: {lines[-1] if lines else 'no message'}")
 
 
-def collect(population, cuts, folder: Path, name: str, started: float):
+def collect(population, cuts, folders: list[Path], name: str, started: float):
     """The shards' results as `train_population` returns them; each member's own model gets its final
     state, and records and weights the caller's variable names (a rebuilt model may name them otherwise)."""
-    from reglab.engine import shard
+    from reglab.engine import merge_timing, shard
 
     members, models = population.members, population.models
     records, weights, timing = {}, {}, {"executor": {"name": name, "workers": len(cuts)}}
-    for n, cut in enumerate(cuts):
-        got, final, values, paths, part = shard.read_result(folder / f"shard{n}", len(cut))
+    for folder, cut in zip(folders, cuts):
+        got, final, values, paths, part = shard.read_result(folder, len(cut))
         for i, table, mine, value, theirs in zip(cut, got, final, values, paths):
             rename = dict(zip(theirs, [v.path for v in models[i].variables]))
             for variable, array in zip(models[i].variables, value):
                 variable.assign(array)
             records[members[i].id] = table.rename(columns=lambda c: _renamed(c, rename))
             weights[members[i].id] = {rename.get(p, p): a for p, a in mine.items()}
-        _merge(timing, part)
+        merge_timing(timing, part, without=("seconds",))
     timing["seconds"] = time.perf_counter() - started
     return records, weights, timing
 
@@ -287,9 +293,3 @@ def exec_right_after_fork():
 def _renamed(column: str, rename: dict) -> str:
     quantity, sep, path = column.partition(":")
     return f"{quantity}:{rename.get(path, path)}" if sep else column
-
-
-def _merge(total: dict, part: dict) -> None:
-    from reglab.engine import merge_timing
-
-    merge_timing(total, {k: v for k, v in part.items() if k != "seconds"})

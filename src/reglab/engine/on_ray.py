@@ -98,7 +98,7 @@ class Ray(Executor):
             for n, answer in enumerate(ray.get(refs)):
                 _unpack(answer["files"], folder / f"shard{n}")
                 check_code(answer["code"], folder / f"shard{n}", answer.get("log", ""))
-            return collect(population, cuts, folder, self.name, started)
+            return collect(population, cuts, [folder / f"shard{n}" for n in range(len(cuts))], self.name, started)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
