@@ -50,6 +50,7 @@ _EXPORTS = {
     "regularize": "reglab.kit.attach",
     "Sweep": "reglab.sweep",
     "SweepResult": "reglab.result",
+    "stream": "reglab.sources",
 }
 
 __all__ = [*_EXPORTS, *_PUBLIC_MODULES, "__version__"]

@@ -46,6 +46,11 @@ class Dataset:
         digest = hashlib.sha256()
         for name, part in (("x", self.x), ("y", self.y)):
             for key, array in _named_leaves(part, name):
+                if hasattr(array, "chunks"):  # features on disk: hashed as they are read, chunk by chunk
+                    digest.update(str((array.shape, "<f4", "chunk_rows", array.chunk_rows)).encode())
+                    for _, block in array.chunks(array.chunk_rows):
+                        digest.update(block.tobytes())
+                    continue
                 digest.update(
                     str((key, array.shape, array.dtype.str)).encode()
                     if key != name
@@ -123,6 +128,12 @@ def _structure(value, name, convert):
 def _as_features(x, name="x") -> np.ndarray:
     if x is None:
         raise ValueError(f"No features given. Received: {name}=None")
+    if hasattr(x, "chunks"):  # features on disk (`reglab.on_disk.DiskArray`): checked chunk by chunk, kept there
+        for _, block in x.chunks(x.chunk_rows):
+            _check_values(block, name)
+        if len(x) == 0:
+            raise ValueError(f"No samples. Received: {name}.shape={x.shape}")
+        return x
     if isinstance(x, pd.DataFrame):
         bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or pd.api.types.is_bool_dtype(x[c]))]
         if bad:
@@ -142,6 +153,12 @@ def _as_features(x, name="x") -> np.ndarray:
         raise ValueError(f"No samples. Received: {name}.shape={array.shape}")
     if np.iscomplexobj(array):
         raise ValueError(f"Features must be real numbers. Received: {name} of dtype {array.dtype}")
+    _check_values(array, name)
+    return array.astype("float32")
+
+
+def _check_values(array, name):
+    """Refuse non-finite features and magnitudes float32 training cannot use."""
     if not np.all(np.isfinite(array)):  # checked before float32, which would turn 1e39 into inf
         n_nan, n_inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
         raise ValueError(f"Features must be finite. Received: {name} with {n_nan} NaN and {n_inf} inf values")
@@ -152,7 +169,6 @@ def _as_features(x, name="x") -> np.ndarray:
             f"|value| > {MAX_MAGNITUDE:.0e}; standardizing cannot help there either: their squares overflow): rescale "
             f"them to units near 1 (or take their logarithm) first. Received: {name} with largest |value| {largest:.3g}"
         )
-    return array.astype("float32")
 
 
 def _as_target(y, n: int, task: str, name="y"):

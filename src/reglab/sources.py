@@ -59,8 +59,12 @@ def _first_bad_byte(path: Path) -> str:
     return "a byte that is not UTF-8"
 
 
-def _load_npz(path: Path, target):
-    advice = "write it with np.savez(path, x=features, y=target) from numeric arrays"
+NPZ_ADVICE = "write it with np.savez(path, x=features, y=target) from numeric arrays"
+
+
+def _open_npz(path: Path):
+    """The NPZ archive at `path`, opened without ever unpickling; anything else is a ValueError naming it."""
+    advice = NPZ_ADVICE
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError as error:  # not a zip, not an .npy: numpy would unpickle it, and reglab never does
@@ -77,7 +81,12 @@ def _load_npz(path: Path, target):
             f"Data file {path} holds one .npy array, not an NPZ archive of named arrays: {advice}. "
             f"Received: source={str(path)!r}"
         )
-    with archive:
+    return archive
+
+
+def _load_npz(path: Path, target):
+    advice = NPZ_ADVICE
+    with _open_npz(path) as archive:
         key = target if target is not None else "y"
         missing = [k for k in ("x", key) if k not in archive.files]
         if missing:
@@ -148,3 +157,101 @@ def load_file(path, target: str | None = None):
             f"Name the target column with `target` (columns: {list(frame.columns)}). Received: target={target!r}"
         )
     return frame.drop(columns=[target]), frame[target]
+
+
+def stream(path, target: str | None = None, chunk_rows: int | None = None):
+    """(x, y) of a data file whose features stay on disk: x a `reglab.on_disk.DiskArray` (rows read as a
+    sweep asks for them, `chunk_rows` at a time), y the target in memory. Files as `load_file` reads them:
+
+    - NPZ (`np.savez(path, x=features, y=target)`): an uncompressed archive is read where it is; a
+      compressed one (`np.savez_compressed`) is written out once to reglab's cache;
+    - Parquet (a `target` column, every other column a numeric feature): written once, row group by row
+      group, to a float32 `.npy` file in reglab's cache (`REGLAB_CACHE`, else `~/.cache/reglab`);
+    - a `.npy` file of features alone: give the target as an array, `target=y`.
+
+    What the file holds is checked as it is read, chunk by chunk, with `load_file`'s rules, before any work.
+    """
+    from reglab import on_disk
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Data file not found. Received: source={str(path)!r}")
+    if chunk_rows is not None and (not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows is a number of rows (1 or more). Received: chunk_rows={chunk_rows!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if target is None or isinstance(target, str):
+            raise ValueError(
+                f"A .npy file holds the features alone: give the target as an array (target=y). Received: target={target!r}"
+            )
+        x = on_disk.open_npy(path)
+        y = np.asarray(target)
+    elif suffix == ".npz":
+        if target is not None and not isinstance(target, str):
+            raise ValueError(f"`target` is the name of the NPZ archive's target array. Received: target={target!r}")
+        key = target or "y"
+        try:
+            with _open_npz(path) as archive:
+                names = list(archive.files)
+                if "x" not in names or key not in names:
+                    raise ValueError(
+                        f"NPZ file needs arrays 'x' and {key!r} (has {names}). Received: source={str(path)!r}"
+                    )
+                y = archive[key]
+                x = on_disk.open_npz_member(path, "x")
+                if x is None:  # compressed: written out once, in chunks
+                    with archive.zip.open("x.npy") as member:
+                        shape, dtype, _ = on_disk.header_of(member, str(path))
+                        x = on_disk.cached_npy(path, "npz", shape, on_disk.rows_of(member, shape, dtype))
+        except ValueError:  # already in reglab's words
+            raise
+        except Exception as error:  # a damaged archive
+            raise _unreadable(path, "a readable NPZ archive", error, NPZ_ADVICE) from None
+    elif suffix in (".parquet", ".pq"):
+        x, y = _stream_parquet(path, target)
+    else:
+        raise ValueError(
+            f"Unsupported data file type to stream (use .npz, .parquet or .npy). Received: source={str(path)!r}"
+        )
+    if len(y) != len(x):
+        raise ValueError(f"x and y have different numbers of samples. Received: len(x)={len(x)}, len(y)={len(y)}")
+    if chunk_rows is not None:
+        x.chunk_rows = int(chunk_rows)
+    return x, y
+
+
+def _stream_parquet(path: Path, target):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reglab import on_disk
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as error:
+        raise _unreadable(path, "a readable Parquet file", error, "write it with DataFrame.to_parquet") from None
+    names = file.schema_arrow.names
+    if target is None or target not in names:
+        raise ValueError(f"Name the target column with `target` (columns: {names}). Received: target={target!r}")
+    features = [n for n in names if n != target]
+    kinds = {n: file.schema_arrow.field(n).type for n in features}
+    bad = [
+        n for n, t in kinds.items() if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
+    ]
+    if bad:
+        raise ValueError(
+            f"Feature columns must be numeric; encode these first: {bad}. Received: source={str(path)!r} with types "
+            f"{ {n: str(kinds[n]) for n in bad} }"
+        )
+    rows = file.metadata.num_rows
+    if rows == 0:
+        raise ValueError(
+            f"Data file {path} has column names but no rows: nothing to train on. Received: source={str(path)!r}"
+        )
+    y = file.read(columns=[target]).column(0).to_numpy(zero_copy_only=False)
+
+    def chunks():
+        for batch in file.iter_batches(batch_size=65536, columns=features):
+            yield np.column_stack([batch.column(i).to_numpy(zero_copy_only=False) for i in range(len(features))])
+
+    return on_disk.cached_npy(path, f"parquet|{target}", (rows, len(features)), chunks()), y

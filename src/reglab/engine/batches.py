@@ -33,28 +33,36 @@ def standardized_views(data, members, standardize):
     """One copy of (x, y) per distinct split (fold, repeat), standardized with that split's training
     statistics (as the reference engine does) — or, without standardization, one copy for all; returns
     the copies (each array with a leading copy axis; dicts / lists of them for several inputs or
-    outputs) and each member's copy index."""
+    outputs) and each member's copy index. Features on disk are not copied: x is then a
+    `reglab.engine.streaming.HostRows`, which reads and standardizes the rows a step asks for."""
     from reglab.data import stack
-    from reglab.engine.training import fold_arrays
+    from reglab.engine import streaming
+    from reglab.engine.training import fold_arrays, scaling_of
 
     keys = list(dict.fromkeys((m.fold, m.repeat) for m in members)) if standardize else [None]
-    views_x, views_y = [], []
+    views_x, views_y, scalings = [], [], []
     everything = np.arange(len(data))
+    on_disk = streaming.streamed(data.x)
     for key in keys:
         if key is None:
-            x_all, y_all = data.x, data.y
+            x_all, y_all, scaling = data.x, data.y, None
+        elif on_disk:
+            m = next(m for m in members if (m.fold, m.repeat) == key)
+            x_all, y_all, scaling = None, data.y, scaling_of(data, m.train, True)
+            if "y_mean" in scaling:
+                y_all = (y_all - scaling["y_mean"]) / scaling["y_std"]
         else:
             m = next(m for m in members if (m.fold, m.repeat) == key)
-            _, _, x_all, y_all, _ = fold_arrays(data, m.train, everything, standardize)
+            _, _, x_all, y_all, scaling = fold_arrays(data, m.train, everything, standardize)
         views_x.append(x_all)
         views_y.append(y_all)
+        scalings.append(scaling)
     view_of = np.array([keys.index((m.fold, m.repeat)) if standardize else 0 for m in members], dtype="int32")
     # features as float32; class labels as int32, regression targets as float32
-    return (
-        stack(views_x, lambda a: a.astype("float32")),
-        stack(views_y, lambda a: a.astype("int32" if np.issubdtype(a.dtype, np.integer) else "float32")),
-        view_of,
-    )
+    y = stack(views_y, lambda a: a.astype("int32" if np.issubdtype(a.dtype, np.integer) else "float32"))
+    if on_disk:
+        return streaming.HostRows(data.x, scalings), y, view_of
+    return stack(views_x, lambda a: a.astype("float32")), y, view_of
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import keras
 import numpy as np
 
 from reglab import _keras_private as private
+from reglab.engine import streaming
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
 from reglab.engine.checkpoints import (
     Checkpoints,
@@ -128,14 +129,21 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     M = len(members)
     x_views, y_views, view_of = standardized_views(data, members, training.standardize)
     N = len(data)
+    on_disk = streaming.streamed(data.x)  # the features stay on the host: `x_views` reads them as asked
+    if on_disk and order is default_order:
+        order = streaming.chunked_order(N, data.x.chunk_rows)
     # host copies for the padding probe; `device_put`, not `jnp.asarray`, which compiles a copy per shape
-    host = [jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), views) for views in (x_views, y_views)]
-    X, Y = jax.device_put(host)
+    host = [
+        views if views is x_views and on_disk else jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), views)
+        for views in (x_views, y_views)
+    ]
+    X, Y = (host[0], jax.device_put(host[1])) if on_disk else jax.device_put(host)
     offsets = view_of.astype("int64") * N
     B = training.batch_size
     train_sizes = [len(m.train) for m in members]
     val_sizes = [len(m.val) for m in members] if validate else [0] * M
-    program = Program(population, training, tuple(jax.tree.map(lambda a: a[0][:B], v) for v in (x_views, y_views)))
+    probe = (x_views(np.arange(B)) if on_disk else jax.tree.map(lambda a: a[0][:B], x_views), take_rows(y_views, 0))
+    program = Program(population, training, (probe[0], jax.tree.map(lambda a: a[:B], probe[1])))
     count = shard_count()
     payload = checkpoints.load(checkpoint_key(members)) if checkpoints is not None else None
     if payload is not None:  # a resumed population batches its convolutions as it did before it stopped
@@ -174,7 +182,11 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             val_sets = [members[i].val + offsets[i] for i in cut]
             out = []
             for who, length, padded in plan.validation if validate else ():
-                if padded:
+                if on_disk:  # in blocks (members × blocks × rows), the last one padded
+                    block = min(length, X.validation_block(len(who)))
+                    idx, weight = pad([val_sets[i] for i in who], -(-length // block) * block)
+                    out.append((idx.reshape(len(who), -1, block), weight.reshape(len(who), -1, block)))
+                elif padded:
                     out.append(pad([val_sets[i] for i in who], length))
                 else:
                     out.append((np.stack([val_sets[i] for i in who]).astype("int32"), None))
@@ -205,9 +217,13 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         # does is checked (`row_independent`, compiling in a thread) while the epoch is traced on a
         # guess — padded, which most models allow; BatchNormalization's batch statistics allow it for
         # evaluation only —; if the guess was wrong, that trace is thrown away.
-        if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1:
+        if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1 or (on_disk and validate):
             rows = members[0].train[:B] + offsets[0]
             answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
+            if on_disk and validate and not answer.result()[1]:
+                raise Unsupported(
+                    "validation in blocks of rows: this model's evaluation of a row depends on the others"
+                )
             mixes_rows = any(
                 isinstance(layer, keras.layers.BatchNormalization) for layer in private.layers(program.template)
             )

@@ -206,6 +206,39 @@ class Program:
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 
+    def _validate_blocks(self, trainable, non_trainable, coefficients, X, Y, index, weight):
+        """`_member_validate` of a cohort over its validation rows in blocks (index and weight: members ×
+        blocks × rows), the metrics accumulated over the blocks as `evaluate` accumulates them over
+        batches, the losses averaged over the real rows."""
+        jax, jnp = self.jax, self.jnp
+
+        def member(trainable, non_trainable, coefficients, metrics, x, y, weight):
+            total, (pred, penalty, _, y_pred, _, metrics) = self._forward(
+                trainable, non_trainable, metrics, x, y, coefficients, False, weight
+            )
+            _, metrics = private.update_metrics_variables(self.template, metrics, total, x, y, y_pred, weight)
+            rows = weight.sum()
+            return metrics, jnp.stack([pred * rows, penalty * rows, rows])
+
+        block = jax.vmap(member)
+
+        def body(carry, step):
+            metrics, sums = carry
+            idx, w = step
+            metrics, numbers = block(
+                trainable, non_trainable, coefficients, metrics, X.gather(idx), take_rows(Y, idx), w
+            )
+            return (metrics, sums + numbers), None
+
+        count = index.shape[0]
+        metrics = [jnp.broadcast_to(jnp.asarray(v), (count, *np.shape(v))) for v in self.metric_start]
+        start = (metrics, jnp.zeros((count, 3), "float32"))
+        (metrics, sums), _ = jax.lax.scan(body, start, (jnp.swapaxes(index, 0, 1), jnp.swapaxes(weight, 0, 1)))
+        result = jax.vmap(self._metric_result)(metrics)
+        losses = sums[:, :2] / jnp.maximum(sums[:, 2:], 1.0)
+        named = [jnp.reshape(result[name], (count, 1)) for name in self.metric_names]
+        return jnp.concatenate([losses, *named], axis=1)
+
     def row_independent(self, x, y) -> tuple[bool, bool]:
         """Whether this model's training step, and its evaluation, on a batch padded with weight-0 rows
         give its real rows what `fit` gives them on the real rows alone: (training, evaluation). Checked,
@@ -270,10 +303,13 @@ class Program:
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
         indices and weights, per-cohort validation indices and weights) -> (state, training sums,
         training metrics, validation numbers, weight statistics). Weights are None where batches are
-        not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for)."""
+        not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for).
+        `X`: the features on the device, or a `HostRows` that a step asks for its rows (features on disk);
+        its validation indices and weights then have a block axis: (members, blocks, rows)."""
         jax, jnp = self.jax, self.jnp
         M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
         width = 2 + len(self.terms) + len(self.activity)
+        streamed = hasattr(X, "gather")  # features on disk (`reglab.engine.streaming.HostRows`)
         check = jax.vmap(self._member_validate)
 
         def take(tree, who):
@@ -293,7 +329,7 @@ class Program:
 
                 def body(inner, step_input, coef=coef, step=step):
                     step_idx, step_weight = step_input
-                    inner, numbers = step(inner, coef, take_rows(X, step_idx), take_rows(Y, step_idx), step_weight)
+                    inner, numbers = step(inner, coef, fetch(X, step_idx), take_rows(Y, step_idx), step_weight)
                     rows = step_weight.sum(axis=1) if step_weight is not None else segment.batch
                     return inner, numbers * jnp.reshape(rows, (-1, 1))
 
@@ -317,7 +353,11 @@ class Program:
                 # validation: one forward pass an epoch over a whole fold, whose measurement would cost
                 # seconds (a keras-io convnet: ~20 s): never measured, `map` (see reglab.engine.convolution)
                 with expected_calls(0):
-                    val = val.at[np.asarray(who)].set(check(*part, take_rows(X, idx), take_rows(Y, idx), weight))
+                    if streamed:  # in blocks of rows, each read from the host when its turn comes
+                        numbers = self._validate_blocks(*part, X, Y, idx, weight)
+                    else:
+                        numbers = check(*part, take_rows(X, idx), take_rows(Y, idx), weight)
+                    val = val.at[np.asarray(who)].set(numbers)
             new_state = {
                 "trainable": trainable,
                 "non_trainable": non_trainable,
@@ -327,6 +367,11 @@ class Program:
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
 
         return jax.jit(epoch, donate_argnums=(0,))
+
+
+def fetch(X, index):
+    """The feature rows `index`: taken on the device, or asked of the host (features on disk: `HostRows`)."""
+    return X.gather(index) if hasattr(X, "gather") else take_rows(X, index)
 
 
 def take_rows(tree, index):

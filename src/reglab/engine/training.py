@@ -47,23 +47,45 @@ def fold_arrays(data, train, val, standardize: bool):
     """Training and validation arrays of one fold; standardized with the training part's statistics only."""
     x_train, y_train = rows(data.x, train), rows(data.y, train)
     x_val, y_val = rows(data.x, val), rows(data.y, val)
-    scaling = None
-    if standardize:
-        if data.structured:  # refused by the sweep before any work; a direct caller gets the same words
-            raise ValueError(
-                "Standardizing several inputs or outputs is not built in: add a Normalization layer "
-                "to the model instead. Received: standardize=True"
+    scaling = scaling_of(data, train, standardize, x_train)
+    if scaling:
+        x_train, x_val = (
+            (x_train - scaling["x_mean"]) / scaling["x_std"],
+            (x_val - scaling["x_mean"]) / scaling["x_std"],
+        )
+        if "y_mean" in scaling:
+            y_train, y_val = (
+                (y_train - scaling["y_mean"]) / scaling["y_std"],
+                (y_val - scaling["y_mean"]) / scaling["y_std"],
             )
+    return x_train, y_train, x_val, y_val, scaling
+
+
+def scaling_of(data, train, standardize: bool, x_train=None) -> dict | None:
+    """The statistics a fold is standardized with, of its training rows `train` only: {"x_mean", "x_std"}
+    (a constant feature's std is 1), and for a regression target "y_mean", "y_std"; None without
+    standardization. Features on disk (`reglab.on_disk.DiskArray`) are summed up chunk by chunk."""
+    from reglab.engine import streaming
+
+    if not standardize:
+        return None
+    if data.structured:  # refused by the sweep before any work; a direct caller gets the same words
+        raise ValueError(
+            "Standardizing several inputs or outputs is not built in: add a Normalization layer "
+            "to the model instead. Received: standardize=True"
+        )
+    if streaming.streamed(data.x):
+        mean, std = streaming.statistics(data.x, train)
+    else:
+        x_train = rows(data.x, train) if x_train is None else x_train
         mean = x_train.mean(axis=0)
         std = x_train.std(axis=0)
         std = np.where(std > 0, std, 1.0).astype("float32")
-        x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
-        scaling = {"x_mean": mean, "x_std": std}
-        if data.task == "regression":
-            y_mean, y_std = float(y_train.mean()), float(y_train.std() or 1.0)
-            y_train, y_val = (y_train - y_mean) / y_std, (y_val - y_mean) / y_std
-            scaling.update(y_mean=y_mean, y_std=y_std)
-    return x_train, y_train, x_val, y_val, scaling
+    scaling = {"x_mean": mean, "x_std": std}
+    if data.task == "regression":
+        y_train = rows(data.y, train)
+        scaling.update(y_mean=float(y_train.mean()), y_std=float(y_train.std() or 1.0))
+    return scaling
 
 
 def make_optimizer(training: Training, point: dict | None = None, model=None):
