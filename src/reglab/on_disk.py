@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 READ_BYTES = 1 << 20  # rows are read in spans of about this many bytes (see `DiskArray.__getitem__`)
-CHUNK_BYTES = 16 << 20  # a chunk: what a streamed population reads at once and shuffles within
+CHUNK_BYTES = 8 << 20  # a chunk: what a streamed population reads at once and shuffles within
 
 
 class DiskArray:

@@ -76,7 +76,7 @@ def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
 @pytest.mark.slow
 def test_the_scale_bench_reports_members_and_executors_side_by_side():
     """`reglab bench --scale`, tiny: structure and consistency, never speed."""
-    from reglab.cli.bench_scale import scale, table
+    from reglab.cli.bench_scale import big_data, scale, table
 
     report = scale(repeats=(1, 2), epochs=1, executors=[("local", 1), ("process", 1)], echo=lambda message: None)
     assert list(report["members"]) == ["40", "80"] and report["members"]["40"]["per_member_vs_smallest"] == 1.0
@@ -84,3 +84,12 @@ def test_the_scale_bench_reports_members_and_executors_side_by_side():
         assert row["seconds"] > 0 and row["seconds_per_member"] == pytest.approx(row["seconds"] / int(count))
     assert list(report["executors"]) == ["local", "process ×1"] and report["executors"]["local"]["vs_local"] == 1.0
     assert len(table(report)) == 2
+    report["big_data"] = big_data(rows=3_000, small=1_000, epochs=1, echo=lambda message: None)
+    big = report["big_data"]
+    for way in ("small", "streamed", "in_memory"):
+        assert big[way]["epoch_seconds"] > 0 and big[way]["peak_rss_mb"] > 100, way
+    assert big["streamed"]["data_mb"] == big["in_memory"]["data_mb"] > big["small"]["data_mb"]
+    assert big["streamed_vs_small"] == pytest.approx(
+        big["streamed"]["member_samples_per_second"] / big["small"]["member_samples_per_second"]
+    )
+    assert len(table(report)) == 3

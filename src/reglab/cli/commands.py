@@ -203,7 +203,9 @@ def bench(
         help="Also every model family of reglab.zoo (keras-io's sizes too): the engine and Sweep.run vs a loop of model.fit.",
     ),
     scale: bool = typer.Option(
-        False, "--scale", help="Also 40 → 160 → 640 members, and the executors (process, ray) against local."
+        False,
+        "--scale",
+        help="Also 40 → 160 → 640 members, the executors (process, ray) against local, and 200,000 rows streamed from disk.",
     ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
@@ -221,9 +223,13 @@ def bench(
 
         report["zoo"] = run_zoo(epochs=2 if quick else 5, sweep_epochs=2 if quick else None, echo=echo)
     if scale:
+        from reglab.cli.bench_scale import big_data
         from reglab.cli.bench_scale import scale as run_scale
 
         report["scale"] = run_scale(repeats=(1, 2) if quick else (1, 4, 16), epochs=4 if quick else 50, echo=echo)
+        report["scale"]["big_data"] = big_data(
+            rows=20_000 if quick else 200_000, small=2_000 if quick else 5_000, echo=echo
+        )
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(
         title=f"reglab bench ({'quick' if quick else 'standard'}: {report['members']} members × {report['epochs']} epochs, {report['machine']['device']})"

@@ -64,12 +64,12 @@ def constant_loss(y_train, y_val, loss, n_classes: int | None = None) -> tuple[f
 
 
 def for_member(member, data, training) -> tuple[float, str]:
-    """`constant_loss` on a member's fold (`reglab.search.plan.Member`): its targets go through the
-    engines' `fold_arrays`, so with `standardize` a regression baseline is in the units of `val_loss`.
+    """`constant_loss` on a member's fold (`reglab.search.plan.Member`): its targets are standardized as the
+    engines' (`fold_targets`), so with `standardize` a regression baseline is in the units of `val_loss`.
     A model with several outputs has no constant predictor here: (NaN, "")."""
-    from reglab.engine.training import fold_arrays
+    from reglab.engine.training import fold_targets
 
     if data.task == "multi-output":
         return math.nan, ""
-    _, y_train, _, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
+    y_train, y_val = fold_targets(data, member.train, member.val, training.standardize)
     return constant_loss(y_train, y_val, training.loss, data.n_classes if data.task == "classification" else None)

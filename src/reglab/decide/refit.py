@@ -13,7 +13,8 @@ import numpy as np
 
 from reglab import _keras_private as private
 from reglab import engine
-from reglab.engine.training import compile_metrics, fold_arrays
+from reglab.data import rows
+from reglab.engine.training import compile_metrics, scaling_of
 from reglab.search import plan
 
 
@@ -46,15 +47,19 @@ def refit(point: dict, data, rest, test, training, make_model, seed: int, engine
     if trained.model is None:
         error = trained.rows["error"].iloc[0] if "error" in trained.rows else "?"
         raise RuntimeError(f"Refitting the selected point failed: {error}")
-    *_, scaling = fold_arrays(data, rest, test, training.standardize)  # the statistics it was trained with
-    return trained.model, scaling
+    return trained.model, scaling_of(data, rest, training.standardize)  # the statistics it was trained with
 
 
 def test_scores(model, data, rest, test, training) -> dict:
     """Keras's compiled loss (no penalty) and metrics of the refit `model` on the test rows, in training units."""
     import keras
 
-    _, _, x, y, _ = fold_arrays(data, rest, test, training.standardize)
+    scaling = scaling_of(data, rest, training.standardize)  # of the training rows: the test rows alone are read
+    x, y = rows(data.x, test), rows(data.y, test)
+    if scaling:
+        x = (x - scaling["x_mean"]) / scaling["x_std"]
+        if "y_mean" in scaling:
+            y = (y - scaling["y_mean"]) / scaling["y_std"]
     try:  # the same layers and weights, compiled for scoring only
         scorer = keras.Model(model.inputs, model.outputs)
     except (AttributeError, ValueError, TypeError):  # a subclassed model has no symbolic inputs: itself

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 CACHED_CHUNKS = 4  # chunks held in memory: members a step apart may stand in two chunks, shards in two more
-VALIDATION_BYTES = 64 << 20  # the rows of one validation block, over a cohort's members
+VALIDATION_BYTES = 8 << 20  # the rows of one validation block, over a cohort's members
 
 
 def streamed(x) -> bool:

@@ -61,6 +61,16 @@ def fold_arrays(data, train, val, standardize: bool):
     return x_train, y_train, x_val, y_val, scaling
 
 
+def fold_targets(data, train, val, standardize: bool):
+    """The targets of a fold's training and validation rows, standardized as `fold_arrays` standardizes
+    them (a regression target, with its training rows' mean and std) — without reading any features."""
+    y_train, y_val = rows(data.y, train), rows(data.y, val)
+    if standardize and data.task == "regression":
+        mean, std = float(y_train.mean()), float(y_train.std() or 1.0)
+        y_train, y_val = (y_train - mean) / std, (y_val - mean) / std
+    return y_train, y_val
+
+
 def scaling_of(data, train, standardize: bool, x_train=None) -> dict | None:
     """The statistics a fold is standardized with, of its training rows `train` only: {"x_mean", "x_std"}
     (a constant feature's std is 1), and for a regression target "y_mean", "y_std"; None without
