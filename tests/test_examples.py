@@ -38,6 +38,10 @@ def test_readme_python_blocks_run(block, capsys, tmp_path, monkeypatch):
         assert len(result.summary) == 4 and result.best["params"]["l2"] in (0, 1e-3, 1e-2, 1e-1)
         assert result.test["accuracy"] > 0.9 and (tmp_path / "runs/cancer/summary.json").exists()
         assert "chosen:" in out
+    if "streamed" in namespace:  # data on disk: three points, the population engine, a test score
+        streamed = namespace["streamed"]
+        assert len(streamed.summary) == 3 and streamed.timing["populations"] >= 1
+        assert streamed.test["accuracy"] > 0.8
     assert out
 
 

@@ -159,3 +159,18 @@ def test_a_compressed_archive_is_written_out_once_and_a_parquet_column_that_is_t
         reglab.stream(tmp_path / "text.parquet", target="t")
     with pytest.raises(ValueError, match=r"chunk_rows=0"):
         reglab.stream(tmp_path / "c.npz", chunk_rows=0)
+
+
+@pytest.mark.slow
+def test_a_worker_process_streams_the_same_file_and_trains_the_same_members(tmp_path):
+    """The process executor hands a worker the file's place, not its rows: the tables equal this process's."""
+    xs, ys = on_disk_copy(tmp_path, X[:300], Y[:300], chunk_rows=100)
+
+    def sweep(executor):
+        return reglab.Sweep(
+            zoo.mlp_dropout, grid={"l2": [0.0, 1e-2]}, cv=2, epochs=2, refit=False, executor=executor, seed=0
+        ).run(xs, ys)
+
+    there, here = sweep("process"), sweep("local")
+    assert there.timing["executor"]["name"] == "process"
+    pd.testing.assert_frame_equal(there.epochs.drop(columns="seconds"), here.epochs.drop(columns="seconds"))

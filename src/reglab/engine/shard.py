@@ -44,11 +44,22 @@ def write_data(data, folder) -> None:
 
     folder = Path(folder)
     (folder / "data").mkdir(parents=True, exist_ok=True)
+    on_disk = {}
     for name in ("x", "y"):
         for i, array in enumerate(leaves(getattr(data, name))):
+            if hasattr(array, "chunks"):  # features on disk (`reglab.stream`): the worker reads the same file
+                on_disk[f"{name}{i}"] = {
+                    "path": str(array.path.resolve()),
+                    "offset": array.offset,
+                    "shape": list(array.shape),
+                    "dtype": array.file_dtype.str,
+                    "chunk_rows": array.chunk_rows,
+                }
+                continue
             np.save(folder / "data" / f"{name}{i}.npy", np.ascontiguousarray(array), allow_pickle=False)
     classes = [c.item() if hasattr(c, "item") else c for c in data.classes]
     description = {"task": data.task, "classes": classes, "x": _layout(data.x), "y": _layout(data.y)}
+    description["on_disk"] = on_disk
     (folder / "data.json").write_text(json.dumps(description))
 
 
@@ -60,6 +71,11 @@ def read_data(folder):
     description = json.loads((folder / "data.json").read_text())
 
     def load(name):
+        if name in description.get("on_disk", {}):
+            from reglab.on_disk import DiskArray
+
+            where = description["on_disk"][name]
+            return DiskArray(where["path"], where["offset"], tuple(where["shape"]), where["dtype"], where["chunk_rows"])
         return np.load(folder / "data" / f"{name}.npy", mmap_mode="r", allow_pickle=False)
 
     def part(name):
