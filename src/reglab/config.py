@@ -6,7 +6,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   characters or leading '.'; default: the data source's name), `seed` (0 to 2**32 - 1);
 - `[data]`: `source` (a built-in name — digits, breast_cancer, wine, diabetes,
   noisy_classification — or a .csv/.parquet/.npz path, relative to the config file), `target`
-  (the target column or NPZ array), `task` ("auto"), `test_size`, `standardize` (default true);
+  (the target column or NPZ array), `task` ("auto"), `test_size`, `standardize` (default true),
+  `stream` (default false: true keeps a .parquet/.npz file's features on disk, `reglab.stream`);
 - `[model]`: `hidden` (layer widths), `activation` — the built-in MLP — or `file`, your own model: a
   `.keras` file (relative to the config file) written by `model.save("model.keras")`, loaded with
   `safe_mode=True, compile=False`; every member starts from its weights and each point is applied
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # Keras is imported by `build`, not with this module (see the
 
 ALLOWED = {
     None: {"name", "seed", "data", "model", "search", "cv", "train"},
-    "data": {"source", "target", "task", "test_size", "standardize"},
+    "data": {"source", "target", "task", "test_size", "standardize", "stream"},
     "model": {"file", "hidden", "activation", "layer_groups"},
     "search": {"grid", "random", "n_trials", "stages", "refine", "refine_param", "refine_points", "select"},
     "cv": {"folds", "holdout", "repeats", "stratify"},
@@ -246,6 +247,14 @@ def validate(config: dict, base_dir=".") -> Checked:
         cv = validation.number(cv_cfg.get("folds", 5), "folds", low=2, integer=True)
     layer_groups = _layer_groups(model_cfg.get("layer_groups", {}))
     task = data_cfg.get("task", "auto")
+    stream = data_cfg.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValueError(f"[data] `stream` is true or false. Received: stream={_shown(stream)}")
+    if stream and source in sources.BUILTIN:
+        raise ValueError(
+            f"[data] `stream` reads a .parquet or .npz file from disk as it trains; the built-in {source!r} is "
+            "small and held in memory: drop `stream`. Received: stream=true"
+        )
     if source in sources.BUILTIN:
         if "target" in data_cfg:
             raise ValueError(
@@ -261,7 +270,7 @@ def validate(config: dict, base_dir=".") -> Checked:
                 f"Data not found: neither a built-in data set ({', '.join(sources.BUILTIN)}) nor an existing "
                 f"file (looked for {path}). Received: source={source!r}"
             )
-        x, y = sources.load_file(path, data_cfg.get("target"))
+        x, y = (sources.stream if stream else sources.load_file)(path, data_cfg.get("target"))
     dataset = data_module.prepare(x, y, task)
     name = _check_name(config.get("name", Path(source).stem), None if "name" in config else source)
     select = search.get("select", "val_loss")

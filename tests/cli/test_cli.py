@@ -71,8 +71,11 @@ def test_sweep_of_the_documented_example_then_report(tmp_path):
     assert json.loads((run / "summary.json").read_text())["best"] == summary["best"]
 
 
-def test_sweep_reads_csv_npz_and_parquet_files(tmp_path):
+def test_sweep_reads_csv_npz_and_parquet_files(tmp_path, monkeypatch):
     from reglab.config import experiment
+    from reglab.on_disk import DiskArray
+
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))
 
     x, y = load_breast_cancer(return_X_y=True)
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(30)]).assign(label=np.where(y == 1, "benign", "malignant"))
@@ -86,6 +89,12 @@ def test_sweep_reads_csv_npz_and_parquet_files(tmp_path):
         }
         loaded = experiment(config, base_dir=tmp_path)
         assert loaded.x.shape == (569, 30) and sorted(np.unique(loaded.y)) == [0, 1] and loaded.task == "classification"
+        if source != "cancer.csv":  # `stream = true`: the features stay on disk (`reglab.stream`)
+            config["data"]["stream"] = True
+            streamed = experiment(config, base_dir=tmp_path)
+            assert isinstance(streamed.x, DiskArray)
+            np.testing.assert_array_equal(streamed.x[:], loaded.x)
+            np.testing.assert_array_equal(streamed.y, loaded.y)
 
 
 SETTINGS = dict(

@@ -188,6 +188,22 @@ def standardize_not_boolean(tmp):
     return sweep(tmp, spec(data='[data]\nsource = "wine"\nstandardize = "false"\n'))
 
 
+@case("Received: stream='yes'")
+def stream_not_boolean(tmp):
+    return sweep(tmp, spec(data='[data]\nsource = "wine"\nstream = "yes"\n'))
+
+
+@case("the built-in 'wine' is small and held in memory: drop `stream`. Received: stream=true")
+def stream_a_builtin(tmp):
+    return sweep(tmp, spec(data='[data]\nsource = "wine"\nstream = true\n'))
+
+
+@case("Unsupported data file type to stream (use .npz, .parquet or .npy)")
+def stream_a_csv(tmp):
+    (tmp / "d.csv").write_text("a,y\n1,0\n2,1\n")
+    return sweep(tmp, spec(data='[data]\nsource = "d.csv"\ntarget = "y"\nstream = true\n'))
+
+
 @case("Received: task='ranking'")
 def task_unknown(tmp):
     return sweep(tmp, spec(data='[data]\nsource = "wine"\ntask = "ranking"\n'))
