@@ -1,7 +1,6 @@
 """Every documented example runs: the README's code blocks, the tutorials' snippets, docs/examples."""
 
 import importlib.util
-import json
 import os
 import re
 from pathlib import Path
@@ -212,11 +211,6 @@ def test_dropout_snippet_via_regularize_matches_the_hand_written_model(digits):
     assert float(reglab.regularization_loss(ours)) == pytest.approx(float(reglab.regularization_loss(hand)), rel=1e-6)
 
 
-def _block_after(heading: str, language: str) -> str:
-    text = (ROOT / "README.md").read_text().split(heading, 1)[1]
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)[0]
-
-
 @pytest.mark.slow
 def test_the_readme_sweep_as_written_in_a_fresh_tensorflow_process_trains_in_a_jax_worker(tmp_path):
     """`import keras, reglab` first: Keras's default backend, TensorFlow — the populations go to a worker."""
@@ -232,30 +226,3 @@ def test_the_readme_sweep_as_written_in_a_fresh_tensorflow_process_trains_in_a_j
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'tensorflow' backend; the population engine trains in a JAX worker process" in done.stderr
     assert "chosen:" in done.stdout and (tmp_path / "runs/cancer/summary.json").exists()
-
-
-@pytest.mark.slow
-def test_the_cluster_commands_run_as_written_on_a_real_local_ray_cluster(tmp_path):
-    import shutil
-    import subprocess
-    import sys
-
-    pytest.importorskip("ray")
-    (tmp_path / "docs/examples").mkdir(parents=True)
-    shutil.copy(ROOT / "docs/examples/sweep.toml", tmp_path / "docs/examples/sweep.toml")
-    commands = _block_after("## On a cluster", "bash")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    try:
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", commands],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
-    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
-    summary = json.loads((tmp_path / "runs/wine-ray/summary.json").read_text())
-    assert len(summary["summary"]) == 4 and summary["test"]["accuracy"] > 0.8

@@ -1,8 +1,13 @@
 """Executors: a population trained in a JAX worker process is the population this process would train —
 bit for bit —, a worker killed mid-shard is started again and resumes, and bad settings are refused."""
 
+import json
 import os
+import re
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,16 +198,43 @@ def _ray_tasks() -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_local_ray_cluster_even_with_a_worker_killed_mid_shard_trains_every_member_exactly_as_this_process(tmp_path):
-    """Two shards as Ray tasks; one task's worker SIGKILLed after the first checkpoint is retried by Ray and
-    resumes from it: the tables equal this process's bit for bit."""
+def test_on_a_ray_cluster_started_as_the_readme_says_a_worker_killed_mid_shard_changes_nothing(tmp_path):
+    """The README's "On a cluster" commands as written (`ray start`, RAY_ADDRESS, `reglab sweep --executor
+    ray`), then on that same cluster two shards as Ray tasks, one task's worker SIGKILLed after the first
+    checkpoint: Ray retries it, it resumes, and the tables equal this process's bit for bit."""
     pytest.importorskip("ray")
-    killed = []
-    watcher = _kill_once(tmp_path / "run", lambda: _ray_tasks()[:1], killed)
-    there = sweep("ray", epochs=20, refit=False, workers=2).run(X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0)
-    watcher.join(timeout=5)
-    assert killed, "no Ray worker was killed"
-    assert there.timing["executor"] == {"name": "ray", "workers": 2}
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text().split("## On a cluster", 1)[1]
+    commands = re.findall(r"```bash\n(.*?)```", text, flags=re.S)[0]
+    assert commands.rstrip().endswith("ray stop")
+    (tmp_path / "docs/examples").mkdir(parents=True)
+    shutil.copy(root / "docs/examples/sweep.toml", tmp_path / "docs/examples/sweep.toml")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    try:  # the commands but the last (`ray stop`): the cluster stays up for the second part
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", commands.rstrip().removesuffix("ray stop")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+        summary = json.loads((tmp_path / "runs/wine-ray/summary.json").read_text())
+        assert len(summary["summary"]) == 4 and summary["test"]["accuracy"] > 0.8
+
+        os.environ["RAY_ADDRESS"] = "auto"  # what the README's `export` did for its shell
+        killed = []
+        watcher = _kill_once(tmp_path / "run", lambda: _ray_tasks()[:1], killed)
+        there = sweep("ray", epochs=20, refit=False, workers=2).run(
+            X, Y, run_dir=tmp_path / "run", checkpoint_seconds=0
+        )
+        watcher.join(timeout=5)
+        assert killed, "no Ray worker was killed"
+        assert there.timing["executor"] == {"name": "ray", "workers": 2}
+    finally:
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
     same_tables(sweep("local", epochs=20, refit=False).run(X, Y), there)
 
 
