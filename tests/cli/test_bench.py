@@ -78,11 +78,12 @@ def test_the_scale_bench_reports_members_and_executors_side_by_side():
     """`reglab bench --scale`, tiny: structure and consistency, never speed."""
     from reglab.cli.bench_scale import big_data, scale, table
 
-    report = scale(repeats=(1, 2), epochs=1, executors=[("local", 1), ("process", 1)], echo=lambda message: None)
+    # the executors' loop with local alone: a worker's start costs ~10 s here (the executors' own tests run them)
+    report = scale(repeats=(1, 2), epochs=1, executors=[("local", 1)], echo=lambda message: None)
     assert list(report["members"]) == ["40", "80"] and report["members"]["40"]["per_member_vs_smallest"] == 1.0
     for count, row in report["members"].items():
         assert row["seconds"] > 0 and row["seconds_per_member"] == pytest.approx(row["seconds"] / int(count))
-    assert list(report["executors"]) == ["local", "process ×1"] and report["executors"]["local"]["vs_local"] == 1.0
+    assert list(report["executors"]) == ["local"] and report["executors"]["local"]["vs_local"] == 1.0
     assert len(table(report)) == 2
     report["big_data"] = big_data(rows=3_000, small=1_000, epochs=1, echo=lambda message: None)
     big = report["big_data"]

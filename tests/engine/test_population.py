@@ -94,8 +94,10 @@ def assert_equivalent(build, x, setting, members_checked=(0, -1), **kwargs):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_model_family_trains_exactly_as_model_fit(family):
+    """Each family's regularized member (λ = 1e-2, second fold) against `fit` (each `fit` compiles its own:
+    the most of these tests' time); the MLP's members of both λ and both folds."""
     build, x = FAMILIES[family]
-    by_lambda = assert_equivalent(build, x, training())
+    by_lambda = assert_equivalent(build, x, training(), members_checked=(0, -1) if family == "mlp-dropout" else (-1,))
     assert (by_lambda[1e-2].train_penalty > by_lambda[0.0].train_penalty).all()
 
 
@@ -167,7 +169,7 @@ def test_keras_io_sized_models_train_exactly_as_model_fit(family):
     while every convolution is `fit`'s bit for bit (the test below). The zoo's own conv + BatchNorm
     families are checked under Adam."""
     build, x = zoo.keras_io_families()[family]
-    assert_equivalent(build, x, training("sgd", 1e-2, epochs=2), n=120)
+    assert_equivalent(build, x, training("sgd", 1e-2, epochs=2), members_checked=(-1,), n=120)
 
 
 @pytest.mark.parametrize("channels", [1, 64])
