@@ -158,6 +158,9 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             plan = plan_shard(
                 [train_sizes[i] for i in cuts[0]], [val_sizes[i] for i in cuts[0]], B, *padded, max(val_sizes)
             )
+            if on_disk:  # the batches are made on the host as the steps ask for them
+                blocks = [min(length, X.validation_block(len(who))) for who, length, _ in plan.validation]
+                X.batches = streaming.Batches(members, cuts, plan, order, offsets, blocks if validate else [])
             shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
             run = program.epoch_function(plan, X, Y, training.epochs)
             started = time.perf_counter()
@@ -179,14 +182,17 @@ def _train_population(population, data, training, validate, order, checkpoints=N
 
         def validation(plan, cut):
             """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
+            if on_disk:  # per cohort, its blocks' keys (shard, block): `streaming.Batches.validation` makes them
+                n = X.batches.cuts.index(cut)
+                keys = [
+                    np.array([[n, b] for b in range(-(-length // block))], "int32")
+                    for (_, length, _), block in zip(plan.validation if validate else (), X.batches.validation_blocks)
+                ]
+                return keys, [None] * len(keys)
             val_sets = [members[i].val + offsets[i] for i in cut]
             out = []
             for who, length, padded in plan.validation if validate else ():
-                if on_disk:  # in blocks (members × blocks × rows), the last one padded
-                    block = min(length, X.validation_block(len(who)))
-                    idx, weight = pad([val_sets[i] for i in who], -(-length // block) * block)
-                    out.append((idx.reshape(len(who), -1, block), weight.reshape(len(who), -1, block)))
-                elif padded:
+                if padded:
                     out.append(pad([val_sets[i] for i in who], length))
                 else:
                     out.append((np.stack([val_sets[i] for i in who]).astype("int32"), None))
@@ -195,6 +201,10 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         def batch_indices(plan, epoch, cut):
             """Per segment of the shard `cut` (members, steps, batch): each member's next batches in its
             order of this epoch, and for a padded segment their weights (1 for a real row)."""
+            if on_disk:  # per segment, its steps' keys (shard, epoch, step): `streaming.Batches.training` makes them
+                n = X.batches.cuts.index(cut)
+                keys = [np.array([[n, epoch, t] for t in range(s.steps)], "int32") for s in plan.segments]
+                return keys, [None] * len(keys)
             orders = [order(members[i], epoch) + offsets[i] for i in cut]
             out, weights, used = [], [], [0] * len(orders)
             for segment in plan.segments:

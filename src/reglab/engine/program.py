@@ -206,10 +206,10 @@ class Program:
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 
-    def _validate_blocks(self, trainable, non_trainable, coefficients, X, Y, index, weight):
-        """`_member_validate` of a cohort over its validation rows in blocks (index and weight: members ×
-        blocks × rows), the metrics accumulated over the blocks as `evaluate` accumulates them over
-        batches, the losses averaged over the real rows."""
+    def _validate_blocks(self, trainable, non_trainable, coefficients, X, Y, cohort, keys):
+        """`_member_validate` of a cohort over its validation rows in blocks (`keys`: one per block, whose
+        rows and weights `X.validation_batch` makes on the host), the metrics accumulated over the blocks
+        as `evaluate` accumulates them over batches, the losses averaged over the real rows."""
         jax, jnp = self.jax, self.jnp
 
         def member(trainable, non_trainable, coefficients, metrics, x, y, weight):
@@ -222,18 +222,18 @@ class Program:
 
         block = jax.vmap(member)
 
-        def body(carry, step):
+        count = len(X.batches.plan.validation[cohort][0])
+        shape = (count, X.batches.validation_blocks[cohort])
+
+        def body(carry, key):
             metrics, sums = carry
-            idx, w = step
-            metrics, numbers = block(
-                trainable, non_trainable, coefficients, metrics, X.gather(idx), take_rows(Y, idx), w
-            )
+            x, idx, w = X.validation_batch(cohort, key, shape)
+            metrics, numbers = block(trainable, non_trainable, coefficients, metrics, x, take_rows(Y, idx), w)
             return (metrics, sums + numbers), None
 
-        count = index.shape[0]
         metrics = [jnp.broadcast_to(jnp.asarray(v), (count, *np.shape(v))) for v in self.metric_start]
         start = (metrics, jnp.zeros((count, 3), "float32"))
-        (metrics, sums), _ = jax.lax.scan(body, start, (jnp.swapaxes(index, 0, 1), jnp.swapaxes(weight, 0, 1)))
+        (metrics, sums), _ = jax.lax.scan(body, start, keys)
         result = jax.vmap(self._metric_result)(metrics)
         losses = sums[:, :2] / jnp.maximum(sums[:, 2:], 1.0)
         named = [jnp.reshape(result[name], (count, 1)) for name in self.metric_names]
@@ -304,12 +304,13 @@ class Program:
         indices and weights, per-cohort validation indices and weights) -> (state, training sums,
         training metrics, validation numbers, weight statistics). Weights are None where batches are
         not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for).
-        `X`: the features on the device, or a `HostRows` that a step asks for its rows (features on disk);
-        its validation indices and weights then have a block axis: (members, blocks, rows)."""
+        `X`: the features on the device, or a `HostRows` (features on disk) that a step asks for its batch:
+        the batch and validation "indices" are then keys (shard, epoch, step) and (shard, block), the
+        weights None (`reglab.engine.streaming.Batches`)."""
         jax, jnp = self.jax, self.jnp
         M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
         width = 2 + len(self.terms) + len(self.activity)
-        streamed = hasattr(X, "gather")  # features on disk (`reglab.engine.streaming.HostRows`)
+        streamed = hasattr(X, "batches")  # features on disk (`reglab.engine.streaming.HostRows`)
         check = jax.vmap(self._member_validate)
 
         def take(tree, who):
@@ -323,17 +324,26 @@ class Program:
             metrics = [jnp.broadcast_to(jnp.asarray(v), (M, *np.shape(v))) for v in self.metric_start]
             carry = (*start, metrics)
             sums = jnp.zeros((M, width), "float32")
-            for segment, idx, weight in zip(segment_plan, batch_indices, batch_weights):
+            for number, (segment, idx, weight) in enumerate(zip(segment_plan, batch_indices, batch_weights)):
                 part, coef = take(carry, segment.members), take(coefficients, segment.members)
                 step = jax.vmap(lambda s, c, x, y, w, ragged=segment.ragged: self._member_step(s, c, x, y, w, ragged))
 
-                def body(inner, step_input, coef=coef, step=step):
-                    step_idx, step_weight = step_input
-                    inner, numbers = step(inner, coef, fetch(X, step_idx), take_rows(Y, step_idx), step_weight)
+                def body(inner, step_input, coef=coef, step=step, number=number, segment=segment):
+                    if streamed:  # the step's rows and weights, made on the host (`streaming.Batches`)
+                        x, step_idx, step_weight = X.batch(number, step_input, (len(segment.members), segment.batch))
+                        step_weight = step_weight if segment.padded else None
+                    else:
+                        step_idx, step_weight = step_input
+                        x = take_rows(X, step_idx)
+                    inner, numbers = step(inner, coef, x, take_rows(Y, step_idx), step_weight)
                     rows = step_weight.sum(axis=1) if step_weight is not None else segment.batch
                     return inner, numbers * jnp.reshape(rows, (-1, 1))
 
-                inputs = (jnp.swapaxes(idx, 0, 1), None if weight is None else jnp.swapaxes(weight, 0, 1))
+                inputs = (
+                    idx
+                    if streamed
+                    else (jnp.swapaxes(idx, 0, 1), None if weight is None else jnp.swapaxes(weight, 0, 1))
+                )
                 with expected_calls(segment.steps * epochs):
                     part, numbers = jax.lax.scan(body, part, inputs)
                 carry = put(carry, segment.members, part)
@@ -348,13 +358,13 @@ class Program:
             trainable, non_trainable, optimizer_values = keep((trainable, non_trainable, optimizer_values), start)
             train_metrics = jax.vmap(self._metric_result)(metrics)
             val = jnp.full((M, 2 + len(self.metric_names)), jnp.nan, "float32")
-            for (who, _, _), idx, weight in zip(val_plan, val_indices, val_weights):
+            for cohort, ((who, _, _), idx, weight) in enumerate(zip(val_plan, val_indices, val_weights)):
                 part = take((trainable, non_trainable, coefficients), who)
                 # validation: one forward pass an epoch over a whole fold, whose measurement would cost
                 # seconds (a keras-io convnet: ~20 s): never measured, `map` (see reglab.engine.convolution)
                 with expected_calls(0):
                     if streamed:  # in blocks of rows, each read from the host when its turn comes
-                        numbers = self._validate_blocks(*part, X, Y, idx, weight)
+                        numbers = self._validate_blocks(*part, X, Y, cohort, idx)
                     else:
                         numbers = check(*part, take_rows(X, idx), take_rows(Y, idx), weight)
                     val = val.at[np.asarray(who)].set(numbers)
@@ -367,11 +377,6 @@ class Program:
             return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
 
         return jax.jit(epoch, donate_argnums=(0,))
-
-
-def fetch(X, index):
-    """The feature rows `index`: taken on the device, or asked of the host (features on disk: `HostRows`)."""
-    return X.gather(index) if hasattr(X, "gather") else take_rows(X, index)
 
 
 def take_rows(tree, index):
