@@ -48,7 +48,7 @@ class ChunkedOrder:
     True
     """
 
-    def __init__(self, n: int, rows: int, keep_bytes: int = 64 << 20):
+    def __init__(self, n: int, rows: int, keep_bytes: int = 32 << 20):
         self.n, self.rows, self.count = n, rows, -(-n // rows)
         self.keep_bytes = keep_bytes  # the chunk orders kept: about two chunks per member at a time
         self._made: OrderedDict = OrderedDict()  # (member, epoch, chunk) -> the member's rows of it, in order
