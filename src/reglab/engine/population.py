@@ -46,7 +46,7 @@ import keras
 import numpy as np
 
 from reglab import _keras_private as private
-from reglab.engine import streaming
+from reglab.engine import compile_cache, streaming
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
 from reglab.engine.checkpoints import (
     Checkpoints,
@@ -90,6 +90,7 @@ def train_population(
     records so far) is saved at epoch boundaries and a population that finds its checkpoint continues
     from it: the result is bit-identical to an uninterrupted run (test).
     """
+    compile_cache.use()
     try:
         return _train_population(population, data, training, validate, order, checkpoints)
     except _Untraceable as split:

@@ -1,0 +1,51 @@
+"""XLA's programs kept on disk: a sweep in a fresh process fills reglab's cache (and a second run reads it),
+a cache folder the user gave JAX is used as it is, and REGLAB_COMPILE_CACHE=0 (what `reglab bench` sets)
+keeps nothing."""
+
+import os
+import subprocess
+import sys
+
+SWEEP = """
+import reglab, keras, time
+from sklearn.datasets import load_breast_cancer
+x, y = load_breast_cancer(return_X_y=True)
+def build(point):
+    return keras.Sequential([keras.Input((30,)),
+        keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+        keras.layers.Dense(2, activation="softmax")])
+result = reglab.Sweep(build, grid={"l2": [0, 1e-2]}, cv=2, epochs=2, refit=False, seed=0).run(x, y)
+print(result.timing["compile_seconds"])
+"""
+
+CONFIG = """
+from reglab.engine import compile_cache
+compile_cache.use()
+import jax
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+def run(code, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("REGLAB_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, "KERAS_BACKEND": "jax", **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_sweep_keeps_its_programs_in_reglabs_cache_and_a_second_run_reads_them(tmp_path):
+    run(SWEEP, REGLAB_CACHE=str(tmp_path))
+    kept = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert kept, "nothing was kept"
+    run(SWEEP, REGLAB_CACHE=str(tmp_path))  # the same programs: each read back, none compiled and added again
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
+
+
+def test_a_folder_given_to_jax_is_used_and_reglab_compile_cache_0_keeps_nothing(tmp_path):
+    assert run(CONFIG, REGLAB_CACHE=str(tmp_path)) == str(tmp_path / "xla")
+    assert run(CONFIG, REGLAB_CACHE=str(tmp_path), JAX_COMPILATION_CACHE_DIR=str(tmp_path / "mine")) == str(
+        tmp_path / "mine"
+    )
+    assert run(CONFIG, REGLAB_CACHE=str(tmp_path), REGLAB_COMPILE_CACHE="0") == "None"
