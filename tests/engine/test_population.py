@@ -254,6 +254,32 @@ def test_shards_side_by_side_train_each_member_as_one_program_does(monkeypatch, 
             np.testing.assert_allclose(runs[2][1][member.id][path], w, rtol=1e-6, atol=1e-7)
 
 
+def test_a_population_that_does_not_fit_in_memory_trains_in_halves_each_member_as_before(monkeypatch):
+    """XLA's RESOURCE_EXHAUSTED (a device out of memory; stood in for here, this suite has no GPU) splits the
+    population in two, and a half again where it must: one warning, and every member's records and
+    weights are those of the whole population (to float32 rounding, as for shards)."""
+    dataset, members = setup(X, n=150, folds=2, lambdas=(0.0, 1e-4, 1e-2))  # 6 members
+    (pop,), _ = population.plan_populations(members, mlp_dropout)
+    whole = population.train_population(pop, dataset, training(epochs=2))
+    real, sizes = population._train_population, []
+
+    def tight(part, *args):
+        sizes.append(len(part.members))
+        if len(part.members) > 2:
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1073741824 bytes.")
+        return real(part, *args)
+
+    monkeypatch.setattr(population, "_train_population", tight)
+    (pop,), _ = population.plan_populations(members, mlp_dropout)  # fresh models: the first run wrote back
+    with pytest.warns(UserWarning, match=r"population of 6 members did not fit .*RESOURCE_EXHAUSTED") as told:
+        parts = population.train_population(pop, dataset, training(epochs=2))
+    assert len(told) == 1 and sizes == [6, 3, 1, 2, 3, 1, 2] and parts[2]["members"] == 6
+    for member in members:
+        pd.testing.assert_frame_equal(whole[0][member.id], parts[0][member.id], check_exact=False, rtol=1e-6)
+        for path, w in whole[1][member.id].items():
+            np.testing.assert_allclose(parts[1][member.id][path], w, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("bad_lambda", [1e4, -1.0], ids=["loss-explodes", "finite-loss-nan-gradient"])
 def test_a_diverging_member_is_frozen_and_leaves_the_others_bit_for_bit_unchanged(bad_lambda):
     setting = training("sgd", 0.05, epochs=4)

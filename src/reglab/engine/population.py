@@ -91,24 +91,46 @@ def train_population(
     from it: the result is bit-identical to an uninterrupted run (test).
     """
     compile_cache.use()
+    return _in_parts(population, lambda part: _train_population(part, data, training, validate, order, checkpoints))
+
+
+def _in_parts(population: Population, train, told: list | None = None):
+    """`train(population)`; where its layers need a per-member value as a Python number, one population per
+    value; where it does not fit in the device's memory (XLA's RESOURCE_EXHAUSTED), in two halves — each
+    split again if it must —, said once. Each member trains as it would have in one population (test)."""
+    import warnings
+
     try:
-        return _train_population(population, data, training, validate, order, checkpoints)
+        return train(population)
     except _Untraceable as split:
-        out, weights, timing = (
-            {},
-            {},
-            {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0, "convolutions": {}},
-        )
-        for who in split.groups:
-            part = Population([population.members[i] for i in who], [population.models[i] for i in who])
-            records, final, seconds = _train_population(part, data, training, validate, order, checkpoints)
-            out.update(records)
-            weights.update(final)
-            for key in ("compile_seconds", "seconds", "members"):
-                timing[key] += seconds[key]
-            timing["epoch_seconds"] += seconds["epoch_seconds"]
-            timing["convolutions"].update(seconds["convolutions"])
-        return out, weights, timing
+        groups = split.groups
+    except Exception as error:
+        M = len(population.members)
+        if "RESOURCE_EXHAUSTED" not in str(error) or M < 2:
+            raise
+        groups = [range(M // 2), range(M // 2, M)]
+        told = [] if told is None else told
+        if not told:
+            told.append(True)
+            reason = str(error).strip().splitlines()[0][:200]
+            warnings.warn(
+                f"reglab: a population of {M} members did not fit in the device's memory ({reason}); "
+                "training it in parts (halves, and halves of those where they must)",
+                UserWarning,
+                stacklevel=2,
+            )
+    out, weights = {}, {}
+    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0, "convolutions": {}}
+    for who in groups:
+        part = Population([population.members[i] for i in who], [population.models[i] for i in who])
+        records, final, seconds = _in_parts(part, train, told)
+        out.update(records)
+        weights.update(final)
+        for key in ("compile_seconds", "seconds", "members"):
+            timing[key] += seconds[key]
+        timing["epoch_seconds"] += seconds["epoch_seconds"]
+        timing["convolutions"].update(seconds["convolutions"])
+    return out, weights, timing
 
 
 @dataclass
