@@ -81,7 +81,7 @@ def test_a_streamed_population_trains_every_member_exactly_as_model_fit_of_its_b
     # each chunk read once an epoch for training and once for validation, for all four members (a
     # shard running beside another may read one again): never once per member
     assert len(reads) <= setting.epochs * 2 * 5 + 4, len(reads)
-    order = streaming.chunked_order(n, 64)
+    order = streaming.ChunkedOrder(n, 64)
     for m in (0, -1):  # both λ, both folds
         member = members[m]
         expected, history = fit(build, member, x, y, setting, order, val_batch=40)

@@ -154,7 +154,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     N = len(data)
     on_disk = streaming.streamed(data.x)  # the features stay on the host: `x_views` reads them as asked
     if on_disk and order is default_order:
-        order = streaming.chunked_order(N, data.x.chunk_rows)
+        order = streaming.ChunkedOrder(N, data.x.chunk_rows)
     # host copies for the padding probe; `device_put`, not `jnp.asarray`, which compiles a copy per shape
     host = [
         views if views is x_views and on_disk else jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), views)

@@ -1,7 +1,7 @@
 """A population on features larger than memory (`reglab.on_disk.DiskArray`): what the population engine
 needs to train on data it never holds whole.
 
-- `chunked_order`: each epoch visits the data's chunks in one shuffled order shared by every member,
+- `ChunkedOrder`: each epoch visits the data's chunks in one shuffled order shared by every member,
   and each member its own training rows of a chunk in its own shuffled order — so all members read
   the same chunk at about the same time, and each chunk is read once an epoch for all of them.
 - `Batches`: which rows each member's step (or validation block) takes, made on the host when the step
@@ -117,10 +117,6 @@ class ChunkedOrder:
 
     def __call__(self, member, epoch: int) -> np.ndarray:
         return self.take(member, epoch, np.arange(len(member.train)))
-
-
-def chunked_order(n: int, rows: int) -> ChunkedOrder:
-    return ChunkedOrder(n, rows)
 
 
 class Batches:
