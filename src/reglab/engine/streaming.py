@@ -49,7 +49,7 @@ class ChunkedOrder:
     """
 
     def __init__(self, n: int, rows: int, keep_bytes: int = 32 << 20):
-        self.n, self.rows, self.count = n, rows, -(-n // rows)
+        self.rows, self.count = rows, -(-n // rows)
         self.keep_bytes = keep_bytes  # the chunk orders kept: about two chunks per member at a time
         self._made: OrderedDict = OrderedDict()  # (member, epoch, chunk) -> the member's rows of it, in order
         self._kept_bytes = 0
@@ -197,7 +197,6 @@ class HostRows:
         self.scaled = [s is not None for s in scalings]
         self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.reads = 0  # chunks read from disk (what the benchmark reports)
         self.batches: Batches | None = None  # set for each schedule (`reglab.engine.population`)
 
     def _chunk(self, c: int) -> np.ndarray:
@@ -205,7 +204,6 @@ class HostRows:
             self._chunks.move_to_end(c)
             return self._chunks[c]
         block = self.x[c * self.rows : min((c + 1) * self.rows, self.n)]
-        self.reads += 1
         self._chunks[c] = block
         while len(self._chunks) > CACHED_CHUNKS:
             self._chunks.popitem(last=False)
@@ -233,26 +231,19 @@ class HostRows:
     def batch(self, segment_index: int, key, shape):
         """A training step's (feature rows, row indices, weights) from `self.batches`, inside a compiled
         program: one call to the host a step."""
-        import jax
-
-        def rows(key):
-            index, weight = self.batches.training(segment_index, key)
-            return self(index), index, weight
-
-        out = (
-            jax.ShapeDtypeStruct((*shape, *self.row_shape), np.dtype("float32")),
-            jax.ShapeDtypeStruct(shape, np.dtype("int32")),
-            jax.ShapeDtypeStruct(shape, np.dtype("float32")),
-        )
-        return jax.pure_callback(rows, out, key)
+        return self._ask(lambda k: self.batches.training(segment_index, k), key, shape)
 
     def validation_batch(self, cohort: int, key, shape):
         """A validation block's (feature rows, row indices, weights) from `self.batches`, inside a compiled
         program."""
+        return self._ask(lambda k: self.batches.validation(cohort, k), key, shape)
+
+    def _ask(self, make, key, shape):
+        """(rows, indices, weights) of the batch `make(key)` names, through one `jax.pure_callback`."""
         import jax
 
         def rows(key):
-            index, weight = self.batches.validation(cohort, key)
+            index, weight = make(key)
             return self(index), index, weight
 
         out = (
