@@ -155,7 +155,7 @@ def test_the_cli_stopped_by_ctrl_c_then_killed_mid_training_resumes_to_the_unint
     """Ctrl-C (exit 130, one line saying how to go on), a re-run killed with SIGKILL mid-training, a third
     run: the tables equal those of a run never interrupted."""
     config = tmp_path / "sweep.toml"
-    config.write_text(textwrap.dedent(CONFIG.format(epochs=60)))
+    config.write_text(textwrap.dedent(CONFIG.format(epochs=200)))  # each run past its first save
     whole = _cli(config, tmp_path / "whole")
     assert whole.wait(timeout=600) == 0, whole.communicate()
     cut, last = tmp_path / "cut", 0.0

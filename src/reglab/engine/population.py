@@ -143,6 +143,7 @@ class _Schedule:
     lowered: object
     started: float
     convolutions: dict  # how each convolution's members are batched, and the figures it was chosen on
+    arrays: tuple  # the data on the device, the program's last argument: (features or None if on disk, targets)
 
 
 def _train_population(population, data, training, validate, order, checkpoints=None):
@@ -161,6 +162,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         for views in (x_views, y_views)
     ]
     X, Y = (host[0], jax.device_put(host[1])) if on_disk else jax.device_put(host)
+    arrays = (None if on_disk else X, Y)  # the epoch program's last argument (`Program.epoch_function`)
     offsets = view_of.astype("int64") * N
     B = training.batch_size
     train_sizes = [len(m.train) for m in members]
@@ -185,7 +187,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 blocks = [min(length, X.validation_block(len(who))) for who, length, _ in plan.validation]
                 X.batches = streaming.Batches(members, cuts, plan, order, offsets, blocks if validate else [])
             shards = [(cut, jax.device_put(validation(plan, cut))) for cut in cuts]
-            run = program.epoch_function(plan, X, Y, training.epochs)
+            run = program.epoch_function(plan, X if on_disk else None, training.epochs)
             started = time.perf_counter()
             rows = np.asarray(cuts[0])
             first = (
@@ -195,13 +197,13 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             )
             try:  # once per population: the points' values are arguments, not constants
                 with per_member_on_cpu() as convolutions:  # see reglab.engine.convolution
-                    lowered = run.lower(*first, *shards[0][1])
+                    lowered = run.lower(*first, *shards[0][1], arrays)
             except Exception:
                 if not program.knobs:
                     raise
                 values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
                 raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
-            return _Schedule(plan, shards, lowered, started, convolutions)
+            return _Schedule(plan, shards, lowered, started, convolutions, arrays)
 
         def validation(plan, cut):
             """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
@@ -320,11 +322,11 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
             for cut, validation in shards
         ]
         if len(shards) == 1:
-            outputs = [compiled(states[0], *calls[0])]
+            outputs = [compiled(states[0], *calls[0], schedule.arrays)]
         else:  # in threads of their own: JAX runs programs dispatched from one thread one after another
             outputs = list(
                 pool.map(
-                    lambda args: jax.block_until_ready(compiled(*args)),
+                    lambda args: jax.block_until_ready(compiled(*args, schedule.arrays)),
                     [(shard_state, *call) for shard_state, call in zip(states, calls)],
                 )
             )

@@ -260,7 +260,8 @@ class Program:
         coefficients = self.values(0, members=0)
         weight = jax.device_put((np.arange(rows) < real).astype("float32"))
 
-        def train(x, y, weight):
+        def train(member, x, y, weight):
+            trainable, non_trainable, coefficients = member
             metrics = [jnp.asarray(v) for v in self.metric_start]
             grads, numbers, y_pred, nt, m = self._gradient(
                 trainable, non_trainable, metrics, coefficients, x, y, weight
@@ -268,19 +269,29 @@ class Program:
             result = self._metric_result(m)
             return grads, numbers, jax.tree.map(lambda p: p[:real], y_pred), nt, [result[k] for k in self.metric_names]
 
-        def evaluate(x, y, weight):
-            return self._member_validate(trainable, non_trainable, coefficients, x, y, weight)
+        def evaluate(member, x, y, weight):
+            return self._member_validate(*member, x, y, weight)
 
-        @jax.jit  # one small compilation: eager Keras would cost seconds
-        def probe(x_real, y_real, paddings, y):
-            return [[f(x_real, y_real, None), *(f(x_pad, y, weight) for x_pad in paddings)] for f in (train, evaluate)]
+        @jax.jit  # one small compilation: eager Keras would cost seconds. Values as arguments: see epoch_function
+        def probe(member, x_real, y_real, paddings, y, weight):
+            return [
+                [f(member, x_real, y_real, None), *(f(member, x_pad, y, weight) for x_pad in paddings)]
+                for f in (train, evaluate)
+            ]
 
         head = jax.tree.map(lambda a: a[:real], x)
         paddings = [
             jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
             jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x),
         ]
-        args = (head, jax.tree.map(lambda a: a[:real], y), paddings, y)
+        args = (
+            (trainable, non_trainable, coefficients),
+            head,
+            jax.tree.map(lambda a: a[:real], y),
+            paddings,
+            y,
+            weight,
+        )
 
         def answer(lowered):
             try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
@@ -299,18 +310,21 @@ class Program:
             return done
         return pool.submit(answer, lowered)
 
-    def epoch_function(self, plan: Plan, X, Y, epochs: int = 1):
+    def epoch_function(self, plan: Plan, host_rows=None, epochs: int = 1):
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
-        indices and weights, per-cohort validation indices and weights) -> (state, training sums,
+        indices and weights, per-cohort validation indices and weights, data) -> (state, training sums,
         training metrics, validation numbers, weight statistics). Weights are None where batches are
         not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for).
-        `X`: the features on the device, or a `HostRows` (features on disk) that a step asks for its batch:
-        the batch and validation "indices" are then keys (shard, epoch, step) and (shard, block), the
-        weights None (`reglab.engine.streaming.Batches`)."""
+        `data`: (features, targets) on the device — arguments, not constants, so that the compiled program
+        depends on the data's shapes only (JAX would embed closed-over arrays in the program: a cache entry
+        per dataset and fold split, and a copy of the data in every executable) —, or (None, targets) with
+        `host_rows`, a `HostRows` (features on disk) that a step asks for its batch: the batch and
+        validation "indices" are then keys (shard, epoch, step) and (shard, block), the weights None
+        (`reglab.engine.streaming.Batches`)."""
         jax, jnp = self.jax, self.jnp
         M, segment_plan, val_plan = plan.size, plan.segments, plan.validation
         width = 2 + len(self.terms) + len(self.activity)
-        streamed = hasattr(X, "batches")  # features on disk (`reglab.engine.streaming.HostRows`)
+        streamed = host_rows is not None  # features on disk (`reglab.engine.streaming.HostRows`)
         check = jax.vmap(self._member_validate)
 
         def take(tree, who):
@@ -319,7 +333,8 @@ class Program:
         def put(tree, who, part):
             return part if len(who) == M else jax.tree.map(lambda a, b: a.at[np.asarray(who)].set(b), tree, part)
 
-        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights):
+        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights, data):
+            X, Y = (host_rows, data[1]) if streamed else data
             start = (state["trainable"], state["non_trainable"], state["optimizer"])
             metrics = [jnp.broadcast_to(jnp.asarray(v), (M, *np.shape(v))) for v in self.metric_start]
             carry = (*start, metrics)
