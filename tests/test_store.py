@@ -53,7 +53,7 @@ def finished(tmp_path_factory):
     """One finished sweep (KWARGS) in a run directory, shared by the tests below that start from one: its
     path, its result and how many models its builder made. Each test works on its own copy (`copy_of`)."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    keras.backend.clear_session()  # as conftest's _fresh_keras does for a test
+    keras.backend.clear_session(free_memory=False)  # as conftest's _fresh_keras does for a test
     keras.utils.set_random_seed(0)
     builder = Builder()
     result = reglab.Sweep(builder, **KWARGS).run(X, Y, run_dir=run_dir)
