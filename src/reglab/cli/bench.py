@@ -12,7 +12,8 @@ TensorFlow in a subprocess (the seeds' way, which `speedup_vs_sequential_keras` 
 on a CPU; on an accelerator, a jitted JAX matmul's on that device). Where TensorFlow is not installed (a
 JAX-only GPU machine), the sequential peer on this backend stands in for the seeds' way
 (`sequential_keras_backend` says which).
-Ratios measured side by side mean something on a shared, noisy machine; absolute times little.
+The same workload is also run cold and warm, each in a fresh process (`reglab.cli.bench_warm`): what a
+user's first run and next run cost. Ratios measured side by side mean something on a shared, noisy machine; absolute times little.
 """
 
 from __future__ import annotations
@@ -244,6 +245,10 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         search.fit(x, y)
     sklearn_seconds = time.perf_counter() - started
 
+    from reglab.cli.bench_warm import warm_start
+
+    warm = warm_start(lambdas, epochs, other=not quick, echo=echo)
+
     device = _device()
     echo(f"FLOP bound: batched matmul rate ({'numpy' if device == 'CPU' else device}) …")
     rate = matmul_rate(0.5 if quick else 2.0) if device == "CPU" else device_matmul_rate(0.5 if quick else 2.0)
@@ -255,6 +260,8 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
         "speedup_vs_sequential_keras": keras_seconds / reglab_seconds,
         "speedup_vs_sklearn": sklearn_seconds / reglab_seconds,
         "ratio_to_flop_bound": reglab_seconds / bound,
+        "warm_ratio_to_flop_bound": warm["warm"]["seconds"] / bound,
+        "warm_start": warm,
         "reglab_seconds": reglab_seconds,
         "compile_seconds": compile_seconds,
         "peak_rss_mb": peak_rss_mb,

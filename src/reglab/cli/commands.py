@@ -254,6 +254,9 @@ def bench(
         f"reglab / bound = {report['ratio_to_flop_bound']:.2f}",
     )
     console.print(table)
+    from reglab.cli.bench_warm import table as warm_table
+
+    console.print(warm_table(report["warm_start"], report["flop_bound_seconds"]))
     accuracy = Table(title="Mean validation accuracy per λ")
     for name in ("λ", "reglab (5 folds)", "reglab (fold 0)", "sequential Keras (fold 0)"):
         accuracy.add_column(name, justify="right")
