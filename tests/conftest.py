@@ -35,12 +35,15 @@ def pytest_unconfigure(config):
 def pytest_collection_modifyitems(config, items):
     """`python3 tasks.py test` runs the suite twice: on JAX, reglab's backend (everything not marked
     `tf_only`), and on TensorFlow (KERAS_BACKEND=tensorflow: only what is marked `both_backends` — the
-    Keras-level kit, which works on either backend — or `tf_only`)."""
+    Keras-level kit, which works on either backend — or `tf_only`, never `jax_only`)."""
     backend = keras.backend.backend()
     keep, drop = [], []
     for item in items:
         marks = {m.name for m in item.iter_markers()}
-        runs = "tf_only" not in marks if backend == "jax" else bool(marks & {"both_backends", "tf_only"})
+        if backend == "jax":
+            runs = "tf_only" not in marks
+        else:
+            runs = bool(marks & {"both_backends", "tf_only"}) and "jax_only" not in marks
         (keep if runs else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

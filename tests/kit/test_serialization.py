@@ -136,6 +136,7 @@ print(json.dumps([heavy, sorted(n for n in keras.saving.get_custom_objects() if 
 
 
 @pytest.mark.slow
+@pytest.mark.jax_only  # its process is a JAX one whichever pass runs it: once is enough
 def test_a_users_jax_process_sweeps_saves_and_loads_without_importing_tensorflow(tmp_path):
     """Keras asks `tf.available` (importing TensorFlow, ~460 MB) before every isinstance check of
     `serialize_keras_object`; reglab answers it from `sys.modules` (`reglab._lazy_tensorflow`), so a
