@@ -68,8 +68,25 @@ def test_scores(model, data, rest, test, training) -> dict:
     scores = scorer.evaluate(x, y, batch_size=max(1, min(len(test), 4096)), verbose=0, return_dict=True)
     prediction = scorer.predict(x, batch_size=max(1, min(len(test), 4096)), verbose=0)
     # `evaluate`'s loss adds the penalty; the compiled loss alone is the prediction loss
-    scores["loss"] = private.compile_loss(scorer, y, prediction)
+    scores["loss"] = prediction_loss(scorer, y, prediction)
     return {name: float(keras.ops.convert_to_numpy(value)) for name, value in scores.items()}
+
+
+def prediction_loss(model, y, prediction):
+    """`model`'s compiled loss alone (no penalty) of `prediction`. On JAX in one jitted program: run eagerly,
+    each of its operations compiles on its own (0.4–0.6 s for a classifier's loss; jitted ~0.1 s, the
+    same value); its per-output loss trackers update in a `StatelessScope` whose updates are dropped."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return private.compile_loss(model, y, prediction)
+    import jax
+
+    def loss(y, prediction):
+        with keras.StatelessScope():
+            return private.compile_loss(model, y, prediction)
+
+    return jax.jit(loss)(y, prediction)
 
 
 def with_preprocessing(model, scaling, data):
