@@ -13,9 +13,9 @@ from keras import layers as L
 
 from reglab import data as D
 from reglab import zoo
-from reglab.engine import convolution, population
-from reglab.engine import program as program_module
+from reglab.engine import convolution, population, row_independence
 from reglab.engine.batches import default_order
+from reglab.engine.grouping import signature
 from reglab.engine.training import Training, compile_model
 from reglab.kit import regularizers as R
 from reglab.kit.schedules import LinearWarmup, Scheduled
@@ -398,7 +398,7 @@ def test_a_layer_that_needs_its_rate_as_a_number_trains_one_population_per_rate(
 def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_rows(monkeypatch):
     """`row_independent` decides between one padded step body and exact partial-batch shapes; the
     equivalence tests above then cover both paths."""
-    monkeypatch.setattr(program_module, "_ANSWERS", {})  # each answer probed here, none remembered from before
+    monkeypatch.setattr(row_independence, "_ANSWERS", {})  # each answer probed here, none remembered from before
 
     def plain_mlp(point):
         return keras.Sequential(
@@ -432,31 +432,31 @@ def test_an_architecture_is_probed_once_a_process_a_refit_or_another_loss_is_not
     """`row_independent`'s answer is remembered by what decides it (the architecture, the loss and metrics, a
     row's shapes): a second population of the same model — other λ, other rows, the refit — is not probed
     again and trains as `fit` does; other metrics are another key; a BatchNormalization model is probed."""
-    monkeypatch.setattr(program_module, "_ANSWERS", {})
+    monkeypatch.setattr(row_independence, "_ANSWERS", {})
     probes = []
-    real = program_module.close
-    monkeypatch.setattr(program_module, "close", lambda a, b: probes.append(1) or real(a, b))
+    real = row_independence.close
+    monkeypatch.setattr(row_independence, "close", lambda a, b: probes.append(1) or real(a, b))
     by_lambda = assert_equivalent(mlp_dropout, X, training(epochs=1), members_checked=(), n=200)
     first = len(probes)
-    assert first > 0 and len(program_module._ANSWERS) == 1 and by_lambda
+    assert first > 0 and len(row_independence._ANSWERS) == 1 and by_lambda
     assert_equivalent(mlp_dropout, X, training(epochs=2), members_checked=(-1,), n=300, lambdas=(1e-3, 1e-1))
-    assert len(probes) == first and list(program_module._ANSWERS.values()) == [(True, True)]
+    assert len(probes) == first and list(row_independence._ANSWERS.values()) == [(True, True)]
     other = Training(**{**training().__dict__, "metrics": ("accuracy", "sparse_top_k_categorical_accuracy")})
     dataset, members = setup(X, n=100)
     (pop,), _ = population.plan_populations(members, mlp_dropout)
     remembered = (
-        program_module.signature(pop.models[0], members[0].point),
+        signature(pop.models[0], members[0].point),
         repr(("sparse_categorical_crossentropy", ("accuracy",), None)),
     )
     program = population.Program(pop, other, (D.rows(dataset.x, slice(0, 32)), dataset.y[:32]))
     try:
-        assert [key[:2] for key in program_module._ANSWERS] == [remembered]  # what the first probe decided
+        assert [key[:2] for key in row_independence._ANSWERS] == [remembered]  # what the first probe decided
         assert program.decided_by[0] == remembered[0] and program.decided_by != remembered
     finally:
         program.release()
     build, x = FAMILIES["resnet-batchnorm"]
     assert_equivalent(build, x, training(epochs=1), members_checked=(), n=100)
-    assert len(probes) > first and (False, True) in program_module._ANSWERS.values()
+    assert len(probes) > first and (False, True) in row_independence._ANSWERS.values()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from reglab import _keras_private as private
-from reglab.engine import basis
+from reglab.engine import basis, row_independence
 from reglab.engine.batches import Plan
 from reglab.engine.convolution import expected_calls
 from reglab.engine.grouping import Population, Unsupported, built, signature
@@ -18,10 +18,6 @@ from reglab.engine.knobs import PerMember, Recorded, learning_rate_variable, pen
 from reglab.kit import records
 from reglab.kit.schedules import Scheduled
 from reglab.search import points
-
-# `Program.row_independent`'s answers in this process, by what decides them (the architecture, the loss and
-# metrics, a row's shapes): a refit, or the next sweep of the same model in a notebook, does not probe again
-_ANSWERS: dict = {}
 
 
 class Program:
@@ -262,77 +258,8 @@ class Program:
         return self.row_independence(x, y).result()
 
     def row_independence(self, x, y, pool=None) -> Future:
-        """`row_independent` as a future: traced here, compiled and run in `pool` (a thread; XLA compiles
-        without the GIL, so the caller can trace the epoch meanwhile), or here without one."""
-        jax, jnp = self.jax, self.jnp
-        rows = jax.tree.leaves(x)[0].shape[0]
-        real = rows // 2 + 1
-        key = None
-        if self.decided_by is not None:
-            shapes = jax.tree.map(lambda a: (np.shape(a)[1:], str(a.dtype)), (x, y))
-            key = (*self.decided_by, str(jax.tree.structure(shapes)), str(jax.tree.leaves(shapes)))
-        if key in _ANSWERS:
-            done = Future()
-            done.set_result(_ANSWERS[key])
-            return done
-        trainable, non_trainable = (
-            [jax.device_put(a[0]) for a in self.initial[k]] for k in ("trainable", "non_trainable")
-        )
-        coefficients = self.values(0, members=0)
-        weight = jax.device_put((np.arange(rows) < real).astype("float32"))
-
-        def train(member, x, y, weight):
-            trainable, non_trainable, coefficients = member
-            metrics = [jnp.asarray(v) for v in self.metric_start]
-            grads, numbers, y_pred, nt, m = self._gradient(
-                trainable, non_trainable, metrics, coefficients, x, y, weight
-            )
-            result = self._metric_result(m)
-            return grads, numbers, jax.tree.map(lambda p: p[:real], y_pred), nt, [result[k] for k in self.metric_names]
-
-        def evaluate(member, x, y, weight):
-            return self._member_validate(*member, x, y, weight)
-
-        @jax.jit  # one small compilation: eager Keras would cost seconds. Values as arguments: see epoch_function
-        def probe(member, x_real, y_real, paddings, y, weight):
-            return [
-                [f(member, x_real, y_real, None), *(f(member, x_pad, y, weight) for x_pad in paddings)]
-                for f in (train, evaluate)
-            ]
-
-        head = jax.tree.map(lambda a: a[:real], x)
-        paddings = [
-            jax.tree.map(lambda a: np.concatenate([a[:real], np.zeros_like(a[real:])]), x),
-            jax.tree.map(lambda a: np.concatenate([a[:real], a[real:][::-1]]), x),
-        ]
-        args = (
-            (trainable, non_trainable, coefficients),
-            head,
-            jax.tree.map(lambda a: a[:real], y),
-            paddings,
-            y,
-            weight,
-        )
-
-        def answer(lowered):
-            try:  # run once: XLA's backend optimizations would cost more than they save (half the compile time)
-                outputs = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
-            except Exception:  # e.g. a model that needs one fixed batch size: not row-independent for us
-                return False, False
-            result = tuple(all(close(runs[0], other) for other in runs[1:]) for runs in outputs)
-            if key is not None:
-                _ANSWERS[key] = result
-            return result
-
-        try:
-            lowered = probe.lower(*args)
-        except Exception:
-            lowered = None
-        if lowered is None or pool is None:
-            done = Future()
-            done.set_result(answer(lowered) if lowered is not None else (False, False))
-            return done
-        return pool.submit(answer, lowered)
+        """`row_independent` as a future (`reglab.engine.row_independence.probe`)."""
+        return row_independence.probe(self, x, y, pool)
 
     def epoch_function(self, plan: Plan, host_rows=None, epochs: int = 1):
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
@@ -423,21 +350,6 @@ def take_rows(tree, index):
     import jax
 
     return jax.tree.map(lambda a: a[index], tree)
-
-
-def close(expected, got) -> bool:
-    """Every leaf of two pytrees equal to float32 rounding (relative to the leaf's scale)."""
-    import jax
-
-    a_leaves, b_leaves = jax.tree.leaves(expected), jax.tree.leaves(got)
-    if len(a_leaves) != len(b_leaves):
-        return False
-    for a, b in zip(a_leaves, b_leaves):
-        a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
-        scale = float(np.max(np.abs(a), initial=0.0))
-        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6 * max(scale, 1e-3), equal_nan=True):
-            return False
-    return True
 
 
 def weight_stats(jnp, weights):
