@@ -366,7 +366,8 @@ def test_points_differing_in_learning_rate_decay_proximal_strength_and_dropout_t
     setting = training()
     records, weights, timing = population.train_population(pops[0], dataset, setting)
     assert timing["members"] == len(members)
-    for member in members:
+    assert {(m.point["dropout"], m.fold) for m in members[:2]} == {(0.1, 0), (0.3, 1)}
+    for member in members[:2]:  # both points, both folds (each `fit` compiles its own: a few seconds each)
         expected, history = fit(build, member, dataset, setting)
         assert max(np.abs(expected[p] - weights[member.id][p]).max() for p in expected) <= 1e-5
         np.testing.assert_allclose(records[member.id].val_total, history["val_loss"], rtol=1e-5, atol=1e-6)
