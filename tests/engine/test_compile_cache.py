@@ -7,15 +7,16 @@ import subprocess
 import sys
 
 SWEEP = """
-import reglab, keras, time
+import json, os, reglab, keras, time
 from sklearn.datasets import load_breast_cancer
 x, y = load_breast_cancer(return_X_y=True)
+x = x * float(os.environ.get("SCALE", 1))  # other data of the same shapes
 def build(point):
     return keras.Sequential([keras.Input((30,)),
         keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
         keras.layers.Dense(2, activation="softmax")])
 result = reglab.Sweep(build, grid={"l2": [0, 1e-2]}, cv=2, epochs=2, refit=False, seed=0).run(x, y)
-print(result.timing["compile_seconds"])
+print(json.dumps(result.members.sort_values("member").val_loss.tolist()))
 """
 
 CONFIG = """
@@ -36,10 +37,15 @@ def run(code, **env):
 
 
 def test_a_sweep_keeps_its_programs_in_reglabs_cache_and_a_second_run_reads_them(tmp_path):
-    run(SWEEP, REGLAB_CACHE=str(tmp_path))
+    """Warm as cold: the second run reads every program back (none compiled and added again) and trains
+    every member to the same numbers; other data of the same shapes is the same programs too (the data is
+    an argument of each program, not a constant in it)."""
+    cold = run(SWEEP, REGLAB_CACHE=str(tmp_path))
     kept = sorted(p.name for p in (tmp_path / "xla").iterdir())
     assert kept, "nothing was kept"
-    run(SWEEP, REGLAB_CACHE=str(tmp_path))  # the same programs: each read back, none compiled and added again
+    assert run(SWEEP, REGLAB_CACHE=str(tmp_path)) == cold
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
+    assert run(SWEEP, REGLAB_CACHE=str(tmp_path), SCALE="1.5") != cold
     assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
 
 
