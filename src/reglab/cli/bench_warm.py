@@ -23,7 +23,8 @@ OTHER_LAMBDAS = (2e-5, 2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 5e-2, 2e-1)
 
 
 def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
-    """{"cold", "warm"[, "other_lambdas"]}: each {"seconds", "epoch_seconds", "compile_seconds", "fixed_seconds"}."""
+    """{"cold", "warm"[, "other_lambdas"], "warm_vs_cold"}: each {"seconds", "epoch_seconds", "compile_seconds",
+    "fixed_seconds", "peak_rss_mb"} (the child's whole process, imports included)."""
     folder = tempfile.mkdtemp(prefix="reglab-bench-warm-")
     try:
         runs = [("cold", lambdas), ("warm", lambdas)]
@@ -41,7 +42,7 @@ def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
 
 def _child(cache: str, lambdas: list, epochs: int) -> dict:
     code = f"""
-import json, time
+import json, resource, time
 from reglab.cli.bench import HIDDEN, _data
 from reglab.models import MLP
 from reglab.sweep import Sweep
@@ -53,7 +54,8 @@ result = sweep.run(x, y)
 seconds = time.perf_counter() - started
 epochs = sum(result.timing["epoch_seconds"])
 print(json.dumps({{"seconds": seconds, "epoch_seconds": epochs, "compile_seconds": result.timing["compile_seconds"],
-                  "fixed_seconds": seconds - epochs}}))
+                  "fixed_seconds": seconds - epochs,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("REGLAB_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
     env.update({"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "REGLAB_CACHE": cache})
@@ -68,7 +70,7 @@ def table(report: dict, flop_bound: float):
     from rich.table import Table
 
     out = Table(title="Cold and warm (the standard workload, each a fresh process)")
-    for name in ("run", "seconds", "epochs", "compile", "all but epochs", "vs FLOP bound"):
+    for name in ("run", "seconds", "epochs", "compile", "all but epochs", "vs FLOP bound", "peak RSS MB"):
         out.add_column(name, justify="right")
     for name in ("cold", "warm", "other_lambdas"):
         if name in report:
@@ -77,5 +79,6 @@ def table(report: dict, flop_bound: float):
                 name.replace("_", " "),
                 *(f"{row[k]:.2f}" for k in ("seconds", "epoch_seconds", "compile_seconds", "fixed_seconds")),
                 f"{row['seconds'] / flop_bound:.2f}×",
+                f"{row['peak_rss_mb']:.0f}",
             )
     return out
