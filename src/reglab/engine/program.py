@@ -267,8 +267,8 @@ class Program:
         training metrics, validation numbers, weight statistics). Weights are None where batches are
         not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for).
         `data`: (features, targets) on the device — arguments, not constants, so that the compiled program
-        depends on the data's shapes only (JAX would embed closed-over arrays in the program: a cache entry
-        per dataset and fold split, and a copy of the data in every executable) —, or (None, targets) with
+        depends on the data's shapes only (closed over, JAX embeds them as constants: another dataset of the
+        same shapes, or other folds when standardizing, compiled the epoch again, 0.9 s) —, or (None, targets) with
         `host_rows`, a `HostRows` (features on disk) that a step asks for its batch: the batch and
         validation "indices" are then keys (shard, epoch, step) and (shard, block), the weights None
         (`reglab.engine.streaming.Batches`)."""
