@@ -74,6 +74,27 @@ def device_matmul_rate(seconds: float = 1.0) -> float:
     return count * 2 * a.shape[0] * 32 * 64 * 128 / (time.perf_counter() - started)
 
 
+def standard_sweep(lambdas=LAMBDAS, epochs: int = 50, **settings):
+    """The standard workload's `Sweep` (BENCHMARK.md), the one every section of `reglab bench` measures;
+    `settings` change what a section varies (`repeats`, `executor`, `workers`)."""
+    from reglab.models import MLP
+    from reglab.sweep import Sweep
+
+    return Sweep(
+        MLP(hidden=list(HIDDEN)).bind(64, 10),
+        grid={"l2": list(lambdas)},
+        cv=5,
+        epochs=epochs,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=1e-3,
+        refit=False,
+        engine="population",
+        seed=0,
+        **settings,
+    )
+
+
 def _tensorflow_installed() -> bool:
     import importlib.util
 
@@ -151,8 +172,6 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     from sklearn.model_selection import StratifiedKFold
 
     from reglab.engine.population import unavailable
-    from reglab.models import MLP
-    from reglab.sweep import Sweep
 
     if unavailable():
         raise ValueError(
@@ -169,19 +188,7 @@ def run(quick: bool = False, keras_fits: int | None = None, scaling: bool = Fals
     backend = keras.backend.backend()
 
     def sweep(repeats=1):
-        return Sweep(
-            MLP(hidden=list(HIDDEN)).bind(64, 10),
-            grid={"l2": list(lambdas)},
-            cv=folds,
-            repeats=repeats,
-            epochs=epochs,
-            batch_size=batch,
-            optimizer="adam",
-            learning_rate=1e-3,
-            refit=False,
-            engine="population",
-            seed=0,
-        )
+        return standard_sweep(lambdas, epochs, repeats=repeats)
 
     echo(f"reglab (population engine, {backend}): {members} members × {epochs} epochs …")
     engine = sweep()

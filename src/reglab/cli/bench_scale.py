@@ -31,9 +31,7 @@ import numpy as np
 def scale(repeats=(1, 4, 16), epochs: int = 50, executors=None, echo=print) -> dict:
     """The figures as a dict: `members` (per count: seconds, seconds per member, ratio of per-member cost
     to the smallest's) and `executors` (per executor: seconds and the ratio to local)."""
-    from reglab.cli.bench import HIDDEN, LAMBDAS, _data
-    from reglab.models import MLP
-    from reglab.sweep import Sweep
+    from reglab.cli.bench import LAMBDAS, _data, standard_sweep
 
     x, y = _data()
     if executors is None:
@@ -42,18 +40,7 @@ def scale(repeats=(1, 4, 16), epochs: int = 50, executors=None, echo=print) -> d
             executors.append(("ray", 2))
 
     def run(repeat, executor="local", workers=1):
-        sweep = Sweep(
-            MLP(hidden=list(HIDDEN)).bind(64, 10),
-            grid={"l2": list(LAMBDAS)},
-            cv=5,
-            repeats=repeat,
-            epochs=epochs,
-            refit=False,
-            engine="population",
-            executor=executor,
-            workers=workers,
-            seed=0,
-        )
+        sweep = standard_sweep(LAMBDAS, epochs, repeats=repeat, executor=executor, workers=workers)
         started = time.perf_counter()
         sweep.run(x, y)
         return time.perf_counter() - started

@@ -24,7 +24,7 @@ OTHER_LAMBDAS = (2e-5, 2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 5e-2, 2e-1)
 
 def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
     """{"cold", "warm"[, "other_lambdas"], "warm_vs_cold"}: each {"seconds", "epoch_seconds", "compile_seconds",
-    "fixed_seconds", "peak_rss_mb"} (the child's whole process, imports included)."""
+    "fixed_seconds", "peak_rss_mb"} (the peak RSS of the child's whole process)."""
     folder = tempfile.mkdtemp(prefix="reglab-bench-warm-")
     try:
         runs = [("cold", lambdas), ("warm", lambdas)]
@@ -43,12 +43,9 @@ def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
 def _child(cache: str, lambdas: list, epochs: int) -> dict:
     code = f"""
 import json, resource, time
-from reglab.cli.bench import HIDDEN, _data
-from reglab.models import MLP
-from reglab.sweep import Sweep
+from reglab.cli.bench import _data, standard_sweep
 x, y = _data()
-sweep = Sweep(MLP(hidden=list(HIDDEN)).bind(64, 10), grid={{"l2": {lambdas!r}}}, cv=5, epochs={epochs}, batch_size=32,
-              optimizer="adam", learning_rate=1e-3, refit=False, engine="population", seed=0)
+sweep = standard_sweep({lambdas!r}, {epochs})
 started = time.perf_counter()
 result = sweep.run(x, y)
 seconds = time.perf_counter() - started
