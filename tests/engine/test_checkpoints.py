@@ -81,6 +81,7 @@ def test_a_resumed_population_batches_its_convolutions_as_before_it_stopped(monk
     from reglab.engine import convolution
 
     monkeypatch.setattr(convolution, "WORTH_MEASURING", 0)  # measure even these small convolutions
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path / "cache"))  # no trace kept by another test (`traces`)
     build, images = zoo.families()["convnet"]
     chosen, used = ["unrolled"], []
     measure, choose = convolution._measure, convolution.choose

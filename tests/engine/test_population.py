@@ -396,10 +396,11 @@ def test_a_layer_that_needs_its_rate_as_a_number_trains_one_population_per_rate(
 
 
 @pytest.mark.slow
-def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_rows(monkeypatch):
+def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_rows(monkeypatch, tmp_path):
     """`row_independent` decides between one padded step body and exact partial-batch shapes; the
     equivalence tests above then cover both paths."""
     monkeypatch.setattr(row_independence, "_ANSWERS", {})  # each answer probed here, none remembered from before
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path))  # nor read from the disk (`traces`)
 
     def plain_mlp(point):
         return keras.Sequential(
@@ -429,11 +430,12 @@ def test_partial_batches_are_padded_exactly_where_the_step_ignores_the_other_row
         assert got == expected[name], name
 
 
-def test_an_architecture_is_probed_once_a_process_a_refit_or_another_loss_is_not_fooled(monkeypatch):
+def test_an_architecture_is_probed_once_a_process_a_refit_or_another_loss_is_not_fooled(monkeypatch, tmp_path):
     """`row_independent`'s answer is remembered by what decides it (the architecture, the loss and metrics, a
     row's shapes): a second population of the same model — other λ, other rows, the refit — is not probed
     again and trains as `fit` does; other metrics are another key; a BatchNormalization model is probed."""
     monkeypatch.setattr(row_independence, "_ANSWERS", {})
+    monkeypatch.setenv("REGLAB_CACHE", str(tmp_path))  # no answer on the disk yet (`traces`)
     probes = []
     real = row_independence.close
     monkeypatch.setattr(row_independence, "close", lambda a, b: probes.append(1) or real(a, b))

@@ -46,7 +46,7 @@ import keras
 import numpy as np
 
 from reglab import _keras_private as private
-from reglab.engine import compile_cache, streaming
+from reglab.engine import compile_cache, streaming, traces
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
 from reglab.engine.checkpoints import (
     Checkpoints,
@@ -57,7 +57,7 @@ from reglab.engine.checkpoints import (
     resume_state,
     save_state,
 )
-from reglab.engine.convolution import per_member_on_cpu, remember
+from reglab.engine.convolution import remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.program import Program, take_rows
 from reglab.kit import records
@@ -126,8 +126,8 @@ def _in_parts(population: Population, train, told: list | None = None):
         records, final, seconds = _in_parts(part, train, told)
         out.update(records)
         weights.update(final)
-        for key in ("compile_seconds", "seconds", "members"):
-            timing[key] += seconds[key]
+        for key in ("compile_seconds", "seconds", "members", "traced_epochs", "read_epochs"):
+            timing[key] = timing.get(key, 0) + seconds.get(key, 0)
         timing["epoch_seconds"] += seconds["epoch_seconds"]
         timing["convolutions"].update(seconds["convolutions"])
     return out, weights, timing
@@ -144,6 +144,7 @@ class _Schedule:
     started: float
     convolutions: dict  # how each convolution's members are batched, and the figures it was chosen on
     arrays: tuple  # the data on the device, the program's last argument: (features or None if on disk, targets)
+    trace: str  # "read" (from the disk, `reglab.engine.traces`) or "traced"
 
 
 def _train_population(population, data, training, validate, order, checkpoints=None):
@@ -195,15 +196,21 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 take_rows(program.values(0), rows),
                 *batch_indices(plan, 0, cuts[0]),
             )
-            try:  # once per population: the points' values are arguments, not constants
-                with per_member_on_cpu() as convolutions:  # see reglab.engine.convolution
-                    lowered = run.lower(*first, *shards[0][1], arrays)
+            args = (*first, *shards[0][1], arrays)
+            # kept on disk, but for a resumed population: it batches its convolutions as it did before it stopped
+            kept = (
+                None
+                if on_disk or payload is not None
+                else traces.key(program, training, plan, padded, training.epochs, args)
+            )
+            try:  # once per population (the points' values are arguments, not constants), or read back
+                lowered, convolutions, how = traces.lower(run, args, kept, exportable=not on_disk)  # see `convolution`
             except Exception:
                 if not program.knobs:
                     raise
                 values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
                 raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
-            return _Schedule(plan, shards, lowered, started, convolutions, arrays)
+            return _Schedule(plan, shards, lowered, started, convolutions, arrays, how)
 
         def validation(plan, cut):
             """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
@@ -296,6 +303,7 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
         "members": M,
         "shards": len(shards),
         "convolutions": schedule.convolutions,
+        f"{schedule.trace}_epochs": 1,  # how many epoch programs were traced, how many read back (`traces`)
     }
     rows = {m.id: [] for m in members}
     status = ["ok"] * M

@@ -36,10 +36,15 @@ class Program:
         if not built(template):
             raise Unsupported(f"model {template.name!r} has not created its weights (build it, or call it once)")
         settings = (training.loss, training.metrics, training.loss_weights)
+        self.signature = signature(template, members[0].point)  # the architecture, penalties masked
+        self.layers = private.layers(template)
+        # what the program runs besides the layers (for `traces.sources`): the loss, metrics, penalties
+        self.objects = [*settings, *(v.regularizer for v in template.trainable_variables)]
+        self.objects += [getattr(layer, "activity_regularizer", None) for layer in self.layers]
         # what decides the answer of `row_independent`, where it can be written down (a loss or metric given
         # as an object has no stable text: probed each time)
         self.decided_by = (
-            (signature(template, members[0].point), repr(settings))
+            (self.signature, repr(settings))
             if all(isinstance(v, (str, int, float, list, tuple, dict, type(None))) for v in settings)
             and " at 0x" not in repr(settings)
             else None
