@@ -59,7 +59,7 @@ class MLP:
         return keras.Sequential(layers, name="mlp")
 
     def __call__(self, point: dict) -> keras.Model:
-        return points.apply(self.plain(), point, "hidden", self.layer_groups)
+        return points.apply(self.plain(), point, "hidden", self.layer_groups, fresh=True)
 
     def spec(self) -> dict:
         return {

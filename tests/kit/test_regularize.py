@@ -215,3 +215,33 @@ def test_the_public_name_is_the_function_whatever_was_imported_first():
     for module in ("reglab.kit.attach", "reglab.search.points", "reglab.sweep"):
         importlib.import_module(module)
     assert reglab.regularize.__module__ == "reglab.kit.attach" and callable(reglab.regularize)
+
+
+@pytest.mark.parametrize(
+    "point", [{"l2": 1e-3}, {"l1": 1e-3, "l2": 1e-2}, {"elastic_net": 1e-3, "l1_ratio": 0.3}, {"group_lasso": 1e-2}]
+)
+def test_a_builders_fresh_model_gets_its_penalties_in_place_as_regularize_would_attach_them(point):
+    """`points.apply(..., fresh=True)` (a builder's model, made for one point) attaches penalties to the model's
+    own layers instead of rebuilding it: the same weights, penalty values, variable paths and config (but
+    the Input's name, which a rebuild numbers anew). Where the point inserts layers (dropout) it rebuilds."""
+    from reglab.models import MLP
+    from reglab.search import plan, points
+
+    build = MLP(hidden=[16, 8]).bind(64, 10)
+    x = np.random.default_rng(0).standard_normal((5, 64)).astype("float32")
+    made = []
+    for fresh in (False, True):
+        keras.backend.clear_session(free_memory=False)
+        plan.set_global_seed(3)
+        plain = build.plain()
+        model = points.apply(plain, point, "hidden", {}, fresh=fresh)
+        assert (model is plain) == fresh
+        config = model.get_config()
+        config["layers"][0]["config"]["name"] = "input"
+        made.append((config, model.get_weights(), [float(v) for v in model.losses], [v.path for v in model.variables]))
+    (config, weights, losses, paths), (config_in_place, weights_in_place, losses_in_place, paths_in_place) = made
+    assert config_in_place == config and paths_in_place == paths and losses_in_place == losses and len(losses) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(weights, weights_in_place))
+    assert build(point)(x).shape == (5, 10)
+    plain = build.plain()
+    assert points.apply(plain, {**point, "dropout": 0.2}, "hidden", {}, fresh=True) is not plain

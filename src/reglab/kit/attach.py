@@ -101,6 +101,26 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
     return new_model
 
 
+def attach_in_place(model, chosen: dict) -> bool:
+    """Attach `chosen` = {"kernel" / "recurrent": {layer name: regularizer}} to `model`'s own layers, where
+    each named layer holds the weight itself (`Dense`, `Conv*`: not a recurrent cell, not a wrapper): the
+    layer's `<slot>_regularizer` (its config) and its variable's `regularizer` (what `model.losses` reads),
+    as the layer's constructor would have set them. False, with `model` unchanged, where one cannot be."""
+    by_name = {layer.name: layer for layer in _leaf_layers(model)}
+    targets = []
+    for kind, layers in chosen.items():
+        for name, regularizer in layers.items():
+            layer = by_name.get(name)
+            weight = getattr(layer, _WEIGHTS[kind], None) if layer is not None else None
+            if not isinstance(weight, keras.Variable) or f"{kind}_regularizer" not in vars(layer):
+                return False
+            targets.append((layer, kind, weight, _regularizers.get(regularizer)))
+    for layer, kind, weight, regularizer in targets:
+        setattr(layer, f"{kind}_regularizer", regularizer)
+        weight.regularizer = regularizer
+    return True
+
+
 # --- selection ---------------------------------------------------------------------------------
 
 
