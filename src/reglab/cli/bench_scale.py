@@ -99,7 +99,8 @@ def big_data(rows: int = 200_000, small: int = 5_000, epochs: int = 2, echo=prin
 def _child(path: Path, stream: bool, epochs: int) -> dict:
     """One big-data sweep in a fresh process (its peak RSS is its own)."""
     code = f"""
-import json, resource, time, numpy as np, reglab, keras
+import json, time, numpy as np, reglab, keras
+from reglab.cli.bench import peak_rss
 from reglab.cli.bench_scale import BIG_GRID
 path = {str(path)!r}
 if {stream!r}:
@@ -116,7 +117,7 @@ seconds = sum(result.timing["epoch_seconds"])
 trained = 5 * len(BIG_GRID["l2"]) * len(y) * 0.8 * {epochs}
 print(json.dumps({{"epoch_seconds": seconds, "compile_seconds": result.timing["compile_seconds"],
     "member_samples_per_second": trained / seconds,
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+    "peak_rss_mb": peak_rss()}}))
 """
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1800)

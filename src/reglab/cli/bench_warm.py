@@ -42,8 +42,8 @@ def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
 
 def _child(cache: str, lambdas: list, epochs: int) -> dict:
     code = f"""
-import json, resource, time
-from reglab.cli.bench import _data, standard_sweep
+import json, time
+from reglab.cli.bench import _data, peak_rss, standard_sweep
 x, y = _data()
 sweep = standard_sweep({lambdas!r}, {epochs})
 started = time.perf_counter()
@@ -52,7 +52,7 @@ seconds = time.perf_counter() - started
 epochs = sum(result.timing["epoch_seconds"])
 print(json.dumps({{"seconds": seconds, "epoch_seconds": epochs, "compile_seconds": result.timing["compile_seconds"],
                   "fixed_seconds": seconds - epochs,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_rss_mb": peak_rss()}}))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("REGLAB_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
     env.update({"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "REGLAB_CACHE": cache})
