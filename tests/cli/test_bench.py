@@ -58,8 +58,9 @@ def test_quick_bench_reports_every_key_and_engines_agree(tmp_path):
 
 @pytest.mark.slow
 def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
-    """`reglab bench --zoo` for one convolutional family, tiny: both ways measured, the user's way against
-    the loop of fits (one per member, and the refit) — structure and consistency, never speed."""
+    """`reglab bench --zoo` for one convolutional family, tiny: both ways measured, the user's way (its first
+    run and the next, warm, each a fresh process) against the loop of fits (one per member, and the refit) —
+    structure and consistency, never speed."""
     from reglab.cli.bench_zoo import zoo
 
     report = zoo(epochs=1, members=4, fits=1, sweep_epochs=1, names=["convnet"], echo=lambda message: None)
@@ -70,13 +71,17 @@ def test_the_zoo_reports_each_family_as_the_engine_and_as_a_user_runs_it():
     assert user["members"] == 9 and user["epochs"] == 1  # 3 λ × 3 folds
     assert user["loop_of_fit_seconds"] == pytest.approx(9 * user["fit_seconds"] + user["refit_seconds"])
     assert user["speedup"] == pytest.approx(user["loop_of_fit_seconds"] / user["seconds"])
+    assert user["warm_speedup"] == pytest.approx(user["loop_of_fit_seconds"] / user["warm_seconds"])
     assert report["sweep_geometric_mean_speedup"] == pytest.approx(user["speedup"])
+    assert report["warm_sweep_geometric_mean_speedup"] == pytest.approx(user["warm_speedup"])
     assert list(report) == [
         "convnet",
         "geometric_mean_speedup",
         "min_speedup",
         "sweep_geometric_mean_speedup",
         "sweep_min_speedup",
+        "warm_sweep_geometric_mean_speedup",
+        "warm_sweep_min_speedup",
     ]
 
 

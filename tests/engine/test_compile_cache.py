@@ -41,12 +41,22 @@ def test_a_sweep_keeps_its_programs_in_reglabs_cache_and_a_second_run_reads_them
     every member to the same numbers; other data of the same shapes is the same programs too (the data is
     an argument of each program, not a constant in it)."""
     cold = run(SWEEP, REGLAB_CACHE=str(tmp_path))
-    kept = sorted(p.name for p in (tmp_path / "xla").iterdir())
-    assert kept, "nothing was kept"
+    kept = programs(tmp_path)
+    assert {"jit_call", "jit_probe"} <= {name.split("-")[0] for name in kept}  # the epoch (from its export), the probe
     assert run(SWEEP, REGLAB_CACHE=str(tmp_path)) == cold
-    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
+    assert not engines(programs(tmp_path) - kept)
     assert run(SWEEP, REGLAB_CACHE=str(tmp_path), SCALE="1.5") != cold
-    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == kept
+    assert not engines(programs(tmp_path) - kept)
+
+
+def programs(cache) -> set:
+    return {p.name for p in (cache / "xla").iterdir()}
+
+
+def engines(names) -> set:
+    """The engine's programs among `names` (not a tiny eager op such as `jit_broadcast_in_dim`, which JAX keeps
+    only when its compilation took ≥ 0.05 s: on a loaded machine, in one run and not the other)."""
+    return {name for name in names if name.split("-")[0] in ("jit_call", "jit_epoch", "jit_probe", "jit__uniform")}
 
 
 def test_a_folder_given_to_jax_is_used_and_reglab_compile_cache_0_keeps_nothing(tmp_path):

@@ -41,18 +41,29 @@ def warm_start(lambdas, epochs: int, other: bool = True, echo=print) -> dict:
 
 
 def _child(cache: str, lambdas: list, epochs: int) -> dict:
-    code = f"""
-import json, time
-from reglab.cli.bench import _data, peak_rss, standard_sweep
+    setup = f"""
+from reglab.cli.bench import _data, standard_sweep
 x, y = _data()
 sweep = standard_sweep({lambdas!r}, {epochs})
+"""
+    return run_child(cache, setup)
+
+
+def run_child(cache: str, setup: str, run_options: str = "") -> dict:
+    """Run a sweep in a fresh JAX process whose cache (`REGLAB_CACHE`) is `cache`: `setup` is code that makes
+    `sweep`, `x` and `y`; `sweep.run(x, y, <run_options>)` is timed. Returns its {"seconds" (of `Sweep.run`),
+    "epoch_seconds", "compile_seconds", "fixed_seconds", "peak_rss_mb" (the child's own), "best_params"}."""
+    code = f"""
+import json, time
+from reglab.cli.bench import peak_rss
+{setup}
 started = time.perf_counter()
-result = sweep.run(x, y)
+result = sweep.run(x, y, {run_options})
 seconds = time.perf_counter() - started
 epochs = sum(result.timing["epoch_seconds"])
 print(json.dumps({{"seconds": seconds, "epoch_seconds": epochs, "compile_seconds": result.timing["compile_seconds"],
-                  "fixed_seconds": seconds - epochs,
-                  "peak_rss_mb": peak_rss()}}))
+                  "fixed_seconds": seconds - epochs, "peak_rss_mb": peak_rss(),
+                  "best_params": result.best["params"] if result.best else None}}))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("REGLAB_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
     env.update({"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "REGLAB_CACHE": cache})

@@ -43,19 +43,21 @@ def enabled() -> bool:
     return os.environ.get("REGLAB_TRACE_CACHE") != "0" and os.environ.get("REGLAB_COMPILE_CACHE") != "0"
 
 
-def lower(run, args, key: str | None, exportable: bool = True):
+def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1):
     """(`run`'s program lowered on `args`, how its convolutions are batched — `convolution.per_member_on_cpu`'s
     record —, "read" or "traced"): read back from the entry `key` where there is one, else traced, and kept under `key`.
     `run`: the jitted epoch (`Program.epoch_function`); its first argument is donated. Every exportable
     program (all but those on features on disk) is lowered from its export, kept or not, so that a cold
-    and a warm run compile the very same module (and round the same way)."""
+    and a warm run compile the very same module (and round the same way). `epochs`: how many times it will
+    run, which decides how its convolutions batch — an entry with convolutions is used for that many only
+    (one without, whatever the epochs: a longer sweep reads it back)."""
     import jax
 
     from reglab.engine.convolution import per_member_on_cpu
 
     use = key is not None and enabled()
     if use:
-        entry = _read(key)
+        entry = _read(key, epochs)
         if entry is not None:
             exported, convolutions = entry
             return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, "read"
@@ -67,13 +69,13 @@ def lower(run, args, key: str | None, exportable: bool = True):
             exported = None
         if exported is not None:
             if use:
-                _write(key, exported, convolutions)
+                _write(key, exported, convolutions, epochs)
             return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, "traced"
     with per_member_on_cpu() as convolutions:
         return run.lower(*args), convolutions, "traced"
 
 
-def key(program, training, plan, padded, epochs: int, args) -> str | None:
+def key(program, training, plan, padded, args) -> str | None:
     """The entry's name for `program`'s epoch with this `plan` on `args` (see the module's docstring), or
     None where the model's code cannot be read."""
     import jax
@@ -100,7 +102,6 @@ def key(program, training, plan, padded, epochs: int, args) -> str | None:
             program.metric_names,
             repr(plan),
             list(padded),
-            epochs,
             str(tree),
             [[list(leaf.shape), str(leaf.dtype)] for leaf in leaves],
         ],
@@ -243,9 +244,9 @@ def _path(key: str) -> Path:
     return folder() / f"{key}.jax"
 
 
-def _read(key: str):
-    """(exported, convolutions) of the entry `key`, or None: missing, damaged (removed, with a warning) or of
-    another key (never used)."""
+def _read(key: str, epochs: int):
+    """(exported, convolutions) of the entry `key`, or None: missing, damaged (removed, with a warning), of
+    another key (never used), or with convolutions batched for another number of epochs (traced again)."""
     import jax
 
     path = _path(key)
@@ -256,7 +257,7 @@ def _read(key: str):
     try:
         head, _, body = blob.partition(b"\n")
         meta = json.loads(head)
-        if meta.get("key") != key or meta.get("format") != FORMAT:
+        if meta.get("key") != key or meta.get("format") != FORMAT or meta.get("epochs") not in (None, epochs):
             return None
         return jax.export.deserialize(bytearray(body)), meta["convolutions"]
     except Exception as error:
@@ -270,11 +271,12 @@ def _read(key: str):
         return None
 
 
-def _write(key: str, exported, convolutions: dict) -> None:
+def _write(key: str, exported, convolutions: dict, epochs: int) -> None:
     from reglab.files import atomic_path
 
+    meta = {"key": key, "format": FORMAT, "convolutions": convolutions, "epochs": epochs if convolutions else None}
     try:
-        head = json.dumps({"key": key, "format": FORMAT, "convolutions": convolutions}, default=repr).encode()
+        head = json.dumps(meta, default=repr).encode()
         with atomic_path(_path(key)) as tmp:
             tmp.write_bytes(head + b"\n" + bytes(exported.serialize()))
     except OSError:  # a full or read-only disk costs the next run a trace, nothing else
