@@ -13,7 +13,10 @@ it is traced every time. An entry that does not read back is removed with a warn
 one that names another key or format is never used. Programs on features on disk call
 back to the host (`jax.pure_callback`), which `jax.export` cannot keep: they are traced every time.
 
-REGLAB_TRACE_CACHE=0 turns it off (as REGLAB_COMPILE_CACHE=0, set by `reglab bench`, does).
+What a source file does not show is not in the key: custom code that reads a value set at run time (a
+global assigned from an environment variable, a file it loads) traces differently with the same source —
+run such code with REGLAB_TRACE_CACHE=0, which turns the kept traces off (as REGLAB_COMPILE_CACHE=0, set
+by `reglab bench`, does).
 """
 
 from __future__ import annotations
