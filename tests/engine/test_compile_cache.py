@@ -42,7 +42,7 @@ def test_a_sweep_keeps_its_programs_in_reglabs_cache_and_a_second_run_reads_them
     an argument of each program, not a constant in it)."""
     cold = run(SWEEP, REGLAB_CACHE=str(tmp_path))
     kept = programs(tmp_path)
-    assert {"jit_call", "jit_probe"} <= {name.split("-")[0] for name in kept}  # the epoch (from its export), the probe
+    assert "jit_call" in {name.split("-")[0] for name in kept}  # the epoch (lowered from its export)
     assert run(SWEEP, REGLAB_CACHE=str(tmp_path)) == cold
     assert not engines(programs(tmp_path) - kept)
     assert run(SWEEP, REGLAB_CACHE=str(tmp_path), SCALE="1.5") != cold
