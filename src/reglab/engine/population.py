@@ -200,9 +200,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             # kept on disk, but for a resumed population: it batches its convolutions as it did before it stopped
             kept = None if on_disk or payload is not None else traces.key(program, training, plan, padded, args)
             try:  # once per population (the points' values are arguments, not constants), or read back
-                lowered, convolutions, how = traces.lower(
-                    run, args, kept, not on_disk, training.epochs
-                )  # see `convolution`
+                lowered, convolutions, how = traces.lower(run, args, kept, not on_disk, training.epochs)
             except Exception:
                 if not program.knobs:
                     raise
