@@ -143,6 +143,7 @@ def write_answer(name: str, answer) -> None:
 def environment() -> list:
     """What any trace depends on beyond the model: versions, the device, numeric settings, reglab's source."""
     import jax
+    import jaxlib
     import keras
 
     device = jax.devices()[0]
@@ -151,7 +152,7 @@ def environment() -> list:
         _reglab_source(),
         keras.__version__,
         jax.__version__,
-        getattr(jax, "lib", None) and jax.lib.__version__,
+        jaxlib.__version__,
         platform.python_version(),
         device.platform,
         device.device_kind,
@@ -176,10 +177,12 @@ def sources(program) -> list | None:
     """[(module, digest of its source file)] for every module outside the libraries that defines a class or
     function the program runs: the model's and its layers' classes (and their bases), what a layer holds
     (an activation function, an initializer, a regularizer), the loss, metrics and optimizer. None when
-    one of them has no source file (typed into a REPL: `inspect` finds no file)."""
+    one of them has no source file (typed into a REPL, whose `__main__` has no `__file__`)."""
     seen, modules = set(), {}
     template = program.template
-    found = [type(template), template.optimizer, *program.objects]
+    found = [type(template), template.optimizer]
+    for obj in program.objects:  # a loss or metrics per output: a dict or list of them
+        found.extend(obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else [obj])
     for layer in program.layers:
         found.append(type(layer))
         for value in vars(layer).values():
