@@ -19,15 +19,25 @@ from pathlib import Path
 MIN_COMPILE_SECONDS = 0.05
 
 
+def root() -> Path:
+    """reglab's cache: `REGLAB_CACHE`, else `~/.cache/reglab` (XLA's programs in `xla/`, kept traces in `traces/`)."""
+    return Path(os.environ.get("REGLAB_CACHE") or Path.home() / ".cache" / "reglab")
+
+
 def folder() -> Path:
-    return Path(os.environ.get("REGLAB_CACHE") or Path.home() / ".cache" / "reglab") / "xla"
+    return root() / "xla"
+
+
+def turned_off() -> bool:
+    """REGLAB_COMPILE_CACHE=0: nothing is kept or read back (what `reglab bench` measures)."""
+    return os.environ.get("REGLAB_COMPILE_CACHE") == "0"
 
 
 def use() -> None:
     """Keep this process's XLA programs in reglab's cache, unless JAX was given a cache folder already."""
     import jax
 
-    if os.environ.get("REGLAB_COMPILE_CACHE") == "0":
+    if turned_off():
         return
     if jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return

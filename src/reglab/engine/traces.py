@@ -31,6 +31,8 @@ import warnings
 from functools import lru_cache, partial
 from pathlib import Path
 
+from reglab.engine import compile_cache
+
 FORMAT = 1
 # what reglab, Keras and JAX define is keyed by their versions (reglab: by its source, which a
 # development install edits without a version change); everything else by its module's source file
@@ -39,11 +41,11 @@ _KNOWN = LIBRARIES | sys.stdlib_module_names
 
 
 def folder() -> Path:
-    return Path(os.environ.get("REGLAB_CACHE") or Path.home() / ".cache" / "reglab") / "traces"
+    return compile_cache.root() / "traces"
 
 
 def enabled() -> bool:
-    return os.environ.get("REGLAB_TRACE_CACHE") != "0" and os.environ.get("REGLAB_COMPILE_CACHE") != "0"
+    return os.environ.get("REGLAB_TRACE_CACHE") != "0" and not compile_cache.turned_off()
 
 
 def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1):
@@ -59,23 +61,21 @@ def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1):
     from reglab.engine.convolution import per_member_on_cpu
 
     use = key is not None and enabled()
-    if use:
-        entry = _read(key, epochs)
-        if entry is not None:
-            exported, convolutions = entry
-            return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, "read"
-    if exportable:
+    entry = _read(key, epochs) if use else None
+    how = "traced" if entry is None else "read"
+    if entry is None and exportable:
         try:
             with per_member_on_cpu() as convolutions:
-                exported = jax.export.export(run)(*args)
+                entry = jax.export.export(run)(*args), convolutions
         except Exception:  # traced again below: a trace error is the caller's to see, an export error is ours
-            exported = None
-        if exported is not None:
-            if use:
-                _write(key, exported, convolutions, epochs)
-            return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, "traced"
-    with per_member_on_cpu() as convolutions:
-        return run.lower(*args), convolutions, "traced"
+            entry = None
+        if entry is not None and use:
+            _write(key, *entry, epochs)
+    if entry is None:
+        with per_member_on_cpu() as convolutions:
+            return run.lower(*args), convolutions, how
+    exported, convolutions = entry
+    return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, how
 
 
 def key(program, training, plan, padded, args) -> str | None:
@@ -214,10 +214,18 @@ def _definers(obj) -> list:
 
 
 def _module_digest(name: str) -> str | None:
-    module = sys.modules.get(name)
-    path = getattr(module, "__file__", None)
-    if not path or not os.path.isfile(path):
+    path = getattr(sys.modules.get(name), "__file__", None)
+    try:
+        stat = os.stat(path) if path else None
+    except OSError:
         return None
+    return _file_digest(path, stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+@lru_cache(maxsize=256)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str | None:
+    """A source file's digest, read once a process while it is unchanged (a population asks for its key and
+    its probe's answer: the same files each time)."""
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
