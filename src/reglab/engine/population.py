@@ -60,6 +60,7 @@ from reglab.engine.checkpoints import (
 from reglab.engine.convolution import remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.program import Program, take_rows
+from reglab.engine.slots import PARTS, Board, Slots, hand_on
 from reglab.kit import records
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
@@ -80,6 +81,7 @@ def train_population(
     validate: bool = True,
     order=default_order,
     checkpoints: Checkpoints | None = None,
+    slots: Slots | None = None,
 ):
     """Train every member of `population` at once; each member's own model gets its final state.
 
@@ -88,9 +90,15 @@ def train_population(
     layers need one of its per-member numbers as a Python number trains as one population per value.
     With `checkpoints`, the whole state (weights, optimizer slots, non-trainable and random state, the
     records so far) is saved at epoch boundaries and a population that finds its checkpoint continues
-    from it: the result is bit-identical to an uninterrupted run (test).
+    from it: the result is bit-identical to an uninterrupted run (test). With `slots`
+    (`reglab.engine.slots`), the members train `slots.size` at a time, a slot handed on at epoch boundaries;
+    only the members that took a slot have records and weights.
     """
     compile_cache.use()
+    if slots is not None:
+        if checkpoints is not None:
+            raise ValueError(f"Slots do not checkpoint yet. Received: slots={slots!r}, checkpoints={checkpoints!r}")
+        return _train_population(population, data, training, validate, order, None, slots)
     return _in_parts(population, lambda part: _train_population(part, data, training, validate, order, checkpoints))
 
 
@@ -147,11 +155,13 @@ class _Schedule:
     trace: str  # "read" (from the disk, `reglab.engine.traces`) or "traced"
 
 
-def _train_population(population, data, training, validate, order, checkpoints=None):
+def _train_population(population, data, training, validate, order, checkpoints=None, slots=None):
     import jax
 
     members = population.members
-    M = len(members)
+    board = Board(members, slots.size, training.epochs) if slots is not None else None
+    seats = members[: slots.size] if slots is not None else members  # whose rows each slot's rows are
+    M = len(seats)
     x_views, y_views, view_of = standardized_views(data, members, training.standardize)
     N = len(data)
     on_disk = streaming.streamed(data.x)  # the features stay on the host: `x_views` reads them as asked
@@ -166,8 +176,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     arrays = (None if on_disk else X, Y)  # the epoch program's last argument (`Program.epoch_function`)
     offsets = view_of.astype("int64") * N
     B = training.batch_size
-    train_sizes = [len(m.train) for m in members]
-    val_sizes = [len(m.val) for m in members] if validate else [0] * M
+    train_sizes = [len(m.train) for m in seats]
+    val_sizes = [len(m.val) for m in seats] if validate else [0] * M
     probe = (x_views(np.arange(B)) if on_disk else jax.tree.map(lambda a: a[0][:B], x_views), take_rows(y_views, 0))
     program = Program(population, training, (probe[0], jax.tree.map(lambda a: a[:B], probe[1])))
     count = shard_count()
@@ -202,7 +212,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             try:  # once per population (the points' values are arguments, not constants), or read back
                 lowered, convolutions, how = traces.lower(run, args, kept, not on_disk, training.epochs)
             except Exception:
-                if not program.knobs:
+                if not program.knobs or board is not None:
                     raise
                 values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
                 raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
@@ -217,7 +227,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                     for (_, length, _), block in zip(plan.validation if validate else (), X.batches.validation_blocks)
                 ]
                 return keys, [None] * len(keys)
-            val_sets = [members[i].val + offsets[i] for i in cut]
+            val_sets = [seats[i].val + offsets[i] for i in cut]
             out = []
             for who, length, padded in plan.validation if validate else ():
                 if padded:
@@ -233,7 +243,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 n = X.batches.cuts.index(cut)
                 keys = [np.array([[n, epoch, t] for t in range(s.steps)], "int32") for s in plan.segments]
                 return keys, [None] * len(keys)
-            orders = [order(members[i], epoch) + offsets[i] for i in cut]
+            who = [(board.latest[i], board.local(i, epoch)) if board else (i, epoch) for i in cut]
+            orders = [order(members[m], own) + offsets[m] for m, own in who]
             out, weights, used = [], [], [0] * len(orders)
             for segment in plan.segments:
                 if segment.padded:
@@ -256,7 +267,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
         # guess — padded, which most models allow; BatchNormalization's batch statistics allow it for
         # evaluation only —; if the guess was wrong, that trace is thrown away.
         if len({s % B for s in train_sizes} - {0}) > 0 or len(set(val_sizes)) > 1 or (on_disk and validate):
-            rows = members[0].train[:B] + offsets[0]
+            rows = seats[0].train[:B] + offsets[0]
             answer = program.row_independence(*(jax.tree.map(lambda a: a[rows], v) for v in host), pool=pool)
             if on_disk and validate and not answer.result()[1]:
                 raise Unsupported(
@@ -281,16 +292,21 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             pool,
             checkpoints,
             payload,
+            (slots, board),
         )
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         program.release()
 
 
-def _train(program, schedule, members, training, validate, batch_indices, pool, checkpoints=None, payload=None):
+def _train(
+    program, schedule, members, training, validate, batch_indices, pool, checkpoints=None, payload=None, seating=None
+):
     import jax
 
+    slots, board = seating or (None, None)
     M = len(members)
+    S = slots.size if slots is not None else M  # the state's rows: one per slot (per member without slots)
     shards = schedule.shards
     state = program.initial
     timing = {
@@ -318,9 +334,15 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     timing["compile_seconds"] = time.perf_counter() - schedule.started
     started = last_save = time.perf_counter()
     save_cost = 0.0
-    for epoch in range(first, training.epochs):
+    finals = {}  # with slots: member position -> its state when it stopped
+    epoch = first
+    while board.busy(epoch) if board is not None else epoch < training.epochs:
         t0 = time.perf_counter()
-        coefficients = program.values(epoch)
+        if board is None:
+            coefficients = program.values(epoch)
+        else:  # each slot's member's values in its own epoch
+            each = [program.values(board.local(s, epoch), board.latest[s]) for s in range(S)]
+            coefficients = jax.tree.map(lambda *a: np.stack(a), *each)
         calls = [
             jax.device_put((take_rows(coefficients, np.asarray(cut)), *batch_indices(epoch, cut))) + tuple(validation)
             for cut, validation in shards
@@ -336,43 +358,44 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
             )
         states = [out[0] for out in outputs]
         sums, val, stats, alive = (
-            np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:M]
+            np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:S]
             for parts in zip(*((out[1], out[3], out[4], out[0]["alive"]) for out in outputs))
         )
         train_metrics = {
-            k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:M]
+            k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:S]
             for k in program.metric_names
         }
         timing["epoch_seconds"].append(time.perf_counter() - t0)
-        for m, member in enumerate(members):
-            if status[m] == "diverged":
+        for s in range(S):  # slot s's numbers are its member m's, in the member's own epoch `own`
+            m, own = (board.occupant[s], board.local(s, epoch)) if board is not None else (s, epoch)
+            if m is None or own >= training.epochs or status[m] == "diverged":
                 continue
-            metrics = {f"train_{name}": train_metrics[name][m] for name in program.metric_names}
+            metrics = {f"train_{name}": train_metrics[name][s] for name in program.metric_names}
             if validate:
-                metrics.update({f"val_{name}": val[m, 2 + k] for k, name in enumerate(program.metric_names)})
-            weights = {path: stats[m, wi] for wi, path in enumerate(program.paths)}
+                metrics.update({f"val_{name}": val[s, 2 + k] for k, name in enumerate(program.metric_names)})
+            weights = {path: stats[s, wi] for wi, path in enumerate(program.paths)}
             row = records.epoch_row(
-                epoch + 1,
-                (sums[m, 0] / n[m], sums[m, 1] / n[m], None),
-                (val[m, 0], val[m, 1], None) if validate else None,
+                own + 1,
+                (sums[s, 0] / n[m], sums[s, 1] / n[m], None),
+                (val[s, 0], val[s, 1], None) if validate else None,
                 metrics,
-                {name: sums[m, 2 + t] / n[m] for t, name in enumerate(names)},
+                {name: sums[s, 2 + t] / n[m] for t, name in enumerate(names)},
                 {
-                    term.name: np.float32(term.schedules[m](epoch))
+                    term.name: np.float32(term.schedules[m](own))
                     for term in program.terms
                     if term.schedules[m] is not None
                 },
                 weights,  # decay as the ledger's `decay_terms`
                 {
-                    path: program.decay[m] / 2 * stats[m, wi, 1] ** 2
+                    path: program.decay[m] / 2 * stats[s, wi, 1] ** 2
                     for wi, path in enumerate(program.paths)
                     if decays[wi]
                 },
                 previous=status[m],
-                finite=bool(alive[m]),
+                finite=bool(alive[s]),
             )
             status[m] = row["status"]
-            rows[member.id].append(row)
+            rows[members[m].id].append(row)
         if checkpoints is not None and epoch + 1 < training.epochs:
             stop = checkpoints.stop()
             now = time.perf_counter()
@@ -382,10 +405,20 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
                 save_cost = last_save - now
             if stop:
                 raise Interrupted(epoch + 1, training.epochs)
+        epoch += 1
+        if board is not None:
+            states = hand_on(slots, board, epoch, states, [cut for cut, _ in shards], program.initial, finals)
     timing["seconds"] = time.perf_counter() - started
-    state = gather(states, M)
+    state = gather(states, S)
+    if board is not None:  # each member that took a slot: its state when it stopped, or now
+        finals.update(
+            {m: take_rows(state, s) for s, m in enumerate(board.occupant) if m is not None and m not in finals}
+        )
+        who = sorted(finals)
+        state = {part: [np.stack([finals[m][part][i] for m in who]) for i in range(len(state[part]))] for part in PARTS}
+        members = [members[m] for m in who]
     final = state["trainable"]
-    _write_back(program.population, final, state["non_trainable"])
+    _write_back(program.population, final, state["non_trainable"], [m for m in range(M)] if board is None else who)
     weights = {
         member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)} for m, member in enumerate(members)
     }
@@ -393,10 +426,12 @@ def _train(program, schedule, members, training, validate, batch_indices, pool, 
     return out, weights, timing
 
 
-def _write_back(population: Population, trainable, non_trainable) -> None:
-    """Give every member's own Keras model its final state (weights, BatchNormalization statistics, seeds)."""
-    for m, model in enumerate(population.models):
+def _write_back(population: Population, trainable, non_trainable, positions) -> None:
+    """Give the members at `positions` their own Keras model's final state (weights, BatchNormalization
+    statistics, seeds); row k of the arrays is position k's."""
+    for k, m in enumerate(positions):
+        model = population.models[m]
         for variable, values in zip(model.trainable_variables, trainable):
-            variable.assign(values[m])
+            variable.assign(values[k])
         for variable, values in zip(model.non_trainable_variables, non_trainable):
-            variable.assign(values[m])
+            variable.assign(values[k])

@@ -1,0 +1,125 @@
+"""Slots: a population's members trained some at a time, a slot handed to another member at an epoch
+boundary without recompiling — what adaptive search (successive halving, a sampler's next trials) needs.
+
+A population compiled for S members trains S *slots*. Every member is built up front (its own Keras model
+under its own seed); the first S start in slots 0 … S-1, and at each epoch boundary `decide` may retire a
+slot's member (its records end there, its final weights are that epoch's) and give the slot to another
+member. A member that takes a slot starts from its own initial state — its model's weights and
+non-trainable state (dropout seeds), a fresh optimizer with its own learning rate — at its own epoch 0,
+and trains `epochs` epochs unless retired earlier. A slot keeps its rows: every member that takes it
+must train and validate on the slot's fold (a point's members take the slots of another point's members
+fold by fold), so the slot's batch plan and validation indices hold for each of them, and each trains
+exactly as `model.fit` of its own model (test).
+
+>>> board = Board(["a", "b", "c"], size=2, epochs=3)
+>>> board.occupant, board.local(1, 0)
+([0, 1], 0)
+>>> board.retire(0, 2); board.take(0, 2, 2); board.occupant, board.local(0, 2), board.ended
+([2, 1], 0, {0: 2})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Slots:
+    """`size`: the slots (the first `size` members start in them). `decide(epoch, board)`: asked after every
+    epoch of the population's loop (`epoch` epochs done), returns {slot: member position, or None to leave it
+    empty} for the slots that change; a slot whose member finished its epochs is asked about too."""
+
+    size: int
+    decide: Callable
+
+
+class Board:
+    """Which member trains in each slot, since which epoch of the loop; who stopped when (own epochs)."""
+
+    def __init__(self, members, size: int, epochs: int):
+        self.members, self.epochs = members, epochs
+        self.occupant: list[int | None] = list(range(size))
+        self.since = [0] * size
+        self.latest = list(range(size))  # each slot's member, or its last one while it is empty
+        self.started = set(range(size))
+        self.ended: dict[int, int] = {}  # member position -> the epochs it trained
+
+    def local(self, slot: int, epoch: int) -> int:
+        """The epoch of its own that the slot's member is in at the loop's `epoch`."""
+        return epoch - self.since[slot]
+
+    def busy(self, epoch: int) -> list[int]:
+        """The slots whose member still has epochs to train at the loop's `epoch`."""
+        return [s for s, m in enumerate(self.occupant) if m is not None and self.local(s, epoch) < self.epochs]
+
+    def retire(self, slot: int, epoch: int) -> None:
+        member = self.occupant[slot]
+        if member is not None and member not in self.ended:
+            self.ended[member] = self.local(slot, epoch)
+        self.occupant[slot] = None
+
+    def take(self, slot: int, member: int, epoch: int) -> None:
+        """`member` starts in `slot` at the loop's `epoch` (the slot's member, if any, retired first)."""
+        if member in self.started:
+            raise ValueError(f"A member takes one slot, once. Received: member={self.members[member]!r}")
+        self.retire(slot, epoch)
+        self.occupant[slot] = self.latest[slot] = member
+        self.since[slot] = epoch
+        self.started.add(member)
+
+
+def check_fold(members, slot_member: int, member: int) -> None:
+    """A member takes a slot only with the slot's rows (its batch plan and validation indices)."""
+    a, b = members[slot_member], members[member]
+    if not (np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)):
+        raise ValueError(
+            f"A member takes a slot only on the slot's fold (the same training and validation rows). "
+            f"Received: member={b.id!r} (fold {b.fold}) for the slot of {a.id!r} (fold {a.fold})"
+        )
+
+
+PARTS = ("trainable", "non_trainable")  # what a member's final state is (its model's variables)
+
+
+def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, initial: dict, finals: dict) -> list:
+    """The boundary after the loop's `epoch` epochs: members that finished their epochs leave their slots,
+    `slots.decide` retires and seats members, and each seated member's slot gets its initial state (rows of
+    `initial`, the population's initial state). A member that leaves keeps its state of now in `finals`.
+    Returns the shards' states (host copies where they changed; the slot's row set on the host, not by an
+    eager scatter that would compile once per shape)."""
+    import jax
+
+    where = {}
+    for k, cut in enumerate(cuts):
+        for i, s in enumerate(cut):
+            where.setdefault(s, (k, i))  # a slot's first place (the last shard may repeat one to fill up)
+
+    def leave(s):
+        m = board.occupant[s]
+        if m is not None and m not in finals:
+            k, i = where[s]
+            finals[m] = {part: [np.asarray(a)[i] for a in states[k][part]] for part in PARTS}
+        board.retire(s, epoch)
+
+    for s, m in enumerate(board.occupant):
+        if m is not None and board.local(s, epoch) >= board.epochs:
+            leave(s)
+    changes = slots.decide(epoch, board) or {}
+    for s, m in sorted(changes.items()):
+        if not 0 <= s < len(board.occupant):
+            raise ValueError(f"`decide` names slot {s} of {len(board.occupant)}. Received: {changes!r}")
+        leave(s)
+        if m is None:
+            continue
+        check_fold(board.members, board.latest[s], m)
+        board.take(s, m, epoch)
+        k, i = where[s]
+        row = jax.tree.map(lambda a: a[m], initial)
+        host = jax.tree.map(lambda a: np.array(a), states[k])
+        for leaf, value in zip(jax.tree.leaves(host), jax.tree.leaves(row)):
+            leaf[i] = value
+        states[k] = jax.device_put(host)
+    return states

@@ -1,0 +1,53 @@
+"""Slots: a population's slot handed to another member at an epoch boundary, without recompiling; every
+member — the one that left early and the one that took its slot — trains exactly as `model.fit` of its own model."""
+
+import numpy as np
+import pytest
+from test_population import FAMILIES, X, fit, mlp_dropout, setup, training
+
+from reglab import data as D
+from reglab.engine import population
+from reglab.engine.slots import Slots
+
+
+def _max_gap(expected, got):
+    assert expected.keys() == got.keys()
+    return max(np.abs(expected[p] - got[p]).max() for p in expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["mlp-dropout", "conv1d-batchnorm"])  # dropout's seeds; BatchNorm's statistics
+def test_a_slot_handed_on_trains_the_member_that_left_and_the_one_that_came_exactly_as_fit(family):
+    build, x = FAMILIES[family]
+    dataset, members = setup(x, lambdas=(0.0, 1e-2))  # point-major: λ=0 on folds 0, 1, then λ=1e-2 on both
+    assert [m.point["l2"] for m in members] == [0.0, 0.0, 1e-2, 1e-2]
+    (pop,), failures = population.plan_populations(members, build, probe=D.rows(dataset.x, slice(0, 1)))
+    assert not failures
+    asked = []
+
+    def decide(epoch, board):
+        asked.append((epoch, list(board.occupant)))
+        return {0: 2, 1: 3} if epoch == 1 else {}  # after one epoch the λ=1e-2 members take the slots, fold by fold
+
+    setting = training(epochs=3)
+    records, weights, timing = population.train_population(pop, dataset, setting, slots=Slots(2, decide))
+    assert asked[:2] == [(1, [0, 1]), (2, [2, 3])] and asked[-1] == (4, [None, None])
+    assert timing["traced_epochs"] + timing.get("read_epochs", 0) == 1  # one program for all four members
+    for m, epochs in ((0, 1), (1, 1), (2, 3), (3, 3)):
+        member = members[m]
+        assert list(records[member.id].epoch) == list(range(1, epochs + 1)), member.id
+        expected, history = fit(build, member, dataset, training(epochs=epochs))
+        assert _max_gap(expected, weights[member.id]) <= 1e-5, member.id
+        np.testing.assert_allclose(records[member.id].val_total, history["val_loss"], rtol=1e-5, atol=1e-6)
+        model_weights = {v.path: np.asarray(v.value) for v in pop.models[m].trainable_variables}
+        assert _max_gap(expected, model_weights) <= 1e-5  # the member's own model holds its final state
+
+
+def test_a_member_takes_a_slot_only_on_its_fold_and_only_once():
+    dataset, members = setup(X, n=120, lambdas=(0.0, 1e-2))
+    (pop,), _ = population.plan_populations(members, mlp_dropout, probe=D.rows(dataset.x, slice(0, 1)))
+    with pytest.raises(ValueError, match=r"only on the slot's fold .*Received: member="):
+        population.train_population(pop, dataset, training(epochs=2), slots=Slots(2, lambda e, b: {0: 3}))
+    (pop,), _ = population.plan_populations(members, mlp_dropout, probe=D.rows(dataset.x, slice(0, 1)))
+    with pytest.raises(ValueError, match=r"takes one slot, once"):
+        population.train_population(pop, dataset, training(epochs=2), slots=Slots(2, lambda e, b: {0: 0}))
