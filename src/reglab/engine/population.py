@@ -33,7 +33,8 @@ in threads (`shard_count`): one XLA program keeps about one core busy with a pop
 operations.
 
 The pieces: `grouping` (members → populations), `knobs` (per-member values), `program` (the compiled
-epoch), `batches` (the batch plan and shards), `checkpoints` (the saved payload); this module drives them.
+epoch), `batches` (the batch plan and shards), `checkpoints` (the saved payload), `parts` (a population
+trained in parts), `slots` (members taking turns in a population's slots); this module drives them.
 """
 
 from __future__ import annotations
@@ -59,19 +60,12 @@ from reglab.engine.checkpoints import (
 )
 from reglab.engine.convolution import remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
+from reglab.engine.parts import Untraceable, in_parts
 from reglab.engine.program import Program, take_rows
 from reglab.engine.slots import PARTS, Board, Slots, hand_on
 from reglab.kit import records
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
-
-
-class _Untraceable(Exception):
-    """The step did not trace with per-member values standing in for numbers (`PerMember`)."""
-
-    def __init__(self, groups):
-        super().__init__("per-member values did not trace")
-        self.groups = groups
 
 
 def train_population(
@@ -99,46 +93,7 @@ def train_population(
         if checkpoints is not None:
             raise ValueError(f"Slots do not checkpoint yet. Received: slots={slots!r}, checkpoints={checkpoints!r}")
         return _train_population(population, data, training, validate, order, None, slots)
-    return _in_parts(population, lambda part: _train_population(part, data, training, validate, order, checkpoints))
-
-
-def _in_parts(population: Population, train, told: list | None = None):
-    """`train(population)`; where its layers need a per-member value as a Python number, one population per
-    value; where it does not fit in the device's memory (XLA's RESOURCE_EXHAUSTED), in two halves — each
-    split again if it must —, said once. Each member trains as it would have in one population (test)."""
-    import warnings
-
-    try:
-        return train(population)
-    except _Untraceable as split:
-        groups = split.groups
-    except Exception as error:
-        M = len(population.members)
-        if "RESOURCE_EXHAUSTED" not in str(error) or M < 2:
-            raise
-        groups = [range(M // 2), range(M // 2, M)]
-        told = [] if told is None else told
-        if not told:
-            told.append(True)
-            reason = str(error).strip().splitlines()[0][:200]
-            warnings.warn(
-                f"reglab: a population of {M} members did not fit in the device's memory ({reason}); "
-                "training it in parts (halves, and halves of those where they must)",
-                UserWarning,
-                stacklevel=2,
-            )
-    out, weights = {}, {}
-    timing = {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0, "convolutions": {}}
-    for who in groups:
-        part = Population([population.members[i] for i in who], [population.models[i] for i in who])
-        records, final, seconds = _in_parts(part, train, told)
-        out.update(records)
-        weights.update(final)
-        for key in ("compile_seconds", "seconds", "members", "traced_epochs", "read_epochs"):
-            timing[key] = timing.get(key, 0) + seconds.get(key, 0)
-        timing["epoch_seconds"] += seconds["epoch_seconds"]
-        timing["convolutions"].update(seconds["convolutions"])
-    return out, weights, timing
+    return in_parts(population, lambda part: _train_population(part, data, training, validate, order, checkpoints))
 
 
 @dataclass
@@ -215,7 +170,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 if not program.knobs or board is not None:
                     raise
                 values = [tuple(float(knob.values[m]) for knob in program.knobs) for m in range(M)]
-                raise _Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
+                raise Untraceable([[m for m in range(M) if values[m] == v] for v in dict.fromkeys(values)]) from None
             return _Schedule(plan, shards, lowered, started, convolutions, arrays, how)
 
         def validation(plan, cut):
