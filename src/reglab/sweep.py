@@ -77,6 +77,11 @@ class Sweep:
             `reglab.engine.executors`) or "auto": local in a JAX process, a worker process in a
             TensorFlow or PyTorch one (with one line saying so). Defaults to "auto".
         workers: worker processes for `executor="process"`. Defaults to 1.
+        prune: "halving" stops hopeless points early (`reglab.search.halving`: at rungs of `min_epochs · eta^i`
+            epochs a point goes on only if its fold mean of `select` is among the best 1/`eta` there) and gives
+            their slots to points not yet tried, in the same compiled population; only points that trained all
+            `epochs` can be chosen. Defaults to None (every point trains every epoch).
+        eta, min_epochs: successive halving's rate (≥ 2, default 3) and first rung (default 1 epoch).
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
@@ -110,6 +115,9 @@ class Sweep:
         engine="auto",
         executor="auto",
         workers=1,
+        prune=None,
+        eta=3,
+        min_epochs=1,
         seed=0,
     ):
         given = {k: v for k, v in locals().items() if k not in ("self", "model")}  # `get_config`: as given
@@ -136,7 +144,11 @@ class Sweep:
             engine=engine,
             executor=executor,
             workers=workers,
+            prune=prune,
+            eta=eta,
+            min_epochs=min_epochs,
         )
+        self.halving = checked["halving"]
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
         self.refine, self.refine_points, self.refine_param = (
@@ -158,6 +170,14 @@ class Sweep:
         self.refit = bool(refit)
         self.engine, self.executor, self.workers = engine, executor, checked["workers"]
         self._given, self._probe = given, None
+
+    def _slots(self, members):
+        """A population's successive halving (`reglab.search.halving`) as the engine's slots."""
+        from reglab.engine.slots import Slots
+
+        sign = 1.0 if selection.mode_for(self.select) == "min" else -1.0
+        scheduler = self.halving.scheduler(members, self.epochs, self.select, sign)
+        return Slots(scheduler.size, scheduler.decide)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -301,6 +321,11 @@ class Sweep:
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)
         chosen = executors.choose(self.executor, self.workers, self._engine_name())
+        if self.halving is not None and not isinstance(chosen, executors.Local):
+            raise ValueError(
+                "Successive halving needs the population engine in this process (Keras's JAX backend: `import "
+                f"reglab` before `keras`). Received: prune='halving' with KERAS_BACKEND={keras.backend.backend()!r}"
+            )
         if keras.backend.backend() == "jax":  # from the first build: its initializers' programs (~0.7 s) too
             compile_cache.use()
         with chosen as executor, _engine_errors(self.engine):  # workers start now, while members are built
@@ -381,6 +406,7 @@ class Sweep:
                 checkpoints=checkpoints,
                 stop=stop,
                 done=collected.finish,
+                slots=self._slots if self.halving is not None else None,
             )
             engine.merge_timing(timing, run["timing"])
 

@@ -87,6 +87,17 @@ def diagnose(epochs: pd.DataFrame) -> pd.DataFrame:
     for pid in dict.fromkeys(epochs["point"]):
         statuses = set(epochs.loc[epochs["point"] == pid, "status"])
         curve = per_point.get(pid)
+        if "pruned" in statuses and not statuses & {"failed", "diverged"}:
+            stopped = int(epochs.loc[(epochs["point"] == pid) & (epochs["status"] == "pruned"), "epoch"].max())
+            rows.append(
+                {
+                    "point": pid,
+                    "verdict": "pruned",
+                    "recommendation": "none: others did better at the same epoch",
+                    "reason": f"stopped by successive halving after epoch {stopped}",
+                }
+            )
+            continue
         if statuses - {"ok"} or curve is None or not curve["val_loss"].notna().any():
             broken = "failed" if "failed" in statuses else "diverged"
             rows.append(

@@ -55,7 +55,7 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
         last = records.iloc[-1]
         row = {k: last[k] for k in (*IDENTITY, *params)}
         statuses = set(records["status"])
-        row["status"] = "failed" if "failed" in statuses else "diverged" if "diverged" in statuses else "ok"
+        row["status"] = next((s for s in ("failed", "diverged", "pruned") if s in statuses), "ok")
         row["epochs"] = int(records["epoch"].max())
         row["seconds"] = float(last["seconds"])
         for column in ("train_loss", "train_penalty", *metrics):
@@ -102,6 +102,7 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
             ok=len(ok),
             failed=int((group["status"] == "failed").sum()),
             diverged=int((group["status"] == "diverged").sum()),
+            pruned=int((group["status"] == "pruned").sum()),  # stopped early by successive halving
         )
         for q in quantities:
             values = ok[q].astype(float) if q in ok else pd.Series(dtype=float)
@@ -146,6 +147,8 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
             f"Every configuration failed, diverged or is not learning ({_excluded(summary)}); nothing to select."
         )
     excluded = summary[summary["rank"].isna()]
+    if "pruned" in excluded:  # stopped by successive halving: left out by design, not a finding
+        excluded = excluded[excluded["pruned"] == 0]
     if len(excluded) and warn:
         warnings.warn(
             f"{len(excluded)} of {len(summary)} configurations were excluded from selection: {_excluded(excluded)}.",

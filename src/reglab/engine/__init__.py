@@ -26,6 +26,7 @@ def train(
     checkpoints=None,
     stop=None,
     done=None,
+    slots=None,
 ) -> dict:
     """Train `members` (`reglab.search.plan.Member`) on `data` with `training`
     (`reglab.engine.training.Training`), each model built by `make_model(point)`.
@@ -37,7 +38,9 @@ def train(
     (`reglab.engine.checkpoints.Checkpoints`): the population engine saves and resumes its state at
     epoch boundaries. `stop()`: asked between members (reference) — the population engine asks its
     checkpoints' — and `reglab.engine.checkpoints.Interrupted` is raised when it says so. `done(member,
-    trained)`: called as each member finishes (the sweep stores it at once).
+    trained)`: called as each member finishes (the sweep stores it at once). `slots(members)`: each
+    population's `reglab.engine.slots.Slots` (its members take turns in its slots; successive halving), in
+    this process only.
 
     Returns `{"members": {member id: Trained}, "timing": {...}}` (`reglab.engine.training.Trained`;
     the population engine's timing: members, shards, compile and epoch seconds, convolutions).
@@ -57,10 +60,12 @@ def train(
             out[member.id] = reference.train_member(member, data, training, make_model, validate)
             done(member, out[member.id])
         return {"members": out, "timing": {"members": len(members), "seconds": time.perf_counter() - started}}
-    return _train_populations(members, data, training, make_model, validate, checkpoints, done, executor)
+    return _train_populations(members, data, training, make_model, validate, checkpoints, done, executor, slots)
 
 
-def _train_populations(members, data, training, make_model, validate, checkpoints, done, executor=None) -> dict:
+def _train_populations(
+    members, data, training, make_model, validate, checkpoints, done, executor=None, slots=None
+) -> dict:
     from reglab.data import rows
     from reglab.engine import executors, population
     from reglab.engine.training import Trained
@@ -78,7 +83,12 @@ def _train_populations(members, data, training, make_model, validate, checkpoint
     elsewhere = []  # (population, why) that a worker could not train: this process trains them, after
     for pop in populations:
         try:
-            rows_by_id, weights, part = executor.train(pop, data, training, validate, checkpoints)
+            if slots is not None:
+                rows_by_id, weights, part = executor.train(
+                    pop, data, training, validate, checkpoints, slots=slots(pop.members)
+                )
+            else:
+                rows_by_id, weights, part = executor.train(pop, data, training, validate, checkpoints)
         except executors.CannotRunThere as reason:
             elsewhere.append((pop, reason))
             continue
@@ -124,6 +134,8 @@ def _hand_over(pop, rows_by_id, weights, part, done, out, timing) -> None:
 
     share = part["seconds"] / len(pop.members)  # a member's time: its share of its population's
     for member, model in zip(pop.members, pop.models):
+        if member.id not in rows_by_id:  # never took a slot (`slots`): not trained
+            continue
         out[member.id] = Trained(rows_by_id[member.id], share, weights[member.id], model)
         done(member, out[member.id])
     merge_timing(timing, part, without=("seconds",))

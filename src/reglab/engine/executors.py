@@ -67,9 +67,11 @@ class Local(Executor):
 
     name = "local"
 
-    def train(self, population, data, training, validate, checkpoints):
+    def train(self, population, data, training, validate, checkpoints, slots=None):
         from reglab.engine.population import train_population
 
+        if slots is not None:  # members taking turns are not checkpointed mid-training (yet)
+            return train_population(population, data, training, validate, slots=slots)
         return train_population(population, data, training, validate, checkpoints=checkpoints)
 
 

@@ -274,6 +274,8 @@ def _train(
     }
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
+    if board is not None:
+        board.rows = rows  # what `decide` judges the members on
     first = 0
     key = checkpoint_key(members)
     if payload is not None:
@@ -366,6 +368,9 @@ def _train(
     timing["seconds"] = time.perf_counter() - started
     state = gather(states, S)
     if board is not None:  # each member that took a slot: its state when it stopped, or now
+        for m, own in board.ended.items():  # stopped by `decide` before its last epoch: its last row says so
+            if own < training.epochs and rows[members[m].id] and status[m] == "ok":
+                rows[members[m].id][-1]["status"] = "pruned"
         finals.update(
             {m: take_rows(state, s) for s, m in enumerate(board.occupant) if m is not None and m not in finals}
         )

@@ -46,6 +46,7 @@ class Board:
         self.latest = list(range(size))  # each slot's member, or its last one while it is empty
         self.started = set(range(size))
         self.ended: dict[int, int] = {}  # member position -> the epochs it trained
+        self.rows: dict = {}  # member id -> its epoch rows so far (the engine's)
 
     def local(self, slot: int, epoch: int) -> int:
         """The epoch of its own that the slot's member is in at the loop's `epoch`."""

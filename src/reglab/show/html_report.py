@@ -185,13 +185,14 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     metrics = [c[: -len("_mean")] for c in summary.columns if c.startswith("val_") and c.endswith("_mean")]
     baseline = "baseline_loss_mean" in summary and summary["baseline_loss_mean"].notna().any()
+    pruning = "pruned" in summary and bool(summary["pruned"].any())  # successive halving stopped some points
     header = [
         "configuration",
         "rank",
         *[f"{m} (mean ± std)" for m in metrics],
         *(["constant predictor's loss"] if baseline else []),
         "best epoch",
-        "members ok / failed / diverged",
+        "members ok / failed / diverged" + (" / pruned" if pruning else ""),
         "verdict",
         "recommendation",
         "why",
@@ -209,7 +210,7 @@ def _table(summary: pd.DataFrame, labels: dict, verdicts: pd.DataFrame, document
         cells += [_num(row["baseline_loss_mean"])] if baseline else []
         cells += [
             _num(row.get("curve_best_epoch")),
-            f"{row['ok']} / {row['failed']} / {row['diverged']}",
+            f"{row['ok']} / {row['failed']} / {row['diverged']}" + (f" / {row['pruned']}" if pruning else ""),
             v.get("verdict", ""),
             v.get("recommendation", ""),
             v.get("reason", ""),

@@ -44,6 +44,9 @@ def arguments(
     engine="auto",
     executor="auto",
     workers=1,
+    prune=None,
+    eta=3,
+    min_epochs=1,
 ) -> dict:
     """The settings, each checked ("… Received: name=value"), as `Sweep` keeps them: `seed`, `n_trials`,
     `refine`, `refine_points`, `refine_param` (the refined key), `repeats`, `epochs`, `batch_size`,
@@ -71,6 +74,15 @@ def arguments(
         rounds = [space.random_points(random, out["n_trials"], out["seed"])]
     out["rounds"] = rounds
     out["refine"] = validation.number(refine, "refine", low=0, integer=True)
+    from reglab.search.halving import Halving
+
+    out["halving"] = Halving.of(prune, eta, min_epochs, validation.number(epochs, "epochs", low=1, integer=True))
+    if out["halving"] is not None and (engine == "reference" or executor in ("process", "ray")):
+        raise ValueError(
+            "Successive halving hands a population's slots on between epochs: it needs the population engine in "
+            f"this process (engine='auto' or 'population', executor='auto' or 'local'). Received: prune={prune!r}, "
+            f"engine={engine!r}, executor={executor!r}"
+        )
     out["refine_points"] = validation.number(refine_points, "refine_points", low=1, integer=True)
     out["refine_param"] = refine_param
     if out["refine"]:
