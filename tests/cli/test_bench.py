@@ -106,3 +106,18 @@ def test_the_scale_bench_reports_members_and_executors_side_by_side():
         big["streamed"]["member_samples_per_second"] / big["small"]["member_samples_per_second"]
     )
     assert len(table(report)) == 3
+
+
+@pytest.mark.slow
+def test_the_search_bench_reports_full_training_and_halving_side_by_side():
+    """`reglab bench --search`, tiny: structure and consistency, never speed."""
+    from reglab.cli.bench_search import search_bench, table
+
+    report = search_bench(candidates=6, seeds=1, epochs=4, echo=lambda message: None)
+    full, halving = report["full"], report["halving"]
+    assert full["member_epochs_fraction"] == full["wall_fraction"] == 1.0 and full["distance_se"] == 0.0
+    spent, all_of_it = halving["runs"][0]["member_epochs"], full["runs"][0]["member_epochs"]
+    assert all_of_it == 6 * 5 * 4 and spent < all_of_it  # 6 candidates × 5 folds × 4 epochs
+    assert halving["member_epochs_fraction"] == pytest.approx(spent / all_of_it)
+    assert halving["distance_se"] > -1e-3  # the full run's best is the lowest (members agree to ~1e-6)
+    assert [row[0] for row in table(report)] == ["full", "halving"]

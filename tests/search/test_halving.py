@@ -53,6 +53,8 @@ def test_halving_chooses_the_full_grids_point_trained_as_there_for_a_third_of_th
     assert (verdicts[stopped.point.unique()] == "pruned").all() and verdicts[chosen] != "pruned"
     report = (tmp_path / "run/report.html").read_text()
     assert "members ok / failed / diverged / pruned" in report and "stopped by successive halving after epoch" in report
+    spent = f"{len(halved.epochs)} of the full grid's {len(full.epochs)} member-epochs"
+    assert "8 of 9 configurations stopped early" in report and spent in report
     again = sweep(prune="halving", eta=3).run(X, Y, run_dir=tmp_path / "run")  # resumes: every member is stored
     assert "populations" not in again.timing and again.best == halved.best
     pd.testing.assert_frame_equal(again.summary, halved.summary)

@@ -207,6 +207,11 @@ def bench(
         "--scale",
         help="Also 40 → 160 → 640 members, the executors (process, ray) against local, and 200,000 rows streamed from disk.",
     ),
+    search: bool = typer.Option(
+        False,
+        "--search",
+        help="Also 64 random λ candidates, every epoch vs successive halving: member-epochs, wall time, the choice's distance.",
+    ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
     import_keras_quietly(compile_cache=False)
@@ -229,6 +234,12 @@ def bench(
         report["scale"] = run_scale(repeats=(1, 2) if quick else (1, 4, 16), epochs=4 if quick else 50, echo=echo)
         report["scale"]["big_data"] = big_data(
             rows=20_000 if quick else 200_000, small=2_000 if quick else 5_000, echo=echo
+        )
+    if search:
+        from reglab.cli.bench_search import search_bench
+
+        report["search"] = search_bench(
+            candidates=9 if quick else 64, seeds=1 if quick else 5, epochs=4 if quick else 50, echo=echo
         )
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(
@@ -332,6 +343,19 @@ def bench(
         from reglab.cli.bench_scale import table as scale_tables
 
         console.print(*scale_tables(report["scale"]))
+    if search:
+        from reglab.cli.bench_search import table as search_table
+
+        found = report["search"]
+        rows = Table(
+            title=f"Search: {found['candidates']} random λ, each 5 folds × {found['epochs']} epochs "
+            f"(medians over {found['seeds']} seeds)"
+        )
+        for name in ("method", "member-epochs", "wall time", "chosen λ from the best (SE)"):
+            rows.add_column(name, justify="right")
+        for row in search_table(found):
+            rows.add_row(*row)
+        console.print(rows)
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 

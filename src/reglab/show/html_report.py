@@ -119,7 +119,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
             f"<h1>{_e(title)}</h1>",
             f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
             f"generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
-            _decision(document, labels, verdicts),
+            _decision(document, labels, verdicts, _halving(epochs)),
             *sections,
             "<section><h2>Every configuration</h2>",
             _table(summary, labels, verdicts, document),
@@ -137,7 +137,23 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
 # --- the decision and the table -----------------------------------------------------------------
 
 
-def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
+def _halving(epochs: pd.DataFrame) -> str:
+    """The decision's line on successive halving where it stopped points: how many, at which epochs, and the
+    member-epochs spent against the full grid's (every member every epoch)."""
+    stopped = epochs[epochs["status"] == "pruned"]
+    if stopped.empty:
+        return ""
+    at = stopped.groupby("point")["epoch"].max().value_counts().sort_index()
+    full = epochs["member"].nunique() * int(epochs["epoch"].max())
+    return (
+        f"<li><b>Successive halving</b>: {int(at.sum())} of {epochs['point'].nunique()} configurations stopped early "
+        f"({_e(', '.join(f'{n} after epoch {e}' for e, n in at.items()))}); {len(epochs)} of the full grid's {full} "
+        f'member-epochs ({len(epochs) / full:.0%})<br><span class="note">only configurations that trained every '
+        "epoch can be chosen</span></li>"
+    )
+
+
+def _decision(document: dict, labels: dict, verdicts: pd.DataFrame, halving: str = "") -> str:
     best, one_se, test = document.get("best") or {}, document.get("best_1se") or {}, document.get("test")
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     lines = []
@@ -173,6 +189,7 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame) -> str:
             '<br><span class="note">validation loss no better than the constant predictor\'s (the training '
             "folds' class priors or mean target); never selected by the validation loss</span></li>"
         )
+    lines.append(halving)
     if test:
         scores = ", ".join(f"{k} = {_num(v)}" for k, v in test.items())
         lines.append(f"<li><b>Test set</b> (used once, the best point refit on all non-test data): {_e(scores)}</li>")
