@@ -297,8 +297,9 @@ def _train(
         t0 = time.perf_counter()
         if board is None:
             coefficients = program.values(epoch)
-        else:  # each slot's member's values in its own epoch
-            each = [program.values(board.local(s, epoch), board.latest[s]) for s in range(S)]
+        else:  # each slot's member's values in its own epoch (computed once per epoch in use: schedules cost)
+            own = {e: program.values(e) for e in {board.local(s, epoch) for s in range(S)}}
+            each = [take_rows(own[board.local(s, epoch)], board.latest[s]) for s in range(S)]
             coefficients = jax.tree.map(lambda *a: np.stack(a), *each)
         calls = [
             jax.device_put((take_rows(coefficients, np.asarray(cut)), *batch_indices(epoch, cut))) + tuple(validation)

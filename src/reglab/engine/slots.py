@@ -109,6 +109,7 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         if m is not None and board.local(s, epoch) >= board.epochs:
             leave(s)
     changes = slots.decide(epoch, board) or {}
+    seated: dict[int, list] = {}  # shard -> [(its row, the member seated there)]
     for s, m in sorted(changes.items()):
         if not 0 <= s < len(board.occupant):
             raise ValueError(f"`decide` names slot {s} of {len(board.occupant)}. Received: {changes!r}")
@@ -118,9 +119,11 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         check_fold(board.members, board.latest[s], m)
         board.take(s, m, epoch)
         k, i = where[s]
-        row = jax.tree.map(lambda a: a[m], initial)
+        seated.setdefault(k, []).append((i, m))
+    for k, rows in seated.items():  # one host copy of a shard's state however many of its slots change
         host = jax.tree.map(lambda a: np.array(a), states[k])
-        for leaf, value in zip(jax.tree.leaves(host), jax.tree.leaves(row)):
-            leaf[i] = value
+        for i, m in rows:
+            for leaf, value in zip(jax.tree.leaves(host), jax.tree.leaves(initial)):
+                leaf[i] = value[m]
         states[k] = jax.device_put(host)
     return states
