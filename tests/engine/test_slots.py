@@ -51,3 +51,22 @@ def test_a_member_takes_a_slot_only_on_its_fold_and_only_once():
     (pop,), _ = population.plan_populations(members, mlp_dropout, probe=D.rows(dataset.x, slice(0, 1)))
     with pytest.raises(ValueError, match=r"takes one slot, once"):
         population.train_population(pop, dataset, training(epochs=2), slots=Slots(2, lambda e, b: {0: 0}))
+
+
+@pytest.mark.slow
+def test_members_left_training_move_into_the_first_shard_and_still_train_exactly_as_fit():
+    """Slots run in more, smaller shards; a shard with no member training does not run, so members in later
+    shards move into empty slots of earlier ones (the same rows) — their state, epoch and batches with them."""
+    dataset, members = setup(X, lambdas=(0.0, 1e-3, 1e-2, 3e-2))  # 4 points × 2 folds: two shards of four slots
+    (pop,), _ = population.plan_populations(members, mlp_dropout, probe=D.rows(dataset.x, slice(0, 1)))
+    seen = {}
+
+    def decide(epoch, board):
+        seen[epoch] = list(board.occupant)
+        return {s: None for s in range(4)} if epoch == 1 else {}  # the first shard's members stop after one epoch
+
+    records, weights, _ = population.train_population(pop, dataset, training(epochs=3), slots=Slots(8, decide))
+    assert seen[1] == list(range(8)) and seen[2] == [4, 5, 6, 7, None, None, None, None]  # moved, fold by fold
+    for m, epochs in ((0, 1), (3, 1), (4, 3), (7, 3)):
+        expected, _ = fit(mlp_dropout, members[m], dataset, training(epochs=epochs))
+        assert len(records[members[m].id]) == epochs and _max_gap(expected, weights[members[m].id]) <= 1e-5

@@ -62,7 +62,7 @@ from reglab.engine.convolution import remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.parts import Untraceable, in_parts
 from reglab.engine.program import Program, take_rows
-from reglab.engine.slots import PARTS, Board, Slots, hand_on
+from reglab.engine.slots import PARTS, Board, Slots, hand_on, running
 from reglab.kit import records
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
@@ -135,7 +135,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
     val_sizes = [len(m.val) for m in seats] if validate else [0] * M
     probe = (x_views(np.arange(B)) if on_disk else jax.tree.map(lambda a: a[0][:B], x_views), take_rows(y_views, 0))
     program = Program(population, training, (probe[0], jax.tree.map(lambda a: a[:B], probe[1])))
-    count = shard_count()
+    # members taking turns (slots) run in more, smaller shards: those left with no member training do not run
+    count = shard_count() * (4 if board is not None else 1)
     payload = checkpoints.load(checkpoint_key(members)) if checkpoints is not None else None
     if payload is not None:  # a resumed population batches its convolutions as it did before it stopped
         remember(payload_meta(payload).get("convolutions", {}))
@@ -292,6 +293,7 @@ def _train(
     started = last_save = time.perf_counter()
     save_cost = 0.0
     finals = {}  # with slots: member position -> its state when it stopped
+    numbers = [None] * len(shards)  # each shard's last numbers (a shard that did not run keeps them: never recorded)
     epoch = first
     while board.busy(epoch) if board is not None else epoch < training.epochs:
         t0 = time.perf_counter()
@@ -301,28 +303,28 @@ def _train(
             own = {e: program.values(e) for e in {board.local(s, epoch) for s in range(S)}}
             each = [take_rows(own[board.local(s, epoch)], board.latest[s]) for s in range(S)]
             coefficients = jax.tree.map(lambda *a: np.stack(a), *each)
+        # with slots, a shard whose slots are all empty does not run: it keeps its last numbers, never recorded
+        active = range(len(shards)) if board is None else running(board, epoch, [cut for cut, _ in shards])
         calls = [
             jax.device_put((take_rows(coefficients, np.asarray(cut)), *batch_indices(epoch, cut))) + tuple(validation)
-            for cut, validation in shards
+            for cut, validation in (shards[k] for k in active)
         ]
-        if len(shards) == 1:
-            outputs = [compiled(states[0], *calls[0], schedule.arrays)]
+        if len(calls) == 1:
+            ran = [compiled(states[active[0]], *calls[0], schedule.arrays)]
         else:  # in threads of their own: JAX runs programs dispatched from one thread one after another
-            outputs = list(
+            ran = list(
                 pool.map(
                     lambda args: jax.block_until_ready(compiled(*args, schedule.arrays)),
-                    [(shard_state, *call) for shard_state, call in zip(states, calls)],
+                    [(states[k], *call) for k, call in zip(active, calls)],
                 )
             )
-        states = [out[0] for out in outputs]
-        sums, val, stats, alive = (
-            np.concatenate([np.asarray(a, dtype="float64") for a in parts])[:S]
-            for parts in zip(*((out[1], out[3], out[4], out[0]["alive"]) for out in outputs))
-        )
-        train_metrics = {
-            k: np.concatenate([np.asarray(out[2][k], dtype="float64") for out in outputs])[:S]
-            for k in program.metric_names
-        }
+        for k, out in zip(active, ran):  # each shard's numbers on the host, converted once
+            states[k] = out[0]
+            numbers[k] = [np.asarray(a, dtype="float64") for a in (out[1], out[3], out[4], out[0]["alive"])]
+            numbers[k] += [np.asarray(out[2][name], dtype="float64") for name in program.metric_names]
+        joined = [np.concatenate(parts)[:S] for parts in zip(*numbers)]
+        sums, val, stats, alive = joined[:4]
+        train_metrics = dict(zip(program.metric_names, joined[4:]))
         timing["epoch_seconds"].append(time.perf_counter() - t0)
         for s in range(S):  # slot s's numbers are its member m's, in the member's own epoch `own`
             m, own = (board.occupant[s], board.local(s, epoch)) if board is not None else (s, epoch)

@@ -89,8 +89,8 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
     """The boundary after the loop's `epoch` epochs: members that finished their epochs leave their slots,
     `slots.decide` retires and seats members, and each seated member's slot gets its initial state (rows of
     `initial`, the population's initial state). A member that leaves keeps its state of now in `finals`.
-    Returns the shards' states (host copies where they changed; the slot's row set on the host, not by an
-    eager scatter that would compile once per shape)."""
+    Returns the shards' states (new where they changed: rows are set in one host copy of the shard, not by
+    eager scatters, which would compile once per shape)."""
     import jax
 
     where = {}
@@ -98,11 +98,23 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         for i, s in enumerate(cut):
             where.setdefault(s, (k, i))  # a slot's first place (the last shard may repeat one to fill up)
 
-    def leave(s):
+    views, hosts = {}, {}  # each shard's state on the host: read once a boundary; copied once where written
+
+    def view(k):
+        if k not in views:
+            views[k] = jax.tree.map(np.asarray, states[k])
+        return views[k]
+
+    def host(k):
+        if k not in hosts:
+            hosts[k] = jax.tree.map(np.array, view(k))
+        return hosts[k]
+
+    def leave(s):  # (before any write: every leave reads the state the epoch left)
         m = board.occupant[s]
         if m is not None and m not in finals:
             k, i = where[s]
-            finals[m] = {part: [np.asarray(a)[i] for a in states[k][part]] for part in PARTS}
+            finals[m] = {part: [a[i].copy() for a in view(k)[part]] for part in PARTS}
         board.retire(s, epoch)
 
     for s, m in enumerate(board.occupant):
@@ -120,10 +132,51 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         board.take(s, m, epoch)
         k, i = where[s]
         seated.setdefault(k, []).append((i, m))
-    for k, rows in seated.items():  # one host copy of a shard's state however many of its slots change
-        host = jax.tree.map(lambda a: np.array(a), states[k])
+    for k, rows in seated.items():
         for i, m in rows:
-            for leaf, value in zip(jax.tree.leaves(host), jax.tree.leaves(initial)):
+            for leaf, value in zip(jax.tree.leaves(host(k)), jax.tree.leaves(initial)):
                 leaf[i] = value[m]
-        states[k] = jax.device_put(host)
+    _gather_in(board, epoch, cuts, where, host)
+    for k, changed in hosts.items():
+        states[k] = jax.device_put(changed)
     return states
+
+
+def running(board: Board, epoch: int, cuts: list) -> list[int]:
+    """The shards with a member still training at the loop's `epoch` (the others need not run)."""
+    busy = set(board.busy(epoch))
+    return [k for k, cut in enumerate(cuts) if busy.intersection(cut)]
+
+
+def _gather_in(board: Board, epoch: int, cuts: list, where: dict, host) -> None:
+    """Move the members training in the last shards into empty slots of the first ones (the same rows; the
+    member's state, own epoch and batch order go with it), a whole shard at a time, so that a population
+    whose members mostly stopped runs fewer shards (`running`)."""
+    import jax
+
+    busy = set(board.busy(epoch))
+    for k in range(len(cuts) - 1, 0, -1):
+        leaving = [s for s in dict.fromkeys(cuts[k]) if s in busy and where[s][0] == k]
+        if not leaving:
+            continue
+        free = [t for j in range(k) for t in dict.fromkeys(cuts[j]) if where[t][0] == j and board.occupant[t] is None]
+        moves = {}
+        for s in leaving:
+            member = board.members[board.occupant[s]]
+            t = next((t for t in free if _same_rows(board.members[board.latest[t]], member)), None)
+            if t is None:
+                return  # this shard cannot be emptied, nor can those before it take more
+            moves[s] = t
+            free.remove(t)
+        for s, t in moves.items():
+            (k_from, i), (k_to, j) = where[s], where[t]
+            for leaf_to, leaf_from in zip(jax.tree.leaves(host(k_to)), jax.tree.leaves(host(k_from))):
+                leaf_to[j] = leaf_from[i]
+            board.occupant[t] = board.latest[t] = board.occupant[s]
+            board.since[t], board.occupant[s] = board.since[s], None
+            busy.discard(s)
+            busy.add(t)
+
+
+def _same_rows(a, b) -> bool:
+    return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
