@@ -349,7 +349,7 @@ def bench(
         found = report["search"]
         rows = Table(
             title=f"Search: {found['candidates']} random λ, each 5 folds × {found['epochs']} epochs "
-            f"(medians over {found['seeds']} seeds)"
+            f"(medians over {found['seeds']} seed{'s' if found['seeds'] != 1 else ''})"
         )
         for name in ("method", "member-epochs", "wall time", "chosen λ from the best (SE)"):
             rows.add_column(name, justify="right")
