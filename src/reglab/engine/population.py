@@ -381,7 +381,7 @@ def _train(
         state = {part: [np.stack([finals[m][part][i] for m in who]) for i in range(len(state[part]))] for part in PARTS}
         members = [members[m] for m in who]
     final = state["trainable"]
-    _write_back(program.population, final, state["non_trainable"], [m for m in range(M)] if board is None else who)
+    _write_back(program.population, final, state["non_trainable"], list(range(M)) if board is None else who)
     weights = {
         member.id: {path: final[wi][m] for wi, path in enumerate(program.paths)} for m, member in enumerate(members)
     }

@@ -75,7 +75,7 @@ class Board:
 def check_fold(members, slot_member: int, member: int) -> None:
     """A member takes a slot only with the slot's rows (its batch plan and validation indices)."""
     a, b = members[slot_member], members[member]
-    if not (np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)):
+    if not _same_rows(a, b):
         raise ValueError(
             f"A member takes a slot only on the slot's fold (the same training and validation rows). "
             f"Received: member={b.id!r} (fold {b.fold}) for the slot of {a.id!r} (fold {a.fold})"
