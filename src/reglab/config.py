@@ -17,7 +17,7 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   takes any model). `layer_groups` (`{group = [layers]}`, by layer name) works with either;
 - `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`; `refine`, `refine_param`,
   `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
-  `val_mean_absolute_error` for a regression target);
+  `val_mean_absolute_error` for a regression target); `prune` ("halving" or "hyperband"), `eta`, `min_epochs`;
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "population",
   "reference"), `executor` ("auto", "local", "process": where populations train, see `reglab.Sweep`) and

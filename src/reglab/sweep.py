@@ -80,7 +80,9 @@ class Sweep:
         prune: "halving" stops hopeless points early (`reglab.search.halving`: at rungs of `min_epochs · eta^i`
             epochs a point goes on only if its fold mean of `select` is among the best 1/`eta` there) and gives
             their slots to points not yet tried, in the same compiled population; only points that trained all
-            `epochs` can be chosen. Defaults to None (every point trains every epoch).
+            `epochs` can be chosen. "hyperband" deals the points to brackets judged first after fewer or more
+            epochs, one bracket trained in full (it hedges `min_epochs`). Defaults to None (every point trains
+            every epoch).
         eta, min_epochs: successive halving's rate (≥ 2, default 3) and first rung (default 1 epoch).
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """

@@ -94,3 +94,15 @@ def test_a_halving_sweep_round_trips_through_its_config_and_the_toml_sections(tm
     assert loaded.sweep.halving == Halving(3, 1)
     with pytest.raises(ValueError, match=r"Received: eta=0"):
         experiment({"data": {"source": "wine"}, "search": {"grid": {"l2": [0.0]}, "prune": "halving", "eta": 0}})
+
+
+@pytest.mark.slow
+def test_hyperband_judges_its_brackets_points_first_at_different_epochs_and_trains_one_bracket_in_full():
+    assert Halving(3, 1, "hyperband").brackets(9) == [(1, 9), (3, 5), (9, 3)]  # (first rung, shares)
+    result = sweep(prune="hyperband").run(X, Y)
+    finished = result.members[result.members.status == "ok"]
+    stopped = result.members[result.members.status == "pruned"]
+    assert set(finished.epochs) == {9} and set(stopped.epochs) <= {1, 3} and len(stopped)
+    assert finished.point.nunique() >= 2  # at least the last bracket's points: never judged before epoch 9
+    assert len(result.epochs) < 9 * 3 * 9 and result.best["point_id"] in set(finished.point)
+    assert set(result.summary.dropna(subset=["rank"]).point) <= set(finished.point)

@@ -26,15 +26,20 @@ import numpy as np
 
 from reglab import validation
 
-KINDS = ("halving",)
+KINDS = ("halving", "hyperband")
 
 
 @dataclass(frozen=True)
 class Halving:
-    """`eta`: a rung keeps the best 1/eta of its points; `min_epochs`: the first rung."""
+    """`eta`: a rung keeps the best 1/eta of its points; `min_epochs`: the first rung. `kind` "hyperband"
+    hedges the first rung's guess (Li et al., JMLR 2018): the points are dealt to brackets whose first rungs
+    are `epochs · eta^-s` (s = s_max … 0, none below `min_epochs`), `ceil((s_max + 1) / (s + 1) · eta^s)` shares
+    to bracket s, so that some points start with fewer epochs before being judged, others with more, and the
+    last bracket's train every epoch; each bracket halves its own points, at its own rungs."""
 
     eta: int = 3
     min_epochs: int = 1
+    kind: str = "halving"
 
     @classmethod
     def of(cls, prune, eta, min_epochs, epochs: int) -> "Halving | None":
@@ -50,14 +55,29 @@ class Halving:
                 f"`min_epochs` (the first rung) is below `epochs`, or nothing is ever stopped early. "
                 f"Received: min_epochs={min_epochs}, epochs={epochs}"
             )
-        return cls(eta, min_epochs)
+        return cls(eta, min_epochs, prune)
 
-    def rungs(self, epochs: int) -> list[int]:
-        out, rung = [], self.min_epochs
+    def rungs(self, epochs: int, first: int | None = None) -> list[int]:
+        out, rung = [], first or self.min_epochs
         while rung < epochs:
             out.append(rung)
             rung *= self.eta
         return out
+
+    def brackets(self, epochs: int) -> list[tuple[int, int]]:
+        """(first rung, shares) per bracket: one bracket (`min_epochs`) for halving; Hyperband's for "hyperband"
+        (a first rung of `epochs`: that bracket's points train every epoch).
+
+        >>> Halving(3, 1, "hyperband").brackets(27)
+        [(1, 27), (3, 12), (9, 6), (27, 4)]
+        """
+        if self.kind == "halving":
+            return [(self.min_epochs, 1)]
+        top = int(math.floor(math.log(epochs / self.min_epochs, self.eta) + 1e-9))
+        return [
+            (max(self.min_epochs, int(round(epochs / self.eta**s))), math.ceil((top + 1) / (s + 1) * self.eta**s))
+            for s in range(top, -1, -1)
+        ]
 
     def keeps(self, recorded: dict, arriving: dict) -> set:
         """The arriving points (id → score, lower is better, NaN the worst) that go on: those whose score is
@@ -76,18 +96,25 @@ class Scheduler:
 
     def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float):
         self.halving, self.members, self.select, self.sign = halving, members, select, sign
-        self.rungs = halving.rungs(epochs)
         self.points: dict[str, list[int]] = {}  # point id → its members' positions
         for position, member in enumerate(members):
             self.points.setdefault(member.point_id, []).append(position)
         order = list(self.points)
+        brackets = halving.brackets(epochs)
+        dealt = [0] * len(brackets)
+        self.rungs_of: dict[str, tuple] = {}  # point id → (its bracket's first rung, its rungs)
+        for n, point in enumerate(order):  # each point to the bracket furthest below its share so far
+            total = sum(share for _, share in brackets)
+            b = max(range(len(brackets)), key=lambda i: brackets[i][1] / total * (n + 1) - dealt[i])
+            dealt[b] += 1
+            self.rungs_of[point] = (brackets[b][0], halving.rungs(epochs, brackets[b][0]))
         # as many points at once as the first rung keeps going, at least one, at most all
         at_once = min(len(order), max(1, math.ceil(len(order) / halving.eta)))
         self.size = sum(len(self.points[p]) for p in order[:at_once])
         if [m for p in order[:at_once] for m in self.points[p]] != list(range(self.size)):
             raise ValueError("The population's members are not grouped by point (plan order).")
         self.waiting = order[at_once:]
-        self.recorded: dict[int, dict] = {rung: {} for rung in self.rungs}
+        self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
         self.stopped: dict[str, int] = {}
 
     def _score(self, positions, rung: int, board) -> float:
@@ -105,19 +132,19 @@ class Scheduler:
         for s, m in enumerate(board.occupant):
             if m is not None:
                 slots_of.setdefault(self.members[m].point_id, []).append(s)
-        for rung in self.rungs:
-            arriving = {
-                p: self._score(self.points[p], rung, board)
-                for p, slots in slots_of.items()
-                if board.local(slots[0], epoch) == rung
-            }
-            if not arriving:
-                continue
-            self.recorded[rung].update(arriving)
-            going_on = self.halving.keeps(self.recorded[rung], arriving)
-            for p in arriving:
+        arriving: dict[tuple, dict] = {}  # (bracket, rung) → the points reaching it now → their scores
+        for p, slots in slots_of.items():
+            bracket, rungs = self.rungs_of[p]
+            own = board.local(slots[0], epoch)
+            if own in rungs:
+                arriving.setdefault((bracket, own), {})[p] = self._score(self.points[p], own, board)
+        for key, scores in arriving.items():
+            recorded = self.recorded.setdefault(key, {})
+            recorded.update(scores)
+            going_on = self.halving.keeps(recorded, scores)
+            for p in scores:
                 if p not in going_on:
-                    self.stopped[p] = rung
+                    self.stopped[p] = key[1]
                     changes.update({s: None for s in slots_of.pop(p)})
         free = [s for s, m in enumerate(board.occupant) if m is None or changes.get(s, m) is None]
         while self.waiting and free:
