@@ -326,7 +326,7 @@ class Sweep:
         if self.halving is not None and not isinstance(chosen, executors.Local):
             raise ValueError(
                 "Successive halving needs the population engine in this process (Keras's JAX backend: `import "
-                f"reglab` before `keras`). Received: prune='halving' with KERAS_BACKEND={keras.backend.backend()!r}"
+                f"reglab` before `keras`). Received: prune={self.halving.kind!r} with KERAS_BACKEND={keras.backend.backend()!r}"
             )
         if keras.backend.backend() == "jax":  # from the first build: its initializers' programs (~0.7 s) too
             compile_cache.use()

@@ -74,15 +74,16 @@ def device_matmul_rate(seconds: float = 1.0) -> float:
     return count * 2 * a.shape[0] * 32 * 64 * 128 / (time.perf_counter() - started)
 
 
-def standard_sweep(lambdas=LAMBDAS, epochs: int = 50, **settings):
+def standard_sweep(lambdas=LAMBDAS, epochs: int = 50, search: dict | None = None, **settings):
     """The standard workload's `Sweep` (BENCHMARK.md), the one every section of `reglab bench` measures;
-    `settings` change what a section varies (`repeats`, `executor`, `workers`)."""
+    `settings` change what a section varies (`repeats`, `executor`, `workers`, `seed`, `prune`), `search`
+    the points (`{"random": …, "n_trials": …}` instead of the grid over `lambdas`)."""
     from reglab.models import MLP
     from reglab.sweep import Sweep
 
     return Sweep(
         MLP(hidden=list(HIDDEN)).bind(64, 10),
-        grid={"l2": list(lambdas)},
+        **(search or {"grid": {"l2": list(lambdas)}}),
         cv=5,
         epochs=epochs,
         batch_size=32,
@@ -90,8 +91,7 @@ def standard_sweep(lambdas=LAMBDAS, epochs: int = 50, **settings):
         learning_rate=1e-3,
         refit=False,
         engine="population",
-        seed=0,
-        **settings,
+        **{"seed": 0, **settings},
     )
 
 

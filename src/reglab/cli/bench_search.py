@@ -25,9 +25,7 @@ SPACE = {"l2": {"log_uniform": [1e-6, 1e-1]}}
 def search_bench(candidates: int = 64, seeds: int = 5, epochs: int = 50, eta: int = 3, echo=print) -> dict:
     """{"full": {...}, "halving": {...}, "candidates", "seeds", "epochs", "eta"}: per method the medians above
     and `runs`, one row per seed (member-epochs, seconds, the chosen λ, distance in standard errors)."""
-    from reglab.cli.bench import HIDDEN, _data
-    from reglab.models import MLP
-    from reglab.sweep import Sweep
+    from reglab.cli.bench import _data, standard_sweep
 
     x, y = _data()
     rows: dict[str, list] = {"full": [], "halving": []}
@@ -35,17 +33,9 @@ def search_bench(candidates: int = 64, seeds: int = 5, epochs: int = 50, eta: in
         runs = {}
         for method in rows:
             echo(f"search: {candidates} random λ × 5 folds × {epochs} epochs, seed {seed}, {method} …")
-            sweep = Sweep(
-                MLP(hidden=list(HIDDEN)).bind(64, 10),
-                random=SPACE,
-                n_trials=candidates,
-                cv=5,
+            sweep = standard_sweep(
                 epochs=epochs,
-                batch_size=32,
-                optimizer="adam",
-                learning_rate=1e-3,
-                refit=False,
-                engine="population",
+                search={"random": SPACE, "n_trials": candidates},
                 seed=seed,
                 prune="halving" if method == "halving" else None,
                 eta=eta,

@@ -83,12 +83,8 @@ def _train_populations(
     elsewhere = []  # (population, why) that a worker could not train: this process trains them, after
     for pop in populations:
         try:
-            if slots is not None:
-                rows_by_id, weights, part = executor.train(
-                    pop, data, training, validate, checkpoints, slots=slots(pop.members)
-                )
-            else:
-                rows_by_id, weights, part = executor.train(pop, data, training, validate, checkpoints)
+            taking_turns = {"slots": slots(pop.members)} if slots is not None else {}  # `Local` alone takes them
+            rows_by_id, weights, part = executor.train(pop, data, training, validate, checkpoints, **taking_turns)
         except executors.CannotRunThere as reason:
             elsewhere.append((pop, reason))
             continue

@@ -299,10 +299,19 @@ def _train(
         t0 = time.perf_counter()
         if board is None:
             coefficients = program.values(epoch)
-        else:  # each slot's member's values in its own epoch (computed once per epoch in use: schedules cost)
-            own = {e: program.values(e) for e in {board.local(s, epoch) for s in range(S)}}
-            each = [take_rows(own[board.local(s, epoch)], board.latest[s]) for s in range(S)]
-            coefficients = jax.tree.map(lambda *a: np.stack(a), *each)
+        else:  # each slot's member's values in its own epoch (each epoch in use computed once: schedules cost)
+            own = np.array([board.local(s, epoch) for s in range(S)])
+            coefficients = None
+            for e in np.unique(own):
+                part = take_rows(program.values(int(e)), np.asarray(board.latest))
+                here = own == e
+                coefficients = (
+                    part
+                    if coefficients is None
+                    else jax.tree.map(
+                        lambda c, p: np.where(here.reshape(-1, *[1] * (p.ndim - 1)), p, c), coefficients, part
+                    )
+                )
         # with slots, a shard whose slots are all empty does not run: it keeps its last numbers, never recorded
         active = range(len(shards)) if board is None else running(board, epoch, [cut for cut, _ in shards])
         calls = [

@@ -110,7 +110,7 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
             hosts[k] = jax.tree.map(np.array, view(k))
         return hosts[k]
 
-    def leave(s):  # (before any write: every leave reads the state the epoch left)
+    def leave(s):  # reads the views: the state the epoch left, whatever was written since
         m = board.occupant[s]
         if m is not None and m not in finals:
             k, i = where[s]
@@ -121,7 +121,6 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         if m is not None and board.local(s, epoch) >= board.epochs:
             leave(s)
     changes = slots.decide(epoch, board) or {}
-    seated: dict[int, list] = {}  # shard -> [(its row, the member seated there)]
     for s, m in sorted(changes.items()):
         if not 0 <= s < len(board.occupant):
             raise ValueError(f"`decide` names slot {s} of {len(board.occupant)}. Received: {changes!r}")
@@ -131,11 +130,8 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         check_fold(board.members, board.latest[s], m)
         board.take(s, m, epoch)
         k, i = where[s]
-        seated.setdefault(k, []).append((i, m))
-    for k, rows in seated.items():
-        for i, m in rows:
-            for leaf, value in zip(jax.tree.leaves(host(k)), jax.tree.leaves(initial)):
-                leaf[i] = value[m]
+        for leaf, value in zip(jax.tree.leaves(host(k)), jax.tree.leaves(initial)):
+            leaf[i] = value[m]
     _gather_in(board, epoch, cuts, where, host)
     for k, changed in hosts.items():
         states[k] = jax.device_put(changed)

@@ -92,7 +92,7 @@ class Halving:
 
 class Scheduler:
     """One population's halving: `size` (its slots) and `decide(epoch, board)` (`reglab.engine.slots.Slots`).
-    `sign`: 1 where a lower `select` is better, -1 where higher is. `stopped`: point id → the rung it stopped at."""
+    `sign`: 1 where a lower `select` is better, -1 where higher is."""
 
     def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float):
         self.halving, self.members, self.select, self.sign = halving, members, select, sign
@@ -101,10 +101,9 @@ class Scheduler:
             self.points.setdefault(member.point_id, []).append(position)
         order = list(self.points)
         brackets = halving.brackets(epochs)
-        dealt = [0] * len(brackets)
+        dealt, total = [0] * len(brackets), sum(share for _, share in brackets)
         self.rungs_of: dict[str, tuple] = {}  # point id → (its bracket's first rung, its rungs)
         for n, point in enumerate(order):  # each point to the bracket furthest below its share so far
-            total = sum(share for _, share in brackets)
             b = max(range(len(brackets)), key=lambda i: brackets[i][1] / total * (n + 1) - dealt[i])
             dealt[b] += 1
             self.rungs_of[point] = (brackets[b][0], halving.rungs(epochs, brackets[b][0]))
@@ -115,7 +114,6 @@ class Scheduler:
             raise ValueError("The population's members are not grouped by point (plan order).")
         self.waiting = order[at_once:]
         self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
-        self.stopped: dict[str, int] = {}
 
     def _score(self, positions, rung: int, board) -> float:
         values = []
@@ -144,7 +142,6 @@ class Scheduler:
             going_on = self.halving.keeps(recorded, scores)
             for p in scores:
                 if p not in going_on:
-                    self.stopped[p] = key[1]
                     changes.update({s: None for s in slots_of.pop(p)})
         free = [s for s, m in enumerate(board.occupant) if m is None or changes.get(s, m) is None]
         while self.waiting and free:
