@@ -52,10 +52,10 @@ def build(point):
     )
 
 
-def sweep(executor, epochs=3, **kwargs):
+def sweep(executor, epochs=3, grid=None, **kwargs):
     return reglab.Sweep(
         build,
-        grid={"l2": [0.0, 1e-2]},
+        grid=grid or {"l2": [0.0, 1e-2]},
         cv=2,
         epochs=epochs,
         learning_rate=1e-2,
@@ -239,7 +239,11 @@ def test_on_a_ray_cluster_started_as_the_readme_says_a_worker_killed_mid_shard_c
             ["ray", "stop", "--force"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
     try:
-        same_tables(sweep("local", epochs=20, refit=False).run(X, Y), there)
+        # Ray's two shards are two populations of one point's two folds each: here the same two populations (a
+        # member's last bits may depend on how many members its program holds: XLA rounds 2 and 4 apart)
+        halves = [sweep("local", epochs=20, refit=False, grid={"l2": [l2]}).run(X, Y).epochs for l2 in (0.0, 1e-2)]
+        here = pd.concat(halves, ignore_index=True).drop(columns="seconds")
+        pd.testing.assert_frame_equal(here, there.epochs.drop(columns="seconds").reset_index(drop=True))
     finally:
         stopping.wait(timeout=120)
 
