@@ -13,9 +13,9 @@ if _OWN_CACHE:
 # epochs, so compiling them is most of its time. XLA's LLVM back end at optimization level 1 rather than its
 # default 2 (20-40 % faster compiles), and its CPU fusions emitted the older way (`xla_cpu_use_fusion_emitters`
 # off: every model family of test_population, population and `fit`, in 37 s instead of 49 s). The numbers
-# stay: measured on every family of test_population, population and `fit`, each setting against the default:
-# level 1 bitwise equal for 7 of 9 families, within 3e-8 for the other two; the older emitters bitwise equal
-# for 6 of 9, within 6e-8 for the other three; both engines moved alike (jax 0.10.2, 2 CPU cores). Not level
+# stay: measured on every family of test_population, population and `fit`: level 1 against level 2 bitwise
+# equal for 7 of 9 families, within 3e-8 for the other two; the older emitters against the newer (both at level
+# 1) bitwise equal for 6 of 9, within 6e-8 for the other three; both engines moved alike (jax 0.10.2, 2 CPU cores). Not level
 # 0: there Keras's own `fit` of the Conv1D + BatchNorm family gives NaN.
 _FLAGS = ("--xla_backend_optimization_level=1", "--xla_cpu_use_fusion_emitters=false")
 for _flag in _FLAGS:
