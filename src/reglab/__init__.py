@@ -35,6 +35,7 @@ _PUBLIC_MODULES = {
     "penalties": "reglab.kit.penalties",
     "ledger": "reglab.kit.ledger",
     "records": "reglab.kit.records",
+    "search": "reglab.search",
     "space": "reglab.search.space",
     "points": "reglab.search.points",
     "selection": "reglab.decide.selection",

@@ -15,7 +15,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   output). Its input shape must match the data's features. The command line can load only built-in
   Keras and reglab objects (no `Lambda` layers, no custom classes: the Python API, `reglab.Sweep`,
   takes any model). `layer_groups` (`{group = [layers]}`, by layer name) works with either;
-- `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`; `refine`, `refine_param`,
+- `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`, `optuna` (an Optuna study: `{ space = {…},
+  n_trials, population, sampler, storage, study_name }`, `reglab.search.studies`); `refine`, `refine_param`,
   `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
   `val_mean_absolute_error` for a regression target); `prune` ("halving" or "hyperband"), `eta`, `min_epochs`;
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
@@ -63,6 +64,7 @@ ALLOWED = {
         "refine_param",
         "refine_points",
         "select",
+        "optuna",
         "prune",
         "eta",
         "min_epochs",
@@ -301,6 +303,7 @@ def validate(config: dict, base_dir=".") -> Checked:
         random=search.get("random"),
         n_trials=search.get("n_trials", 10),
         stages=search.get("stages"),
+        search={"optuna": search["optuna"]} if "optuna" in search else None,
         refine=search.get("refine", 0),
         refine_param=search.get("refine_param"),
         refine_points=search.get("refine_points", 5),

@@ -50,6 +50,8 @@ class Sweep:
             or `{"log_uniform": [low, high]}`); `n_trials` points sampled with `seed`.
         stages: a list of grids searched one after the other, each around the previous stage's
             best point (e.g. `[{"l2": [...]}, {"dropout": [...]}]`: L2 first, then dropout).
+        search: an Optuna study as the search (`reglab.search.Optuna(space, n_trials=…, population=…)`: trials
+            asked `population` at a time, each round trained as one population, each trial told its fold mean).
         refine: rounds of coarse-to-fine refinement of `refine_param` (default: the first
             numeric parameter) around the best value, `refine_points` new values per round.
         cv: folds of k-fold cross-validation (≥ 2), or a fraction in (0, 1) for one hold-out split.
@@ -95,6 +97,7 @@ class Sweep:
         random=None,
         n_trials=10,
         stages=None,
+        search=None,
         refine=0,
         refine_param=None,
         refine_points=5,
@@ -130,6 +133,7 @@ class Sweep:
             grid=grid,
             random=random,
             stages=stages,
+            search=search,
             n_trials=n_trials,
             refine=refine,
             refine_param=refine_param,
@@ -150,7 +154,7 @@ class Sweep:
             eta=eta,
             min_epochs=min_epochs,
         )
-        self.halving = checked["halving"]
+        self.halving, self.search = checked["halving"], checked["search"]
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
         self.refine, self.refine_points, self.refine_param = (
@@ -415,10 +419,12 @@ class Sweep:
         search = self._search()
         evaluated: list[dict] = []
         table = None
-        while (points := search.ask(table)) is not None:
+        curves = None
+        while (points := search.ask(table, curves)) is not None:
             evaluated += [p for p in points if p not in evaluated]
             train(plan.members(points, splits, self.seed))
-            table = outcome_module.summary(collected.of(plan.members(evaluated, splits, self.seed))[0], self.select)
+            frames = collected.of(plan.members(evaluated, splits, self.seed))[0]
+            table, curves = outcome_module.summary(frames, self.select), outcome_module.curves(frames, self.select)
 
         planned = plan.members(evaluated, splits, self.seed)
         frames, histograms = collected.of(planned)
@@ -459,6 +465,9 @@ class Sweep:
     def _search(self):
         """The search as ask/tell (`reglab.search.strategies`): the rounds, then refinement if asked for."""
         mode = selection.mode_for(self.select)
+        if self.search is not None:  # a stored study marks this sweep's trials, to count them when it runs again
+            stored = self.search.storage is not None or self.search.study is not None
+            return self.search.strategy(self.select, mode, self.seed, self.spec_hash() if stored else None)
 
         def best(table):
             best, _, _ = selection.decisions(table, self.select, mode, warn=False)

@@ -47,7 +47,7 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if hasattr(value, "to_config") and type(value).__module__ == "reglab.search.space":
+    if hasattr(value, "to_config") and type(value).__module__ in ("reglab.search.space", "reglab.search.studies"):
         return value.to_config()
     if isinstance(value, np.generic):
         return value.item()
@@ -138,7 +138,9 @@ def settings(sweep, model: dict) -> dict:
     from reglab.search import space
 
     search = (
-        {"grid": sweep.grid}
+        sweep.search.to_config()
+        if sweep.search is not None
+        else {"grid": sweep.grid}
         if sweep.grid is not None
         else {"stages": sweep.stages}
         if sweep.stages is not None

@@ -63,6 +63,14 @@ def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
     return _tables(frames, select)[2]
 
 
+def curves(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
+    """Per point and epoch, the mean of `select` over the point's members (all its folds step together; a
+    member that failed or diverged adds nothing): columns point, epoch, `select`."""
+    epochs = selection.combine(frames)
+    kept = epochs[epochs["status"].isin(("ok", "pruned"))]
+    return kept.groupby(["point", "epoch"], sort=False)[select].mean().reset_index()
+
+
 def outcome(
     frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | None = None, warn: bool = True
 ) -> Outcome:

@@ -1,8 +1,9 @@
 """Search as ask/tell: a strategy proposes the next points from the summary so far.
 
-`strategy.ask(summary)` returns the next points to evaluate, or None when the search is over;
+`strategy.ask(summary, curves)` returns the next points to evaluate, or None when the search is over;
 `summary` is the per-point table of every point evaluated so far (`reglab.decide.selection.summarize`;
-None before the first round). A strategy never touches the run directory or an engine: the sweep
+None before the first round) and `curves` each point's fold mean per epoch (`reglab.decide.outcome.curves`:
+what an Optuna study is told as intermediate values, `reglab.search.studies`). A strategy never touches the run directory or an engine: the sweep
 trains what it is asked, summarizes, and asks again — so a strategy that retires or refills points
 (adaptive search) plugs in here and nowhere else.
 
@@ -47,7 +48,7 @@ class Rounds:
         self.best_point: dict | None = None
         self.stuck = False  # a round had no selectable point
 
-    def ask(self, summary):
+    def ask(self, summary, curves=None):
         if self.asked:
             self.best_point = self.best(_within(summary, self.last))
             if self.best_point is None:
@@ -76,7 +77,7 @@ class Refine:
     def best_point(self):
         return self.first.best_point
 
-    def ask(self, summary):
+    def ask(self, summary, curves=None):
         if self.asked == 0:
             proposed = self.first.ask(summary)
             if proposed is not None:

@@ -28,6 +28,7 @@ def arguments(
     grid=None,
     random=None,
     stages=None,
+    search=None,
     n_trials=10,
     refine=0,
     refine_param=None,
@@ -60,11 +61,19 @@ def arguments(
     ValueError: Invalid value for argument `epochs`: expected a number >= 1. Received: epochs=0
     """
     out = {"seed": validation.number(seed, "seed", low=0, high=2**32 - 1, integer=True)}
-    given = [name for name, value in (("grid", grid), ("random", random), ("stages", stages)) if value is not None]
+    named = (("grid", grid), ("random", random), ("stages", stages), ("search", search))
+    given = [name for name, value in named if value is not None]
     if len(given) != 1:
-        raise ValueError(f"Give exactly one of `grid`, `random`, `stages`. Received: {given or 'none of them'}")
+        raise ValueError(
+            f"Give exactly one of `grid`, `random`, `stages`, `search`. Received: {given or 'none of them'}"
+        )
     out["n_trials"] = validation.number(n_trials, "n_trials", low=1, integer=True)
-    if stages is not None:
+    from reglab.search.studies import Optuna
+
+    out["search"] = Optuna.of(search)
+    if out["search"] is not None:  # its points come as it asks: its keys are checked on a point of its space
+        rounds = [[out["search"].example_point()]]
+    elif stages is not None:
         if not isinstance(stages, (list, tuple)) or not stages:
             raise ValueError(f"`stages` is a non-empty list of grids. Received: stages={stages!r}")
         rounds = [space.grid_points(stage) for stage in stages]
@@ -74,6 +83,8 @@ def arguments(
         rounds = [space.random_points(random, out["n_trials"], out["seed"])]
     out["rounds"] = rounds
     out["refine"] = validation.number(refine, "refine", low=0, integer=True)
+    if out["refine"] and out["search"] is not None:
+        raise ValueError(f"`refine` refines a grid or random points, not a study's trials. Received: refine={refine}")
     from reglab.search.halving import Halving
 
     out["halving"] = Halving.of(prune, eta, min_epochs, validation.number(epochs, "epochs", low=1, integer=True))

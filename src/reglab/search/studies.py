@@ -1,0 +1,245 @@
+"""Optuna studies as populations: trials asked several at a time, trained together with k-fold CV, told their fold mean.
+
+`Sweep(model, search=Optuna(space, n_trials=32, population=8))`: reglab asks the study for `population`
+trials (Optuna's ask-and-tell), trains them as one population — every trial on every fold —, reports each
+trial's fold mean of the selection quantity at every epoch as its intermediate values, and tells the study
+the fold mean at the last epoch; then asks for the next `population`, until `n_trials` are told. Between
+rounds the sampler sees every result; within a round it sees the trials asked but not yet told (Optuna's
+TPE lies for them by default — `constant_liar` —, so the trials of one round spread out).
+
+With `Sweep(prune="halving")` each round's trials are halved inside their population (`reglab.search.halving`):
+a trial stopped early is told PRUNED, after its intermediate values were reported. Optuna's own pruners
+are not consulted: a round's trials step together, so nothing they could compare a trial with has
+finished before the round ends (a median pruner prunes nothing in the first round; reglab's halving
+compares the trials of a round as they go). The sweep's decision is reglab's: the best and the
+one-standard-error points among the trials that trained every epoch, whatever the study says is best.
+
+A sweep whose study lives in a storage (`storage="sqlite:///study.db"`, with `study_name`) shows in
+`optuna-dashboard`. Trials a killed run left RUNNING are told FAIL when the study is opened again (no zombie
+trials); a sweep run again counts the trials it told before (they are marked with its spec hash), asks each
+round with a sampler seeded from its `seed` and the round — the trials it asked before, when the sampler is
+named by the sweep — and trains only what its run directory lacks: the same decisions as a sweep never
+stopped (tested).
+
+>>> search = Optuna({"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": [0.0, 0.3]}, n_trials=4, population=2)
+>>> search.to_config()["optuna"]["space"]
+{'l2': {'log_uniform': [1e-05, 0.1]}, 'dropout': {'choice': [0.0, 0.3]}}
+>>> trials = search.strategy(select="val_loss", mode="min", seed=0)
+>>> points = trials.ask(None)
+>>> len(points), sorted(points[0])
+(2, ['dropout', 'l2'])
+"""
+
+from __future__ import annotations
+
+import math
+
+from reglab import validation
+from reglab.search import space as space_module
+from reglab.search.space import point_id
+
+SAMPLERS = {  # Optuna's samplers by name (a sampler object is accepted too)
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "gp": "GPSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+}
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError(
+            "search=Optuna(...) needs Optuna: pip install 'reglab[optuna]'. Received: search=Optuna(...)"
+        ) from None
+    return optuna
+
+
+class Optuna:
+    """An Optuna study as the sweep's search.
+
+    Args:
+        space: `{key: distribution}` as for `Sweep(random=...)` (`LogUniform`, `Uniform`, `Choice`, their
+            configs, or a list of choices).
+        n_trials: trials to tell in all.
+        population: trials asked at once and trained together (each on every fold).
+        sampler: "tpe" (default), "random", "gp", "cmaes", "qmc", or an Optuna sampler object; a sampler
+            named here is seeded from the sweep's `seed` and the round (so a resumed sweep asks what it asked).
+        study: an `optuna.Study` to ask (instead of `sampler`, `storage` and `study_name`); its direction
+            must be the selection's ("minimize" for `val_loss`).
+        storage, study_name: where Optuna keeps the study (an RDB URL such as "sqlite:///study.db"); loaded
+            if it exists. None (the default) keeps it in memory.
+    """
+
+    def __init__(self, space, n_trials=32, population=8, sampler="tpe", study=None, storage=None, study_name=None):
+        if not isinstance(space, dict) or not space:
+            raise ValueError(f"`space` is a non-empty dict of distributions. Received: space={space!r}")
+        self.space = {str(k): space_module.distribution(v, k) for k, v in space.items()}
+        self.n_trials = validation.number(n_trials, "n_trials", low=1, integer=True)
+        self.population = validation.number(population, "population", low=1, integer=True)
+        if isinstance(sampler, str):
+            if sampler not in SAMPLERS:
+                raise ValueError(
+                    f"`sampler` is one of {list(SAMPLERS)} or an Optuna sampler. Received: sampler={sampler!r}"
+                )
+        elif not hasattr(sampler, "sample_independent"):
+            raise ValueError(
+                f"`sampler` is one of {list(SAMPLERS)} or an Optuna sampler. Received: sampler={sampler!r}"
+            )
+        if study is not None:
+            if not hasattr(study, "ask") or not hasattr(study, "tell"):
+                raise ValueError(f"`study` is an optuna.Study. Received: study={study!r}")
+            if storage is not None or study_name is not None or sampler != "tpe":
+                raise ValueError(
+                    "A study given is asked as it is: leave `sampler`, `storage` and `study_name` out. "
+                    f"Received: sampler={sampler!r}, storage={storage!r}, study_name={study_name!r}"
+                )
+        for name, value in (("storage", storage), ("study_name", study_name)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"`{name}` is a string. Received: {name}={value!r}")
+        self.sampler, self.study, self.storage, self.study_name = sampler, study, storage, study_name
+
+    def to_config(self) -> dict:
+        """JSON-ready (`Sweep.get_config`); a sampler or study object by its class name (pass it again to rebuild)."""
+        sampler = self.sampler if isinstance(self.sampler, str) else type(self.sampler).__name__
+        if self.study is not None:
+            sampler = type(self.study.sampler).__name__
+        return {
+            "optuna": {
+                "space": {k: d.to_config() for k, d in self.space.items()},
+                "n_trials": self.n_trials,
+                "population": self.population,
+                "sampler": sampler,
+                **({"study": self.study.study_name} if self.study is not None else {}),
+                **({"storage": self.storage} if self.storage is not None else {}),
+                **({"study_name": self.study_name} if self.study_name is not None else {}),
+            }
+        }
+
+    @classmethod
+    def of(cls, search) -> "Optuna | None":
+        """`Sweep(search=…)`: an `Optuna`, its config (`{"optuna": {...}}`, the TOML's `[search] optuna`) or None."""
+        if search is None or isinstance(search, cls):
+            return search
+        if isinstance(search, dict) and set(search) == {"optuna"} and isinstance(search["optuna"], dict):
+            settings = dict(search["optuna"])
+            if "study" in settings:
+                raise ValueError(
+                    f"This config names a study object ({settings['study']!r}): pass search=Optuna(..., study=...) "
+                    f"again. Received: search={search!r}"
+                )
+            known = {"space", "n_trials", "population", "sampler", "storage", "study_name"}
+            unknown = sorted(set(settings) - known)
+            if unknown or "space" not in settings:
+                raise ValueError(
+                    f"[search] optuna takes `space` and {sorted(known - {'space'})}. "
+                    f"Received: {'unknown ' + str(unknown) if unknown else 'no space'}"
+                )
+            if settings.get("sampler", "tpe") not in SAMPLERS:
+                raise ValueError(
+                    f"`sampler` is one of {list(SAMPLERS)} in a config. Received: sampler={settings['sampler']!r}"
+                )
+            return cls(**settings)
+        raise ValueError(f"`search` is reglab.search.Optuna(...) or {{'optuna': {{...}}}}. Received: search={search!r}")
+
+    def example_point(self) -> dict:
+        """A point of the space (each distribution's lower end or first choice): what the sweep checks its keys
+        on and builds its first model from before any trial is asked."""
+        return space_module.normalize_point(
+            {k: d.values[0] if isinstance(d, space_module.Choice) else d.low for k, d in self.space.items()}
+        )
+
+    def strategy(self, select: str, mode: str, seed: int, tag: str | None = None) -> "Trials":
+        """The ask/tell strategy of one run; `tag` (the sweep's spec hash) marks its trials in a stored study, so
+        that the sweep run again counts the trials it told before and asks only the rest."""
+        return Trials(self, select, mode, seed, tag)
+
+
+def _distribution(optuna, d):
+    if isinstance(d, space_module.LogUniform):
+        return optuna.distributions.FloatDistribution(d.low, d.high, log=True)
+    if isinstance(d, space_module.Uniform):
+        return optuna.distributions.FloatDistribution(d.low, d.high)
+    return optuna.distributions.CategoricalDistribution(d.values)
+
+
+class Trials:
+    """The ask/tell strategy of an `Optuna` search (`reglab.search.strategies`' protocol): `ask(summary, curves)`
+    tells the study the trials of the round before (from the sweep's summary and per-epoch curves) and asks
+    the next round's, or returns None when `n_trials` are told."""
+
+    def __init__(self, search: Optuna, select: str, mode: str, seed: int, tag: str | None = None):
+        optuna = self.optuna = _optuna()
+        self.search, self.select = search, select
+        direction = "minimize" if mode == "min" else "maximize"
+        if search.study is not None:
+            self.study = search.study
+            if self.study.direction.name.lower() != direction:
+                raise ValueError(
+                    f"The study's direction must be the selection's: {direction} {select}. "
+                    f"Received: direction={self.study.direction.name.lower()!r}"
+                )
+        else:
+            self.study = optuna.create_study(
+                storage=search.storage,
+                sampler=None if isinstance(search.sampler, str) else search.sampler,
+                study_name=search.study_name,
+                direction=direction,
+                load_if_exists=True,
+            )
+        state = optuna.trial.TrialState
+        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+            self.study.tell(trial.number, state=state.FAIL)  # a killed run's: never left running
+        self.tag, self.seed = tag, seed
+        # a sampler named by the sweep is seeded afresh each round from the sweep's seed and the round: a sweep run
+        # again (resumed) asks each round what it asked before, whatever its study holds of killed rounds
+        named = search.study is None and isinstance(search.sampler, str)
+        self.sampler_class = getattr(optuna.samplers, SAMPLERS[search.sampler]) if named else None
+        told = [t for t in self.study.get_trials(deepcopy=False) if tag and t.user_attrs.get("reglab_sweep") == tag]
+        told = [t for t in told if t.state in (state.COMPLETE, state.PRUNED)]
+        self.earlier = [space_module.normalize_point(t.params) for t in told]  # this sweep's, told before
+        self.distributions = {k: _distribution(optuna, d) for k, d in search.space.items()}
+        self.pending: list[tuple[object, dict]] = []  # (trial, point) asked and not yet told
+        self.asked = len(told)
+        self.best_point = None  # the sweep decides (reglab.decide), not the study
+
+    def ask(self, summary, curves=None):
+        if self.pending:
+            self._tell(summary, curves)
+        if self.asked >= self.search.n_trials:
+            return None
+        count = min(self.search.population, self.search.n_trials - self.asked)
+        if self.sampler_class is not None:
+            round_seed = (self.seed * 1_000_003 + self.asked // self.search.population) % 2**32
+            self.study.sampler = self.sampler_class(seed=round_seed)
+        for _ in range(count):
+            trial = self.study.ask(self.distributions)
+            point = space_module.normalize_point(trial.params)
+            trial.set_user_attr("reglab_point", point_id(point))
+            if self.tag:
+                trial.set_user_attr("reglab_sweep", self.tag)
+            self.pending.append((trial, point))
+        self.asked += count
+        earlier, self.earlier = self.earlier, []  # trained already: the sweep finds them in its run directory
+        return list({point_id(p): p for p in [*earlier, *(p for _, p in self.pending)]}.values())
+
+    def _tell(self, summary, curves) -> None:
+        state = self.optuna.trial.TrialState
+        rows = {row["point"]: row for row in summary.to_dict("records")}
+        for trial, point in self.pending:
+            pid = point_id(point)
+            row = rows.get(pid)
+            if curves is not None:  # every epoch's fold mean, as Optuna's intermediate values
+                for epoch, value in curves[curves["point"] == pid][["epoch", self.select]].itertuples(index=False):
+                    if math.isfinite(value):
+                        trial.report(float(value), step=int(epoch))
+            if row is None or row["failed"] or row["diverged"]:
+                self.study.tell(trial, state=state.FAIL)
+            elif row["pruned"]:
+                self.study.tell(trial, state=state.PRUNED)
+            else:
+                value = float(row[f"{self.select}_mean"])
+                self.study.tell(trial, value) if math.isfinite(value) else self.study.tell(trial, state=state.FAIL)
+        self.pending = []

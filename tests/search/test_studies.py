@@ -1,0 +1,155 @@
+"""Optuna studies as populations (`reglab.search.studies`): trials asked a round at a time, trained together with
+k-fold CV, told their fold mean with every epoch's as intermediate values; halved inside the population; a stored
+study resumed without zombie trials; bad settings refused before any work."""
+
+import math
+
+import keras
+import optuna
+import pandas as pd
+import pytest
+
+import reglab
+from reglab.engine.checkpoints import Interrupted
+from reglab.search import Optuna
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = {"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": {"uniform": [0.0, 0.5]}}
+
+
+def build(point):
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+            keras.layers.Dropout(point["dropout"]),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def plain():
+    return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+
+
+def sweep(search, **kwargs):
+    settings = dict(cv=3, epochs=4, learning_rate=3e-3, seed=0)
+    return reglab.Sweep(build, search=search, **{**settings, **kwargs})
+
+
+def test_a_study_is_asked_a_round_at_a_time_each_round_one_population_each_trial_told_its_fold_mean(digits):
+    x, y = digits
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
+    result = sweep(Optuna(SPACE, n_trials=8, population=4, study=study)).run(x, y)
+    trials = study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 8
+    assert result.timing["populations"] == 2  # one a round: every trial of a round, on every fold, together
+    first, second = trials[:4], trials[4:]
+    assert min(t.datetime_start for t in second) > max(t.datetime_complete for t in first)  # told, then asked
+    summary = result.summary.set_index("point")
+    curves = result.epochs.groupby(["point", "epoch"]).val_loss.mean()
+    for trial in trials:
+        pid = reglab.space.point_id(trial.params)
+        assert trial.user_attrs["reglab_point"] == pid
+        assert trial.value == pytest.approx(summary.loc[pid, "val_loss_mean"], rel=1e-9)  # the mean over 3 folds
+        assert summary.loc[pid, "members"] == 3
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]
+        for epoch, value in trial.intermediate_values.items():
+            assert value == pytest.approx(curves[(pid, epoch)], rel=1e-9)
+    assert len(result.summary) == 8 and result.best["params"] in [dict(t.params) for t in trials]
+    assert result.best["score"]["val_loss"] == pytest.approx(study.best_value)  # all learning: the same choice
+
+
+def test_halving_inside_each_rounds_population_tells_the_stopped_trials_pruned(digits):
+    x, y = digits
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    result = sweep(Optuna(SPACE, n_trials=6, population=6, study=study), epochs=6, prune="halving").run(x, y)
+    states = [t.state for t in study.trials]
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 1 and pruned
+    summary = result.summary.set_index("point")
+    for trial in pruned:  # reported up to the rung where it stopped, never chosen
+        pid = reglab.space.point_id(trial.params)
+        assert summary.loc[pid, "pruned"] == 3 and math.isnan(summary.loc[pid, "rank"])
+        assert max(trial.intermediate_values) < 6
+    assert result.best is not None and summary.loc[result.best["point_id"], "pruned"] == 0
+    member_epochs = result.members.epochs.sum()
+    assert member_epochs < 6 * 3 * 6  # fewer than every trial on every fold for every epoch
+
+
+def test_a_stored_study_interrupted_resumes_to_the_uninterrupted_decisions_without_zombie_trials(digits, tmp_path):
+    x, y = digits
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=storage, study_name="l2").ask()  # a trial a killed run left RUNNING
+    space = {"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": [0.0]}
+    stored = Optuna(space, n_trials=4, population=2, storage=storage, study_name="l2")
+
+    def trials():
+        return optuna.load_study(study_name="l2", storage=storage).trials
+
+    with pytest.raises(Interrupted):  # stopped in the second round: two trials told, two asked
+        sweep(stored).run(x, y, run_dir=tmp_path / "run", stop=lambda: len(trials()) == 5)
+    assert [t.state.name for t in trials()] == ["FAIL", "COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
+    resumed = sweep(stored).run(x, y, run_dir=tmp_path / "run")
+    states = [t.state.name for t in trials()]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]  # re-asked, none left
+    assert [t.params for t in trials()[5:]] == [t.params for t in trials()[3:5]]  # the round asked again as before
+    whole = sweep(Optuna(space, n_trials=4, population=2)).run(x, y)  # in memory, never stopped
+    assert resumed.best == whole.best and resumed.best_1se == whole.best_1se
+    pd.testing.assert_frame_equal(
+        resumed.summary.drop(columns="seconds_mean", errors="ignore"),
+        whole.summary.drop(columns="seconds_mean", errors="ignore"),
+    )
+
+
+def test_bad_study_settings_are_refused_before_any_work():
+    cases = [
+        (lambda: Optuna({}), r"`space` is a non-empty dict.*Received: space=\{\}"),
+        (lambda: Optuna(SPACE, sampler="bayes"), r"`sampler` is one of .*Received: sampler='bayes'"),
+        (lambda: Optuna(SPACE, population=0), r"population.*Received: population=0"),
+        (lambda: Optuna(SPACE, n_trials=0), r"n_trials.*Received: n_trials=0"),
+        (lambda: Optuna({"l2": {"normal": [0, 1]}}), r"Received: random\['l2'\]=\{'normal': \[0, 1\]\}"),
+        (lambda: Optuna(SPACE, study=optuna.create_study(), storage="sqlite://"), r"Received: sampler='tpe', storage"),
+        (lambda: sweep(Optuna(SPACE), refine=1), r"`refine` refines a grid .*Received: refine=1"),
+        (
+            lambda: reglab.Sweep(build, grid={"l2": [0.0]}, search=Optuna(SPACE)),
+            r"exactly one of .*\['grid', 'search'\]",
+        ),
+        (
+            lambda: sweep({"optuna": {"space": SPACE, "trials": 3}}),
+            r"optuna takes `space`.*Received: unknown \['trials'\]",
+        ),
+        (lambda: reglab.Sweep(plain(), search=Optuna({"l3": [0.1]})), r"l3"),  # a key reglab cannot apply
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make()
+
+
+def test_a_study_from_the_config_file_and_from_get_config_is_the_same_sweep(digits, tmp_path):
+    from reglab import config
+
+    toml = """
+name = "digits-study"
+[data]
+source = "digits"
+[model]
+hidden = [16]
+[search]
+optuna = { space = { l2 = { log_uniform = [1e-5, 1e-1] } }, n_trials = 4, population = 2, sampler = "random" }
+[cv]
+folds = 3
+[train]
+epochs = 2
+"""
+    checked = config.validate(__import__("tomllib").loads(toml))
+    made = config.build(checked).sweep
+    assert made.search.to_config() == {
+        "optuna": {"space": {"l2": {"log_uniform": [1e-5, 0.1]}}, "n_trials": 4, "population": 2, "sampler": "random"}
+    }
+    again = reglab.Sweep.from_config(made.get_config())
+    assert again.spec_hash() == made.spec_hash() and again.search.to_config() == made.search.to_config()
+    other = reglab.Sweep.from_config(
+        {**made.get_config(), "search": {"optuna": {**made.search.to_config()["optuna"], "n_trials": 5}}}
+    )
+    assert other.spec_hash() != made.spec_hash()  # another study is another sweep
