@@ -37,6 +37,10 @@ def test_readme_python_blocks_run(block, capsys, tmp_path, monkeypatch):
         assert len(result.summary) == 4 and result.best["params"]["l2"] in (0, 1e-3, 1e-2, 1e-1)
         assert result.test["accuracy"] > 0.9 and (tmp_path / "runs/cancer/summary.json").exists()
         assert "chosen:" in out
+    if "tuned" in namespace:  # an Optuna study: 12 trials in rounds of 6, each halved in its population
+        tuned = namespace["tuned"]
+        assert len(tuned.summary) == 12 and (tuned.summary.pruned > 0).any() and tuned.best is not None
+        assert tuned.timing["populations"] == 2 and "val_loss_mean" in out
     if "streamed" in namespace:  # data on disk: three points, the population engine, a test score
         streamed = namespace["streamed"]
         assert len(streamed.summary) == 3 and streamed.timing["populations"] >= 1

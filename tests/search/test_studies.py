@@ -94,6 +94,8 @@ def test_a_stored_study_interrupted_resumes_to_the_uninterrupted_decisions_witho
     states = [t.state.name for t in trials()]
     assert states == ["FAIL", "COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]  # re-asked, none left
     assert [t.params for t in trials()[5:]] == [t.params for t in trials()[3:5]]  # the round asked again as before
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Optuna study</b>: 4 trials (tpe), asked 2 at a time" in report and "kept in sqlite:///" in report
     whole = sweep(Optuna(space, n_trials=4, population=2)).run(x, y)  # in memory, never stopped
     assert resumed.best == whole.best and resumed.best_1se == whole.best_1se
     pd.testing.assert_frame_equal(

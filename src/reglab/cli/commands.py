@@ -210,7 +210,7 @@ def bench(
     search: bool = typer.Option(
         False,
         "--search",
-        help="Also 64 random λ candidates, every epoch vs successive halving: member-epochs, wall time, the choice's distance.",
+        help="Also 64 λ candidates: random, every epoch; random, halved; an Optuna TPE study, halved — member-epochs, wall time, the choice's distance.",
     ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""

@@ -119,7 +119,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
             f"<h1>{_e(title)}</h1>",
             f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
             f"generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
-            _decision(document, labels, verdicts, _halving(epochs)),
+            _decision(document, labels, verdicts, _study(spec) + _halving(epochs)),
             *sections,
             "<section><h2>Every configuration</h2>",
             _table(summary, labels, verdicts, document),
@@ -135,6 +135,20 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
 
 
 # --- the decision and the table -----------------------------------------------------------------
+
+
+def _study(spec: dict) -> str:
+    """The decision's line on an Optuna study where the sweep's search was one (`reglab.search.studies`)."""
+    search = (spec or {}).get("search")
+    study = search.get("optuna") if isinstance(search, dict) else None
+    if not study:
+        return ""
+    where = f"; kept in {_e(study['storage'])}" if study.get("storage") else ""
+    return (
+        f"<li><b>Optuna study</b>: {study['n_trials']} trials ({_e(study['sampler'])}), asked {study['population']} at "
+        f'a time, each round trained as one population on every fold{where}<br><span class="note">each trial was '
+        "told its fold mean; the choice below is reglab's, among the trials that trained every epoch</span></li>"
+    )
 
 
 def _halving(epochs: pd.DataFrame) -> str:
