@@ -76,6 +76,9 @@ def model_reference(model) -> dict:
         return {"mlp": model.spec()}
     if isinstance(model, keras.Model):
         return {"keras_model": keras.saving.serialize_keras_object(model)}
+    if type(model).__module__ == "reglab.search.hypermodels":  # a KerasTuner hypermodel: its build function
+        described = _described(model.hypermodel)
+        return {"keras_tuner": f"{described.__module__}:{described.__qualname__}"}
     described = _described(model)
     return {"builder": f"{described.__module__}:{described.__qualname__}"}
 
@@ -109,7 +112,7 @@ def _model_from(reference):
 
         settings = {k: value[k] for k in ("hidden", "activation", "n_features", "n_outputs", "layer_groups")}
         return MLP(**settings)
-    if kind == "builder":
+    if kind in ("builder", "keras_tuner"):
         module, _, name = str(value).partition(":")
         if "<" in name:  # a lambda or a function defined inside another: nothing to import
             raise ValueError(
@@ -119,13 +122,19 @@ def _model_from(reference):
         found = importlib.import_module(module)
         for part in name.split("."):
             found = getattr(found, part)
+        if kind == "keras_tuner":
+            from reglab.search.hypermodels import HyperModel
+
+            return HyperModel(found() if isinstance(found, type) else found)
         return found
     if kind == "keras_model":
         raise ValueError(
             "A config holds a built model's architecture, not its weights: pass the model as "
             "Sweep.from_config(config, model=...). Received: model={'keras_model': ...}"
         )
-    raise ValueError(f"A sweep config names its model as builder, mlp or keras_model. Received: model={reference!r}")
+    raise ValueError(
+        f"A sweep config names its model as builder, keras_tuner, mlp or keras_model. Received: model={reference!r}"
+    )
 
 
 # --- the spec: what a run directory hashes -------------------------------------------------------------
@@ -190,7 +199,7 @@ def fingerprint(model, probe=None) -> dict:
         return {"kind": "model", "config_sha": _sha(model.to_json()), "weights_sha": weights.hexdigest()[:16]}
     return {
         "kind": "builder",
-        "name": model_reference(model)["builder"].replace(":", "."),
+        "name": next(iter(model_reference(model).values())).replace(":", "."),
         "architecture_sha": _sha(architecture(probe)),
     }
 
