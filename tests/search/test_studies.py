@@ -77,10 +77,12 @@ def test_halving_inside_each_rounds_population_tells_the_stopped_trials_pruned(d
     assert member_epochs < 6 * 3 * 6  # fewer than every trial on every fold for every epoch
 
 
-def test_a_stored_study_interrupted_resumes_to_the_uninterrupted_decisions_without_zombie_trials(digits, tmp_path):
+def test_a_stored_study_stopped_resumes_to_the_uninterrupted_decisions_and_leaves_no_trial_of_its_own_running(
+    digits, tmp_path
+):
     x, y = digits
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    optuna.create_study(storage=storage, study_name="l2").ask()  # a trial a killed run left RUNNING
+    optuna.create_study(storage=storage, study_name="l2").ask()  # another process's trial, running: left alone
     space = {"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": [0.0]}
     stored = Optuna(space, n_trials=4, population=2, storage=storage, study_name="l2")
 
@@ -89,10 +91,10 @@ def test_a_stored_study_interrupted_resumes_to_the_uninterrupted_decisions_witho
 
     with pytest.raises(Interrupted):  # stopped in the second round: two trials told, two asked
         sweep(stored).run(x, y, run_dir=tmp_path / "run", stop=lambda: len(trials()) == 5)
-    assert [t.state.name for t in trials()] == ["FAIL", "COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
+    assert [t.state.name for t in trials()] == ["RUNNING", "COMPLETE", "COMPLETE", "RUNNING", "RUNNING"]
     resumed = sweep(stored).run(x, y, run_dir=tmp_path / "run")
-    states = [t.state.name for t in trials()]
-    assert states == ["FAIL", "COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]  # re-asked, none left
+    states = [t.state.name for t in trials()]  # the stopped round's trials told FAIL and asked again
+    assert states == ["RUNNING", "COMPLETE", "COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
     assert [t.params for t in trials()[5:]] == [t.params for t in trials()[3:5]]  # the round asked again as before
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Optuna study</b>: 4 trials (tpe), asked 2 at a time" in report and "kept in sqlite:///" in report

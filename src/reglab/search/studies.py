@@ -15,8 +15,8 @@ compares the trials of a round as they go). The sweep's decision is reglab's: th
 one-standard-error points among the trials that trained every epoch, whatever the study says is best.
 
 A sweep whose study lives in a storage (`storage="sqlite:///study.db"`, with `study_name`) shows in
-`optuna-dashboard`. Trials a killed run left RUNNING are told FAIL when the study is opened again (no zombie
-trials); a sweep run again counts the trials it told before (they are marked with its spec hash), asks each
+`optuna-dashboard`. Trials a stopped or killed run of the sweep left RUNNING are told FAIL when it runs again
+(no zombie trials; another process's running trials of the same study are left alone); a sweep run again counts the trials it told before (they are marked with its spec hash), asks each
 round with a sampler seeded from its `seed` and the round — the trials it asked before, when the sampler is
 named by the sweep — and trains only what its run directory lacks: the same decisions as a sweep never
 stopped (tested).
@@ -190,9 +190,10 @@ class Trials:
                 load_if_exists=True,
             )
         state = optuna.trial.TrialState
-        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            self.study.tell(trial.number, state=state.FAIL)  # a killed run's: never left running
         self.tag, self.seed = tag, seed
+        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+            if tag and trial.user_attrs.get("reglab_sweep") == tag:  # this sweep's, stopped: never left running
+                self.study.tell(trial.number, state=state.FAIL)  # (another process's running trials are its own)
         # a sampler named by the sweep is seeded afresh each round from the sweep's seed and the round: a sweep run
         # again (resumed) asks each round what it asked before, whatever its study holds of killed rounds
         named = search.study is None and isinstance(search.sampler, str)
@@ -203,7 +204,6 @@ class Trials:
         self.distributions = {k: _distribution(optuna, d) for k, d in search.space.items()}
         self.pending: list[tuple[object, dict]] = []  # (trial, point) asked and not yet told
         self.asked = len(told)
-        self.best_point = None  # the sweep decides (reglab.decide), not the study
 
     def ask(self, summary, curves=None):
         if self.pending:
