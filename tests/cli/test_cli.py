@@ -46,31 +46,6 @@ def test_demo_runs_the_tutorial_experiment_end_to_end(tmp_path):
     assert "one-standard-error rule: l2=" in out and (run / "report.html").stat().st_size > 1_000_000
 
 
-@pytest.mark.slow
-def test_sweep_of_the_documented_example_then_report(tmp_path):
-    run = tmp_path / "wine"
-    result = reglab("sweep", ROOT / "docs/examples/sweep.toml", "--run-dir", run, "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "selected: l2=" in result.stdout and "test set (used once" in result.stdout
-    summary = json.loads((run / "summary.json").read_text())
-    assert len(summary["summary"]) == 4 and summary["test"]["accuracy"] > 0.8
-    model = keras.models.load_model(run / "best_model.keras", safe_mode=True)
-    from sklearn.datasets import load_wine
-
-    x, y = load_wine(return_X_y=True)
-    assert np.mean(model.predict(x, verbose=0).argmax(1) == y) > 0.8  # raw features in, classes out
-
-    for png in (run / "plots").iterdir():
-        png.unlink()
-    (run / "epochs.parquet").unlink()
-    (run / "report.html").unlink()
-    report = reglab("report", run, "--tensorboard", tmp_path / "tb")
-    assert report.returncode == 0, report.stderr
-    assert len(list((run / "plots").glob("*.png"))) == 5 and (run / "epochs.parquet").exists()
-    assert (run / "report.html").exists() and list((tmp_path / "tb").glob("*/events.out.tfevents.*"))
-    assert json.loads((run / "summary.json").read_text())["best"] == summary["best"]
-
-
 def test_sweep_reads_csv_npz_and_parquet_files(tmp_path, monkeypatch):
     from reglab.config import experiment
     from reglab.on_disk import DiskArray
