@@ -115,6 +115,9 @@ def test_a_conditional_scopes_hyperparameters_are_found_and_architectures_make_t
     grid = {"kind": ["narrow", "wide"], "width": [48, 64], "l2": [1e-4], "rate": [0.1]}
     result = reglab.Sweep(hm, grid=grid, cv=2, epochs=1, seed=0, refit=False).run(x, y)
     assert result.timing["populations"] == 3  # narrow (width unused, twice), wide 48, wide 64
+    study = reglab.search.Optuna(hm.space, n_trials=4, population=4, sampler="random")  # or as an Optuna study
+    result = reglab.Sweep(hm, search=study, cv=2, epochs=1, seed=0, refit=False).run(x, y)
+    assert len(result.summary) == 4 and set(hm.space) <= set(result.summary.columns)
 
 
 def test_what_is_not_a_hypermodel_is_refused():
