@@ -18,7 +18,7 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
 - `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`, `optuna` (an Optuna study: `{ space = {…},
   n_trials, population, sampler, storage, study_name }`, `reglab.search.studies`); `refine`, `refine_param`,
   `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
-  `val_mean_absolute_error` for a regression target); `prune` ("halving" or "hyperband"), `eta`, `min_epochs`;
+  `val_mean_absolute_error` for a regression target); `prune` ("halving", "hyperband", or "optuna" with `optuna`: the study's pruner), `eta`, `min_epochs`;
 - `[cv]`: `folds` (k) or `holdout` (a fraction), `repeats`, `stratify`;
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "population",
   "reference"), `executor` ("auto", "local", "process": where populations train, see `reglab.Sweep`) and

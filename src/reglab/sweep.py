@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,8 +84,9 @@ class Sweep:
             epochs a point goes on only if its fold mean of `select` is among the best 1/`eta` there) and gives
             their slots to points not yet tried, in the same compiled population; only points that trained all
             `epochs` can be chosen. "hyperband" deals the points to brackets judged first after fewer or more
-            epochs, one bracket trained in full (it hedges `min_epochs`). Defaults to None (every point trains
-            every epoch).
+            epochs, one bracket trained in full (it hedges `min_epochs`). "optuna" (with `search=Optuna(...)`):
+            the study's own pruner decides at every epoch of each round's population. Defaults to None (every
+            point trains every epoch).
         eta, min_epochs: successive halving's rate (≥ 2, default 3) and first rung (default 1 epoch).
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
@@ -154,7 +156,7 @@ class Sweep:
             eta=eta,
             min_epochs=min_epochs,
         )
-        self.halving, self.search = checked["halving"], checked["search"]
+        self.halving, self.search, self.pruner = checked["halving"], checked["search"], checked["pruner"]
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
         self.refine, self.refine_points, self.refine_param = (
@@ -177,12 +179,16 @@ class Sweep:
         self.engine, self.executor, self.workers = engine, executor, checked["workers"]
         self._given, self._probe = given, None
 
-    def _slots(self, members):
-        """A population's successive halving (`reglab.search.halving`) as the engine's slots."""
+    def _slots(self, search, members):
+        """A population's successive halving (`reglab.search.halving`), or the study's pruner (`prune="optuna"`,
+        `reglab.search.studies`), as the engine's slots."""
         from reglab.engine.slots import Slots
 
-        sign = 1.0 if selection.mode_for(self.select) == "min" else -1.0
-        scheduler = self.halving.scheduler(members, self.epochs, self.select, sign)
+        if self.pruner:
+            scheduler = search.pruning(members, self.epochs)
+        else:
+            sign = 1.0 if selection.mode_for(self.select) == "min" else -1.0
+            scheduler = self.halving.scheduler(members, self.epochs, self.select, sign)
         return Slots(scheduler.size, scheduler.decide)
 
     # --- identity ------------------------------------------------------------------------------
@@ -327,10 +333,10 @@ class Sweep:
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)
         chosen = executors.choose(self.executor, self.workers, self._engine_name())
-        if self.halving is not None and not isinstance(chosen, executors.Local):
+        if (self.halving is not None or self.pruner) and not isinstance(chosen, executors.Local):
             raise ValueError(
                 "Successive halving needs the population engine in this process (Keras's JAX backend: `import "
-                f"reglab` before `keras`). Received: prune={self.halving.kind!r} with KERAS_BACKEND={keras.backend.backend()!r}"
+                f"reglab` before `keras`). Received: prune={'optuna' if self.pruner else self.halving.kind!r} with KERAS_BACKEND={keras.backend.backend()!r}"
             )
         if keras.backend.backend() == "jax":  # from the first build: its initializers' programs (~0.7 s) too
             compile_cache.use()
@@ -397,6 +403,8 @@ class Sweep:
         make_model = self._make_model()
         collected = Collected(dataset, training, store, keep_weights, progress)
         timing: dict = {}
+        search = self._search()
+        pruning = self.halving is not None or self.pruner
 
         def train(members):
             todo = collected.todo(members)
@@ -412,11 +420,10 @@ class Sweep:
                 checkpoints=checkpoints,
                 stop=stop,
                 done=collected.finish,
-                slots=self._slots if self.halving is not None else None,
+                slots=functools.partial(self._slots, search) if pruning else None,
             )
             engine.merge_timing(timing, run["timing"])
 
-        search = self._search()
         evaluated: list[dict] = []
         table = None
         curves = None

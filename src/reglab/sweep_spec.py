@@ -184,6 +184,7 @@ def settings(sweep, model: dict) -> dict:
         # only when set, so that run directories written before the setting existed still resume
         **({"loss_weights": sweep.loss_weights} if sweep.loss_weights is not None else {}),
         **({"prune": vars(sweep.halving)} if sweep.halving is not None else {}),
+        **({"prune": "optuna"} if sweep.pruner else {}),
     }
 
 

@@ -157,3 +157,28 @@ epochs = 2
         {**made.get_config(), "search": {"optuna": {**made.search.to_config()["optuna"], "n_trials": 5}}}
     )
     assert other.spec_hash() != made.spec_hash()  # another study is another sweep
+
+
+def test_the_studys_own_pruner_decides_inside_each_round_and_prunes_nothing_before_a_trial_completes(digits):
+    """prune="optuna": after every epoch each trial reports its fold mean and `should_prune()` stops its folds. A
+    median pruner compares a trial with the *completed* trials at that step: in the first round, where every trial
+    trains alongside the others, there are none, so it prunes nothing; from the second round on it does."""
+    x, y = digits
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
+    )
+    search = Optuna(SPACE, n_trials=12, population=4, study=study)
+    result = sweep(search, epochs=6, prune="optuna").run(x, y)
+    states = [t.state.name for t in study.trials]
+    assert states[:4] == ["COMPLETE"] * 4  # the first round: nothing completed to compare with
+    pruned = [t for t in study.trials[4:] if t.state.name == "PRUNED"]
+    assert pruned and len(result.summary) == 12
+    summary = result.summary.set_index("point")
+    for trial in pruned:  # reported at every epoch it trained (once each), stopped there, never chosen
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) < 6
+        pid = reglab.space.point_id(trial.params)
+        assert summary.loc[pid, "pruned"] == 3 and math.isnan(summary.loc[pid, "rank"])
+    assert result.members.epochs.sum() < 12 * 3 * 6
+    with pytest.raises(ValueError, match=r"prune='optuna' is a study's pruner.*Received: prune='optuna'"):
+        reglab.Sweep(build, grid={"l2": [0.0]}, prune="optuna")

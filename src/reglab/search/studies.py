@@ -8,10 +8,12 @@ rounds the sampler sees every result; within a round it sees the trials asked bu
 TPE lies for them by default — `constant_liar` —, so the trials of one round spread out).
 
 With `Sweep(prune="halving")` each round's trials are halved inside their population (`reglab.search.halving`):
-a trial stopped early is told PRUNED, after its intermediate values were reported. Optuna's own pruners
-are not consulted: a round's trials step together, so nothing they could compare a trial with has
-finished before the round ends (a median pruner prunes nothing in the first round; reglab's halving
-compares the trials of a round as they go). The sweep's decision is reglab's: the best and the
+a trial stopped early is told PRUNED, after its intermediate values were reported. With `prune="optuna"`
+the study's own pruner decides inside each round's population (`Pruning`): after every epoch each trial
+reports its fold mean and `should_prune()` stops all its folds. A round's trials step together, so a pruner
+that compares with completed trials (a median pruner) prunes nothing in the first round; from the second on
+it compares with the rounds before (reglab's halving compares the trials of a round as they go). The
+sweep's decision is reglab's: the best and the
 one-standard-error points among the trials that trained every epoch, whatever the study says is best.
 
 A sweep whose study lives in a storage (`storage="sqlite:///study.db"`, with `study_name`) shows in
@@ -204,6 +206,7 @@ class Trials:
         self.distributions = {k: _distribution(optuna, d) for k, d in search.space.items()}
         self.pending: list[tuple[object, dict]] = []  # (trial, point) asked and not yet told
         self.asked = len(told)
+        self.reported: dict[int, set] = {}  # trial number -> the epochs reported while it trained (`Pruning`)
 
     def ask(self, summary, curves=None):
         if self.pending:
@@ -225,6 +228,13 @@ class Trials:
         earlier, self.earlier = self.earlier, []  # trained already: the sweep finds them in its run directory
         return list({point_id(p): p for p in [*earlier, *(p for _, p in self.pending)]}.values())
 
+    def pruning(self, members, epochs: int) -> "Pruning":
+        """The study's pruner inside this round's population (`Sweep(prune="optuna")`), as the engine's slots."""
+        trials = {}
+        for trial, point in self.pending:
+            trials.setdefault(point_id(point), trial)  # two trials asking for one point: the first reports
+        return Pruning(trials, members, epochs, self.select, self.reported)
+
     def _tell(self, summary, curves) -> None:
         state = self.optuna.trial.TrialState
         rows = {row["point"]: row for row in summary.to_dict("records")}
@@ -232,8 +242,9 @@ class Trials:
             pid = point_id(point)
             row = rows.get(pid)
             if curves is not None:  # every epoch's fold mean, as Optuna's intermediate values
+                done = self.reported.get(trial.number, set())  # those the pruner was given already
                 for epoch, value in curves[curves["point"] == pid][["epoch", self.select]].itertuples(index=False):
-                    if math.isfinite(value):
+                    if math.isfinite(value) and int(epoch) not in done:
                         trial.report(float(value), step=int(epoch))
             if row is None or row["failed"] or row["diverged"]:
                 self.study.tell(trial, state=state.FAIL)
@@ -243,3 +254,41 @@ class Trials:
                 value = float(row[f"{self.select}_mean"])
                 self.study.tell(trial, value) if math.isfinite(value) else self.study.tell(trial, state=state.FAIL)
         self.pending = []
+
+
+class Pruning:
+    """Optuna's pruner deciding inside a population that steps together (`Sweep(prune="optuna")`): after every
+    epoch each trial still training reports its fold mean (all its folds having recorded that epoch) and, if
+    `trial.should_prune()`, its slots are emptied — its members stop there, told PRUNED after the round. No slot
+    is refilled: the round's trials all start together. `size` and `decide(epoch, board)` are the engine's
+    slots (`reglab.engine.slots`)."""
+
+    def __init__(self, trials: dict, members, epochs: int, select: str, reported: dict):
+        self.trials, self.members, self.epochs, self.select, self.reported = trials, members, epochs, select, reported
+        self.size = len(members)
+        self.folds: dict[str, int] = {}
+        for member in members:
+            self.folds[member.point_id] = self.folds.get(member.point_id, 0) + 1
+
+    def decide(self, epoch: int, board) -> dict:
+        if epoch >= self.epochs:  # the last epoch: trained in full, nothing left to save
+            return {}
+        seats: dict[str, list[int]] = {}
+        for slot, member in enumerate(board.occupant):
+            if member is not None:
+                seats.setdefault(self.members[member].point_id, []).append(slot)
+        changes = {}
+        for pid, slots in seats.items():
+            trial = self.trials.get(pid)
+            values = []
+            for slot in slots:
+                rows = board.rows.get(self.members[board.occupant[slot]].id) or []
+                if rows and rows[-1]["epoch"] == epoch and rows[-1]["status"] == "ok":
+                    values.append(float(rows[-1].get(self.select, math.nan)))
+            if trial is None or len(values) != self.folds[pid] or not all(map(math.isfinite, values)):
+                continue  # a fold diverged or failed: it stops on its own
+            trial.report(sum(values) / len(values), step=epoch)
+            self.reported.setdefault(trial.number, set()).add(epoch)
+            if trial.should_prune():
+                changes.update({slot: None for slot in slots})
+        return changes

@@ -87,8 +87,14 @@ def arguments(
         raise ValueError(f"`refine` refines a grid or random points, not a study's trials. Received: refine={refine}")
     from reglab.search.halving import Halving
 
-    out["halving"] = Halving.of(prune, eta, min_epochs, validation.number(epochs, "epochs", low=1, integer=True))
-    if out["halving"] is not None and (engine == "reference" or executor in ("process", "ray")):
+    out["pruner"] = prune == "optuna"  # the study's own pruner, inside each round's population
+    if out["pruner"] and out["search"] is None:
+        raise ValueError(
+            f"prune='optuna' is a study's pruner: give search=reglab.search.Optuna(...). Received: prune={prune!r}"
+        )
+    epochs_checked = validation.number(epochs, "epochs", low=1, integer=True)
+    out["halving"] = None if out["pruner"] else Halving.of(prune, eta, min_epochs, epochs_checked)
+    if (out["halving"] is not None or out["pruner"]) and (engine == "reference" or executor in ("process", "ray")):
         raise ValueError(
             "Successive halving hands a population's slots on between epochs: it needs the population engine in "
             f"this process (engine='auto' or 'population', executor='auto' or 'local'). Received: prune={prune!r}, "
