@@ -182,3 +182,22 @@ def test_the_studys_own_pruner_decides_inside_each_round_and_prunes_nothing_befo
     assert result.members.epochs.sum() < 12 * 3 * 6
     with pytest.raises(ValueError, match=r"prune='optuna' is a study's pruner.*Received: prune='optuna'"):
         reglab.Sweep(build, grid={"l2": [0.0]}, prune="optuna")
+
+
+def test_an_in_memory_study_is_made_quietly_a_stored_one_is_announced(tmp_path):
+    import logging
+
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("optuna").addHandler(handler)
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    try:
+        Optuna(SPACE).strategy("val_loss", "min", seed=0)
+        assert not [line for line in said if "A new study created" in line]
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the user's setting, given back
+        Optuna(SPACE, storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="mine").strategy("val_loss", "min", 0)
+        assert [line for line in said if "A new study created in RDB with name: mine" in line]
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)

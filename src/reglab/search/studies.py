@@ -184,13 +184,21 @@ class Trials:
                     f"Received: direction={self.study.direction.name.lower()!r}"
                 )
         else:
-            self.study = optuna.create_study(
-                storage=search.storage,
-                sampler=None if isinstance(search.sampler, str) else search.sampler,
-                study_name=search.study_name,
-                direction=direction,
-                load_if_exists=True,
-            )
+            # an in-memory study is the sweep's own: Optuna's line announcing it (and its random name) is noise in
+            # the sweep's output; a stored one is announced, it is the user's to find again
+            verbosity = optuna.logging.get_verbosity()
+            if search.storage is None:
+                optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+            try:
+                self.study = optuna.create_study(
+                    storage=search.storage,
+                    sampler=None if isinstance(search.sampler, str) else search.sampler,
+                    study_name=search.study_name,
+                    direction=direction,
+                    load_if_exists=True,
+                )
+            finally:
+                optuna.logging.set_verbosity(verbosity)
         state = optuna.trial.TrialState
         self.tag, self.seed = tag, seed
         for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
