@@ -91,7 +91,7 @@ class HyperModel:
             raise ValueError(
                 f"A hypermodel is a build(hp) function or a keras_tuner.HyperModel. Received: hypermodel={hypermodel!r}"
             )
-        self.hypermodel, self._build, self._kt = hypermodel, build, kt
+        self.hypermodel, self._build = hypermodel, build
         found = kt.HyperParameters()
         model = build(found)
         builds, explored = 1, set()
