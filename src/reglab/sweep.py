@@ -431,7 +431,7 @@ class Sweep:
             evaluated += [p for p in points if p not in evaluated]
             train(plan.members(points, splits, self.seed))
             frames = collected.of(plan.members(evaluated, splits, self.seed))[0]
-            table, curves = outcome_module.summary(frames, self.select), outcome_module.curves(frames, self.select)
+            table, curves = outcome_module.summary(frames, self.select)
 
         planned = plan.members(evaluated, splits, self.seed)
         frames, histograms = collected.of(planned)

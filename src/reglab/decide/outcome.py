@@ -58,17 +58,13 @@ def _tables(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.D
     return epochs, members, selection.summarize(members, epochs, by=select, mode=selection.mode_for(select))
 
 
-def summary(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
-    """The per-point table of some members' tables (what a search round is judged on)."""
-    return _tables(frames, select)[2]
-
-
-def curves(frames: list[pd.DataFrame], select: str) -> pd.DataFrame:
-    """Per point and epoch, the mean of `select` over the point's members (all its folds step together; a
-    member that failed or diverged adds nothing): columns point, epoch, `select`."""
-    epochs = selection.combine(frames)
+def summary(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a search round is judged on, from some members' tables: the per-point table, and per point and
+    epoch the mean of `select` over the point's members (all its folds step together; a member that failed
+    or diverged adds nothing) — columns point, epoch, `select`: a study's intermediate values."""
+    epochs, _, table = _tables(frames, select)
     kept = epochs[epochs["status"].isin(("ok", "pruned"))]
-    return kept.groupby(["point", "epoch"], sort=False)[select].mean().reset_index()
+    return table, kept.groupby(["point", "epoch"], sort=False)[select].mean().reset_index()
 
 
 def outcome(

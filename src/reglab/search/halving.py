@@ -90,6 +90,27 @@ class Halving:
         return Scheduler(self, members, epochs, select, sign)
 
 
+def seated(board, members) -> dict[str, list[int]]:
+    """Point id → the slots its members hold now (`reglab.engine.slots.Board`)."""
+    slots_of: dict[str, list[int]] = {}
+    for slot, member in enumerate(board.occupant):
+        if member is not None:
+            slots_of.setdefault(members[member].point_id, []).append(slot)
+    return slots_of
+
+
+def fold_mean(members, positions, epoch: int, board, select: str) -> float:
+    """The mean of `select` over the members at `positions` (a point's folds) at their own `epoch`: NaN unless
+    each of them recorded that epoch and trained it ("ok") — one that diverged or failed stopped its rows."""
+    values = []
+    for position in positions:
+        rows = board.rows.get(members[position].id) or []
+        if not rows or rows[-1]["epoch"] != epoch or rows[-1]["status"] != "ok":
+            return math.nan
+        values.append(float(rows[-1].get(select, math.nan)))
+    return float(np.mean(values))
+
+
 class Scheduler:
     """One population's halving: `size` (its slots) and `decide(epoch, board)` (`reglab.engine.slots.Slots`).
     `sign`: 1 where a lower `select` is better, -1 where higher is."""
@@ -115,27 +136,17 @@ class Scheduler:
         self.waiting = order[at_once:]
         self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
 
-    def _score(self, positions, rung: int, board) -> float:
-        values = []
-        for m in positions:
-            rows = board.rows.get(self.members[m].id) or []
-            if not rows or rows[-1]["epoch"] != rung or rows[-1]["status"] != "ok":
-                return math.nan  # diverged (its rows stopped) or failed
-            values.append(float(rows[-1].get(self.select, math.nan)))
-        return self.sign * float(np.mean(values))
-
     def decide(self, epoch: int, board) -> dict:
         changes = {}
-        slots_of: dict[str, list[int]] = {}
-        for s, m in enumerate(board.occupant):
-            if m is not None:
-                slots_of.setdefault(self.members[m].point_id, []).append(s)
+        slots_of = seated(board, self.members)
         arriving: dict[tuple, dict] = {}  # (bracket, rung) → the points reaching it now → their scores
         for p, slots in slots_of.items():
             bracket, rungs = self.rungs_of[p]
             own = board.local(slots[0], epoch)
             if own in rungs:
-                arriving.setdefault((bracket, own), {})[p] = self._score(self.points[p], own, board)
+                arriving.setdefault((bracket, own), {})[p] = self.sign * fold_mean(
+                    self.members, self.points[p], own, board, self.select
+                )
         for key, scores in arriving.items():
             recorded = self.recorded.setdefault(key, {})
             recorded.update(scores)

@@ -2,7 +2,7 @@
 
 `strategy.ask(summary, curves)` returns the next points to evaluate, or None when the search is over;
 `summary` is the per-point table of every point evaluated so far (`reglab.decide.selection.summarize`;
-None before the first round) and `curves` each point's fold mean per epoch (`reglab.decide.outcome.curves`:
+None before the first round) and `curves` each point's fold mean per epoch (both from `reglab.decide.outcome.summary`;
 what an Optuna study is told as intermediate values, `reglab.search.studies`). A strategy never touches the run directory or an engine: the sweep
 trains what it is asked, summarizes, and asks again — so a strategy that retires or refills points
 (adaptive search) plugs in here and nowhere else.

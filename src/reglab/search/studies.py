@@ -38,6 +38,7 @@ import math
 
 from reglab import validation
 from reglab.search import space as space_module
+from reglab.search.halving import fold_mean, seated
 from reglab.search.space import point_id
 
 SAMPLERS = {  # Optuna's samplers by name (a sampler object is accepted too)
@@ -274,28 +275,20 @@ class Pruning:
     def __init__(self, trials: dict, members, epochs: int, select: str, reported: dict):
         self.trials, self.members, self.epochs, self.select, self.reported = trials, members, epochs, select, reported
         self.size = len(members)
-        self.folds: dict[str, int] = {}
-        for member in members:
-            self.folds[member.point_id] = self.folds.get(member.point_id, 0) + 1
+        self.points: dict[str, list[int]] = {}  # point id → its members' positions (its folds)
+        for position, member in enumerate(members):
+            self.points.setdefault(member.point_id, []).append(position)
 
     def decide(self, epoch: int, board) -> dict:
         if epoch >= self.epochs:  # the last epoch: trained in full, nothing left to save
             return {}
-        seats: dict[str, list[int]] = {}
-        for slot, member in enumerate(board.occupant):
-            if member is not None:
-                seats.setdefault(self.members[member].point_id, []).append(slot)
         changes = {}
-        for pid, slots in seats.items():
+        for pid, slots in seated(board, self.members).items():
             trial = self.trials.get(pid)
-            values = []
-            for slot in slots:
-                rows = board.rows.get(self.members[board.occupant[slot]].id) or []
-                if rows and rows[-1]["epoch"] == epoch and rows[-1]["status"] == "ok":
-                    values.append(float(rows[-1].get(self.select, math.nan)))
-            if trial is None or len(values) != self.folds[pid] or not all(map(math.isfinite, values)):
+            value = fold_mean(self.members, self.points[pid], epoch, board, self.select)
+            if trial is None or not math.isfinite(value):
                 continue  # a fold diverged or failed: it stops on its own
-            trial.report(sum(values) / len(values), step=epoch)
+            trial.report(value, step=epoch)
             self.reported.setdefault(trial.number, set()).add(epoch)
             if trial.should_prune():
                 changes.update({slot: None for slot in slots})
