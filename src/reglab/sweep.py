@@ -17,24 +17,14 @@
 
 from __future__ import annotations
 
-import functools
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
-
 import keras
 
 from reglab import data as data_module
-from reglab import engine, sweep_spec, validation
-from reglab.collect import Collected
-from reglab.decide import outcome as outcome_module
-from reglab.decide import refit, selection
+from reglab import sweep_run, sweep_spec, validation
 from reglab.engine import compile_cache, executors
 from reglab.engine import training as training_module
-from reglab.engine.grouping import Unsupported
 from reglab.engine.training import Training
 from reglab.result import NothingToTrain, SweepResult
-from reglab.search import plan, strategies
 from reglab.search import points as points_module
 from reglab.validation import sweep as sweep_validation
 
@@ -178,18 +168,6 @@ class Sweep:
         self.refit = bool(refit)
         self.engine, self.executor, self.workers = engine, executor, checked["workers"]
         self._given, self._probe = given, None
-
-    def _slots(self, search, members):
-        """A population's successive halving (`reglab.search.halving`), or the study's pruner (`prune="optuna"`,
-        `reglab.search.studies`), as the engine's slots."""
-        from reglab.engine.slots import Slots
-
-        if self.pruner:
-            scheduler = search.pruning(members, self.epochs)
-        else:
-            sign = 1.0 if selection.mode_for(self.select) == "min" else -1.0
-            scheduler = self.halving.scheduler(members, self.epochs, self.select, sign)
-        return Slots(scheduler.size, scheduler.decide)
 
     # --- identity ------------------------------------------------------------------------------
 
@@ -340,7 +318,7 @@ class Sweep:
             )
         if keras.backend.backend() == "jax":  # from the first build: its initializers' programs (~0.7 s) too
             compile_cache.use()
-        with chosen as executor, _engine_errors(self.engine):  # workers start now, while members are built
+        with chosen as executor, sweep_run.engine_errors(self.engine):  # workers start now, while members are built
             training = self._training(dataset)
 
             store, spec = None, None
@@ -365,7 +343,8 @@ class Sweep:
                     checkpoints = Checkpoints(
                         store.save_checkpoint, store.load_checkpoint, checkpoint_seconds, stop, folder=store.path
                     )
-                return self._run(
+                return sweep_run.run(
+                    self,
                     dataset,
                     rest,
                     test,
@@ -384,120 +363,6 @@ class Sweep:
                 if store is not None:
                     store.close()
 
-    def _run(
-        self,
-        dataset,
-        rest,
-        test,
-        splits,
-        training,
-        store,
-        spec,
-        run_dir,
-        progress,
-        keep_weights,
-        checkpoints,
-        stop,
-        executor,
-    ) -> SweepResult:
-        make_model = self._make_model()
-        collected = Collected(dataset, training, store, keep_weights, progress)
-        timing: dict = {}
-        search = self._search()
-        pruning = self.halving is not None or self.pruner
-
-        def train(members):
-            todo = collected.todo(members)
-            if not todo:
-                return
-            run = engine.train(
-                todo,
-                dataset,
-                training,
-                make_model,
-                engine=self._engine_name(),
-                executor=executor,
-                checkpoints=checkpoints,
-                stop=stop,
-                done=collected.finish,
-                slots=functools.partial(self._slots, search) if pruning else None,
-            )
-            engine.merge_timing(timing, run["timing"])
-
-        evaluated: list[dict] = []
-        table = None
-        curves = None
-        while (points := search.ask(table, curves)) is not None:
-            evaluated += [p for p in points if p not in evaluated]
-            train(plan.members(points, splits, self.seed))
-            frames = collected.of(plan.members(evaluated, splits, self.seed))[0]
-            table, curves = outcome_module.summary(frames, self.select)
-
-        planned = plan.members(evaluated, splits, self.seed)
-        frames, histograms = collected.of(planned)
-        found = outcome_module.outcome(frames, self.select, histograms)
-        result = SweepResult(
-            epochs=found.epochs,
-            members=found.members,
-            summary=found.summary,
-            best=found.best,
-            best_1se=found.best_1se,
-            diagnosis=found.diagnosis,
-            histograms=found.histograms,
-            weights=collected.weights if keep_weights else None,
-            timing=timing,
-            run_dir=Path(run_dir) if run_dir else None,
-        )
-        if self.refit and found.best is not None:
-            result.model, result.test = refit.refit_and_test(  # on all non-test data; the test set used once
-                found.best, dataset, rest, test, training, make_model, self.seed, self._engine_name(), store, executor
-            )
-        if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
-            from reglab.show.report import write
-
-            store.clear_checkpoints()
-            store.keep_only([m.id for m in planned])
-            write(store, found, result.test, spec)
-        if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written
-            error = selection.NothingSelectable(
-                found.nothing
-                + (f" The tables and report.html in {run_dir} show each configuration's records." if store else "")
-            )
-            error.result = result
-            raise error
-        if found.advice:  # members trained and none can be chosen yet: a finding, said once
-            warnings.warn(f"reglab: {found.advice}", UserWarning, stacklevel=3)
-        return result
-
-    def _search(self):
-        """The search as ask/tell (`reglab.search.strategies`): the rounds, then refinement if asked for."""
-        mode = selection.mode_for(self.select)
-        if self.search is not None:  # a stored study marks this sweep's trials, to count them when it runs again
-            stored = self.search.storage is not None or self.search.study is not None
-            return self.search.strategy(self.select, mode, self.seed, self.spec_hash() if stored else None)
-
-        def best(table):
-            best, _, _ = selection.decisions(table, self.select, mode, warn=False)
-            return best["params"] if best else None
-
-        rounds = strategies.Rounds(self._rounds, best)
-        if not self.refine:
-            return rounds
-        return strategies.Refine(
-            rounds, self.refine_param, self.refine, self.refine_points, best, f"{self.select}_mean"
-        )
-
     def _engine_name(self) -> str:
         """The engine that trains the members: "auto" is the population engine, wherever the process is."""
         return "population" if self.engine == "auto" else self.engine
-
-
-@contextmanager
-def _engine_errors(engine_name: str):
-    """A sweep the population engine cannot run (`Unsupported`) is the user's setting: a ValueError naming it."""
-    try:
-        yield
-    except Unsupported as reason:
-        raise ValueError(
-            f"The population engine cannot run this sweep: {reason}. Received: engine={engine_name!r}"
-        ) from None
