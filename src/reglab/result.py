@@ -24,6 +24,7 @@ class SweepResult:
     best_1se: dict | None = None  # the one-standard-error choice (`reglab.decide.selection.best_1se`)
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
+    pareto: pd.DataFrame | None = None  # a multi-objective study's Pareto front: summary rows (`reglab.decide.pareto`)
     weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
     timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call, summed
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set

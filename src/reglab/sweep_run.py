@@ -15,7 +15,7 @@ from pathlib import Path
 from reglab import engine
 from reglab.collect import Collected
 from reglab.decide import outcome as outcome_module
-from reglab.decide import refit, selection
+from reglab.decide import pareto, refit, selection
 from reglab.engine.grouping import Unsupported
 from reglab.result import SweepResult
 from reglab.search import plan, strategies
@@ -72,7 +72,9 @@ def run(
 
     planned = plan.members(evaluated, splits, sweep.seed)
     frames, histograms = collected.of(planned)
-    found = outcome_module.outcome(frames, sweep.select, histograms)
+    found = outcome_module.outcome(
+        frames, sweep.select, histograms, objectives=sweep.search and sweep.search.objectives
+    )
     result = SweepResult(
         epochs=found.epochs,
         members=found.members,
@@ -81,6 +83,7 @@ def run(
         best_1se=found.best_1se,
         diagnosis=found.diagnosis,
         histograms=found.histograms,
+        pareto=found.pareto,
         weights=collected.weights if keep_weights else None,
         timing=timing,
         run_dir=Path(run_dir) if run_dir else None,
@@ -112,7 +115,8 @@ def search_of(sweep):
     mode = selection.mode_for(sweep.select)
     if sweep.search is not None:  # a stored study marks this sweep's trials, to count them when it runs again
         stored = sweep.search.storage is not None or sweep.search.study is not None
-        return sweep.search.strategy(sweep.select, mode, sweep.seed, sweep.spec_hash() if stored else None)
+        modes = [pareto.direction(o) for o in sweep.search.objectives] if sweep.search.objectives else None
+        return sweep.search.strategy(sweep.select, mode, sweep.seed, sweep.spec_hash() if stored else None, modes)
 
     def best(table):
         best, _, _ = selection.decisions(table, sweep.select, mode, warn=False)

@@ -25,7 +25,7 @@ def mlp_dropout(point):
         [
             keras.Input((64,)),
             L.Dense(32, activation="relu", kernel_regularizer=R.ElasticNet(point["l2"], 0.3), name="h1"),
-            L.Dropout(0.2),
+            L.Dropout(point.get("dropout", 0.2)),  # a searched rate, `reglab bench --search`
             L.Dense(
                 16,
                 activation="tanh",

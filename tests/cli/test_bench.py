@@ -114,13 +114,16 @@ def test_the_search_bench_reports_full_training_and_halving_side_by_side():
     """`reglab bench --search`, tiny: structure and consistency, never speed."""
     from reglab.cli.bench_search import search_bench, table
 
-    report = search_bench(candidates=6, seeds=1, epochs=4, population=3, echo=lambda message: None)
-    full, halving = report["full"], report["halving"]
-    assert full["member_epochs_fraction"] == full["wall_fraction"] == 1.0 and full["distance_se"] == 0.0
-    spent, all_of_it = halving["runs"][0]["member_epochs"], full["runs"][0]["member_epochs"]
-    assert all_of_it == 6 * 5 * 4 and spent < all_of_it  # 6 candidates × 5 folds × 4 epochs
-    assert halving["member_epochs_fraction"] == pytest.approx(spent / all_of_it)
-    assert halving["distance_se"] > -1e-3  # the full run's best is the lowest (members agree to ~1e-6)
-    tpe = report["tpe_halving"]["runs"][0]  # two rounds of 3 trials, each halved
-    assert 0 < tpe["member_epochs"] < all_of_it and math.isfinite(tpe["distance_se"])
-    assert [row[0] for row in table(report)] == ["full", "halving", "tpe_halving"]
+    report = search_bench(candidates=6, seeds=1, epochs=4, population=3, echo=lambda message: None, family=True)
+    for found, keys in ((report, {"l2"}), (report["family"], {"l2", "dropout"})):  # λ; a zoo family's λ and dropout
+        full, halving = found["full"], found["halving"]
+        assert full["member_epochs_fraction"] == full["wall_fraction"] == 1.0 and full["distance_se"] == 0.0
+        spent, all_of_it = halving["runs"][0]["member_epochs"], full["runs"][0]["member_epochs"]
+        assert all_of_it == 6 * 5 * 4 and spent < all_of_it  # 6 candidates × 5 folds × 4 epochs
+        assert halving["member_epochs_fraction"] == pytest.approx(spent / all_of_it)
+        assert halving["distance_se"] > -1e-3  # the full run's best is the lowest (members agree to ~1e-6)
+        tpe = found["tpe_halving"]["runs"][0]  # two rounds of 3 trials, each halved
+        assert 0 < tpe["member_epochs"] < all_of_it and math.isfinite(tpe["distance_se"])
+        assert set(tpe["chosen"]) == set(full["runs"][0]["chosen"]) == keys
+        assert [row[0] for row in table(found)] == ["full", "halving", "tpe_halving"]
+    assert report["family"]["name"] == "mlp-dropout"

@@ -2,6 +2,7 @@
 k-fold CV, told their fold mean with every epoch's as intermediate values; halved inside the population; a stored
 study resumed without zombie trials; bad settings refused before any work."""
 
+import json
 import math
 
 import keras
@@ -12,6 +13,7 @@ import pytest
 import reglab
 from reglab.engine.checkpoints import Interrupted
 from reglab.search import Optuna
+from reglab.search.studies import Trials
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": {"uniform": [0.0, 0.5]}}
@@ -30,6 +32,12 @@ def build(point):
 
 def plain():
     return keras.Sequential([keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10)])
+
+
+def softmax():
+    return keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
 
 
 def sweep(search, **kwargs):
@@ -124,6 +132,26 @@ def test_bad_study_settings_are_refused_before_any_work():
             r"optuna takes `space`.*Received: unknown \['trials'\]",
         ),
         (lambda: reglab.Sweep(plain(), search=Optuna({"l3": [0.1]})), r"l3"),  # a key reglab cannot apply
+        (lambda: Optuna(SPACE, objectives=["val_loss"]), r"two or more .*Received: objectives=\['val_loss'\]"),
+        (lambda: Optuna(SPACE, objectives=["val_loss", "size"]), r"Received: objectives=\['val_loss', 'size'\]"),
+        (
+            lambda: sweep(Optuna(SPACE, objectives=["zeros", "val_loss"])),
+            r"`select`.*'val_loss' first. Received: objectives=\['zeros', 'val_loss'\]",
+        ),
+        (
+            lambda: sweep(Optuna(SPACE, objectives=["val_loss", "zeros"]), prune="optuna"),
+            r"one objective.*Received: prune='optuna' with objectives",
+        ),
+        (
+            lambda: Trials(
+                Optuna(SPACE, objectives=["val_loss", "zeros"], study=optuna.create_study()),
+                "val_loss",
+                "min",
+                0,
+                modes=["min", "max"],
+            ),
+            r"directions must be the objectives'.*Received: directions=\['minimize'\]",
+        ),
     ]
     for make, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -201,3 +229,74 @@ def test_an_in_memory_study_is_made_quietly_a_stored_one_is_announced(tmp_path):
     finally:
         logging.getLogger("optuna").removeHandler(handler)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_two_objectives_validation_loss_and_exact_sparsity_give_the_pareto_front_in_the_result_and_report(
+    digits, tmp_path, capsys
+):
+    """NSGA-II on validation loss against exact zeros (proximal L1 makes them): every trial told both fold means,
+    the front is the non-dominated choosable points (checked by brute force), the same in summary.json, in
+    `reglab report`'s recomputation and drawn in report.html; the choice is still the lowest validation loss."""
+    from reglab.show import report
+
+    x, y = digits
+    search = Optuna(
+        {"prox_l1": {"log_uniform": [1e-5, 3e-2]}},
+        n_trials=8,
+        population=4,
+        sampler="nsga2",
+        objectives=["val_loss", "zeros"],
+    )
+    result = reglab.Sweep(softmax(), search=search, cv=3, epochs=4, learning_rate=3e-3, seed=0).run(
+        x, y, run_dir=tmp_path / "run", keep_weights=True
+    )
+    summary = result.summary.set_index("point")
+    for member in result.members.itertuples():  # zeros: every entry exactly 0.0 in the member's final weights
+        assert member.zeros == sum(int((w == 0).sum()) for w in result.weights[member.member].values())
+    assert summary["zeros_mean"].max() > 100 and summary["zeros_mean"].min() < summary["zeros_mean"].max()
+    ranked = result.summary[result.summary["rank"].notna()]
+    costs = {r.point: (r.val_loss_mean, -r.zeros_mean) for r in ranked.itertuples()}
+    expected = {
+        p
+        for p, c in costs.items()
+        if not any(o[0] <= c[0] and o[1] <= c[1] and o != c for q, o in costs.items() if q != p)
+    }
+    front = result.pareto
+    assert set(front["point"]) == expected and len(expected) >= 2  # a trade-off: sparser costs validation loss
+    assert list(front["val_loss_mean"]) == sorted(front["val_loss_mean"])
+    assert front["zeros_mean"].is_monotonic_increasing  # along the front: more zeros for more loss
+    assert result.best["point_id"] == front["point"].iloc[0]  # reglab's choice: by val_loss alone
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())["pareto_front"]
+    assert written["objectives"] == ["val_loss", "zeros"]
+    assert [p["point_id"] for p in written["points"]] == list(front["point"])
+    for p in written["points"]:
+        assert p["zeros"] == summary.loc[p["point_id"], "zeros_mean"] and set(p["params"]) == {"prox_l1"}
+    again = report.render(tmp_path / "run")  # `reglab report`: the same front from the stored tables
+    assert again["pareto_front"] == written
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Pareto front" in page and "objectives val_loss, zeros" in page
+    from reglab.cli.terminal import print_result  # what `reglab sweep` and `reglab report` print
+
+    print_result(again["table"], again["best"], None, 24, None, "study", pareto=again["pareto_front"])
+    shown = capsys.readouterr().out
+    assert "Pareto front of val_loss, zeros: " in shown
+    assert shown.count("prox_l1=") == len(front) + 1  # each point on the front, and the selected line
+
+
+def test_a_multi_objective_study_is_told_every_objectives_fold_mean(digits):
+    x, y = digits
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
+    search = Optuna(
+        {"prox_l1": {"log_uniform": [1e-5, 3e-2]}},
+        n_trials=4,
+        population=4,
+        study=study,
+        objectives=["val_loss", "zeros"],
+    )
+    result = reglab.Sweep(softmax(), search=search, cv=2, epochs=2, learning_rate=3e-3, seed=0).run(x, y)
+    summary = result.summary.set_index("point")
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        row = summary.loc[trial.user_attrs["reglab_point"]]
+        assert trial.values == pytest.approx([row["val_loss_mean"], row["zeros_mean"]], rel=1e-12)
+        assert trial.intermediate_values == {}  # Optuna keeps none for several objectives

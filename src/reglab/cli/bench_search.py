@@ -12,6 +12,9 @@ at a time, each round halved the same way: `tpe_halving`). Per method, medians o
 - `distance_se`: how far the chosen λ's validation loss (its fold mean after every epoch, in the run that chose
   it: a member's numbers depend on its point, fold and seed alone) is from the full run's best, in the best
   point's standard errors (negative: TPE found a λ the random candidates did not).
+
+With `family=True` the same three ways for one model of `reglab.zoo` (mlp-dropout: elastic net, group lasso and
+smoothness penalties, dropout) with λ and the dropout rate searched together, on the same data and settings.
 """
 
 from __future__ import annotations
@@ -22,32 +25,80 @@ import time
 import numpy as np
 
 SPACE = {"l2": {"log_uniform": [1e-6, 1e-1]}}
+FAMILY = "mlp-dropout"  # the zoo family searched over λ and its dropout rate together (`family=True`)
+FAMILY_SPACE = {"l2": {"log_uniform": [1e-6, 1e-1]}, "dropout": {"uniform": [0.0, 0.5]}}
 
 
 METHODS = ("full", "halving", "tpe_halving")
 
 
 def search_bench(
-    candidates: int = 64, seeds: int = 5, epochs: int = 50, eta: int = 3, population: int = 16, echo=print
+    candidates: int = 64,
+    seeds: int = 5,
+    epochs: int = 50,
+    eta: int = 3,
+    population: int = 16,
+    echo=print,
+    family: bool = False,
 ) -> dict:
     """{"full": {...}, "halving": {...}, "tpe_halving": {...}, "candidates", "seeds", "epochs", "eta",
     "population"}: per method the medians above and `runs`, one row per seed (member-epochs, seconds, the chosen
-    λ, distance in standard errors)."""
+    point, distance in standard errors). `family`: also the same for `reglab.zoo`'s mlp-dropout family with λ
+    and its dropout rate searched together (`"family"`: the same keys, with `name` and `space`)."""
     from reglab.cli.bench import _data, standard_sweep
-    from reglab.search import Optuna
 
     x, y = _data()
+    report = _compare(standard_sweep, SPACE, x, y, candidates, seeds, epochs, eta, population, echo, "λ")
+    if family:
+        from reglab import zoo
+        from reglab.sweep import Sweep
+
+        def family_sweep(epochs, search, **settings):  # the standard workload's settings, the family's model
+            builder = zoo.families()[FAMILY][0]
+            return Sweep(
+                builder,
+                **search,
+                cv=5,
+                epochs=epochs,
+                batch_size=32,
+                learning_rate=1e-3,
+                refit=False,
+                engine="population",
+                **settings,
+            )
+
+        _, _, labels = zoo.digits()
+        found = _compare(
+            family_sweep,
+            FAMILY_SPACE,
+            zoo.families()[FAMILY][1],
+            labels,
+            candidates,
+            seeds,
+            epochs,
+            eta,
+            population,
+            echo,
+            f"{FAMILY} (λ, dropout)",
+        )
+        report["family"] = {"name": FAMILY, "space": FAMILY_SPACE, **found}
+    return report
+
+
+def _compare(make_sweep, space, x, y, candidates, seeds, epochs, eta, population, echo, what) -> dict:
+    from reglab.search import Optuna
+
     rows: dict[str, list] = {method: [] for method in METHODS}
     for seed in range(seeds):
         runs = {}
         for method in rows:
-            echo(f"search: {candidates} λ × 5 folds × {epochs} epochs, seed {seed}, {method} …")
+            echo(f"search: {candidates} {what} × 5 folds × {epochs} epochs, seed {seed}, {method} …")
             points = (
-                {"search": Optuna(SPACE, n_trials=candidates, population=population)}
+                {"search": Optuna(space, n_trials=candidates, population=population)}
                 if method == "tpe_halving"
-                else {"random": SPACE, "n_trials": candidates}
+                else {"random": space, "n_trials": candidates}
             )
-            sweep = standard_sweep(
+            sweep = make_sweep(
                 epochs=epochs, search=points, seed=seed, prune=None if method == "full" else "halving", eta=eta
             )
             started = time.perf_counter()
@@ -70,7 +121,7 @@ def search_bench(
                     "member_epochs_fraction": len(result.epochs) / len(full.epochs),
                     "seconds": seconds,
                     "wall_fraction": seconds / full_seconds,
-                    "chosen_l2": result.best["params"]["l2"] if result.best else None,
+                    "chosen": result.best["params"] if result.best else None,
                     "distance_se": float(distance),
                 }
             )

@@ -172,6 +172,7 @@ def report(
         f"Report of {run_dir}",
         document["best_1se"],
         pd.DataFrame(document["diagnosis"]),
+        document.get("pareto_front"),
     )
     if document["best"] is None:
         typer.echo(f"reglab: warning: {printable(document['advice'] or document['nothing_selected'])}", err=True)
@@ -210,7 +211,7 @@ def bench(
     search: bool = typer.Option(
         False,
         "--search",
-        help="Also 64 λ candidates: random, every epoch; random, halved; an Optuna TPE study, halved — member-epochs, wall time, the choice's distance.",
+        help="Also 64 λ candidates (and 64 of λ with a dropout rate, one zoo family): random, every epoch; random, halved; an Optuna TPE study, halved — member-epochs, wall time, the choice's distance.",
     ),
 ):
     """The standard benchmark: reglab vs sequential Keras vs scikit-learn vs the FLOP bound, in one run."""
@@ -239,7 +240,7 @@ def bench(
         from reglab.cli.bench_search import search_bench
 
         report["search"] = search_bench(
-            candidates=9 if quick else 64, seeds=1 if quick else 5, epochs=4 if quick else 50, echo=echo
+            candidates=9 if quick else 64, seeds=1 if quick else 5, epochs=4 if quick else 50, echo=echo, family=True
         )
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(
@@ -346,16 +347,16 @@ def bench(
     if search:
         from reglab.cli.bench_search import table as search_table
 
-        found = report["search"]
-        rows = Table(
-            title=f"Search: {found['candidates']} random λ, each 5 folds × {found['epochs']} epochs "
-            f"(medians over {found['seeds']} seed{'s' if found['seeds'] != 1 else ''})"
-        )
-        for name in ("method", "member-epochs", "wall time", "chosen λ from the best (SE)"):
-            rows.add_column(name, justify="right")
-        for row in search_table(found):
-            rows.add_row(*row)
-        console.print(rows)
+        for found, what in ((report["search"], "λ"), (report["search"]["family"], "(λ, dropout) of mlp-dropout")):
+            rows = Table(
+                title=f"Search: {found['candidates']} random {what}, each 5 folds × {found['epochs']} epochs "
+                f"(medians over {found['seeds']} seed{'s' if found['seeds'] != 1 else ''})"
+            )
+            for name in ("method", "member-epochs", "wall time", "choice from the best (SE)"):
+                rows.add_column(name, justify="right")
+            for row in search_table(found):
+                rows.add_row(*row)
+            console.print(rows)
     console.print(f"peak RSS {report['peak_rss_mb']:.0f} MB{extra}; JSON: {out}")
 
 

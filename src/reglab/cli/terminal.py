@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class Progress:
             self.bar.__exit__(*exc)
 
 
-def print_result(summary, best, test, members_complete, run_dir, title, best_1se=None, verdicts=None):
+def print_result(summary, best, test, members_complete, run_dir, title, best_1se=None, verdicts=None, pareto=None):
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -162,6 +163,15 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
             f"one-standard-error rule: [bold]{described(best_1se)}[/bold] (the most regularized point "
             f"within one standard error of the best){verdict(best_1se)}"
         )
+    if pareto:  # a multi-objective study's front (summary.json's `pareto_front`)
+        objectives = pareto["objectives"]
+        console.print(
+            f"Pareto front of {', '.join(objectives)}: "
+            + "; ".join(
+                f"[bold]{described(p)}[/bold] (" + ", ".join(f"{o} {p[o]:.4g}" for o in objectives) + ")"
+                for p in pareto["points"]
+            )
+        )
     if test:
         console.print("test set (used once, after selection): " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     if run_dir:
@@ -170,8 +180,19 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
 
 def finish(result, run_dir, title):
     """Print a finished sweep's result and where its report is; exit 1 if a member failed or nothing was chosen."""
+    front = None
+    if result.pareto is not None:  # as written in summary.json: the points with their objectives
+        front = json.loads((run_dir / "summary.json").read_text()).get("pareto_front")
     print_result(
-        result.summary, result.best, result.test, len(result.members), run_dir, title, result.best_1se, result.diagnosis
+        result.summary,
+        result.best,
+        result.test,
+        len(result.members),
+        run_dir,
+        title,
+        result.best_1se,
+        result.diagnosis,
+        front,
     )
     typer.echo(f"report: {run_dir / 'report.html'}")
     failed = (result.members["status"] == "failed").any() or result.best is None

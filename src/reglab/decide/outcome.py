@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reglab.decide import diagnosis, selection
+from reglab.decide import diagnosis, pareto, selection
 
 
 @dataclass
@@ -27,6 +27,8 @@ class Outcome:
     nothing: str | None  # why no point was chosen (None when one was)
     diagnosis: pd.DataFrame
     histograms: pd.DataFrame | None
+    pareto: pd.DataFrame | None = None  # a multi-objective study's front (`reglab.decide.pareto`), else None
+    objectives: list[str] | None = None
 
     @property
     def trained(self) -> bool:
@@ -46,9 +48,22 @@ class Outcome:
 
     def document(self, test: dict | None = None) -> dict:
         """The run directory's summary.json (`selection.document`)."""
-        return selection.document(
+        document = selection.document(
             self.summary, self.best, test, len(self.members), self.best_1se, self.diagnosis, self.nothing
         )
+        if self.pareto is not None:  # the points on the front with their parameters and objectives' fold means
+            document["pareto_front"] = {
+                "objectives": self.objectives,
+                "points": [
+                    {
+                        "point_id": row["point"],
+                        "params": selection.point_params(self.summary, row),
+                        **{o: float(row[f"{o}_mean"]) for o in self.objectives},
+                    }
+                    for _, row in self.pareto.iterrows()
+                ],
+            }
+        return document
 
 
 def _tables(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -68,10 +83,15 @@ def summary(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.D
 
 
 def outcome(
-    frames: list[pd.DataFrame], select: str, histograms: pd.DataFrame | None = None, warn: bool = True
+    frames: list[pd.DataFrame],
+    select: str,
+    histograms: pd.DataFrame | None = None,
+    warn: bool = True,
+    objectives: list[str] | None = None,
 ) -> Outcome:
     """Every table and decision of a sweep from its members' tables (`reglab.kit.records.member_records`).
-    `warn`: say once which configurations were excluded from selection."""
+    `warn`: say once which configurations were excluded from selection. `objectives`: a multi-objective
+    study's, for its Pareto front."""
     epochs, members, table = _tables(frames, select)
     best, best_1se, nothing = selection.decisions(table, select, selection.mode_for(select), warn=warn)
     return Outcome(
@@ -83,4 +103,6 @@ def outcome(
         nothing,
         diagnosis.diagnose(epochs),
         histograms if histograms is not None and len(histograms) else None,
+        pareto.front(table, objectives) if objectives else None,
+        objectives or None,
     )

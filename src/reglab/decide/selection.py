@@ -46,7 +46,8 @@ def metric_names(epochs: pd.DataFrame) -> list[str]:
 
 
 def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per member: identity, parameters, status, final and best-epoch values."""
+    """One row per member: identity, parameters, status, final and best-epoch values, `zeros` (the entries exactly
+    0.0 in all its weights at the end: exact sparsity, as a count)."""
     params = param_columns(epochs)
     metrics = metric_names(epochs)
     rows = []
@@ -60,6 +61,8 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
         row["seconds"] = float(last["seconds"])
         for column in ("train_loss", "train_penalty", *metrics):
             row[column] = float(last[column]) if column in records and row["status"] == "ok" else math.nan
+        zeros = [c for c in records.columns if c.startswith("zeros:")]  # exact zeros of every weight, at the end
+        row["zeros"] = float(last[zeros].sum()) if zeros and row["status"] == "ok" else math.nan
         val = records["val_loss"] if "val_loss" in records else pd.Series(dtype=float)
         if row["status"] == "ok" and val.notna().any():
             best = records.loc[val.idxmin()]
@@ -91,7 +94,7 @@ def summarize(members: pd.DataFrame, epochs: pd.DataFrame, by: str = "val_loss",
     """
     params = param_columns(epochs)
     metrics = metric_names(epochs)
-    quantities = ["train_loss", "train_penalty", *metrics, "best_epoch", *[f"best_{m}" for m in metrics]]
+    quantities = ["train_loss", "train_penalty", *metrics, "zeros", "best_epoch", *[f"best_{m}" for m in metrics]]
     rows = []
     for pid, group in members.groupby("point", sort=False):
         ok = group[group["status"] == "ok"]
@@ -156,12 +159,9 @@ def best(summary: pd.DataFrame, by: str = "val_loss", warn: bool = True) -> dict
             stacklevel=2,
         )
     row = complete.iloc[0]
-    params = {
-        k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])
-    }  # NaN: key not in this point
     return {
         "point_id": row["point"],
-        "params": params,
+        "params": point_params(summary, row),
         "score": {by: float(row[f"{by}_mean"]), f"{by}_std": float(row[f"{by}_std"])},
     }
 
@@ -218,7 +218,7 @@ def best_1se(summary: pd.DataFrame, by: str = "val_loss", mode: str = "min", sim
             [f"_s{i}" for i in range(len(order))] + ["rank"], ascending=[False] * len(order) + [True], kind="stable"
         )
     row = within.iloc[0]
-    params = {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}
+    params = point_params(summary, row)
     return {
         "point_id": row["point"],
         "params": params,
@@ -288,6 +288,11 @@ def param_columns_of(summary: pd.DataFrame) -> list[str]:
     if "params" in summary.attrs:
         return [p for p in summary.attrs["params"] if p in summary.columns]
     return list(summary.columns[: list(summary.columns).index("point")])
+
+
+def point_params(summary: pd.DataFrame, row) -> dict:
+    """A summary row's point as plain values (a NaN column: a key not in this point)."""
+    return {k: _plain(row[k]) for k in param_columns_of(summary) if not _missing(row[k])}
 
 
 def _missing(value) -> bool:

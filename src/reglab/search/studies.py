@@ -47,6 +47,7 @@ SAMPLERS = {  # Optuna's samplers by name (a sampler object is accepted too)
     "gp": "GPSampler",
     "cmaes": "CmaEsSampler",
     "qmc": "QMCSampler",
+    "nsga2": "NSGAIISampler",
 }
 
 
@@ -74,9 +75,26 @@ class Optuna:
             must be the selection's ("minimize" for `val_loss`).
         storage, study_name: where Optuna keeps the study (an RDB URL such as "sqlite:///study.db"); loaded
             if it exists. None (the default) keeps it in memory.
+        objectives: two or more quantities to optimize at once, the sweep's `select` first — e.g.
+            `["val_loss", "zeros"]`: validation loss against exact sparsity (`zeros`, the entries exactly 0.0 in the
+            trained weights, maximized; a validation metric or `train_penalty` works too). The study is then
+            multi-objective (`sampler="nsga2"` is NSGA-II), each trial told every objective's fold mean, and the
+            sweep's result and report show the Pareto front (`reglab.decide.pareto`); the choice stays reglab's, by
+            `select`. Optuna keeps no intermediate values for such a study (`prune="optuna"` is refused; halving
+            still judges by `select`). None (the default): one objective, `select`.
     """
 
-    def __init__(self, space, n_trials=32, population=8, sampler="tpe", study=None, storage=None, study_name=None):
+    def __init__(
+        self,
+        space,
+        n_trials=32,
+        population=8,
+        sampler="tpe",
+        study=None,
+        storage=None,
+        study_name=None,
+        objectives=None,
+    ):
         if not isinstance(space, dict) or not space:
             raise ValueError(f"`space` is a non-empty dict of distributions. Received: space={space!r}")
         self.space = {str(k): space_module.distribution(v, k) for k, v in space.items()}
@@ -103,6 +121,7 @@ class Optuna:
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"`{name}` is a string. Received: {name}={value!r}")
         self.sampler, self.study, self.storage, self.study_name = sampler, study, storage, study_name
+        self.objectives = _objectives(objectives)
 
     def to_config(self) -> dict:
         """JSON-ready (`Sweep.get_config`); a sampler or study object by its class name (pass it again to rebuild)."""
@@ -118,6 +137,7 @@ class Optuna:
                 **({"study": self.study.study_name} if self.study is not None else {}),
                 **({"storage": self.storage} if self.storage is not None else {}),
                 **({"study_name": self.study_name} if self.study_name is not None else {}),
+                **({"objectives": self.objectives} if self.objectives else {}),
             }
         }
 
@@ -133,7 +153,7 @@ class Optuna:
                     f"This config names a study object ({settings['study']!r}): pass search=Optuna(..., study=...) "
                     f"again. Received: search={search!r}"
                 )
-            known = {"space", "n_trials", "population", "sampler", "storage", "study_name"}
+            known = {"space", "n_trials", "population", "sampler", "storage", "study_name", "objectives"}
             unknown = sorted(set(settings) - known)
             if unknown or "space" not in settings:
                 raise ValueError(
@@ -154,10 +174,30 @@ class Optuna:
             {k: d.values[0] if isinstance(d, space_module.Choice) else d.low for k, d in self.space.items()}
         )
 
-    def strategy(self, select: str, mode: str, seed: int, tag: str | None = None) -> "Trials":
+    def strategy(self, select: str, mode: str, seed: int, tag: str | None = None, modes=None) -> "Trials":
         """The ask/tell strategy of one run; `tag` (the sweep's spec hash) marks its trials in a stored study, so
-        that the sweep run again counts the trials it told before and asks only the rest."""
-        return Trials(self, select, mode, seed, tag)
+        that the sweep run again counts the trials it told before and asks only the rest. `modes`: with
+        `objectives`, "min" or "max" for each (`reglab.decide.pareto.direction`)."""
+        return Trials(self, select, mode, seed, tag, modes)
+
+
+def _objectives(objectives) -> list[str] | None:
+    """Two or more distinct quantities a trial's fold mean is taken of (`reglab.decide.pareto`), or None."""
+    if objectives is None:
+        return None
+    names = list(objectives) if isinstance(objectives, (list, tuple)) else None
+    plain = ("zeros", "train_loss", "train_penalty")
+    if (
+        not names
+        or len(names) < 2
+        or len(set(names)) != len(names)
+        or not all(isinstance(n, str) and (n in plain or n.startswith("val_")) for n in names)
+    ):
+        raise ValueError(
+            "`objectives` lists two or more distinct quantities, the sweep's `select` first: validation quantities "
+            f"('val_loss', 'val_accuracy', …), {list(plain)}. Received: objectives={objectives!r}"
+        )
+    return names
 
 
 def _distribution(optuna, d):
@@ -173,16 +213,21 @@ class Trials:
     tells the study the trials of the round before (from the sweep's summary and per-epoch curves) and asks
     the next round's, or returns None when `n_trials` are told."""
 
-    def __init__(self, search: Optuna, select: str, mode: str, seed: int, tag: str | None = None):
+    def __init__(self, search: Optuna, select: str, mode: str, seed: int, tag: str | None = None, modes=None):
         optuna = self.optuna = _optuna()
         self.search, self.select = search, select
-        direction = "minimize" if mode == "min" else "maximize"
+        self.objectives = search.objectives or [select]
+        modes = [mode] if search.objectives is None else modes
+        if len(modes or []) != len(self.objectives):
+            raise ValueError(f"A mode per objective ('min' or 'max'). Received: modes={modes!r}")
+        directions = ["minimize" if m == "min" else "maximize" for m in modes]
         if search.study is not None:
             self.study = search.study
-            if self.study.direction.name.lower() != direction:
+            given = [d.name.lower() for d in self.study.directions]
+            if given != directions:
                 raise ValueError(
-                    f"The study's direction must be the selection's: {direction} {select}. "
-                    f"Received: direction={self.study.direction.name.lower()!r}"
+                    f"The study's directions must be the objectives': {directions} for {self.objectives}. "
+                    f"Received: directions={given!r}"
                 )
         else:
             # an in-memory study is the sweep's own: Optuna's line announcing it (and its random name) is noise in
@@ -195,7 +240,7 @@ class Trials:
                     storage=search.storage,
                     sampler=None if isinstance(search.sampler, str) else search.sampler,
                     study_name=search.study_name,
-                    direction=direction,
+                    directions=directions,
                     load_if_exists=True,
                 )
             finally:
@@ -250,7 +295,7 @@ class Trials:
         for trial, point in self.pending:
             pid = point_id(point)
             row = rows.get(pid)
-            if curves is not None:  # every epoch's fold mean, as Optuna's intermediate values
+            if curves is not None and len(self.objectives) == 1:  # every epoch's fold mean, as intermediate values
                 done = self.reported.get(trial.number, set())  # those the pruner was given already
                 for epoch, value in curves[curves["point"] == pid][["epoch", self.select]].itertuples(index=False):
                     if math.isfinite(value) and int(epoch) not in done:
@@ -259,9 +304,12 @@ class Trials:
                 self.study.tell(trial, state=state.FAIL)
             elif row["pruned"]:
                 self.study.tell(trial, state=state.PRUNED)
-            else:
-                value = float(row[f"{self.select}_mean"])
-                self.study.tell(trial, value) if math.isfinite(value) else self.study.tell(trial, state=state.FAIL)
+            else:  # a quantity the records lack (a metric not compiled, zeros not recorded): NaN, told FAIL
+                values = [float(row.get(f"{o}_mean", math.nan)) for o in self.objectives]
+                if all(math.isfinite(v) for v in values):
+                    self.study.tell(trial, values if len(values) > 1 else values[0])
+                else:
+                    self.study.tell(trial, state=state.FAIL)
         self.pending = []
 
 

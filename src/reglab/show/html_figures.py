@@ -193,3 +193,48 @@ def share(go, epochs, labels, colors):
 
 
 # --- escaping -----------------------------------------------------------------------------------
+
+
+def pareto(go, summary, front: dict, best, labels, colors):
+    """A multi-objective study's points on its first two objectives (fold means): every choosable point, the
+    Pareto front joined by a line, the best point starred."""
+    x_name, y_name = front["objectives"][:2]
+    on = [p["point_id"] for p in front["points"]]
+    rows = summary[summary["rank"].notna()]
+    fig = go.Figure()
+    for name, chosen, size in (("other points", rows[~rows["point"].isin(on)], 8), ("Pareto front", None, 11)):
+        if chosen is None:
+            chosen = rows.set_index("point").loc[on].reset_index()
+        points = list(chosen["point"])
+        fig.add_trace(
+            go.Scatter(
+                x=chosen[f"{x_name}_mean"],
+                y=chosen[f"{y_name}_mean"],
+                mode="lines+markers" if name == "Pareto front" else "markers",
+                name=name,
+                text=[labels.get(p, p) for p in points],
+                customdata=points,
+                line={"color": views.NEUTRAL, "width": 1, "shape": "hv"},
+                marker={
+                    "color": [colors.get(p, views.NEUTRAL) for p in points],
+                    "size": size,
+                    "opacity": 1.0 if name == "Pareto front" else 0.45,
+                    "line": {"color": "black", "width": 0.6},
+                },
+                hovertemplate=f"%{{text}}<br>{x_name} %{{x:.4g}}<br>{y_name} %{{y:.4g}}<extra></extra>",
+            )
+        )
+    if best is not None and (rows["point"] == best).any():
+        row = rows[rows["point"] == best].iloc[0]
+        fig.add_trace(
+            go.Scatter(
+                x=[row[f"{x_name}_mean"]],
+                y=[row[f"{y_name}_mean"]],
+                mode="markers",
+                meta=best,
+                name=f"best: {labels.get(best, best)}",
+                marker={"size": 16, "symbol": "star", "color": colors.get(best, views.NEUTRAL)},
+            )
+        )
+    fig.update_layout(**LAYOUT, xaxis_title=f"{x_name} (fold mean)", yaxis_title=f"{y_name} (fold mean)")
+    return fig

@@ -84,6 +84,18 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
                     html_figures.histogram(go, histograms, epochs, summary, param, best, colors),
                 )
             )
+    front = document.get("pareto_front")
+    if front:
+        figures.append(
+            (
+                "Pareto front",
+                f"Every configuration that could be chosen, by {front['objectives'][0]} and {front['objectives'][1]} "
+                "(fold means); the line joins the Pareto front, the points no other beats on every objective"
+                + (f" (of {', '.join(front['objectives'])})" if len(front["objectives"]) > 2 else "")
+                + ". reglab's choice (star) is by the first alone.",
+                html_figures.pareto(go, summary, front, best, labels, colors),
+            )
+        )
     figures.append(
         (
             "Penalty share",
@@ -144,6 +156,8 @@ def _study(spec: dict) -> str:
     if not study:
         return ""
     where = f"; kept in {_e(study['storage'])}" if study.get("storage") else ""
+    if study.get("objectives"):
+        where += f"; objectives {_e(', '.join(study['objectives']))} (the Pareto front below)"
     return (
         f"<li><b>Optuna study</b>: {study['n_trials']} trials ({_e(study['sampler'])}), asked {study['population']} at "
         f'a time, each round trained as one population on every fold{where}<br><span class="note">each trial was '

@@ -4,6 +4,7 @@ from the tables it reads back (`tables`). Nothing is retrained."""
 
 from __future__ import annotations
 
+from reglab.decide import pareto
 from reglab.decide.outcome import Outcome, outcome
 from reglab.show import html_report
 from reglab.show.plots import render_all
@@ -18,7 +19,8 @@ def tables(run_dir, warn: bool = True) -> tuple[RunDirectory, dict, Outcome, dic
     frames = store.member_tables()
     if not frames:
         raise ValueError(f"The run directory has no completed member yet. Received: run_dir={str(run_dir)!r}")
-    found = outcome(frames, spec["spec"].get("select", "val_loss"), store.all_histograms(), warn=warn)
+    select = spec["spec"].get("select", "val_loss")
+    found = outcome(frames, select, store.all_histograms(), warn=warn, objectives=pareto.objectives_of(spec["spec"]))
     test = store.read_json("test.json")
     test = test["test"] if found.best and test and test.get("point_id") == found.best["point_id"] else None
     return store, spec["spec"], found, test

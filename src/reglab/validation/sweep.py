@@ -133,6 +133,17 @@ def arguments(
     out["optimizer"] = optimizer.lower()
     if not isinstance(select, str) or not select.startswith("val_"):
         raise ValueError(f"`select` names a validation quantity such as 'val_loss'. Received: select={select!r}")
+    objectives = out["search"].objectives if out["search"] is not None else None
+    if objectives and objectives[0] != select:
+        raise ValueError(
+            f"A study's objectives start with the sweep's `select` (what reglab chooses by): {select!r} first. "
+            f"Received: objectives={objectives!r}"
+        )
+    if objectives and out["pruner"]:
+        raise ValueError(
+            "Optuna's pruners take one objective (a multi-objective trial has no intermediate values): "
+            f"prune='halving' judges by `select`. Received: prune='optuna' with objectives={objectives!r}"
+        )
     if engine == "stacked":  # a name that worked before the population engine replaced it
         raise ValueError(
             "The stacked engine is gone: the population engine (Keras's JAX backend) trains every "
