@@ -167,3 +167,61 @@ def test_model_output_that_cannot_fit_the_task_is_refused_before_training(tmp_pa
     with pytest.raises(ValueError, match=r"output width 3 fits neither 2 classes"):
         reglab.Sweep(three_outputs, **GOOD).run(X, Y, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def _logits(n_in, n_out):
+    def build(point):
+        return keras.Sequential(
+            [
+                keras.Input((n_in,)),
+                keras.layers.Dense(8, activation="relu", kernel_regularizer=keras.regularizers.L2(point["l2"])),
+                keras.layers.Dense(n_out),  # no activation: logits, as Keras's tutorials write with from_logits=True
+            ]
+        )
+
+    return build
+
+
+@pytest.mark.parametrize("task", ["classes", "binary"])
+def test_a_logits_output_gets_from_logits_and_trains_as_the_user_would_compile_it(task, digits, cancer):
+    x, y = digits if task == "classes" else (cancer[0], cancer[1].astype("int64"))  # class labels, not a target
+    build = _logits(x.shape[1], 10 if task == "classes" else 1)
+    settings = dict(grid={"l2": [0.0, 1e-3]}, cv=2, epochs=6, learning_rate=1e-2, test_size=0.2, seed=0)
+    auto = reglab.Sweep(build, **settings).run(x, y)
+    loss = keras.losses.SparseCategoricalCrossentropy if task == "classes" else keras.losses.BinaryCrossentropy
+    compiled = reglab.Sweep(build, **settings, loss=loss(from_logits=True)).run(x, y)  # as a user compiles it
+    # the same training; for one logit, accuracy counts a logit above 0 (a probability above 0.5) as the class
+    columns = ["train_loss", "val_loss"] + (["val_accuracy"] if task == "classes" else [])
+    pd.testing.assert_frame_equal(auto.epochs[columns], compiled.epochs[columns])
+    assert auto.test["loss"] == compiled.test["loss"]
+    assert auto.summary["rank"].notna().all()  # every point learns: below the constant predictor's loss
+    _, rest, test, _ = reglab.Sweep(build, **settings).split(x, y)
+    scores = auto.model.predict(x[test], verbose=0)
+    predicted = scores.argmax(-1) if task == "classes" else (scores[:, 0] > 0.0)
+    assert auto.test["accuracy"] == pytest.approx(float(np.mean(predicted == y[test])), abs=1e-6)
+
+
+def test_logits_are_told_from_probabilities_by_the_output_layer_or_else_by_the_outputs(digits):
+    from reglab import data as data_module
+    from reglab.engine.training import emits_logits
+
+    x, y = digits
+    dataset = data_module.prepare(x, y)
+
+    class Net(keras.Model):
+        def __init__(self, activation):
+            super().__init__()
+            self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(10)
+            self.activation = activation
+
+        def call(self, inputs):
+            return keras.activations.get(self.activation)(self.out(self.hidden(inputs)))
+
+    assert emits_logits(_logits(64, 10)({"l2": 0.0}), dataset)
+    assert not emits_logits(
+        keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]), dataset
+    )
+    assert not emits_logits(
+        keras.Sequential([keras.Input((64,)), keras.layers.Dense(10), keras.layers.Softmax()]), dataset
+    )
+    assert emits_logits(Net("linear"), dataset) and not emits_logits(Net("softmax"), dataset)

@@ -52,7 +52,8 @@ class Sweep:
         epochs, batch_size, optimizer, learning_rate: training of every member; the learning rate
             may be a `keras.optimizers.schedules.LearningRateSchedule` (counted in steps).
         loss, metrics: "auto" picks sparse categorical (or binary) cross-entropy and accuracy for
-            classification, mean squared error for regression.
+            classification — `from_logits=True` for an output layer without an activation (logits, as Keras's
+            tutorials write them) —, mean squared error for regression.
         layers: which layers a plain model's penalties and dropout go on. Defaults to "hidden".
         layer_groups: `{group: layer selection}` for per-group keys such as `"l2.early"`.
         loss_weights: for a model with several outputs, each output's weight in the loss (a dict by

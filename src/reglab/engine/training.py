@@ -133,8 +133,12 @@ def compile_model(model, training: Training, point: dict | None = None):
 
 
 def compile_metrics(metrics):
-    """Metrics for `compile`: a list, or as given per output."""
-    return metrics if isinstance(metrics, dict) else list(metrics)
+    """Metrics for `compile`: a list, or as given per output. A metric given as its Keras config (what
+    `infer_loss_and_metrics` gives a logits model) becomes a fresh object for each model compiled: a metric
+    object holds state, and one shared by several models would mix their counts."""
+    if isinstance(metrics, dict):
+        return metrics
+    return [keras.metrics.deserialize(m) if isinstance(m, dict) and "class_name" in m else m for m in metrics]
 
 
 def error_line(error: BaseException) -> str:
@@ -156,21 +160,45 @@ def infer_loss_and_metrics(model, dataset, loss="auto", metrics="auto") -> tuple
         shape = tuple(model(rows(dataset.x, slice(0, 1))).shape)
     width = shape[-1] if shape else None
     if dataset.task == "classification":
-        if width == dataset.n_classes:
-            auto_loss = "sparse_categorical_crossentropy"
-        elif width == 1 and dataset.n_classes == 2:
-            auto_loss = "binary_crossentropy"
-        else:
+        if width not in (dataset.n_classes, 1) or (width == 1 and dataset.n_classes != 2):
             raise ValueError(
                 f"The model's output width {width} fits neither {dataset.n_classes} classes (softmax) nor a "
                 f"binary sigmoid. Received: model output shape {shape}"
             )
         auto_metrics = ("accuracy",)
+        if loss == "auto" and emits_logits(model, dataset):  # Keras's `from_logits=True`, as a user compiles it
+            if width == 1:  # a logit is positive where the probability is above 0.5
+                auto_loss = keras.losses.BinaryCrossentropy(from_logits=True)
+                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+                auto_metrics = (keras.metrics.serialize(accuracy),)
+            else:
+                auto_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        else:
+            auto_loss = "sparse_categorical_crossentropy" if width == dataset.n_classes else "binary_crossentropy"
     else:
         if width != 1:
             raise ValueError(f"A regression model needs one output. Received: model output shape {shape}")
         auto_loss, auto_metrics = "mean_squared_error", ("mean_absolute_error",)
     return auto_loss if loss == "auto" else loss, auto_metrics if metrics == "auto" else metrics
+
+
+def emits_logits(model, dataset) -> bool:
+    """Whether a classifier outputs unnormalized scores (logits) rather than probabilities: the output layer of a
+    Sequential or functional model says so by its activation (linear: logits; softmax, sigmoid or any other:
+    probabilities, as Keras's cross-entropies take them). A subclassed model's outputs on a few rows say it:
+    values outside [0, 1], or several classes' not summing to 1, are logits."""
+    if type(model).__name__ in ("Sequential", "Functional") and model.layers:
+        activation = getattr(model.layers[-1], "activation", None)
+        if activation is not None:
+            return keras.activations.serialize(activation) == "linear"
+        if type(model.layers[-1]).__name__ == "Softmax":
+            return False
+    out = np.asarray(keras.ops.convert_to_numpy(model(rows(dataset.x, slice(0, 32)))), dtype=np.float64)
+    if out.size == 0 or not np.isfinite(out).all():
+        return False
+    if out.min() < 0.0 or out.max() > 1.0:
+        return True
+    return out.shape[-1] > 1 and not np.allclose(out.sum(axis=-1), 1.0, atol=1e-3)
 
 
 def validate_inputs(model, dataset) -> None:
