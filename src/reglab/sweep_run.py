@@ -140,6 +140,7 @@ def slots(sweep, search, members):
     else:
         sign = 1.0 if selection.mode_for(sweep.select) == "min" else -1.0
         scheduler = sweep.halving.scheduler(members, sweep.epochs, sweep.select, sign)
+        return Slots(scheduler.size, scheduler.decide, scheduler.state, scheduler.restore)  # checkpointed
     return Slots(scheduler.size, scheduler.decide)
 
 

@@ -8,6 +8,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import reglab
+from reglab.engine.checkpoints import Interrupted
 from reglab.search.halving import Halving
 
 X, Y = load_digits(return_X_y=True)
@@ -32,7 +33,8 @@ def sweep(**kwargs):
 @pytest.mark.slow
 def test_halving_chooses_the_full_grids_point_trained_as_there_for_a_third_of_the_member_epochs(tmp_path):
     full = sweep().run(X, Y)
-    halved = sweep(prune="halving", eta=3).run(X, Y, run_dir=tmp_path / "run")
+    counted = []  # the stop callable is asked at every epoch boundary of the population's loop
+    halved = sweep(prune="halving", eta=3).run(X, Y, run_dir=tmp_path / "run", stop=lambda: counted.append(1) and False)
     assert halved.best["params"] == full.best["params"]
     chosen = halved.best["point_id"]
     for table in ("epochs", "members"):  # the chosen point's members: as in the full grid (same seeds, folds)
@@ -58,6 +60,22 @@ def test_halving_chooses_the_full_grids_point_trained_as_there_for_a_third_of_th
     again = sweep(prune="halving", eta=3).run(X, Y, run_dir=tmp_path / "run")  # resumes: every member is stored
     assert "populations" not in again.timing and again.best == halved.best
     pd.testing.assert_frame_equal(again.summary, halved.summary)
+
+    # stopped mid-training twice (at a rung's boundary, then between rungs), each run resumes from its checkpoint:
+    # the slots, the scheduler's memory and the stopped members' states as they were — the uninterrupted tables
+    for stop_at in (3, 2):
+        asked = []
+        with pytest.raises(Interrupted):
+            sweep(prune="halving", eta=3).run(
+                X, Y, run_dir=tmp_path / "cut", stop=lambda: asked.append(1) or len(asked) >= stop_at
+            )
+        assert list((tmp_path / "cut" / "checkpoints").glob("*.npz")) and not list((tmp_path / "cut").glob("members/*"))
+    asked = []
+    resumed = sweep(prune="halving", eta=3).run(X, Y, run_dir=tmp_path / "cut", stop=lambda: asked.append(1) and False)
+    assert len(asked) == len(counted) - 5  # it went on from the loop's epoch 5, not from the start
+    columns = [c for c in halved.epochs.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.epochs[columns], halved.epochs[columns], check_exact=True)  # bit for bit
+    assert resumed.best == halved.best and not list((tmp_path / "cut" / "checkpoints").glob("*.npz"))
 
 
 def test_bad_halving_settings_are_one_clear_error_before_any_work():

@@ -42,9 +42,9 @@ def checkpoint_key(members) -> str:
     return hashlib.sha256(",".join(sorted(m.id for m in members)).encode()).hexdigest()[:16]
 
 
-def resume_state(program, members, payload):
+def resume_state(program, members, payload, slots: int | None = None):
     """(state, rows, status, first epoch) from a checkpoint of exactly this population, or None; the
-    state as host arrays."""
+    state as host arrays, a row per member — or per slot, with `slots` (members taking turns)."""
     import jax
 
     try:
@@ -53,8 +53,11 @@ def resume_state(program, members, payload):
         stored = [payload[f"state_{i}"] for i in range(len(leaves))]
     except (KeyError, ValueError, TypeError):
         return None
-    if meta.get("members") != [m.id for m in members] or any(
-        a.shape != b.shape or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves)
+    rows = (lambda shape: shape) if slots is None else (lambda shape: (slots, *shape[1:]))
+    if (
+        meta.get("members") != [m.id for m in members]
+        or (slots is not None) != ("slots" in meta)
+        or any(a.shape != rows(b.shape) or a.dtype != np.asarray(b).dtype for a, b in zip(stored, leaves))
     ):
         return None
     state = jax.tree.unflatten(jax.tree.structure(program.initial), stored)
@@ -70,22 +73,30 @@ def payload_meta(payload) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def save_state(checkpoints, key, state, members, rows, status, epoch, convolutions):
+def save_state(checkpoints, key, state, members, rows, status, epoch, convolutions, seating=None):
+    """`seating`: members taking turns in slots — {"board", "scheduler": their states, "finals": {member
+    position: {part: arrays}}, the states of the members that left their slots}."""
     import jax
 
     arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
-    arrays["meta"] = np.array(
-        json.dumps(
-            {
-                "members": [m.id for m in members],
-                "rows": rows,
-                "status": status,
-                "epoch": epoch,
-                "convolutions": convolutions,
-            }
-        )
-    )
+    meta = {"members": [m.id for m in members], "rows": rows, "status": status, "epoch": epoch}
+    if seating is not None:
+        meta["slots"] = {"board": seating["board"], "scheduler": seating["scheduler"], "finals": []}
+        for m, parts in seating["finals"].items():
+            meta["slots"]["finals"].append([m, {part: len(values) for part, values in parts.items()}])
+            arrays.update({f"final_{m}_{part}_{i}": v for part, values in parts.items() for i, v in enumerate(values)})
+    arrays["meta"] = np.array(json.dumps({**meta, "convolutions": convolutions}))
     checkpoints.save(key, arrays)
+
+
+def resume_seating(payload) -> dict:
+    """A checkpoint's `seating` (`save_state`) as it was saved."""
+    saved = payload_meta(payload)["slots"]
+    finals = {
+        int(m): {part: [payload[f"final_{m}_{part}_{i}"] for i in range(count)] for part, count in parts.items()}
+        for m, parts in saved["finals"]
+    }
+    return {"board": saved["board"], "scheduler": saved["scheduler"], "finals": finals}
 
 
 def gather(states, M):

@@ -70,9 +70,9 @@ class Local(Executor):
     def train(self, population, data, training, validate, checkpoints, slots=None):
         from reglab.engine.population import train_population
 
-        if slots is not None:  # members taking turns are not checkpointed mid-training (yet)
-            return train_population(population, data, training, validate, slots=slots)
-        return train_population(population, data, training, validate, checkpoints=checkpoints)
+        if slots is not None and slots.state is None:  # a scheduler that cannot be saved (a study's pruner)
+            checkpoints = None
+        return train_population(population, data, training, validate, checkpoints=checkpoints, slots=slots)
 
 
 class Processes(Executor):

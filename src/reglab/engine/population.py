@@ -55,6 +55,7 @@ from reglab.engine.checkpoints import (
     checkpoint_key,
     gather,
     payload_meta,
+    resume_seating,
     resume_state,
     save_state,
 )
@@ -62,7 +63,7 @@ from reglab.engine.convolution import remember
 from reglab.engine.grouping import Population, Unsupported, plan_populations, unavailable
 from reglab.engine.parts import Untraceable, in_parts
 from reglab.engine.program import Program, take_rows
-from reglab.engine.slots import PARTS, Board, Slots, hand_on, running
+from reglab.engine.slots import Board, Slots, finish, hand_on, running, seated_values
 from reglab.kit import records
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
@@ -86,13 +87,17 @@ def train_population(
     records so far) is saved at epoch boundaries and a population that finds its checkpoint continues
     from it: the result is bit-identical to an uninterrupted run (test). With `slots`
     (`reglab.engine.slots`), the members train `slots.size` at a time, a slot handed on at epoch boundaries;
-    only the members that took a slot have records and weights.
+    only the members that took a slot have records and weights; with `checkpoints` too (a scheduler with
+    `state` and `restore`), the slots and the scheduler's memory are saved and resumed with the state.
     """
     compile_cache.use()
     if slots is not None:
-        if checkpoints is not None:
-            raise ValueError(f"Slots do not checkpoint yet. Received: slots={slots!r}, checkpoints={checkpoints!r}")
-        return _train_population(population, data, training, validate, order, None, slots)
+        if checkpoints is not None and (slots.state is None or slots.restore is None):
+            raise ValueError(
+                f"Slots checkpoint with a scheduler's `state` and `restore`. Received: slots={slots!r}, "
+                f"checkpoints={checkpoints!r}"
+            )
+        return _train_population(population, data, training, validate, order, checkpoints, slots)
     return in_parts(population, lambda part: _train_population(part, data, training, validate, order, checkpoints))
 
 
@@ -279,12 +284,19 @@ def _train(
         board.rows = rows  # what `decide` judges the members on
     first = 0
     key = checkpoint_key(members)
-    if payload is not None:
-        resumed = resume_state(program, members, payload)
-        if resumed is not None:
-            state, rows, status, first = resumed
+    finals = {}  # with slots: member position -> its state when it stopped
+    resumed = resume_state(program, members, payload, S if board is not None else None) if payload else None
+    if resumed is not None:
+        state, rows, status, first = resumed
+        if board is not None:  # the slots as they were at that boundary, before it was decided
+            seating = resume_seating(payload)
+            board.restore(seating["board"])
+            slots.restore(seating["scheduler"])
+            finals, board.rows = seating["finals"], rows
     # each shard's state lives on the device from here on; joined only to be saved or written back
     states = [jax.device_put(take_rows(state, np.asarray(cut))) for cut, _ in shards]
+    if resumed is not None and board is not None:  # the boundary it stopped at, decided now
+        states = hand_on(slots, board, first, states, [cut for cut, _ in shards], program.initial, finals)
     n = np.array([len(m.train) for m in members], "float64")
     decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
@@ -292,26 +304,11 @@ def _train(
     timing["compile_seconds"] = time.perf_counter() - schedule.started
     started = last_save = time.perf_counter()
     save_cost = 0.0
-    finals = {}  # with slots: member position -> its state when it stopped
     numbers = [None] * len(shards)  # each shard's last numbers (a shard that did not run keeps them: never recorded)
     epoch = first
     while board.busy(epoch) if board is not None else epoch < training.epochs:
         t0 = time.perf_counter()
-        if board is None:
-            coefficients = program.values(epoch)
-        else:  # each slot's member's values in its own epoch (each epoch in use computed once: schedules cost)
-            own = np.array([board.local(s, epoch) for s in range(S)])
-            coefficients = None
-            for e in np.unique(own):
-                part = take_rows(program.values(int(e)), np.asarray(board.latest))
-                here = own == e
-                coefficients = (
-                    part
-                    if coefficients is None
-                    else jax.tree.map(
-                        lambda c, p: np.where(here.reshape(-1, *[1] * (p.ndim - 1)), p, c), coefficients, part
-                    )
-                )
+        coefficients = program.values(epoch) if board is None else seated_values(program.values, board, epoch)
         # with slots, a shard whose slots are all empty does not run: it keeps its last numbers, never recorded
         active = range(len(shards)) if board is None else running(board, epoch, [cut for cut, _ in shards])
         calls = [
@@ -365,11 +362,25 @@ def _train(
             )
             status[m] = row["status"]
             rows[members[m].id].append(row)
-        if checkpoints is not None and epoch + 1 < training.epochs:
+        # members taking turns: saved at any boundary (before it is decided; a resumed population decides it)
+        if checkpoints is not None and (epoch + 1 < training.epochs or board is not None):
             stop = checkpoints.stop()
             now = time.perf_counter()
             if stop or now - last_save >= max(checkpoints.seconds, 20 * save_cost):
-                save_state(checkpoints, key, gather(states, M), members, rows, status, epoch + 1, schedule.convolutions)
+                seating = None
+                if board is not None:
+                    seating = {"board": board.state(), "scheduler": slots.state(), "finals": finals}
+                save_state(
+                    checkpoints,
+                    key,
+                    gather(states, S),
+                    members,
+                    rows,
+                    status,
+                    epoch + 1,
+                    schedule.convolutions,
+                    seating,
+                )
                 last_save = time.perf_counter()
                 save_cost = last_save - now
             if stop:
@@ -379,15 +390,8 @@ def _train(
             states = hand_on(slots, board, epoch, states, [cut for cut, _ in shards], program.initial, finals)
     timing["seconds"] = time.perf_counter() - started
     state = gather(states, S)
-    if board is not None:  # each member that took a slot: its state when it stopped, or now
-        for m, own in board.ended.items():  # stopped by `decide` before its last epoch: its last row says so
-            if own < training.epochs and rows[members[m].id] and status[m] == "ok":
-                rows[members[m].id][-1]["status"] = "pruned"
-        finals.update(
-            {m: take_rows(state, s) for s, m in enumerate(board.occupant) if m is not None and m not in finals}
-        )
-        who = sorted(finals)
-        state = {part: [np.stack([finals[m][part][i] for m in who]) for i in range(len(state[part]))] for part in PARTS}
+    if board is not None:  # each member that took a slot, in its state when it stopped (or now)
+        who, state = finish(board, state, finals, rows, status)
         members = [members[m] for m in who]
     final = state["trainable"]
     _write_back(program.population, final, state["non_trainable"], list(range(M)) if board is None else who)

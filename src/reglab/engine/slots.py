@@ -30,10 +30,14 @@ import numpy as np
 class Slots:
     """`size`: the slots (the first `size` members start in them). `decide(epoch, board)`: asked after every
     epoch of the population's loop (`epoch` epochs done), returns {slot: member position, or None to leave it
-    empty} for the slots that change; a slot whose member finished its epochs is asked about too."""
+    empty} for the slots that change; a slot whose member finished its epochs is asked about too.
+    `state()` / `restore(state)`: what `decide` remembers, as JSON-ready values, for a checkpoint (a population
+    taking turns is checkpointed only when both are given)."""
 
     size: int
     decide: Callable
+    state: Callable | None = None
+    restore: Callable | None = None
 
 
 class Board:
@@ -47,6 +51,21 @@ class Board:
         self.started = set(range(size))
         self.ended: dict[int, int] = {}  # member position -> the epochs it trained
         self.rows: dict = {}  # member id -> its epoch rows so far (the engine's)
+
+    def state(self) -> dict:
+        """The board as JSON-ready values (a checkpoint's); `restore` puts it back (`rows` are the engine's)."""
+        return {
+            "occupant": self.occupant,
+            "since": self.since,
+            "latest": self.latest,
+            "started": sorted(self.started),
+            "ended": [[m, e] for m, e in self.ended.items()],
+        }
+
+    def restore(self, state: dict) -> None:
+        self.occupant, self.since, self.latest = list(state["occupant"]), list(state["since"]), list(state["latest"])
+        self.started = set(state["started"])
+        self.ended = {int(m): int(e) for m, e in state["ended"]}
 
     def local(self, slot: int, epoch: int) -> int:
         """The epoch of its own that the slot's member is in at the loop's `epoch`."""
@@ -136,6 +155,40 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
     for k, changed in hosts.items():
         states[k] = jax.device_put(changed)
     return states
+
+
+def seated_values(values, board: Board, epoch: int):
+    """The per-member values (`values(own epoch)`: a member per row) of each slot's member in its own epoch at the
+    loop's `epoch`, a row per slot; each epoch in use computed once (a schedule costs)."""
+    import jax
+
+    from reglab.engine.program import take_rows
+
+    own = np.array([board.local(s, epoch) for s in range(len(board.occupant))])
+    out = None
+    for e in np.unique(own):
+        part, here = take_rows(values(int(e)), np.asarray(board.latest)), own == e
+        out = (
+            part
+            if out is None
+            else jax.tree.map(lambda c, p: np.where(here.reshape(-1, *[1] * (p.ndim - 1)), p, c), out, part)
+        )
+    return out
+
+
+def finish(board: Board, state: dict, finals: dict, rows: dict, status: list) -> tuple[list[int], dict]:
+    """After the loop: (the positions of the members that took a slot, their final states stacked in that order).
+    A member `decide` stopped before its last epoch gets "pruned" on its last row; a member still seated leaves
+    with the state of now (`state`: a row per slot)."""
+    from reglab.engine.program import take_rows
+
+    members = board.members
+    for m, own in board.ended.items():
+        if own < board.epochs and rows[members[m].id] and status[m] == "ok":
+            rows[members[m].id][-1]["status"] = "pruned"
+    finals.update({m: take_rows(state, s) for s, m in enumerate(board.occupant) if m is not None and m not in finals})
+    who = sorted(finals)
+    return who, {part: [np.stack([finals[m][part][i] for m in who]) for i in range(len(state[part]))] for part in PARTS}
 
 
 def running(board: Board, epoch: int, cuts: list) -> list[int]:

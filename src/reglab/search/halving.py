@@ -136,6 +136,15 @@ class Scheduler:
         self.waiting = order[at_once:]
         self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
 
+    def state(self) -> dict:
+        """What the scheduler remembers (the points not yet seated, the scores recorded at each rung), JSON-ready:
+        a checkpoint's, given back by `restore`."""
+        return {"waiting": self.waiting, "recorded": [[*key, scores] for key, scores in self.recorded.items()]}
+
+    def restore(self, state: dict) -> None:
+        self.waiting = list(state["waiting"])
+        self.recorded = {(int(b), int(r)): dict(scores) for b, r, scores in state["recorded"]}
+
     def decide(self, epoch: int, board) -> dict:
         changes = {}
         slots_of = seated(board, self.members)
