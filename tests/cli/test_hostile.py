@@ -663,6 +663,18 @@ def sweep_without_config(tmp):
     return ["sweep"]
 
 
+@case("exists; `reglab init")
+def init_over_an_existing_file(tmp):
+    (tmp / "mine.toml").write_text("# my own config\n")
+    return ["init", str(tmp / "mine.toml")]
+
+
+@case("is not a file. Received: path=")
+def init_onto_a_folder(tmp):
+    (tmp / "folder").mkdir()
+    return ["init", str(tmp / "folder"), "--force"]
+
+
 @case("Received: command='frobnicate'")
 def unknown_command(tmp):
     return ["frobnicate"]

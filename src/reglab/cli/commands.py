@@ -82,8 +82,31 @@ def demo(
 
 
 @app.command()
+def init(
+    path: Path = typer.Argument(Path("sweep.toml"), help="Where to write the example config."),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+):
+    """Write a commented example config (the wine data, an MLP, an L2 grid, 3-fold CV) to start from."""
+    from importlib.resources import files
+
+    text = files("reglab.cli").joinpath("sweep.toml").read_text(encoding="utf-8")
+    text = text.replace("reglab sweep docs/examples/sweep.toml", f"reglab sweep {path}", 1)
+    try:
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is not a file. Received: path={str(path)!r}")
+        if path.exists() and not force:
+            raise ValueError(f"{path} exists; `reglab init {path} --force` replaces it. Received: path={str(path)!r}")
+        path.write_text(text, encoding="utf-8")
+    except ValueError as error:
+        fail_usage(error)
+    except OSError as error:
+        fail_os(error, "path", path, EXIT_FAILED)
+    typer.echo(f"wrote {path} — edit it, then: reglab sweep {path}")
+
+
+@app.command()
 def sweep(
-    config: Path = typer.Argument(..., help="A sweep spec (.toml or .json); see docs/examples/sweep.toml."),
+    config: Path = typer.Argument(..., help="A sweep spec (.toml or .json); `reglab init` writes a commented one."),
     run_dir: Path = typer.Option(None, help="Run directory (default: runs/<name>). Re-running resumes it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; results only."),
     wait: float = typer.Option(
