@@ -31,6 +31,27 @@ class SweepResult:
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the decision, the summary table with each point's verdict, the validation curve
+        (`reglab.show.notebook`)."""
+        from reglab.show.notebook import sweep_html
+
+        return sweep_html(self)
+
+    def report(self):
+        """The run directory's report.html, shown inline where the result is displayed (a notebook cell).
+
+        Raises:
+            ValueError: the sweep ran without a run directory (it wrote no report)."""
+        from reglab.show.notebook import Inline
+
+        if self.run_dir is None or not (self.run_dir / "report.html").is_file():
+            raise ValueError(
+                "The report is written into a run directory: run the sweep with run_dir=... "
+                f"Received: run_dir={None if self.run_dir is None else str(self.run_dir)!r}"
+            )
+        return Inline(self.run_dir / "report.html")
+
     def plot(self, folder) -> list[Path]:
         """Render learning curves, validation curves, penalty share, regularization paths and weight
         histograms as PNG files into `folder`."""

@@ -87,6 +87,12 @@ class LossLedger(keras.callbacks.Callback):
     def history(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the prediction loss and the penalty per epoch, drawn and tabled (`reglab.kit.ledger_view`)."""
+        from reglab.kit.ledger_view import ledger_html
+
+        return ledger_html(self.history, self.terms)
+
     # --- installation: wrap compute_loss for the duration of fit ---------------------------
 
     def on_train_begin(self, logs=None):

@@ -17,16 +17,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from reglab.decide.selection import param_columns, param_columns_of  # noqa: E402
-from reglab.show import views  # noqa: E402
+from reglab.decide.selection import param_columns, param_columns_of
+from reglab.show import views
 
 MAX_PANELS = 12
 
@@ -59,7 +55,7 @@ def learning_curves(epochs: pd.DataFrame, path, title: str = "Learning curves") 
     cols = min(3, max(1, len(points)))
     rows = math.ceil(len(points) / cols) or 1
     table = views.learning_curves(epochs)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    fig, axes = _figure(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharey=True)
     for ax, pid in zip(axes.flat, points):
         curve = table[table["point"] == pid]
         for column, style, name in (("train_loss", "--", "train"), ("val_loss", "-", "validation")):
@@ -101,7 +97,7 @@ def validation_curve(
     params = param_columns_of(summary)
     colors = views.point_colors(summary, params)
     others = [p for p in params if p != param and summary[p].nunique() > 1]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _figure(figsize=(6.4, 4.2))
     groups = summary.groupby(others, sort=True) if others else [((), summary)]
     for i, (key, group) in enumerate(groups):
         group = group.sort_values(param)
@@ -174,7 +170,7 @@ def regularization_paths(
     """Per kernel: ‖w‖₂, exact zeros and the near-zero fraction at the end of training vs `param`."""
     table = views.regularization_paths(epochs, summary, param, best_point)
     colors = views.point_colors(summary, param_columns_of(summary))
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    fig, axes = _figure(1, 3, figsize=(13.5, 3.8))
     titles = {"l2": "‖w‖₂ (L2 norm)", "zeros": "exact zeros (count)", "near_zero": "near-zero fraction (|w| < 1e-3)"}
     for ax, (quantity, title) in zip(axes, titles.items()):
         for i, (weight, rows) in enumerate(table[table["quantity"] == quantity].groupby("weight", sort=False)):
@@ -224,7 +220,7 @@ def weight_histograms(
     histograms: pd.DataFrame, epochs: pd.DataFrame, summary: pd.DataFrame, param: str, path, best_point=None
 ) -> Path:
     """log10|w| of all kernels for the weakest, the chosen and the strongest `param` (exact zeros at the left)."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    fig, ax = _figure(figsize=(6.8, 4.2))
     colors = views.point_colors(summary, param_columns_of(summary))
     for point, roles in views.histogram_traces(summary, param, best_point):
         table = views.weight_distribution(histograms, epochs, point)
@@ -253,7 +249,7 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
     ok = _ok(epochs)
     colors = views.point_colors(epochs, params)
     table = views.penalty_share(epochs)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _figure(figsize=(6.4, 4.2))
     for pid in _in_order(epochs, params)[:MAX_PANELS]:
         share = table[table["point"] == pid]
         ax.plot(
@@ -273,13 +269,19 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
     return _save(fig, path)
 
 
+def _figure(*grid, figsize, **options):
+    """(figure, axes) drawn without pyplot: no backend is chosen or changed (a notebook's stays as it was), and
+    nothing is kept open once saved."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
+
+
 def _save(fig, path) -> Path:
     from reglab.files import atomic_path
 
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return path
 
 
