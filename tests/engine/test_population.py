@@ -569,3 +569,21 @@ def test_sweeps_over_models_with_several_inputs_or_outputs_select_refit_and_test
     ).run(dataset.x, dataset.y)
     assert np.isfinite(result.test["loss"]) and result.best["point_id"] in set(result.members.point)
     assert "val_digit_accuracy" in result.members
+
+
+def test_l2_sp_toward_one_shared_w0_trains_exactly_as_model_fit():
+    """`L2SP(λ, w₀)` (fine-tuning's pull toward the pretrained weights) on the population's basis: one w₀ for every
+    member, λ per member; both λ and both folds against `fit`, the penalty growing with λ."""
+    w0 = np.random.default_rng(0).normal(scale=0.1, size=(64, 32)).astype("float32")
+
+    def toward_w0(point):
+        return keras.Sequential(
+            [
+                keras.Input((64,)),
+                L.Dense(32, activation="relu", kernel_regularizer=R.L2SP(point["l2"], w0)),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
+
+    by_lambda = assert_equivalent(toward_w0, X, training(), members_checked=(0, 1, 2, 3))
+    assert (by_lambda[1e-2].train_penalty > 0).all() and (by_lambda[0.0].train_penalty == 0).all()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 import reglab
@@ -37,6 +38,7 @@ EXAMPLES = {
     "reglab>ElasticNet": lambda: R.ElasticNet(0.01, l1_ratio=0.3),
     "reglab>GroupLasso": lambda: R.GroupLasso(0.02, axis=[1]),
     "reglab>Smoothness": lambda: R.Smoothness(0.03, axis=1),
+    "reglab>L2SP": lambda: R.L2SP(0.04, np.arange(12, dtype="float32").reshape(4, 3) / 10),  # the kernel's shape
     "reglab>Scheduled": lambda: S.Scheduled(R.ElasticNet(0.02, 0.4), S.Constant(0.5)),
     "reglab>Constant": lambda: S.Constant(0.25),
     "reglab>LinearWarmup": lambda: S.LinearWarmup(epochs=3, start=0.1),
@@ -126,6 +128,7 @@ import reglab
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "tensorflow") or m.startswith("reglab."))
 {then}
 import keras
+import numpy as np
 print(json.dumps([heavy, sorted(n for n in keras.saving.get_custom_objects() if n.startswith("reglab>"))]))
 """
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

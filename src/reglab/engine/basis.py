@@ -8,6 +8,7 @@ ship is linear in its strengths over a few functions of the weight,
     ElasticNet(s, α)(w)     = sα·Σ|w| + s(1-α)/2·Σw²
     GroupLasso(s, axis)(w)  = s·Σ‖w_group‖₂
     Smoothness(s, axis)(w)  = s·Σ(w[i+1]-w[i])²
+    L2SP(s, w₀)(w)          = s·Σ(w-w₀)²
 
 so a member's penalty on a weight is `coefficients · basis(w)`, with the coefficients a traced
 per-member array and the basis functions (their keys) fixed by the architecture. Any other regularizer
@@ -46,6 +47,8 @@ def decompose(regularizer) -> list[tuple[tuple, float]] | None:
         return [(("group", _plain(regularizer.axis)), float(regularizer.strength))]
     if kind is R.Smoothness:
         return [(("smooth", _plain(regularizer.axis)), float(regularizer.strength))]
+    if kind is R.L2SP:  # toward w₀: the key names w₀ (one copy, the program's constant, whatever λ)
+        return [(("sp", regularizer.digest), float(regularizer.l2))]
     return None
 
 
@@ -59,6 +62,8 @@ def value(key: tuple, w):
         return ops.sum(R.group_norms(w, key[1]))
     if key[0] == "smooth":
         return R.sum_squared_differences(w, key[1])
+    if key[0] == "sp":
+        return R.sum_squares(w - ops.convert_to_tensor(R.L2SP.of(key[1]), dtype=w.dtype))
     raise KeyError(key)
 
 

@@ -23,7 +23,7 @@ _KINDS = ("kernel", "bias", "activity", "recurrent")
 _WEIGHTS = {"kernel": "kernel", "bias": "bias", "recurrent": "recurrent_kernel"}
 
 
-def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropout=None, recurrent=None):
+def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropout=None, recurrent=None, toward=None):
     """Return a copy of `model` with regularizers attached and its trained weights kept.
 
     Args:
@@ -42,6 +42,10 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
             `model.layers`, a layer class, a predicate `layer -> bool`, or a list of these.
         dropout: a rate in [0, 1) to insert `Dropout(rate)` after every selected hidden layer
             that has a kernel (never after an output layer), or a dict `{layer name: rate}`.
+        toward: None (penalties pull toward zero) or "initial": the L2 penalties given for `kernel`, `bias`
+            and `recurrent` pull each weight toward its values in `model` now — L2-SP
+            (`reglab.regularizers.L2SP`: `λ·Σ(w − w₀)²`), what fine-tuning a pretrained model wants. Only
+            `L2` (or "l2") with it; not on a `Bidirectional` layer's two directions.
 
     Returns:
         A new, uncompiled model; the original is not modified. Compile it before training.
@@ -57,6 +61,8 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
     (2, True)
     """
     _check_model(model)
+    if toward not in (None, "initial"):
+        raise ValueError(f"`toward` is None or 'initial' (the weights of `model` now). Received: toward={toward!r}")
     leaves = _leaf_layers(model)
     by_name = {layer.name: layer for layer in leaves}
     selected = _select(model, leaves, layers)
@@ -83,6 +89,9 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
                     f"None of the selected layers has a trainable {_slot_name(kind)} to regularize. "
                     f"Received: layers={layers!r}"
                 )
+        if toward == "initial" and kind != "activity":
+            by_id = {id(layer): layer for layer in leaves}
+            targets = {k: toward_initial(by_id[k], kind, r) for k, r in targets.items()}
         for layer_id, regularizer in targets.items():
             plan.setdefault(layer_id, {})[kind] = regularizer
 
@@ -99,6 +108,23 @@ def regularize(model, kernel=None, bias=None, activity=None, layers=None, dropou
         new.set_weights(old.get_weights())
     _verify(model, new_model, plan, pairs)
     return new_model
+
+
+def toward_initial(layer, kind: str, regularizer):
+    """`L2(λ)` on `layer`'s `kind` weight ("kernel", "bias", "recurrent") as `L2SP(λ, its values now)`."""
+    if type(regularizer) is not keras.regularizers.L2:
+        raise ValueError(
+            f"toward='initial' pulls a weight toward its values with an L2 penalty: give L2(λ) (or 'l2'). "
+            f"Received: {kind}={regularizer!r}"
+        )
+    parts = _parts(layer)
+    if len(parts) != 1:
+        raise ValueError(
+            f"toward='initial' on a Bidirectional layer ({layer.name!r}) would give both directions one w₀: select its "
+            f"other layers. Received: toward='initial'"
+        )
+    values = keras.ops.convert_to_numpy(_weight(parts[0], kind).value)
+    return _regularizers.L2SP(regularizer.l2, values)
 
 
 def attach_in_place(model, chosen: dict) -> bool:
@@ -122,6 +148,11 @@ def attach_in_place(model, chosen: dict) -> bool:
 
 
 # --- selection ---------------------------------------------------------------------------------
+
+
+def leaf_layers(model) -> list:
+    """The layers of `model` that hold weights themselves (nested models opened)."""
+    return _leaf_layers(model)
 
 
 def select_layers(model, spec) -> list:

@@ -1,4 +1,4 @@
-"""Weight penalties: Keras's own, re-exported, plus ElasticNet, GroupLasso and Smoothness.
+"""Weight penalties: Keras's own, re-exported, plus ElasticNet, GroupLasso, Smoothness and L2SP.
 
 Every penalty here follows Keras's convention: a regularizer returns a scalar that is added, as is,
 to the mean loss of a batch. `L2(λ)` adds `λ·Σw²` (no ½, no division by n or the batch size).
@@ -17,9 +17,13 @@ engines can reuse it; the classes are thin, serializable wrappers that hold the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import inspect
+import weakref
 
 import keras
+import numpy as np
 from keras import ops
 from keras.regularizers import L1, L1L2, L2, OrthogonalRegularizer, Regularizer
 
@@ -34,6 +38,7 @@ __all__ = [
     "ElasticNet",
     "GroupLasso",
     "Smoothness",
+    "L2SP",
     "get",
     "describe",
     "sum_abs",
@@ -189,6 +194,59 @@ class Smoothness(Regularizer):
 
     def get_config(self):
         return {"strength": self.strength, "axis": self.axis}
+
+
+_REFERENCES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # digest -> w₀ (`L2SP.of`)
+
+
+@_register
+class L2SP(Regularizer):
+    """L2-SP: `l2 · Σ(w − w₀)²`, an L2 penalty toward a starting point w₀ rather than toward zero — for
+    fine-tuning, the pretrained weights (Li, Grandvalet & Davoine, ICML 2018: "Explicit inductive bias for
+    transfer learning"). With w₀ = 0 it is `L2(l2)`. `reglab.regularize(model, kernel=L2(λ), toward="initial")`
+    attaches one per weight, each holding that weight's values in `model`.
+
+    Args:
+        l2: λ ≥ 0. Defaults to 0.01.
+        reference: w₀, the weight's starting values (its shape; kept as float32). Serialized with the
+            regularizer (in its config, base64), so a saved model keeps what it is pulled toward.
+
+    >>> import numpy as np
+    >>> w0 = np.ones((2, 2), "float32")
+    >>> float(L2SP(0.5, w0)(np.full((2, 2), 3.0, "float32")))  # 0.5 · 4 · (3 − 1)²
+    8.0
+    """
+
+    def __init__(self, l2=0.01, reference=None):
+        self.l2 = validation.non_negative_float(l2, "l2")
+        if isinstance(reference, dict) and {"shape", "float32"} <= set(reference):  # its config
+            raw = np.frombuffer(base64.b64decode(reference["float32"]), dtype="<f4")
+            reference = raw.reshape([int(n) for n in reference["shape"]])
+        if reference is None or isinstance(reference, (str, bytes, dict)):
+            raise ValueError(
+                "L2SP pulls a weight toward its starting values: give `reference` (an array, e.g. the pretrained "
+                f"weight). Received: reference={reference!r}"
+            )
+        self.reference = np.array(reference, dtype="float32")
+        if not np.isfinite(self.reference).all():
+            raise ValueError("`reference` must be finite. Received: reference with NaN or inf values")
+        self.digest = hashlib.sha256(
+            str(self.reference.shape).encode() + self.reference.astype("<f4").tobytes()
+        ).hexdigest()[:16]
+        _REFERENCES[self.digest] = self.reference
+
+    @staticmethod
+    def of(digest: str):
+        """The w₀ an L2SP alive in this process holds, by its `digest` (what the population engine's penalty
+        basis names it by: members pulled toward the same w₀ share one copy)."""
+        return _REFERENCES[digest]
+
+    def __call__(self, x):
+        return self.l2 * sum_squares(x - ops.convert_to_tensor(self.reference, dtype=x.dtype))
+
+    def get_config(self):
+        data = base64.b64encode(self.reference.astype("<f4").tobytes()).decode("ascii")
+        return {"l2": self.l2, "reference": {"shape": list(self.reference.shape), "float32": data}}
 
 
 # --- lookup ------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ When a sweep is given a model (not a builder function), each point is applied wi
 `prox_l1`              λ of a proximal L1 step after each update (`reglab.kit.optimizers.Proximal`):
                        the objective of `L1(λ)`, with exact zeros
 `prox_group`           λ of a proximal group-lasso step: whole units to exactly zero
+`l2_sp`                λ of L2-SP on the sweep's layers: `λ·Σ(w − w₀)²` toward the model's own weights
+                       (a pretrained model's: fine-tuning), `reglab.regularizers.L2SP`
 =====================  ========================================================================
 
 As `penalty` kinds, `"weight_decay"` and `"prox_l1"` make `lambda` comparable with `"l2"` and `"l1"`:
@@ -54,6 +56,7 @@ KINDS = {
     "elastic_net": lambda s, p: _regularizers().ElasticNet(s, p.get("l1_ratio", 0.5)),
     "group_lasso": lambda s, p: _regularizers().GroupLasso(s),
     "smoothness": lambda s, p: _regularizers().Smoothness(s),
+    "l2_sp": lambda s, p: _regularizers().L2(s),  # toward the model's weights: made per layer by `apply`
 }
 OPTIMIZER_KINDS = ("weight_decay", "prox_l1", "prox_group")
 OTHER_KEYS = ("penalty", "l1_ratio", "dropout", "learning_rate", *OPTIMIZER_KINDS)
@@ -166,7 +169,8 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None, fresh
     point alone (a builder's), so where the point only puts penalties on weights the layers already have,
     they are attached to it in place — the model `regularize` would rebuild, without building it twice
     (a rebuild is ~60 % of an MLP member's build)."""
-    from reglab.kit.attach import attach_in_place, hidden_layers, regularize, select_layers
+    from reglab.kit.attach import attach_in_place, hidden_layers, regularize, select_layers, toward_initial
+    from reglab.kit.attach import leaf_layers as _leaves
 
     groups = groups or {}
     default = hidden_layers(model) if layers == "hidden" else select_layers(model, layers)
@@ -181,6 +185,9 @@ def apply(model, point: dict, layers="hidden", groups: dict | None = None, fresh
         if len(penalties) == 1:
             kind, strength = penalties[0]
             chosen[slot][name] = KINDS[kind](strength, point)
+            if kind == "l2_sp":  # L2-SP: toward this layer's weight as `model` holds it (the pretrained one)
+                layer = next(layer for layer in _leaves(model) if layer.name == name)
+                chosen[slot][name] = toward_initial(layer, slot, chosen[slot][name])
         elif kinds == {"l1", "l2"} and len(penalties) == 2:
             values = dict(penalties)
             chosen[slot][name] = _regularizers().L1L2(l1=values["l1"], l2=values["l2"])
@@ -230,7 +237,10 @@ def describe(point: dict) -> str:
         reg = KINDS[kind](strength, point)
         where = "hidden layers" if group is None else group + " layers"
         where += "' recurrent kernels" if slot == "recurrent" else ""
-        parts.append(f"{_regularizers().describe(reg)} on the {where}")
+        what = (
+            f"L2-SP(l2={strength:g}) toward the model's weights" if kind == "l2_sp" else _regularizers().describe(reg)
+        )
+        parts.append(f"{what} on the {where}")
     if point.get("dropout"):
         parts.append(f"dropout {point['dropout']:g}")
     for kind, value in optimizer_settings(point).items():
