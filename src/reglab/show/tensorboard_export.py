@@ -12,6 +12,7 @@ Open with `tensorboard --logdir <logdir>` and the HPARAMS tab.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +21,14 @@ from reglab.decide.selection import _missing, param_columns_of
 
 
 def export(run_dir, logdir=None) -> Path:
-    """Write the HParams experiment of `run_dir` into `logdir` (default `<run_dir>/tensorboard`)."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
+    """Write the HParams experiment of `run_dir` into `logdir` (default `<run_dir>/tensorboard`).
+
+    Written with the `tensorboard` package's own event writer and summary protos: TensorFlow is not needed
+    (nor imported)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.plugins.hparams import summary_v2 as hp
+    from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     from reglab.show.report import tables
 
@@ -37,26 +43,32 @@ def export(run_dir, logdir=None) -> Path:
         for c in summary.columns
         if c.startswith("val_") and c.endswith("_mean") and c != "val_loss_mean"
     ]
-    with tf.summary.create_file_writer(str(logdir)).as_default():
-        hp.hparams_config(
-            hparams=list(hparams.values()),
-            metrics=[hp.Metric(f"{m}_mean", display_name=f"{m} (mean over folds)") for m in metrics],
-        )
+
+    def write(folder: Path, summaries) -> None:  # [(step, Summary proto)] as one run's event file
+        folder.mkdir(parents=True, exist_ok=True)
+        writer = EventFileWriter(str(folder))
+        for step, proto in summaries:
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=proto))
+        writer.close()
+
+    config = hp.hparams_config_pb(
+        hparams=list(hparams.values()),
+        metrics=[hp.Metric(f"{m}_mean", display_name=f"{m} (mean over folds)") for m in metrics],
+    )
+    write(logdir, [(0, config)])
     ok = epochs[epochs["status"] == "ok"]
     scalars = ["train_loss", "train_penalty", *metrics]
     for _, row in summary.iterrows():
         values = {hparams[p]: _plain(row[p]) for p in params if not _missing(row[p])}
         curve = ok[ok["point"] == row["point"]].groupby("epoch")[scalars].mean().sort_index()
-        with tf.summary.create_file_writer(str(logdir / str(row["point"]))).as_default():
-            hp.hparams(values, trial_id=str(row["point"]))
-            for epoch, means in curve.iterrows():
-                for name in scalars:
-                    if not _missing(means[name]):
-                        tf.summary.scalar(name, float(means[name]), step=int(epoch))
-            last = int(curve.index.max()) if len(curve) else 0
-            for m in metrics:
-                if not _missing(row[f"{m}_mean"]):
-                    tf.summary.scalar(f"{m}_mean", float(row[f"{m}_mean"]), step=last)
+        events = [(0, hp.hparams_pb(values, trial_id=str(row["point"])))]
+        for epoch, means in curve.iterrows():
+            events += [(int(epoch), scalar_pb(n, float(means[n]))) for n in scalars if not _missing(means[n])]
+        last = int(curve.index.max()) if len(curve) else 0
+        events += [
+            (last, scalar_pb(f"{m}_mean", float(row[f"{m}_mean"]))) for m in metrics if not _missing(row[f"{m}_mean"])
+        ]
+        write(logdir / str(row["point"]), events)
     return logdir
 
 
