@@ -82,8 +82,9 @@ def main(argv: list[str]) -> int:
     # both_backends: the Keras-level kit; tf_only). Each pass starts its own processes, because Keras chooses its
     # backend once per process. Side by side: the JAX pass on two xdist workers (`worksteal`: a worker that runs
     # out of tests takes some of the other's queue), the TensorFlow pass on one more beside them, its output
-    # shown when it ends. Its 141 tests fill the cores the JAX pass leaves idle (worker starts, collection, its
-    # tail): 7:14 for both instead of 7:11 + 0:55 one after the other (2 cores).
+    # shown when it ends, to fill the cores the JAX pass leaves idle (worker starts, collection, its tail). Measured
+    # on 2 cores: 7:14 for both instead of 7:11 + 0:55 once; 8:05 against 7:12 + ~0:55 on a later tree (the CPU
+    # work bounds it either way).
     with tempfile.TemporaryFile("w+") as tf_output:
         tf_pass = _pytest(
             ["-n", "1"], wait=False, stdout=tf_output, stderr=subprocess.STDOUT, KERAS_BACKEND="tensorflow"
