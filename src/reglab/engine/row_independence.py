@@ -104,7 +104,7 @@ def close(expected, got) -> bool:
         return False
     for a, b in zip(a_leaves, b_leaves):
         a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
-        scale = float(np.max(np.abs(a), initial=0.0))
+        scale = float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0))  # NaNs compare as equal_nan says, not here
         if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-6 * max(scale, 1e-3), equal_nan=True):
             return False
     return True
