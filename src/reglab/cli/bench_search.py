@@ -53,8 +53,10 @@ def search_bench(
         from reglab import zoo
         from reglab.sweep import Sweep
 
+        builder, features = zoo.families()[FAMILY]
+        _, _, labels = zoo.digits()
+
         def family_sweep(epochs, search, **settings):  # the standard workload's settings, the family's model
-            builder = zoo.families()[FAMILY][0]
             return Sweep(
                 builder,
                 **search,
@@ -67,11 +69,10 @@ def search_bench(
                 **settings,
             )
 
-        _, _, labels = zoo.digits()
         found = _compare(
             family_sweep,
             FAMILY_SPACE,
-            zoo.families()[FAMILY][1],
+            features,
             labels,
             candidates,
             seeds,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -180,9 +179,9 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
 
 def finish(result, run_dir, title):
     """Print a finished sweep's result and where its report is; exit 1 if a member failed or nothing was chosen."""
-    front = None
-    if result.pareto is not None:  # as written in summary.json: the points with their objectives
-        front = json.loads((run_dir / "summary.json").read_text()).get("pareto_front")
+    from reglab.decide.pareto import listed
+
+    front = listed(result.pareto) if result.pareto is not None else None  # as summary.json has it
     print_result(
         result.summary,
         result.best,

@@ -28,7 +28,6 @@ class Outcome:
     diagnosis: pd.DataFrame
     histograms: pd.DataFrame | None
     pareto: pd.DataFrame | None = None  # a multi-objective study's front (`reglab.decide.pareto`), else None
-    objectives: list[str] | None = None
 
     @property
     def trained(self) -> bool:
@@ -52,17 +51,7 @@ class Outcome:
             self.summary, self.best, test, len(self.members), self.best_1se, self.diagnosis, self.nothing
         )
         if self.pareto is not None:  # the points on the front with their parameters and objectives' fold means
-            document["pareto_front"] = {
-                "objectives": self.objectives,
-                "points": [
-                    {
-                        "point_id": row["point"],
-                        "params": selection.point_params(self.summary, row),
-                        **{o: float(row[f"{o}_mean"]) for o in self.objectives},
-                    }
-                    for _, row in self.pareto.iterrows()
-                ],
-            }
+            document["pareto_front"] = pareto.listed(self.pareto)
         return document
 
 
@@ -104,5 +93,4 @@ def outcome(
         diagnosis.diagnose(epochs),
         histograms if histograms is not None and len(histograms) else None,
         pareto.front(table, objectives) if objectives else None,
-        objectives or None,
     )

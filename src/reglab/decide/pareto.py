@@ -37,7 +37,8 @@ def objectives_of(spec: dict) -> list[str] | None:
 
 def front(summary: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
     """The rows of `summary` on the Pareto front of `objectives` (their `<objective>_mean` columns), among the
-    ranked (choosable) points with every objective finite, ordered by the first objective (best first)."""
+    ranked (choosable) points with every objective finite, ordered by the first objective (best first); the
+    objectives are kept in its `attrs` beside the summary's (`listed`)."""
     columns = [f"{o}_mean" for o in objectives]
     candidates = summary[summary["rank"].notna()]
     candidates = candidates[np.isfinite(candidates[columns].astype(float)).all(axis=1)]
@@ -52,4 +53,25 @@ def front(summary: pd.DataFrame, objectives: list[str]) -> pd.DataFrame:
         )
 
     kept = candidates.iloc[[i for i in range(len(costs)) if not dominated(i)]]
-    return kept.sort_values(columns[0], ascending=signs[0] > 0, kind="stable").reset_index(drop=True)
+    out = kept.sort_values(columns[0], ascending=signs[0] > 0, kind="stable").reset_index(drop=True)
+    out.attrs = {**summary.attrs, "objectives": list(objectives)}
+    return out
+
+
+def listed(front_rows: pd.DataFrame) -> dict:
+    """A front (`front`) as summary.json keeps it and the CLI prints it: {"objectives", "points": [{"point_id",
+    "params", <objective>: its fold mean}]}."""
+    from reglab.decide.selection import point_params
+
+    objectives = front_rows.attrs["objectives"]
+    return {
+        "objectives": objectives,
+        "points": [
+            {
+                "point_id": row["point"],
+                "params": point_params(front_rows, row),
+                **{o: float(row[f"{o}_mean"]) for o in objectives},
+            }
+            for _, row in front_rows.iterrows()
+        ],
+    }

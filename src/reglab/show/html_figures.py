@@ -202,9 +202,8 @@ def pareto(go, summary, front: dict, best, labels, colors):
     on = [p["point_id"] for p in front["points"]]
     rows = summary[summary["rank"].notna()]
     fig = go.Figure()
-    for name, chosen, size in (("other points", rows[~rows["point"].isin(on)], 8), ("Pareto front", None, 11)):
-        if chosen is None:
-            chosen = rows.set_index("point").loc[on].reset_index()
+    others, front_rows = rows[~rows["point"].isin(on)], rows.set_index("point").loc[on].reset_index()
+    for name, chosen, size in (("other points", others, 8), ("Pareto front", front_rows, 11)):
         points = list(chosen["point"])
         fig.add_trace(
             go.Scatter(

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from reglab.show.html_report import _e, _num  # the report's escaping and number format
 
 
 def _png(draw) -> str:
@@ -21,14 +22,6 @@ def _png(draw) -> str:
         draw(path)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img style="max-width:640px" src="data:image/png;base64,{data}">'
-
-
-def _e(value) -> str:
-    return html.escape(str(value))
-
-
-def _num(value) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
 def _choice(choice: dict) -> str:
