@@ -42,6 +42,7 @@ _PUBLIC_MODULES = {
     "diagnosis": "reglab.decide.diagnosis",
     "conventions": "reglab.conventions",
     "checks": "reglab.checks",
+    "sklearn": "reglab.estimators",
 }
 
 _EXPORTS = {

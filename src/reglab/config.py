@@ -15,7 +15,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
   output). Its input shape must match the data's features. The command line can load only built-in
   Keras and reglab objects (no `Lambda` layers, no custom classes: the Python API, `reglab.Sweep`,
   takes any model). `layer_groups` (`{group = [layers]}`, by layer name) works with either;
-- `[search]`: one of `grid`, `random` (+ `n_trials`), `stages`, `optuna` (an Optuna study: `{ space = {…},
+- `[search]`: one of `grid` (a penalty's values may be `"auto"`: computed from the data, `reglab.search.auto`),
+  `random` (+ `n_trials`), `stages`, `optuna` (an Optuna study: `{ space = {…},
   n_trials, population, sampler, storage, study_name }`, `reglab.search.studies`); `refine`, `refine_param`,
   `refine_points`, `select` (what the sweep records: `val_loss`, and `val_accuracy` for classes or
   `val_mean_absolute_error` for a regression target); `prune` ("halving", "hyperband", or "optuna" with `optuna`: the study's pruner), `eta`, `min_epochs`;
@@ -45,7 +46,7 @@ from reglab import data as data_module
 from reglab import model_file as model_file_module
 from reglab import sources, validation
 from reglab.models import MLP, widths
-from reglab.search import points
+from reglab.search import auto, points
 from reglab.validation import sweep as sweep_validation
 
 if TYPE_CHECKING:  # Keras is imported by `build`, not with this module (see the docstring)
@@ -327,6 +328,7 @@ def validate(config: dict, base_dir=".") -> Checked:
     )
     # `Sweep`'s own checks of these settings, made now (they need no Keras); the MLP applies points like a
     # plain model, so their keys are checked here too
+    auto.split(arguments["grid"], builder=False)  # "auto" only where a penalty's strength goes
     checked = sweep_validation.arguments(**{k: v for k, v in arguments.items() if k != "standardize"})
     for round_points in checked["rounds"]:
         points.validate(round_points, layer_groups)

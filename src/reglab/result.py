@@ -30,6 +30,7 @@ class SweepResult:
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set
     model: keras.Model | None = field(default=None, repr=False)  # that refit model (None if refit=False)
     run_dir: Path | None = None
+    ranges: dict | None = None  # `grid={key: "auto"}`: {key: {lambda_max, values, n, ratio}} (`reglab.search.auto`)
 
     def _repr_html_(self) -> str:
         """In a notebook: the decision, the summary table with each point's verdict, the validation curve

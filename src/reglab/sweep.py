@@ -25,6 +25,7 @@ from reglab.engine import compile_cache, executors
 from reglab.engine import training as training_module
 from reglab.engine.training import Training
 from reglab.result import NothingToTrain, SweepResult
+from reglab.search import auto
 from reglab.search import points as points_module
 from reglab.validation import sweep as sweep_validation
 
@@ -61,7 +62,8 @@ class Sweep:
         standardize: scale features (and a regression target) with each training fold's mean
             and std. Defaults to False.
         select: the validation quantity that picks the best point. Defaults to "val_loss".
-        refit: refit the best point on all non-test data (and score it on the test set).
+        refit: refit the chosen point on all non-test data (and score it on the test set): True (or "best") the
+            best point, "1se" the one-standard-error rule's, False none. Defaults to True.
         engine: "population" (all members of an architecture in one compiled program of Keras's own
             training step, any model, run on Keras's JAX backend), "reference" (one `model.fit` per
             member, in this process, either backend) or "auto" (population). Defaults to "auto".
@@ -121,6 +123,10 @@ class Sweep:
         given = {k: v for k, v in locals().items() if k not in ("self", "model")}  # `get_config`: as given
         sweep_validation.model(model)
         self.model = model
+        from reglab.models import MLP
+
+        # "auto" entries: a placeholder here (every check runs on it), the values from the data in `run`
+        _, self._auto = auto.split(grid, builder=not isinstance(model, (keras.Model, MLP)))
         checked = sweep_validation.arguments(
             seed=seed,
             grid=grid,
@@ -166,7 +172,9 @@ class Sweep:
         self.layer_groups = dict(layer_groups or {})
         self.standardize = bool(standardize)
         self.select = select
-        self.refit = bool(refit)
+        if refit not in (True, False, "best", "1se"):
+            raise ValueError(f"`refit` is True (the best point), '1se' or False. Received: refit={refit!r}")
+        self.refit = True if refit == "best" else refit
         self.engine, self.executor, self.workers = engine, executor, checked["workers"]
         self._given, self._probe = given, None
 
@@ -321,6 +329,9 @@ class Sweep:
             compile_cache.use()
         with chosen as executor, sweep_run.engine_errors(self.engine):  # workers start now, while members are built
             training = self._training(dataset)
+            ranges = None
+            if self._auto:  # λ from the data: this run's grid, from its training rows and untrained model
+                self._rounds, ranges = auto.resolve(self, dataset, rest, training)
 
             store, spec = None, None
             if run_dir is not None:
@@ -359,6 +370,7 @@ class Sweep:
                     checkpoints,
                     stop,
                     executor,
+                    ranges,
                 )
             finally:  # the lock goes with the run, however it ends
                 if store is not None:

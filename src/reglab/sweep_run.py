@@ -36,6 +36,7 @@ def run(
     checkpoints,
     stop,
     executor,
+    ranges=None,
 ) -> SweepResult:
     make_model = sweep._make_model()
     collected = Collected(dataset, training, store, keep_weights, progress)
@@ -87,15 +88,19 @@ def run(
         weights=collected.weights if keep_weights else None,
         timing=timing,
         run_dir=Path(run_dir) if run_dir else None,
+        ranges=ranges,
     )
-    if sweep.refit and found.best is not None:
+    chosen = found.best_1se if sweep.refit == "1se" else found.best
+    if sweep.refit and chosen is not None:
         result.model, result.test = refit.refit_and_test(  # on all non-test data; the test set used once
-            found.best, dataset, rest, test, training, make_model, sweep.seed, sweep._engine_name(), store, executor
+            chosen, dataset, rest, test, training, make_model, sweep.seed, sweep._engine_name(), store, executor
         )
     if store:  # the tables, summary.json, plots and report.html, from the same tables as the result
         from reglab.show.report import write
 
         store.clear_checkpoints()
+        if ranges:  # read back by the report (and `reglab report`)
+            store.write_json("ranges.json", ranges)
         store.keep_only([m.id for m in planned])
         write(store, found, result.test, spec)
     if found.nothing is not None and not found.trained:  # no member trained: an error, once everything is written

@@ -47,7 +47,11 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if hasattr(value, "to_config") and type(value).__module__ in ("reglab.search.space", "reglab.search.studies"):
+    if hasattr(value, "to_config") and type(value).__module__ in (
+        "reglab.search.space",
+        "reglab.search.studies",
+        "reglab.search.auto",
+    ):
         return value.to_config()
     if isinstance(value, np.generic):
         return value.item()

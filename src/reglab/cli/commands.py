@@ -196,6 +196,7 @@ def report(
         document["best_1se"],
         pd.DataFrame(document["diagnosis"]),
         document.get("pareto_front"),
+        document.get("auto_grid"),
     )
     if document["best"] is None:
         typer.echo(f"reglab: warning: {printable(document['advice'] or document['nothing_selected'])}", err=True)

@@ -116,7 +116,9 @@ class Progress:
             self.bar.__exit__(*exc)
 
 
-def print_result(summary, best, test, members_complete, run_dir, title, best_1se=None, verdicts=None, pareto=None):
+def print_result(
+    summary, best, test, members_complete, run_dir, title, best_1se=None, verdicts=None, pareto=None, ranges=None
+):
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -151,6 +153,13 @@ def print_result(summary, best, test, members_complete, run_dir, title, best_1se
         v = verdict_of.get(choice["point_id"])
         return f" — {escape(v['verdict'])}: {escape(v['recommendation'])}" if v else ""
 
+    for key, computed in (ranges or {}).items():  # "auto" grid entries: the range the data gave
+        values = computed["values"]
+        console.print(
+            f"{escape(key)} = auto: λ_max {computed['lambda_max']:.4g} (100 × λ₀ {computed['lambda_0']:.4g}, where the "
+            f"penalty's gradient equals the data loss's at initialization), {len(values)} values from {values[0]:g} "
+            f"down to {values[-1]:g}"
+        )
     if best is None:  # the reason and what to change were said once, as a warning line
         console.print("selected: [bold]nothing[/bold] (no configuration could be chosen; see the verdicts)")
     else:
@@ -192,6 +201,7 @@ def finish(result, run_dir, title):
         result.best_1se,
         result.diagnosis,
         front,
+        result.ranges,
     )
     typer.echo(f"report: {run_dir / 'report.html'}")
     failed = (result.members["status"] == "failed").any() or result.best is None

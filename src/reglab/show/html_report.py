@@ -131,7 +131,7 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
             f"<h1>{_e(title)}</h1>",
             f'<p class="note">reglab report · {len(members)} members · {len(summary)} configurations · '
             f"generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
-            _decision(document, labels, verdicts, _study(spec) + _halving(epochs)),
+            _decision(document, labels, verdicts, _study(spec) + _halving(epochs), spec.get("refit")),
             *sections,
             "<section><h2>Every configuration</h2>",
             _table(summary, labels, verdicts, document),
@@ -181,7 +181,7 @@ def _halving(epochs: pd.DataFrame) -> str:
     )
 
 
-def _decision(document: dict, labels: dict, verdicts: pd.DataFrame, halving: str = "") -> str:
+def _decision(document: dict, labels: dict, verdicts: pd.DataFrame, halving: str = "", refit=True) -> str:
     best, one_se, test = document.get("best") or {}, document.get("best_1se") or {}, document.get("test")
     by_point = verdicts.set_index("point") if len(verdicts) else pd.DataFrame()
     lines = []
@@ -218,9 +218,18 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame, halving: str
             "folds' class priors or mean target); never selected by the validation loss</span></li>"
         )
     lines.append(halving)
+    for key, computed in (document.get("auto_grid") or {}).items():
+        values = computed["values"]
+        lines.append(
+            f"<li><b>{_e(key)} from the data</b>: λ_max = {_num(computed['lambda_max'])} = 100 · λ₀, λ₀ = "
+            f"{_num(computed['lambda_0'])} where the penalty's gradient equals the prediction loss's at "
+            f"initialization; {len(values)} values from {_num(values[0])} down to {_num(values[-1])} "
+            "(<code>reglab.search.auto</code>)</li>"
+        )
     if test:
         scores = ", ".join(f"{k} = {_num(v)}" for k, v in test.items())
-        lines.append(f"<li><b>Test set</b> (used once, the best point refit on all non-test data): {_e(scores)}</li>")
+        which = "the one-standard-error point" if refit == "1se" else "the best point"
+        lines.append(f"<li><b>Test set</b> (used once, {which} refit on all non-test data): {_e(scores)}</li>")
     else:
         lines.append("<li><b>Test set</b>: none held out (<code>test_size</code>) or no refit.</li>")
     return f'<section class="decision"><h2>Decision</h2><ul>{"".join(lines)}</ul></section>'

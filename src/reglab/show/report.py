@@ -30,6 +30,9 @@ def write(store: RunDirectory, found: Outcome, test: dict | None, spec: dict) ->
     """Write `epochs.parquet`, `members.parquet`, `histograms.parquet`, `summary.json`, `plots/` and
     `report.html` of `found`; returns the summary document."""
     document = found.document(test)
+    ranges = store.read_json("ranges.json")
+    if ranges:  # "auto" grid entries: the range computed from the data
+        document["auto_grid"] = ranges
     store.write_table("epochs.parquet", found.epochs)
     store.write_table("members.parquet", found.members)
     if found.histograms is not None:

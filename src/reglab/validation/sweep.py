@@ -78,7 +78,9 @@ def arguments(
             raise ValueError(f"`stages` is a non-empty list of grids. Received: stages={stages!r}")
         rounds = [space.grid_points(stage) for stage in stages]
     elif grid is not None:
-        rounds = [space.grid_points(grid)]
+        from reglab.search import auto
+
+        rounds = [space.grid_points(auto.split(grid, builder=True)[0])]  # "auto" entries: a placeholder λ
     else:
         rounds = [space.random_points(random, out["n_trials"], out["seed"])]
     out["rounds"] = rounds
@@ -227,6 +229,11 @@ def with_keras(model, rounds, loss, metrics, loss_weights, layers, layer_groups,
             raise ValueError(
                 f"{unavailable()}; or train in JAX worker processes (executor='process'). Received: executor='local'"
             )
+    from reglab.models import MLP
+
+    if isinstance(model, MLP):  # reglab's own builder applies the points as a built model does: the same keys
+        for round_points in rounds:
+            points.validate(round_points, model.layer_groups)
     if isinstance(model, keras.Model):
         groups = dict(layer_groups or {})
         for round_points in rounds:
