@@ -165,11 +165,6 @@ class _Regularized(BaseEstimator):
         out = self.model_.predict(padded, batch_size=_BLOCK, verbose=0)[: len(x)]
         return np.asarray(out, dtype=np.float64)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = False  # seeded: the same data gives the same model
-        return tags
-
     # --- pickling through Keras's saving --------------------------------------------------------
 
     def __getstate__(self):
@@ -212,7 +207,9 @@ class RegularizedClassifier(ClassifierMixin, _Regularized):
     Fitted attributes: `classes_`, `n_features_in_` (`feature_names_in_`), `best_params_`, `lambda_`,
     `best_score_`, `best_index_`, `cv_results_` (its `*_test_score` columns are `select` on the validation
     folds, negated where smaller is better, as scikit-learn's `neg_log_loss`), `model_` (the refit Keras
-    model, taking raw features) and `sweep_result_` (the `reglab.SweepResult`).
+    model, taking raw features) and `sweep_result_` (the `reglab.SweepResult`). Where no configuration beats
+    the constant predictor on the validation folds, `model_` is that predictor (class priors) as a Keras model,
+    `best_params_`, `lambda_` and `best_index_` are None and `best_score_` is the predictor's, with a warning.
     """
 
     _task = "classification"
