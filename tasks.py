@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+HOOK = "reglab-keras-backend.pth"
 
 
 def _run(*cmd: str | os.PathLike) -> int:
@@ -40,6 +41,11 @@ def ensure_env(extra: str) -> None:
     target = f".[{extra}]" if extra else "."
     if _run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", target) != 0:
         sys.exit("tasks.py: installing reglab failed (see pip's output above)")
+    # An editable install leaves out what the wheel carries at its root besides modules: the startup hook that
+    # picks Keras's JAX backend where TensorFlow is not installed (src/_reglab_keras_backend.py). Put it where
+    # `pip install reglab` puts it, so that .venv is what a user's environment is.
+    purelib = subprocess.check_output([BIN / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
+    shutil.copy(ROOT / "src" / HOOK, Path(purelib.decode().strip()) / HOOK)
     stamp.write_text(fingerprint)
 
 
