@@ -301,7 +301,9 @@ class Sweep:
                 locked for the whole run: another process using it raises `reglab.store.RunDirectoryInUse`
                 (a ValueError naming that process).
             task: "auto", "classification" or "regression".
-            progress: a callable `(done, total, member_id)` called after each member.
+            progress: True draws the members' progress where you are (a bar updated in place in a notebook, a
+                rich bar on a terminal: `reglab.show.progress`); or a callable `(done, total, member_id)` called
+                after each member.
             keep_weights: keep every member's final weights in `result.weights` (members trained in
                 this call; a resumed member's weights were not stored).
             wait_for_lock: seconds to wait for a run directory another process is using (None: fail at
@@ -316,6 +318,15 @@ class Sweep:
         if wait_for_lock is not None and wait_for_lock != float("inf"):
             validation.number(wait_for_lock, "wait_for_lock", low=0)
         validation.number(checkpoint_seconds, "checkpoint_seconds", low=0)
+        if progress is True:
+            from reglab.show.progress import bar
+
+            progress = bar()
+        elif progress is not None and progress is not False and not callable(progress):
+            raise ValueError(
+                f"`progress` is True, False or a callable (done, total, member_id). Received: progress={progress!r}"
+            )
+        progress = progress or None
         if stop is not None and not callable(stop):
             raise ValueError(f"`stop` is a callable returning True to stop. Received: stop={stop!r}")
         dataset, rest, test, splits = self.split(x, y, task)

@@ -34,7 +34,8 @@ def test_the_quickstart_notebook_runs_and_each_result_draws_itself(tmp_path):
         for output in cell.outputs
         if "text/html" in output.get("data", {})
     ]
-    ledger, sweep, report = shown
+    ledger, progress, sweep, report = shown
+    assert '<progress value="12" max="12">' in progress and "12 / 12 members trained (done)" in progress  # updated
     assert "LossLedger: 5 epochs" in ledger and "dense/kernel" in ledger
     assert all(image.startswith(b"\x89PNG") for image in _images(ledger)) and len(_images(ledger)) == 1
     assert "reglab sweep: 4 configurations, 12 members" in sweep and "<b>Best</b>: l2=" in sweep
@@ -63,5 +64,7 @@ def test_a_results_html_escapes_what_the_user_named_and_says_when_nothing_was_ch
     assert hostile not in result.report()._repr_html_()  # the page itself, quoted inside the frame
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="run_dir=None"):  # no run directory: no report
         reglab.Sweep(build, grid={"tag": ["a"]}, cv=2, epochs=1, seed=0).run(x[:300], y[:300]).report()
+    with pytest.raises(ValueError, match="Received: progress='yes'"):
+        reglab.Sweep(build, grid={"tag": ["a"]}, cv=2, epochs=1).run(x[:300], y[:300], progress="yes")
     empty = reglab.LossLedger()._repr_html_()
     assert "no epoch recorded yet" in empty
