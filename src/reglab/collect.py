@@ -23,6 +23,11 @@ class Collected:
         self.histograms: dict[str, pd.DataFrame] = {}
         self.weights: dict[str, dict] = {}
         self._resumed, self._total = 0, 0
+        shape = None if dataset.structured else getattr(dataset.x, "shape", None)
+        # the features by name (a DataFrame's columns) or index, where one input of rows of features feeds the model
+        self.feature_names = (
+            (dataset.feature_names or tuple(map(str, range(shape[1])))) if len(shape or ()) == 2 else ()
+        )
 
     def todo(self, members) -> list:
         """The members not finished yet; those the run directory holds are read back (never retrained).
@@ -42,7 +47,8 @@ class Collected:
         """Record a member an engine has trained (`reglab.engine.training.Trained`): its table, histogram and
         weights, in the run directory first (atomic), then here."""
         baseline_row = baseline.for_member(member, self.dataset, self.training)
-        table = records.member_records(trained.rows, member, trained.seconds, baseline_row)
+        final = records.input_norms(trained.weights, self.feature_names)
+        table = records.member_records(trained.rows, member, trained.seconds, baseline_row, final)
         histogram = records.member_histogram(member.id, trained.weights)
         if self.store:
             self.store.record_member(member.id, table, histogram)

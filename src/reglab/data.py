@@ -28,6 +28,7 @@ class Dataset:
     y: object
     task: str  # "classification", "regression" or "multi-output"
     classes: tuple  # original labels of classes 0..C-1 (empty for regression and multi-output)
+    feature_names: tuple = ()  # a DataFrame's column names (one input); empty: features are named by index
 
     @property
     def n_classes(self) -> int:
@@ -259,7 +260,8 @@ def prepare(x, y, task: str = "auto") -> Dataset:
             "task='multi-output' needs several targets (a dict or list of arrays). Received: y of one array"
         )
     target, task, classes = _as_target(y, n, task)
-    return Dataset(features, target, task, classes)
+    names = tuple(str(c) for c in x.columns) if isinstance(x, pd.DataFrame) else ()
+    return Dataset(features, target, task, classes, names)
 
 
 # --- splits ------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class SweepResult:
     diagnosis: pd.DataFrame | None = None  # per point: verdict, recommendation, reason (`reglab.decide.diagnosis`)
     histograms: pd.DataFrame | None = None  # per member and weight: final log10|w| histogram
     pareto: pd.DataFrame | None = None  # a multi-objective study's Pareto front: summary rows (`reglab.decide.pareto`)
+    features: pd.DataFrame | None = (
+        None  # per point and input feature: weight-row norm, kept (`reglab.decide.features`)
+    )
     weights: dict | None = None  # {member id: {weight path: final array}} with `run(..., keep_weights=True)`
     timing: dict = field(default_factory=dict)  # the engine's figures for the members trained in this call, summed
     test: dict | None = None  # the selected point refit on all non-test data, scored once on the test set

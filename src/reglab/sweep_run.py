@@ -85,6 +85,7 @@ def run(
         diagnosis=found.diagnosis,
         histograms=found.histograms,
         pareto=found.pareto,
+        features=found.features,
         weights=collected.weights if keep_weights else None,
         timing=timing,
         run_dir=Path(run_dir) if run_dir else None,

@@ -406,10 +406,10 @@ def test_every_point_has_one_colour_in_every_figure_png_and_html(digits_run, mon
 
     page = (run_dir / "report.html").read_text()
     figures = html_figures(page)
-    assert len(figures) == 5
+    assert len(figures) == 6
     for figure, points in zip(
-        figures, [set(in_order), set(in_order), set(in_order), shown["weight_histograms"], set(in_order)]
-    ):  # validation, learning, paths, weight sizes, penalty share
+        figures, [set(in_order), set(in_order), set(in_order), shown["weight_histograms"], set(in_order), set(in_order)]
+    ):  # validation, learning, paths, weight sizes, feature selection (an MLP reads the pixels), penalty share
         drawn = html_colours(figure)
         assert {point for point, _ in drawn} == points
         assert all(colour == colours[point] for point, colour in drawn), drawn
@@ -493,7 +493,9 @@ def test_report_renders_offline_without_console_errors_and_hostile_names_do_noth
     dom, console = load_in_chromium(page)
     assert console == []  # no errors, no warnings, no blocked (injected) script
     figures = len(re.findall(r'<div id="fig\d+" class="figure', text))
-    assert figures == 5 and dom.count('class="plot-container plotly"') == figures  # every plot rendered
+    assert (
+        figures == 6 and dom.count('class="plot-container plotly"') == figures
+    )  # every plot rendered (feature selection too)
     title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
     assert title == f"{html.escape(run_dir.name, quote=False)} — reglab report"  # no script ever set it
     assert "&lt;/script&gt;&lt;script&gt;document.title=" in dom  # the hostile value is shown, as text

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reglab.decide import diagnosis, pareto, selection
+from reglab.decide import diagnosis, features, pareto, selection
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Outcome:
     diagnosis: pd.DataFrame
     histograms: pd.DataFrame | None
     pareto: pd.DataFrame | None = None  # a multi-objective study's front (`reglab.decide.pareto`), else None
+    features: pd.DataFrame | None = None  # per point and input feature, its norm and whether kept (`features`)
 
     @property
     def trained(self) -> bool:
@@ -52,6 +53,9 @@ class Outcome:
         )
         if self.pareto is not None:  # the points on the front with their parameters and objectives' fold means
             document["pareto_front"] = pareto.listed(self.pareto)
+        if self.features is not None and self.best is not None:  # the chosen point's feature selection
+            kept, dropped = features.chosen(self.features, self.best["point_id"])
+            document["features"] = {"kept": kept, "dropped": dropped}
         return document
 
 
@@ -93,4 +97,5 @@ def outcome(
         diagnosis.diagnose(epochs),
         histograms if histograms is not None and len(histograms) else None,
         pareto.front(table, objectives) if objectives else None,
+        features.paths(members),
     )

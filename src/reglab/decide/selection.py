@@ -61,6 +61,8 @@ def member_table(epochs: pd.DataFrame) -> pd.DataFrame:
         row["seconds"] = float(last["seconds"])
         for column in ("train_loss", "train_penalty", *metrics):
             row[column] = float(last[column]) if column in records and row["status"] == "ok" else math.nan
+        for column in (c for c in records.columns if c.startswith("feature:")):  # `reglab.decide.features`
+            row[column] = float(last[column]) if row["status"] == "ok" else math.nan
         zeros = [c for c in records.columns if c.startswith("zeros:")]  # exact zeros of every weight, at the end
         row["zeros"] = float(last[zeros].sum()) if zeros and row["status"] == "ok" else math.nan
         val = records["val_loss"] if "val_loss" in records else pd.Series(dtype=float)

@@ -153,13 +153,32 @@ def failed(error: str):
     return pd.DataFrame([{"epoch": 0, "status": "failed", "error": error}])
 
 
-def member_records(rows, member, seconds: float, baseline: tuple = (math.nan, "")):
+def input_norms(weights: dict | None, names) -> dict:
+    """Each input feature's weight-row norm in the first layer that reads the features, `{"feature:<name>": norm}`
+    (exactly 0.0 where a penalty dropped the feature): the rows of the first 2-D kernel (in the model's weight
+    order) with one row per feature — a Dense layer on the inputs. Empty where there is none (convolutions,
+    several inputs) or no weights (a member that failed).
+
+    >>> input_norms({"net/dense/kernel": np.array([[3.0, 4.0], [0.0, 0.0]]), "net/dense/bias": np.zeros(2)}, ["a", "b"])
+    {'feature:a': 5.0, 'feature:b': 0.0}
+    """
+    kernel = next((np.asarray(w) for w in (weights or {}).values() if np.ndim(w) == 2 and len(w) == len(names)), None)
+    if kernel is None or not len(names):
+        return {}
+    norms = np.sqrt(np.square(kernel.astype(np.float64)).sum(axis=1))
+    return {f"feature:{name}": float(norm) for name, norm in zip(names, norms)}
+
+
+def member_records(rows, member, seconds: float, baseline: tuple = (math.nan, ""), final: dict | None = None):
     """A member's table: identity, the point's parameters, `seconds`, its epoch rows (a table, or a list of
-    `epoch_row`s), the baseline (`reglab.decide.baseline.for_member`); `attrs["params"]` names the
-    parameters. The one place a member's table is put together, whatever trained it."""
+    `epoch_row`s), the baseline (`reglab.decide.baseline.for_member`), and `final` (`input_norms`: values of
+    the trained weights, on the last row); `attrs["params"]` names the parameters. The one place a member's
+    table is put together, whatever trained it."""
     import pandas as pd
 
     table = (frame(rows) if isinstance(rows, list) else rows).copy()
+    for column, value in (final or {}).items():  # the end of training: NaN on the epochs before
+        table[column] = [math.nan] * (len(table) - 1) + [value] if len(table) else []
     head = {
         "member": member.id,
         "point": member.point_id,

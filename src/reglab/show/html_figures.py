@@ -237,3 +237,51 @@ def pareto(go, summary, front: dict, best, labels, colors):
         )
     fig.update_layout(**LAYOUT, xaxis_title=f"{x_name} (fold mean)", yaxis_title=f"{y_name} (fold mean)")
     return fig
+
+
+def features(go, table: pd.DataFrame, summary, param, best, colors):
+    """glmnet's path for a network's inputs: each input feature's weight-row norm in the first layer against
+    `param` (fold means; one line per feature), the number of features kept above, the chosen point marked."""
+    from plotly.subplots import make_subplots
+
+    along = views.through(summary, param, best)["point"]
+    rows = table[table["point"].isin(along)].sort_values(param, kind="stable")
+    x, axis = log_x(rows[param])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.25, 0.75], vertical_spacing=0.05)
+    kept = rows.groupby("point", sort=False).agg(at=(param, "first"), kept=("kept", "sum"))
+    fig.add_trace(
+        go.Scatter(
+            x=log_x(kept["at"])[0],
+            y=kept["kept"],
+            mode="lines+markers",
+            name="features kept",
+            line={"color": views.NEUTRAL, "shape": "hv"},
+            hovertemplate=f"{param} %{{x:.3g}}: %{{y}} kept<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    for feature, path in rows.groupby("feature", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=x[path.index],
+                y=path["norm"],
+                mode="lines+markers",
+                name=str(feature),
+                customdata=list(path["point"]),
+                hovertemplate=f"{feature}<br>{param} %{{x:.3g}}: ‖row‖ %{{y:.4g}}<extra></extra>",
+                marker={"size": 6, "color": [colors[p] for p in path["point"]]},  # a point: its colour
+                line={"width": 1},  # a feature: a line of its own
+            ),
+            row=2,
+            col=1,
+        )
+    at = rows.index[rows["point"] == best]
+    if best is not None and len(at):
+        fig.add_vline(x=float(x[at[0]]), line={"color": colors.get(best, views.NEUTRAL), "dash": "dash"}, name=best)
+    fig.update_xaxes(title_text=param, row=2, col=1, **axis)
+    fig.update_xaxes(row=1, col=1, **axis)
+    fig.update_yaxes(title_text="kept", row=1, col=1)
+    fig.update_yaxes(title_text="‖weight row‖ (fold mean)", row=2, col=1)
+    fig.update_layout(**{**LAYOUT, "height": 520})
+    return fig

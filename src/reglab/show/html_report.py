@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reglab.decide import features
 from reglab.decide.selection import param_columns_of
 from reglab.show import html_figures, views
 
@@ -84,6 +85,17 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
                     html_figures.histogram(go, histograms, epochs, summary, param, best, colors),
                 )
             )
+    selection_of = features.paths(members)  # which input features the first layer keeps, per point
+    if param is not None and selection_of is not None and len(selection_of):
+        figures.append(
+            (
+                "Feature selection",
+                f"Each input feature's weight-row norm in the first layer at the end of training against {param} "
+                "(fold means; exactly 0 where every fold dropped it), the number of features kept above; dashed: "
+                "the chosen point.",
+                html_figures.features(go, selection_of, summary, param, best, colors),
+            )
+        )
     front = document.get("pareto_front")
     if front:
         figures.append(
@@ -218,6 +230,13 @@ def _decision(document: dict, labels: dict, verdicts: pd.DataFrame, halving: str
             "folds' class priors or mean target); never selected by the validation loss</span></li>"
         )
     lines.append(halving)
+    chosen_features = document.get("features")
+    if chosen_features:  # feature selection: what the chosen model's first layer keeps and drops
+        kept, dropped = chosen_features["kept"], chosen_features["dropped"]
+        lines.append(
+            f"<li><b>Features</b>: the best point keeps {len(kept)} of {len(kept) + len(dropped)} input features; "
+            f"dropped (exactly zero in every fold): {_e(', '.join(dropped)) or 'none'}</li>"
+        )
     for key, computed in (document.get("auto_grid") or {}).items():
         values = computed["values"]
         lines.append(
