@@ -65,6 +65,9 @@ class LossLedger(keras.callbacks.Callback):
             Defaults to True.
         stop_on_divergence: stop `fit` after the first epoch whose training loss is not finite
             (checked once per epoch, so no per-batch synchronisation). Defaults to False.
+        gradients: a fixed batch `(x, y)` (e.g. the first 256 training rows) on which, at each epoch's end, every
+            regularized weight's two gradients are measured — the prediction loss's and the penalty's norms, their
+            cosine and the penalty's share (`reglab.kit.gradients`: seed 004's tug of war). Defaults to None (off).
 
     After (or during) `fit`, `ledger.history` is a pandas DataFrame with one row per epoch
     (columns documented in `reglab.kit.records`) and `ledger.terms` maps each penalty term to the
@@ -72,8 +75,14 @@ class LossLedger(keras.callbacks.Callback):
     epochs as Keras does (`initial_epoch` included).
     """
 
-    def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True, stop_on_divergence=False):
+    def __init__(self, near_zero=records.NEAR_ZERO, weight_stats=True, stop_on_divergence=False, gradients=None):
         super().__init__()
+        if gradients is not None and not (isinstance(gradients, (tuple, list)) and len(gradients) == 2):
+            raise ValueError(
+                "`gradients` is a batch (x, y) to measure the two gradients on, or None. "
+                f"Received: gradients of type {type(gradients).__name__}"
+            )
+        self.gradients = None if gradients is None else tuple(gradients)
         self.stop_on_divergence = bool(stop_on_divergence)
         self.near_zero = validation.non_negative_float(near_zero, "near_zero")
         self.weight_stats = bool(weight_stats)
@@ -97,6 +106,13 @@ class LossLedger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        if self.gradients is not None:  # refused before the first step: one compiled loss is what is measured
+            try:
+                keras.losses.get(model.loss)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"`gradients` measures one compiled loss (a name or a Keras loss). Received: loss={model.loss!r}"
+                ) from None
         regularizers = {v.path: v.regularizer for v in model.trainable_weights if v.regularizer is not None}
         for layer in private.layers(model, include_self=True):
             if getattr(layer, "activity_regularizer", None) is not None:
@@ -221,6 +237,10 @@ class LossLedger(keras.callbacks.Callback):
             previous=self.rows[-1]["status"] if self.rows else "ok",
             extra={key: value for key, value in logs.items() if key in _UNPREFIXED},
         )
+        if self.gradients is not None:  # at the epoch's end weights, on the fixed batch
+            from reglab.kit.gradients import two_gradients
+
+            row.update(two_gradients(self.model, *self.gradients, self.model.loss))
         self.rows.append(row)
         if self.stop_on_divergence and row["status"] == "diverged":
             self.model.stop_training = True

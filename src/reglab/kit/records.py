@@ -30,6 +30,9 @@ Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.
 `l2:<weight>`              ‖w‖₂ = √Σw² at the epoch's end
 `zeros:<weight>`           number of entries exactly 0.0
 `near_zero:<weight>`       fraction of entries with |w| < the near-zero threshold (1e-3 by default)
+`grad_loss:<weight>`       ‖∇L‖, the prediction loss's gradient, at the epoch's end on a fixed batch, and
+`grad_penalty:<weight>`    ‖∇R‖, the weight's penalty's; `grad_cosine:<weight>` between them and
+`grad_share:<weight>`      ‖∇R‖ / (‖∇L‖ + ‖∇R‖) (`reglab.kit.gradients`; with `LossLedger(gradients=…)`)
 =========================  =========================================================================
 
 Every row is built by `epoch_row` (the ledger's and the population engine's alike), a member's rows

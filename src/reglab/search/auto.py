@@ -101,55 +101,16 @@ def balance(model, x, y, loss) -> float:
     Raises:
         ValueError: no weight of `model` carries a penalty, or the penalty has no gradient there.
     """
-    import keras
+    from reglab.kit.gradients import gradients
 
     penalized = [v for v in model.trainable_variables if v.regularizer is not None]
     if not penalized:
         raise ValueError("The model built for the key at λ = 1 has no penalized weight: nothing to scale λ by")
-    data, penalty = _gradients(model, penalized, np.asarray(x), np.asarray(y), keras.losses.get(loss))
+    data, penalty = gradients(model, penalized, x, y, loss)
     norm = math.sqrt(sum(float(np.sum(np.square(g))) for g in penalty))
     if norm == 0.0:
         raise ValueError("The penalty's gradient is zero at the model's initial weights: nothing to scale λ by")
     return math.sqrt(sum(float(np.sum(np.square(g))) for g in data)) / norm
-
-
-def _gradients(model, penalized, x, y, loss):
-    """(the prediction loss's gradients, the penalties' gradients) for `penalized`, on this backend."""
-    import keras
-    from keras import ops
-
-    def mean_loss(y_pred):
-        return ops.mean(loss(ops.convert_to_tensor(y), y_pred))
-
-    penalty_of = [v.regularizer for v in penalized]
-    if keras.backend.backend() == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        fixed = [v.value for v in model.non_trainable_variables]
-        positions = [next(i for i, t in enumerate(model.trainable_variables) if t is v) for v in penalized]
-
-        def data_loss(values):
-            y_pred, _ = model.stateless_call(values, fixed, x, training=False)
-            return mean_loss(y_pred)
-
-        grads = jax.grad(data_loss)(trainable)
-        data = [np.asarray(grads[i]) for i in positions]
-        penalty = [np.asarray(jax.grad(lambda w, r=r: r(w))(v.value)) for v, r in zip(penalized, penalty_of)]
-        return data, penalty
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            value = mean_loss(model(x, training=False))
-        data = [np.asarray(g) for g in tape.gradient(value, [v.value for v in penalized])]
-        penalty = []
-        for v, r in zip(penalized, penalty_of):
-            with tf.GradientTape() as tape:
-                value = r(v.value)
-            penalty.append(np.asarray(tape.gradient(value, v.value)))
-        return data, penalty
-    raise ValueError(f'"auto" grids need Keras\'s JAX or TensorFlow backend. Received: {keras.backend.backend()!r}')
 
 
 def resolve(sweep, dataset, rest, training) -> tuple[list[list[dict]], dict]:
