@@ -37,8 +37,19 @@ def ledger_html(history: pd.DataFrame, terms: dict) -> str:
         from matplotlib.figure import Figure  # without pyplot: a notebook's backend stays as it was
         from matplotlib.ticker import MaxNLocator
 
-        fig = Figure(figsize=(6.4, 3.6))
-        ax = fig.subplots()
+        shares = [c for c in history.columns if c.startswith("grad_share:")]  # `LossLedger(gradients=...)`
+        fig = Figure(figsize=(11.0, 3.6) if shares else (6.4, 3.6))
+        ax, *right = fig.subplots(1, 2 if shares else 1) if shares else [fig.subplots()]
+        if shares:  # seed 004's tug of war: the penalty's share of each regularized weight's gradient
+            for column in shares:
+                right[0].plot(history["epoch"], history[column], "-o", markersize=3, label=column.split(":", 1)[1])
+            right[0].axhline(0.5, color="grey", lw=0.8, ls=":")
+            right[0].set_ylim(0, 1)
+            right[0].set_xlabel("epoch")
+            right[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+            right[0].set_title("Penalty's share of the gradient, ‖∇R‖ / (‖∇L‖ + ‖∇R‖)")
+            right[0].grid(alpha=0.3)
+            right[0].legend(fontsize=8)
         for column, style in zip(columns, ("-", ":", "--")):
             ax.plot(history["epoch"], history[column], style, label=column.replace("_", " "))
         ax.set_xlabel("epoch")
@@ -50,7 +61,7 @@ def ledger_html(history: pd.DataFrame, terms: dict) -> str:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)
         return (
-            f'<img style="max-width:640px" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+            f'<img style="max-width:{1100 if shares else 640}px" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
         )
 
     rows = "".join(
