@@ -70,7 +70,7 @@ def test_the_penalty_share_rises_with_lambda(digits):
         shares[strength] = ledger.history[f"grad_share:{model.get_layer('out').kernel.path}"].to_numpy()
     assert (shares[1e-2] > shares[1e-4]).all() and shares[1e-4].max() < 0.2 < shares[1e-2].min()
     page = ledger._repr_html_()  # in a notebook: the share drawn beside the losses
-    assert "<img" in page and 'max-width:1100px' in page
+    assert "<img" in page and "max-width:1100px" in page
 
 
 def test_bad_gradient_settings_are_refused_before_training(digits):

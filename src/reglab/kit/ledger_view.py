@@ -60,9 +60,7 @@ def ledger_html(history: pd.DataFrame, terms: dict) -> str:
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)
-        return (
-            f'<img style="max-width:{1100 if shares else 640}px" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-        )
+        return f'<img style="max-width:{1100 if shares else 640}px" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
     rows = "".join(
         "<tr>"
