@@ -282,13 +282,9 @@ def _cv_results(result, chosen: dict, select: str) -> tuple[dict, int]:
             if name in p:
                 column[i] = p[name]
         results[f"param_{name}"] = column
-    folds = sorted(members["fold"].unique()) if "fold" in members else []
-    for k, fold in enumerate(folds):
-        scores = []
-        for point in summary["point"]:
-            rows = members[(members["point"] == point) & (members["fold"] == fold)]
-            scores.append(sign * float(rows[select].mean()) if len(rows) else np.nan)
-        results[f"split{k}_test_score"] = np.array(scores)
+    by_fold = members.pivot_table(index="point", columns="fold", values=select, aggfunc="mean", dropna=False)
+    for k, fold in enumerate(by_fold.columns):  # a point's folds (repeats averaged), in the summary's order
+        results[f"split{k}_test_score"] = sign * by_fold[fold].reindex(summary["point"]).to_numpy(dtype=float)
     results["mean_test_score"] = sign * summary[f"{select}_mean"].to_numpy(dtype=float)
     results["std_test_score"] = summary[f"{select}_std"].to_numpy(dtype=float)
     rank = summary["rank"].to_numpy(dtype=float)

@@ -89,31 +89,19 @@ def interrupted(stop, run_dir):
 
 
 class Progress:
-    """A rich progress bar over members (silent with --quiet)."""
+    """The members' progress bar for the length of a command (`reglab.show.progress.Terminal`, on stdout; silent
+    with --quiet); the callable is what `with` gives."""
 
     def __init__(self, quiet: bool, label: str):
-        self.quiet, self.label, self.bar, self.task = quiet, label, None, None
+        from reglab.show.progress import Terminal
+
+        self.bar = Terminal(label, quiet=quiet, stderr=False)
 
     def __enter__(self):
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-            )
-            self.bar.__enter__()
-        return self
-
-    def __call__(self, done, total, member_id):
-        if self.bar is None:
-            return
-        if self.task is None or self.bar.tasks[self.task].total != total:
-            self.task = self.bar.add_task(f"{self.label}: training members", total=total)
-        self.bar.update(self.task, completed=done)
+        return self.bar
 
     def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        self.bar.close()
 
 
 def print_result(

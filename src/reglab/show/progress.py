@@ -54,10 +54,12 @@ class Notebook:
 
 
 class Terminal:
-    """A rich bar on stderr while members remain; it clears itself when the last one is done."""
+    """A rich bar while members remain (on stderr, or stdout as `reglab sweep` draws it); it clears itself when the
+    last one is done, or at `close`."""
 
-    def __init__(self, label: str, quiet: bool = False):
-        self.label, self.quiet, self.bar, self.task, self.done = label, quiet, None, None, 0
+    def __init__(self, label: str, quiet: bool = False, stderr: bool = True):
+        self.label, self.quiet, self.stderr = label, quiet, stderr
+        self.bar, self.task, self.done = None, None, 0
 
     def __call__(self, done: int, total: int, member_id: str) -> None:
         self.done = done
@@ -68,10 +70,14 @@ class Terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            self.bar = Progress(*columns, console=Console(stderr=True), transient=True)
+            self.bar = Progress(*columns, console=Console(stderr=self.stderr), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(f"{self.label}: training members", total=total)
         self.bar.update(self.task, completed=done, total=total)
         if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
             self.bar.stop()
             self.bar, self.task = None, None
