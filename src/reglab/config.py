@@ -24,7 +24,8 @@ The format, section by section (`docs/examples/sweep.toml` is a commented, teste
 - `[train]`: `epochs`, `batch_size`, `optimizer`, `learning_rate`, `engine` ("auto", "population",
   "reference"), `executor` ("auto", "local", "process": where populations train, see `reglab.Sweep`) and
   `workers` (worker processes for "process"), `checkpoint_seconds` (how often, at least, the population engine saves its training
-  state in the run directory: default 2; a killed run continues from the last save).
+  state in the run directory: default 2; a killed run continues from the last save), `gradients` (true, or a
+  number of rows: record the two gradients of seed 004 for every member, see `reglab.Sweep`).
 
 Unknown sections and keys are errors (a typo must not silently become a default).
 
@@ -73,6 +74,7 @@ ALLOWED = {
     "cv": {"folds", "holdout", "repeats", "stratify"},
     "train": {
         "epochs",
+        "gradients",
         "batch_size",
         "optimizer",
         "learning_rate",
@@ -324,6 +326,7 @@ def validate(config: dict, base_dir=".") -> Checked:
         engine=train.get("engine", "auto"),
         executor=train.get("executor", "auto"),
         workers=train.get("workers", 1),
+        gradients=train.get("gradients", False),
         seed=config.get("seed", 0),
     )
     # `Sweep`'s own checks of these settings, made now (they need no Keras); the MLP applies points like a

@@ -81,6 +81,11 @@ class Sweep:
             the study's own pruner decides at every epoch of each round's population. Defaults to None (every
             point trains every epoch).
         eta, min_epochs: successive halving's rate (≥ 2, default 3) and first rung (default 1 epoch).
+        gradients: record seed 004's two gradients for every member at each epoch's end — per regularized weight the
+            norms of the prediction loss's gradient and of the penalty's, their cosine and the penalty's share
+            (`reglab.kit.gradients`) — on a fixed batch, the first 256 rows of the member's training fold (or the
+            number given), in inference mode. Defaults to False (it costs one forward and backward pass over that
+            batch per member and epoch).
         seed: the global seed; every member's seed derives from it, the point and the fold.
     """
 
@@ -118,6 +123,7 @@ class Sweep:
         prune=None,
         eta=3,
         min_epochs=1,
+        gradients=False,
         seed=0,
     ):
         given = {k: v for k, v in locals().items() if k not in ("self", "model")}  # `get_config`: as given
@@ -152,7 +158,9 @@ class Sweep:
             prune=prune,
             eta=eta,
             min_epochs=min_epochs,
+            gradients=gradients,
         )
+        self.gradients = checked["gradient_rows"]
         self.halving, self.search, self.pruner = checked["halving"], checked["search"], checked["pruner"]
         self.seed, self.n_trials, self._rounds = checked["seed"], checked["n_trials"], checked["rounds"]
         self.grid, self.random, self.stages = grid, random, stages
@@ -251,6 +259,11 @@ class Sweep:
         probe = self._probe_model()
         training_module.validate_inputs(probe, dataset)
         loss, metrics = training_module.infer_loss_and_metrics(probe, dataset, self.loss, self.metrics)
+        if self.gradients and isinstance(loss, (dict, list, tuple)):
+            raise ValueError(
+                "`gradients` measures one prediction loss's gradient; this model has a loss per output. "
+                f"Received: gradients={self._given['gradients']!r}, loss={loss!r}"
+            )
         keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
         return Training(
             epochs=self.epochs,
@@ -261,6 +274,7 @@ class Sweep:
             metrics=metrics,
             standardize=self.standardize,
             loss_weights=self.loss_weights,
+            gradients=self.gradients,
         )
 
     def split(self, x, y, task="auto"):

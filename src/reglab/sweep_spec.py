@@ -187,6 +187,7 @@ def settings(sweep, model: dict) -> dict:
         "seed": sweep.seed,
         # only when set, so that run directories written before the setting existed still resume
         **({"loss_weights": sweep.loss_weights} if sweep.loss_weights is not None else {}),
+        **({"gradients": sweep.gradients} if sweep.gradients else {}),
         **({"prune": vars(sweep.halving)} if sweep.halving is not None else {}),
         **({"prune": "optuna"} if sweep.pruner else {}),
     }

@@ -23,8 +23,8 @@ def build(point):
 @pytest.mark.slow
 def test_both_engines_write_the_same_table():
     """The same small sweep on both engines: the same columns in the same order with the same dtypes, the
-    parameters named by the table, and the same values. One full batch an epoch, so that the engines' batch
-    orders (fit's shuffle, the population's) differ only in the order rows are summed."""
+    parameters named by the table, and the same values — seed 004's two gradients too. One full batch an epoch,
+    so that the engines' batch orders (fit's shuffle, the population's) differ only in the order rows are summed."""
     x, y = load_breast_cancer(return_X_y=True)
     x, y = x[:120].astype("float32"), y[:120]
     tables = {}
@@ -39,6 +39,7 @@ def test_both_engines_write_the_same_table():
             standardize=True,
             refit=False,
             engine=engine,
+            gradients=True,
             seed=0,
         )
         tables[engine] = sweep.run(x, y).epochs
@@ -50,3 +51,12 @@ def test_both_engines_write_the_same_table():
         population.drop(columns="seconds"), reference.drop(columns="seconds"), check_exact=False, rtol=1e-4, atol=1e-6
     )
     assert np.isfinite(population["baseline_loss"]).all() and (population["baseline_predictor"] == "class priors").all()
+    # the penalty's gradient of L2(λ) is 2λw: its norm 2λ‖w‖, ‖w‖ recorded beside it; λ = 0 pulls nothing
+    kernel = "net/h/kernel"
+    np.testing.assert_allclose(
+        population[f"grad_penalty:{kernel}"], 2 * population["l2"] * population[f"l2:{kernel}"], rtol=1e-5
+    )
+    assert population[f"grad_loss:{kernel}"].gt(0).all()
+    unpenalized = population["l2"] == 0
+    assert (population.loc[unpenalized, f"grad_share:{kernel}"] == 0).all()
+    assert population.loc[~unpenalized, f"grad_share:{kernel}"].between(0, 1, inclusive="neither").all()

@@ -180,14 +180,15 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             return _Schedule(plan, shards, lowered, started, convolutions, arrays, how)
 
         def validation(plan, cut):
-            """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights."""
+            """Per cohort of the shard `cut`: its members' validation indices and, if padded, weights; and the
+            two gradients' fixed batches (`fixed`)."""
             if on_disk:  # per cohort, its blocks' keys (shard, block): `streaming.Batches.validation` makes them
                 n = X.batches.cuts.index(cut)
                 keys = [
                     np.array([[n, b] for b in range(-(-length // block))], "int32")
                     for (_, length, _), block in zip(plan.validation if validate else (), X.batches.validation_blocks)
                 ]
-                return keys, [None] * len(keys)
+                return keys, [None] * len(keys), fixed(cut)
             val_sets = [seats[i].val + offsets[i] for i in cut]
             out = []
             for who, length, padded in plan.validation if validate else ():
@@ -195,7 +196,18 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                     out.append(pad([val_sets[i] for i in who], length))
                 else:
                     out.append((np.stack([val_sets[i] for i in who]).astype("int32"), None))
-            return [idx for idx, _ in out], [weight for _, weight in out]
+            return [idx for idx, _ in out], [weight for _, weight in out], fixed(cut)
+
+        def fixed(cut):
+            """The two gradients' fixed batch of each member of `cut`: the first rows of its training fold (its
+            slot's fold, with slots) — their indices, or with the features on disk the rows (`Program.epoch_function`)."""
+            if not program.measured:
+                return None
+            rows = min(training.gradients, *(len(seats[i].train) for i in cut))
+            idx = np.stack([seats[i].train[:rows] + offsets[i] for i in cut]).astype("int32")
+            if not on_disk:
+                return idx
+            return np.stack([x_views(r) for r in idx]), take_rows(host[1], idx)
 
         def batch_indices(plan, epoch, cut):
             """Per segment of the shard `cut` (members, steps, batch): each member's next batches in its
@@ -326,11 +338,11 @@ def _train(
             )
         for k, out in zip(active, ran):  # each shard's numbers on the host, converted once
             states[k] = out[0]
-            numbers[k] = [np.asarray(a, dtype="float64") for a in (out[1], out[3], out[4], out[0]["alive"])]
+            numbers[k] = [np.asarray(a, dtype="float64") for a in (out[1], out[3], out[4], out[0]["alive"], out[5])]
             numbers[k] += [np.asarray(out[2][name], dtype="float64") for name in program.metric_names]
         joined = [np.concatenate(parts)[:S] for parts in zip(*numbers)]
-        sums, val, stats, alive = joined[:4]
-        train_metrics = dict(zip(program.metric_names, joined[4:]))
+        sums, val, stats, alive, grads = joined[:5]
+        train_metrics = dict(zip(program.metric_names, joined[5:]))
         timing["epoch_seconds"].append(time.perf_counter() - t0)
         for s in range(S):  # slot s's numbers are its member m's, in the member's own epoch `own`
             m, own = (board.occupant[s], board.local(s, epoch)) if board is not None else (s, epoch)
@@ -356,6 +368,11 @@ def _train(
                     path: program.decay[m] / 2 * stats[s, wi, 1] ** 2
                     for wi, path in enumerate(program.paths)
                     if decays[wi]
+                },
+                {  # the weights the member's own model regularizes, as `fit`'s ledger measures them
+                    program.paths[wi]: grads[s, j]
+                    for j, wi in enumerate(program.measured)
+                    if wi in program.penalized[m]
                 },
                 previous=status[m],
                 finite=bool(alive[s]),

@@ -59,6 +59,9 @@ class Program:
                 for i in range(len(template.non_trainable_variables))
             ],
         }
+        # the weights each member's own model regularizes, and those whose two gradients the epoch measures
+        self.penalized = [{i for i, v in enumerate(m.trainable_variables) if v.regularizer is not None} for m in models]
+        self.measured = sorted(set().union(*self.penalized)) if training.gradients else []
         # The template is member 0's own model, changed while the program is traced and put back by
         # `release()`: the members' weight penalties are computed by `_penalties`, not by Keras.
         self._undo = []
@@ -220,6 +223,27 @@ class Program:
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 
+    def _member_gradients(self, trainable, non_trainable, coefficients, x, y):
+        """Seed 004's two gradients of one member on its fixed batch, per measured weight (`measured`):
+        (‖∇L‖, ‖∇R‖, ∇L·∇R) — L the prediction loss (mean over the rows, inference mode, as
+        `reglab.kit.gradients` measures it in `fit`), R the member's penalty on that weight at this epoch's λ."""
+        jax, jnp = self.jax, self.jnp
+        metrics = [jnp.asarray(v) for v in self.metric_start]
+
+        def data(trainable):
+            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, False)[1][0]
+
+        def penalty(trainable):
+            terms = self._penalties(trainable, coefficients)
+            return sum(terms[1:], terms[0]) if terms else jnp.zeros(())
+
+        g, r = jax.grad(data)(trainable), jax.grad(penalty)(trainable)
+        out = []
+        for i in self.measured:
+            gi, ri = g[i].ravel(), r[i].ravel()
+            out.append(jnp.stack([jnp.sqrt(gi @ gi), jnp.sqrt(ri @ ri), gi @ ri]))
+        return jnp.stack(out)
+
     def _validate_blocks(self, trainable, non_trainable, coefficients, X, Y, cohort, keys):
         """`_member_validate` of a cohort over its validation rows in blocks (`keys`: one per block, whose
         rows and weights `X.validation_batch` makes on the host), the metrics accumulated over the blocks
@@ -268,9 +292,11 @@ class Program:
 
     def epoch_function(self, plan: Plan, host_rows=None, epochs: int = 1):
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
-        indices and weights, per-cohort validation indices and weights, data) -> (state, training sums,
-        training metrics, validation numbers, weight statistics). Weights are None where batches are
-        not padded. `epochs`: how many times it will run (what a convolution's batching is chosen for).
+        indices and weights, per-cohort validation indices and weights, the two gradients' fixed batches,
+        data) -> (state, training sums, training metrics, validation numbers, weight statistics, gradients).
+        Weights are None where batches are not padded. The fixed batches: each member's row indices (M, rows),
+        or with `host_rows` the rows themselves ((M, rows, …) features, (M, rows, …) targets), or None
+        (not measured: gradients (M, 0, 3)). `epochs`: how many times it will run (what a convolution's batching is chosen for).
         `data`: (features, targets) on the device — arguments, not constants, so that the compiled program
         depends on the data's shapes only (closed over, JAX embeds them as constants: another dataset of the
         same shapes, or other folds when standardizing, compiled the epoch again, 0.9 s) —, or (None, targets) with
@@ -289,7 +315,7 @@ class Program:
         def put(tree, who, part):
             return part if len(who) == M else jax.tree.map(lambda a, b: a.at[np.asarray(who)].set(b), tree, part)
 
-        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights, data):
+        def epoch(state, coefficients, batch_indices, batch_weights, val_indices, val_weights, fixed, data):
             X, Y = (host_rows, data[1]) if streamed else data
             start = (state["trainable"], state["non_trainable"], state["optimizer"])
             metrics = [jnp.broadcast_to(jnp.asarray(v), (M, *np.shape(v))) for v in self.metric_start]
@@ -339,13 +365,18 @@ class Program:
                     else:
                         numbers = check(*part, take_rows(X, idx), take_rows(Y, idx), weight)
                     val = val.at[np.asarray(who)].set(numbers)
+            grads = jnp.zeros((M, 0, 3), "float32")
+            if self.measured:  # at the epoch's end weights (those of a member that diverged: its last finite ones)
+                gx, gy = fixed if streamed else (take_rows(X, fixed), take_rows(Y, fixed))
+                with expected_calls(0):  # one pass an epoch, as validation
+                    grads = jax.vmap(self._member_gradients)(trainable, non_trainable, coefficients, gx, gy)
             new_state = {
                 "trainable": trainable,
                 "non_trainable": non_trainable,
                 "optimizer": optimizer_values,
                 "alive": ok,
             }
-            return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats
+            return new_state, sums, {k: train_metrics[k] for k in self.metric_names}, val, stats, grads
 
         return jax.jit(epoch, donate_argnums=(0,))
 

@@ -11,7 +11,9 @@ import logging
 import time
 
 import keras
+import numpy as np
 
+from reglab.data import rows
 from reglab.engine.training import Trained, Training, compile_model, error_line, fold_arrays
 from reglab.kit import records
 from reglab.kit.ledger import LossLedger
@@ -39,7 +41,11 @@ def train_member(member, data, training: Training, make_model, validate: bool = 
     plan.set_global_seed(member.seed)
     x_train, y_train, x_val, y_val, _ = fold_arrays(data, member.train, member.val, training.standardize)
     started = time.perf_counter()
-    ledger = LossLedger(stop_on_divergence=True)
+    first = np.arange(min(training.gradients, len(member.train)))  # the two gradients' batch: the fold's first rows
+    ledger = LossLedger(
+        stop_on_divergence=True,
+        gradients=(rows(x_train, first), rows(y_train, first)) if training.gradients else None,
+    )
     try:
         model = make_model(member.point)
         compile_model(model, training, member.point)

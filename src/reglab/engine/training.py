@@ -41,6 +41,7 @@ class Training:
     metrics: object  # metric names, or per output (dict / list)
     standardize: bool
     loss_weights: object = None  # per output, as `model.compile(loss_weights=...)`
+    gradients: int = 0  # rows of each member's fixed batch for the two gradients (`reglab.kit.gradients`); 0: off
 
 
 def fold_arrays(data, train, val, standardize: bool):

@@ -9,8 +9,14 @@ loss's gradient pulls the weight toward fitting the data, the penalty's pushes i
 - `grad_share:<weight>`    ‖∇R‖ / (‖∇L‖ + ‖∇R‖): the penalty's share of the tug of war (0.5: a draw)
 
 `LossLedger(gradients=(x, y))` records them at each epoch's end on that fixed batch (one forward and backward
-pass: what one training step costs). `gradients` is the backend-specific piece (JAX's `grad` of Keras's
+pass: what one training step costs); `Sweep(gradients=True)` for every member, on the first `ROWS` rows of its
+training fold (both engines: the population engine computes the same three numbers per weight inside its
+compiled epoch, `reglab.engine.program`). `gradients` is the backend-specific piece (JAX's `grad` of Keras's
 stateless call; TensorFlow's `GradientTape`), shared with `reglab.search.auto`.
+
+>>> row = columns({"d/kernel": (3.0, 1.0, -3.0)})
+>>> row["grad_share:d/kernel"], row["grad_cosine:d/kernel"]
+(0.25, -1.0)
 """
 
 from __future__ import annotations
@@ -20,12 +26,31 @@ import math
 import numpy as np
 
 QUANTITIES = ("grad_loss", "grad_penalty", "grad_cosine", "grad_share")
+ROWS = 256  # a sweep's fixed batch: the first ROWS rows of each member's training fold
+
+
+def columns(numbers: dict) -> dict:
+    """The record's four columns per weight from `{path: (‖∇L‖, ‖∇R‖, ∇L·∇R)}` — what every engine measures."""
+    out = {}
+    for path, (g_norm, r_norm, dot) in numbers.items():
+        g_norm, r_norm, dot = float(g_norm), float(r_norm), float(dot)
+        both = g_norm * r_norm
+        out[f"grad_loss:{path}"] = g_norm
+        out[f"grad_penalty:{path}"] = r_norm
+        out[f"grad_cosine:{path}"] = dot / both if both > 0 else math.nan
+        out[f"grad_share:{path}"] = r_norm / (g_norm + r_norm) if g_norm + r_norm > 0 else math.nan
+    return out
 
 
 def two_gradients(model, x, y, loss) -> dict:
     """`{"grad_loss:<path>": …, "grad_penalty:<path>": …, "grad_cosine:<path>": …, "grad_share:<path>": …}` for
     every trainable weight of `model` with a regularizer, on the batch (x, y) with the prediction loss `loss`
     (a Keras loss name or object, as compiled)."""
+    return columns(norms(model, x, y, loss))
+
+
+def norms(model, x, y, loss) -> dict:
+    """`{path: (‖∇L‖, ‖∇R‖, ∇L·∇R)}` per regularized trainable weight of `model` on (x, y) (see `two_gradients`)."""
     penalized = [v for v in model.trainable_variables if v.regularizer is not None]
     if not penalized:
         return {}
@@ -33,12 +58,7 @@ def two_gradients(model, x, y, loss) -> dict:
     out = {}
     for variable, g, r in zip(penalized, data, penalty):
         g, r = np.asarray(g, dtype=np.float64).ravel(), np.asarray(r, dtype=np.float64).ravel()
-        g_norm, r_norm = float(np.linalg.norm(g)), float(np.linalg.norm(r))
-        both = g_norm * r_norm
-        out[f"grad_loss:{variable.path}"] = g_norm
-        out[f"grad_penalty:{variable.path}"] = r_norm
-        out[f"grad_cosine:{variable.path}"] = float(g @ r / both) if both > 0 else math.nan
-        out[f"grad_share:{variable.path}"] = r_norm / (g_norm + r_norm) if g_norm + r_norm > 0 else math.nan
+        out[variable.path] = (float(np.linalg.norm(g)), float(np.linalg.norm(r)), float(g @ r))
     return out
 
 
@@ -54,7 +74,7 @@ def gradients(model, variables, x, y, loss):
     def mean_loss(y_pred):
         return ops.mean(loss_fn(ops.convert_to_tensor(y), y_pred))
 
-    x = np.asarray(x)
+    x = keras.tree.map_structure(np.asarray, x)
     if keras.backend.backend() == "jax":
         import jax
 

@@ -46,6 +46,7 @@ from keras import ops
 from reglab import _keras_private as private
 from reglab import validation
 from reglab.kit import records
+from reglab.kit.gradients import norms
 from reglab.kit.penalties import penalty_terms
 from reglab.kit.regularizers import describe
 from reglab.kit.schedules import scheduled_regularizers, track_scales
@@ -234,13 +235,11 @@ class LossLedger(keras.callbacks.Callback):
             scales,
             weights,
             decay_terms(self.model),
+            # at the epoch's end weights, on the fixed batch
+            norms(self.model, *self.gradients, self.model.loss) if self.gradients is not None else None,
             previous=self.rows[-1]["status"] if self.rows else "ok",
             extra={key: value for key, value in logs.items() if key in _UNPREFIXED},
         )
-        if self.gradients is not None:  # at the epoch's end weights, on the fixed batch
-            from reglab.kit.gradients import two_gradients
-
-            row.update(two_gradients(self.model, *self.gradients, self.model.loss))
         self.rows.append(row)
         if self.stop_on_divergence and row["status"] == "diverged":
             self.model.stop_training = True

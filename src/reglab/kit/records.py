@@ -32,7 +32,8 @@ Per-term and per-weight columns, named `<quantity>:<name>` (names as in `reglab.
 `near_zero:<weight>`       fraction of entries with |w| < the near-zero threshold (1e-3 by default)
 `grad_loss:<weight>`       ‖∇L‖, the prediction loss's gradient, at the epoch's end on a fixed batch, and
 `grad_penalty:<weight>`    ‖∇R‖, the weight's penalty's; `grad_cosine:<weight>` between them and
-`grad_share:<weight>`      ‖∇R‖ / (‖∇L‖ + ‖∇R‖) (`reglab.kit.gradients`; with `LossLedger(gradients=…)`)
+`grad_share:<weight>`      ‖∇R‖ / (‖∇L‖ + ‖∇R‖) (`reglab.kit.gradients`; `LossLedger(gradients=…)`,
+                           `Sweep(gradients=True)`)
 =========================  =========================================================================
 
 Every row is built by `epoch_row` (the ledger's and the population engine's alike), a member's rows
@@ -96,6 +97,7 @@ def epoch_row(
     scales: dict | None = None,
     weights: dict | None = None,
     decay: dict | None = None,
+    gradients: dict | None = None,
     previous: str = "ok",
     finite: bool = True,
     extra: dict | None = None,
@@ -105,7 +107,7 @@ def epoch_row(
     `train` and `val`: (prediction loss, penalty, total) — `total` None is their sum; `val` None:
     no validation (NaN). `metrics`: {"train_accuracy": …, "val_accuracy": …} (names as Keras logs them,
     prefixed). `penalties` and `scales`: by term; `weights`: {path: (l1, l2, zeros, near_zero)} (see
-    `weight_stats`); `decay`: by weight path; `previous`: the status of the epoch before; `finite`: False when the
+    `weight_stats`); `decay`: by weight path; `gradients`: {path: (‖∇L‖, ‖∇R‖, ∇L·∇R)} (`reglab.kit.gradients`); `previous`: the status of the epoch before; `finite`: False when the
     engine found something else not finite (the weights); `extra`: other logged numbers (a learning rate).
 
     >>> row = epoch_row(1, (0.5, 0.1, None), weights={"d/kernel": (7.0, 5.0, 1, 0.5)})
@@ -135,6 +137,10 @@ def epoch_row(
         for quantity, value in zip(WEIGHT_STATS, numbers):
             row[column(quantity, path)] = int(value) if quantity == "zeros" else float(value)
     row.update({column("decay", k): float(v) for k, v in (decay or {}).items()})
+    if gradients:
+        from reglab.kit.gradients import columns as gradient_columns
+
+        row.update(gradient_columns(gradients))
     row["status"] = status(row["train_total"] if finite else math.nan, previous)
     return row
 

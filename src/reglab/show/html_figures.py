@@ -192,6 +192,41 @@ def share(go, epochs, labels, colors):
     return fig
 
 
+def gradients(go, table: pd.DataFrame, labels, colors):
+    """Seed 004's tug of war: per regularized weight (a panel each), the penalty's share of its gradient over the
+    epochs, one line per point, with 50 % (the two pulls equal: a minimum of the regularized objective) dotted."""
+    from plotly.subplots import make_subplots
+
+    weights = list(dict.fromkeys(table["weight"]))
+    cols = min(3, len(weights))
+    fig = make_subplots(rows=-(-len(weights) // cols), cols=cols, subplot_titles=weights, shared_yaxes=True)
+    for k, weight in enumerate(weights):
+        row, col = k // cols + 1, k % cols + 1
+        for point in (p for p in labels if ((table["point"] == p) & (table["weight"] == weight)).any()):
+            rows = table[(table["point"] == point) & (table["weight"] == weight)]
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["epoch"],
+                    y=rows["share"],
+                    mode="lines",
+                    name=labels.get(point, point),
+                    legendgroup=point,
+                    showlegend=k == 0,
+                    meta=point,
+                    line={"color": colors[point]},
+                    hovertemplate=f"{weight}<br>{labels.get(point, point)}<br>epoch %{{x}}: %{{y:.1%}}<extra></extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        fig.add_hline(y=0.5, row=row, col=col, line={"color": views.NEUTRAL, "dash": "dot", "width": 1})
+        fig.update_xaxes(title_text="epoch", row=row, col=col)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="‖∇R‖ / (‖∇L‖ + ‖∇R‖)", col=1)
+    fig.update_layout(**{**LAYOUT, "height": 320 * (-(-len(weights) // cols)) + 100})
+    return fig
+
+
 # --- escaping -----------------------------------------------------------------------------------
 
 

@@ -116,6 +116,19 @@ def render(epochs, summary, members, histograms, document: dict, spec: dict, tit
         )
     )
 
+    tug = views.gradient_share(epochs)  # seed 004's two gradients, where the sweep recorded them
+    if len(tug):
+        figures.append(
+            (
+                "The two gradients",
+                "Per regularized weight, the penalty's share of its gradient, ‖∇R‖ / (‖∇L‖ + ‖∇R‖), at each epoch's "
+                "end on a fixed batch of training rows (mean over folds): the prediction loss pulls the weight toward "
+                "the data, the penalty toward zero. Dotted: 50 %, the balance at a minimum of the regularized "
+                "objective — near it the penalty holds the weight (λ decides its size), near 0 the data do.",
+                html_figures.gradients(go, tug, labels, colors),
+            )
+        )
+
     nonce = secrets.token_urlsafe(16)
     scripts, sections = [], []
     for i, (heading, note, figure) in enumerate(figures):

@@ -31,7 +31,7 @@ def _choice(choice: dict) -> str:
 def sweep_html(result) -> str:
     """A `SweepResult` as HTML: the decision (best, one-standard-error, test score, or why nothing was chosen), the
     Pareto front if a study had several objectives, the summary table with each point's verdict, and the validation
-    curve (or, with no numeric parameter varying, the learning curves)."""
+    curve (or, with no numeric parameter varying, the learning curves); the two gradients' shares where recorded."""
     from reglab.decide.selection import param_columns_of
     from reglab.show import plots, views
 
@@ -77,6 +77,8 @@ def sweep_html(result) -> str:
         figure = _png(lambda path: plots.validation_curve(summary, param, path, best_point=best, best_1se=one_se))
     else:
         figure = _png(lambda path: plots.learning_curves(result.epochs, path))
+    if len(views.gradient_share(result.epochs)):  # the two gradients, where the sweep recorded them
+        figure += _png(lambda path: plots.gradient_share(result.epochs, path))
     members = len(result.members)
     return (
         f"<div><h3>reglab sweep: {len(summary)} configurations, {members} members</h3>"

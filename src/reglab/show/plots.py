@@ -269,6 +269,38 @@ def penalty_share(epochs: pd.DataFrame, path) -> Path:
     return _save(fig, path)
 
 
+def gradient_share(epochs: pd.DataFrame, path) -> Path:
+    """Seed 004's tug of war (`Sweep(gradients=True)`): per regularized weight a panel, the penalty's share of its
+    gradient over the epochs, one line per point; 50 % (the two pulls equal) dotted."""
+    params = param_columns(epochs)
+    ok = _ok(epochs)
+    colors = views.point_colors(epochs, params)
+    table = views.gradient_share(epochs)
+    weights = list(dict.fromkeys(table["weight"]))[:MAX_PANELS]
+    cols = min(3, len(weights))
+    rows = -(-len(weights) // cols)
+    fig, axes = _figure(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.4), squeeze=False, sharey=True)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(weights):
+            ax.set_visible(False)
+            continue
+        for pid in _in_order(epochs, params)[:MAX_PANELS]:
+            line = table[(table["point"] == pid) & (table["weight"] == weights[k])]
+            if len(line):
+                label = _label(ok[ok["point"] == pid].iloc[0], params)
+                ax.plot(line["epoch"], line["share"], color=colors[pid], gid=pid, label=label)
+        ax.axhline(0.5, color=views.NEUTRAL, linestyle=":", linewidth=1)
+        ax.set_title(weights[k], fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("‖∇R‖ / (‖∇L‖ + ‖∇R‖)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("The penalty's share of each weight's gradient")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _figure(*grid, figsize, **options):
     """(figure, axes) drawn without pyplot: no backend is chosen or changed (a notebook's stays as it was), and
     nothing is kept open once saved."""
@@ -299,6 +331,8 @@ def render_all(
         learning_curves(epochs, folder / "learning_curves.png"),
         penalty_share(epochs, folder / "penalty_share.png"),
     ]
+    if len(views.gradient_share(epochs)):  # recorded with `Sweep(gradients=True)`
+        written.append(gradient_share(epochs, folder / "gradient_share.png"))
     for param in numeric_params(summary, param_columns_of(summary)):
         written.append(
             validation_curve(

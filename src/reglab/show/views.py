@@ -153,6 +153,19 @@ def penalty_share(epochs: pd.DataFrame) -> pd.DataFrame:
     return table.groupby(["point", "epoch"], sort=False)["share"].mean().reset_index()
 
 
+def gradient_share(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Long table (point, epoch, weight, share) of the penalty's share of each regularized weight's gradient
+    (`reglab.kit.gradients`), mean over the point's members; empty where the two gradients were not recorded."""
+    columns = [c for c in epochs.columns if c.startswith("grad_share:")]
+    ok = epochs[epochs["status"] == "ok"]
+    if not columns or ok.empty:
+        return pd.DataFrame(columns=["point", "epoch", "weight", "share"])
+    means = ok.groupby(["point", "epoch"], sort=False)[columns].mean().reset_index()
+    table = means.melt(["point", "epoch"], columns, var_name="weight", value_name="share").dropna(subset=["share"])
+    table["weight"] = table["weight"].str.split(":", n=1).str[1]
+    return table.reset_index(drop=True)
+
+
 def learning_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     """Long table (point, epoch, train_loss, val_loss, *_std) of fold-mean prediction losses."""
     ok = epochs[epochs["status"] == "ok"]

@@ -48,10 +48,11 @@ def arguments(
     prune=None,
     eta=3,
     min_epochs=1,
+    gradients=False,
 ) -> dict:
     """The settings, each checked ("… Received: name=value"), as `Sweep` keeps them: `seed`, `n_trials`,
     `refine`, `refine_points`, `refine_param` (the refined key), `repeats`, `epochs`, `batch_size`,
-    `optimizer` (lower case) and `rounds`, the search's points round by round.
+    `optimizer` (lower case), `gradient_rows` (0: off) and `rounds`, the search's points round by round.
 
     >>> arguments(grid={"l2": [0.0, 1e-3]}, optimizer="Adam")["rounds"]
     [[{'l2': 0.0}, {'l2': 0.001}]]
@@ -127,6 +128,7 @@ def arguments(
     if test_size is not None:
         validation.number(test_size, "test_size", low=0, high=0.9, low_open=True)
     out["epochs"] = validation.number(epochs, "epochs", low=1, integer=True)
+    out["gradient_rows"] = gradient_rows(gradients)
     out["batch_size"] = validation.number(batch_size, "batch_size", low=1, integer=True)
     if not _is_schedule(learning_rate):
         validation.number(learning_rate, "learning_rate", low=0, low_open=True)
@@ -260,3 +262,22 @@ def _per_output(value, allow_number=True) -> list:
     if allow_number:
         return [value]
     raise ValueError(f"`loss_weights` is a dict by output name or a list. Received: loss_weights={value!r}")
+
+
+def gradient_rows(gradients) -> int:
+    """`Sweep(gradients=…)` as the rows of each member's fixed batch: True is `reglab.kit.gradients.ROWS`, False 0
+    (off), a positive integer that many rows (fewer where a training fold has fewer).
+
+    >>> gradient_rows(True), gradient_rows(False), gradient_rows(64)
+    (256, 0, 64)
+    """
+    from reglab.kit.gradients import ROWS
+
+    if gradients is True or gradients is False:
+        return ROWS if gradients else 0
+    if isinstance(gradients, int) and not isinstance(gradients, bool) and gradients >= 1:
+        return gradients
+    raise ValueError(
+        "`gradients` is True (the two gradients on the first 256 training rows of each member's fold), False, "
+        f"or a number of rows (≥ 1). Received: gradients={gradients!r}"
+    )
