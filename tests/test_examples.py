@@ -43,6 +43,11 @@ def test_readme_python_blocks_run(block, capsys, tmp_path, monkeypatch):
         tuned = namespace["tuned"]
         assert len(tuned.summary) == 12 and (tuned.summary.pruned > 0).any() and tuned.best is not None
         assert tuned.timing["populations"] == 2 and "val_loss_mean" in out
+    if "last" in namespace:  # seed 004's two gradients: the penalty's share rising with λ to the balance
+        shares = namespace["last"].groupby("l2")[[c for c in namespace["last"] if c.startswith("grad_share:")]].mean()
+        assert len(shares.columns) == 2 and (shares.diff().iloc[1:] > 0).all().all(), shares
+        assert (shares.loc[1.0] > 0.4).all() and (shares.loc[1e-4] < 0.05).all()
+        assert namespace["result"].diagnosis["recommendation"].iloc[-1] == "decrease λ"
     if "streamed" in namespace:  # data on disk: three points, the population engine, a test score
         streamed = namespace["streamed"]
         assert len(streamed.summary) == 3 and streamed.timing["populations"] >= 1
