@@ -92,8 +92,8 @@ def main(argv: list[str]) -> int:
     # on 2 cores: 7:14 for both instead of 7:11 + 0:55 once; 8:05 against 7:12 + ~0:55 on a later tree (the CPU
     # work bounds it either way).
     with tempfile.TemporaryFile("w+") as tf_output:
-        tf_pass = _pytest(
-            ["-n", "1"], wait=False, stdout=tf_output, stderr=subprocess.STDOUT, KERAS_BACKEND="tensorflow"
+        tf_pass = _pytest(  # in one process (no xdist controller beside it: ~5 s of CPU less)
+            ["-p", "no:xdist"], wait=False, stdout=tf_output, stderr=subprocess.STDOUT, KERAS_BACKEND="tensorflow"
         )
         code = _pytest(["-n", "2", "--dist", "worksteal"], KERAS_BACKEND="jax")
         tf_code = tf_pass.wait()

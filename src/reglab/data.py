@@ -260,7 +260,8 @@ def prepare(x, y, task: str = "auto") -> Dataset:
             "task='multi-output' needs several targets (a dict or list of arrays). Received: y of one array"
         )
     target, task, classes = _as_target(y, n, task)
-    names = tuple(str(c) for c in x.columns) if isinstance(x, pd.DataFrame) else ()
+    # a DataFrame's column names, or a streamed Parquet file's (`reglab.on_disk.DiskArray.columns`)
+    names = tuple(str(c) for c in x.columns) if isinstance(x, pd.DataFrame) or hasattr(x, "chunks") else ()
     return Dataset(features, target, task, classes, names)
 
 

@@ -47,6 +47,7 @@ class DiskArray:
         self.row_bytes = int(np.prod(self.row_shape, dtype="int64")) * self.file_dtype.itemsize
         self.chunk_rows = int(chunk_rows) if chunk_rows else max(1, CHUNK_BYTES // max(self.row_bytes, 1))
         self._fd, self._lock = None, threading.Lock()
+        self.columns: tuple = ()  # the features' names where the file had them (a Parquet file's columns)
 
     def __len__(self) -> int:
         return self.shape[0]

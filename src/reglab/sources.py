@@ -254,4 +254,6 @@ def _stream_parquet(path: Path, target):
         for batch in file.iter_batches(batch_size=65536, columns=features):
             yield np.column_stack([batch.column(i).to_numpy(zero_copy_only=False) for i in range(len(features))])
 
-    return on_disk.cached_npy(path, f"parquet|{target}", (rows, len(features)), chunks()), y
+    x = on_disk.cached_npy(path, f"parquet|{target}", (rows, len(features)), chunks())
+    x.columns = tuple(features)  # what the features are called (the report's feature selection names them)
+    return x, y

@@ -120,6 +120,7 @@ def test_a_sweep_on_a_parquet_file_streams_it_chooses_refits_tests_and_resumes(t
         xs, ys, run_dir=tmp_path / "run"
     )
     assert result.timing["populations"] == 1 and result.timing["compile_seconds"] > 0  # the population engine
+    assert "feature:p63" in result.epochs.columns  # the first layer's inputs named by the file's columns
     assert len(result.summary) == 2 and result.best is not None
     assert result.test["accuracy"] > 0.3  # ten classes: chance is 0.1
     again = reglab.Sweep(zoo.mlp_dropout, grid={"l2": [0.0, 1e-2]}, cv=2, test_size=0.25, epochs=4, seed=0).run(
