@@ -241,9 +241,16 @@ def test_on_tensorflow_the_reference_engine_fits_each_member_in_this_process(can
             refit=False,
             seed=0,
             engine="reference",
+            gradients=32,
         ).run(x, y)
     assert (result.members.status == "ok").all() and len(result.members) == 4
     assert "executor" not in result.timing
+    # seed 004's two gradients, through TensorFlow's tape: L2(λ)'s is 2λw, nothing where λ = 0
+    kernel = next(c.split(":", 1)[1] for c in result.epochs.columns if c.startswith("grad_penalty:"))
+    np.testing.assert_allclose(
+        result.epochs[f"grad_penalty:{kernel}"], 2 * result.epochs["l2"] * result.epochs[f"l2:{kernel}"], rtol=1e-5
+    )
+    assert result.epochs[f"grad_loss:{kernel}"].gt(0).all()
 
 
 def test_a_subclassed_model_that_has_not_seen_data_sweeps_with_the_loss_inferred(digits):
