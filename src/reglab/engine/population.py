@@ -200,14 +200,15 @@ def _train_population(population, data, training, validate, order, checkpoints=N
 
         def fixed(cut):
             """The two gradients' fixed batch of each member of `cut`: the first rows of its training fold (its
-            slot's fold, with slots) — their indices, or with the features on disk the rows (`Program.epoch_function`)."""
+            slot's fold, with slots) — (their indices, or with the features on disk the rows, and weights: None, or
+            0 for the padding of a fold with fewer rows than the others; `Program.epoch_function`)."""
             if not program.measured:
                 return None
-            rows = min(training.gradients, *(len(seats[i].train) for i in cut))
-            idx = np.stack([seats[i].train[:rows] + offsets[i] for i in cut]).astype("int32")
+            idx, weight = pad([seats[i].train[: training.gradients] + offsets[i] for i in cut])
+            weight = None if weight.all() else weight
             if not on_disk:
-                return idx
-            return np.stack([x_views(r) for r in idx]), take_rows(host[1], idx)
+                return idx, weight
+            return (np.stack([x_views(r) for r in idx]), take_rows(host[1], idx)), weight
 
         def batch_indices(plan, epoch, cut):
             """Per segment of the shard `cut` (members, steps, batch): each member's next batches in its

@@ -223,15 +223,16 @@ class Program:
         result = self._metric_result(metrics)
         return self.jnp.stack([pred, penalty, *(result[name] for name in self.metric_names)])
 
-    def _member_gradients(self, trainable, non_trainable, coefficients, x, y):
+    def _member_gradients(self, trainable, non_trainable, coefficients, x, y, weight=None):
         """Seed 004's two gradients of one member on its fixed batch, per measured weight (`measured`):
-        (‖∇L‖, ‖∇R‖, ∇L·∇R) — L the prediction loss (mean over the rows, inference mode, as
-        `reglab.kit.gradients` measures it in `fit`), R the member's penalty on that weight at this epoch's λ."""
+        (‖∇L‖, ‖∇R‖, ∇L·∇R) — L the prediction loss (mean over the real rows, `weight` 0 for padding; inference
+        mode, as `reglab.kit.gradients` measures it in `fit`), R the member's penalty on that weight at this
+        epoch's λ."""
         jax, jnp = self.jax, self.jnp
         metrics = [jnp.asarray(v) for v in self.metric_start]
 
         def data(trainable):
-            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, False)[1][0]
+            return self._forward(trainable, non_trainable, metrics, x, y, coefficients, False, weight)[1][0]
 
         def penalty(trainable):
             terms = self._penalties(trainable, coefficients)
@@ -294,9 +295,9 @@ class Program:
         """The jitted epoch of a shard of `plan.size` members: (state, coefficients, per-segment batch
         indices and weights, per-cohort validation indices and weights, the two gradients' fixed batches,
         data) -> (state, training sums, training metrics, validation numbers, weight statistics, gradients).
-        Weights are None where batches are not padded. The fixed batches: each member's row indices (M, rows),
-        or with `host_rows` the rows themselves ((M, rows, …) features, (M, rows, …) targets), or None
-        (not measured: gradients (M, 0, 3)). `epochs`: how many times it will run (what a convolution's batching is chosen for).
+        Weights are None where batches are not padded. The fixed batches: (each member's row indices (M, rows),
+        or with `host_rows` the rows themselves ((M, rows, …) features, (M, rows, …) targets); their weights or
+        None), or None (not measured: gradients (M, 0, 3)). `epochs`: how many times it will run (what a convolution's batching is chosen for).
         `data`: (features, targets) on the device — arguments, not constants, so that the compiled program
         depends on the data's shapes only (closed over, JAX embeds them as constants: another dataset of the
         same shapes, or other folds when standardizing, compiled the epoch again, 0.9 s) —, or (None, targets) with
@@ -367,9 +368,10 @@ class Program:
                     val = val.at[np.asarray(who)].set(numbers)
             grads = jnp.zeros((M, 0, 3), "float32")
             if self.measured:  # at the epoch's end weights (those of a member that diverged: its last finite ones)
-                gx, gy = fixed if streamed else (take_rows(X, fixed), take_rows(Y, fixed))
+                rows, weight = fixed
+                gx, gy = rows if streamed else (take_rows(X, rows), take_rows(Y, rows))
                 with expected_calls(0):  # one pass an epoch, as validation
-                    grads = jax.vmap(self._member_gradients)(trainable, non_trainable, coefficients, gx, gy)
+                    grads = jax.vmap(self._member_gradients)(trainable, non_trainable, coefficients, gx, gy, weight)
             new_state = {
                 "trainable": trainable,
                 "non_trainable": non_trainable,
