@@ -154,11 +154,20 @@ def _wait_for_checkpoint(run_dir, process, after=0.0, timeout=240):
 @pytest.mark.slow
 def test_the_cli_stopped_by_ctrl_c_then_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
     """Ctrl-C (exit 130, one line saying how to go on), a re-run killed with SIGKILL mid-training, a third
-    run: the tables equal those of a run never interrupted."""
+    run: the tables equal those of a run never interrupted (the config's sweep run in this process, as the
+    command runs it: a fourth process would add only its start)."""
+    from reglab import config as config_module
+
     config = tmp_path / "sweep.toml"
     config.write_text(textwrap.dedent(CONFIG.format(epochs=200)))  # each run past its first save
-    whole = _cli(config, tmp_path / "whole")
-    assert whole.wait(timeout=600) == 0, whole.communicate()
+    experiment = config_module.from_file(config)
+    experiment.sweep.run(
+        experiment.x,
+        experiment.y,
+        run_dir=tmp_path / "whole",
+        task=experiment.task,
+        checkpoint_seconds=experiment.checkpoint_seconds,
+    )
     cut, last = tmp_path / "cut", 0.0
     for how in (signal.SIGINT, signal.SIGKILL):
         process = _cli(config, cut)

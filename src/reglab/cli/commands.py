@@ -17,7 +17,6 @@ from reglab.cli.app import (
     fail_os,
     fail_usage,
     import_keras_quietly,
-    import_tensorflow_quietly,
     printable,
 )
 from reglab.cli.terminal import Log, Progress, StopOnCtrlC, finish, interrupted, print_result
@@ -181,7 +180,6 @@ def report(
     try:
         if tensorboard is not None:  # refused before the run directory is re-rendered
             check_output_dir(tensorboard, "tensorboard")
-            import_tensorflow_quietly()  # TensorBoard's writer imports it where it is installed
         with Log(run_dir):  # warnings as on `reglab sweep`: reglab's one line each, the rest to log.txt
             document = refresh(run_dir)  # a directory in use is read, not written (see reglab.show.report.refresh)
     except ValueError as error:

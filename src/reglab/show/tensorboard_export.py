@@ -25,6 +25,14 @@ def export(run_dir, logdir=None) -> Path:
 
     Written with the `tensorboard` package's own event writer and summary protos: TensorFlow is not needed
     (nor imported)."""
+    import sys
+    import types
+
+    if "tensorflow" not in sys.modules:
+        # TensorBoard's own switch to its TensorFlow stub (the `tensorboard.compat.notf` module its
+        # `//tensorboard/compat:no_tensorflow` build adds): where TensorFlow is installed, its writer would import
+        # it (~4 s, ~460 MB and TensorFlow's C++ start-up lines) for nothing the stub does not do
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.plugins.hparams import summary_v2 as hp
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
