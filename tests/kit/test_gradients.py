@@ -56,6 +56,11 @@ def test_the_recorded_gradients_are_the_penalty_maths_and_the_data_gradient_by_h
     assert row[f"grad_share:{path}"] == pytest.approx(share)
     assert not any(c.endswith("hidden/kernel") for c in ledger.history.columns if c.startswith("grad_"))
     assert len(ledger.history) == 2 and ledger.history[f"grad_share:{path}"].notna().all()
+    # at the model's current weights, once (a custom loop's way): what the ledger recorded at the last epoch's end
+    from reglab.kit.gradients import two_gradients
+
+    once = two_gradients(model, *batch, "sparse_categorical_crossentropy")
+    assert once == pytest.approx({k: row[k] for k in once}, rel=1e-6) and len(once) == 4
 
 
 def test_the_penalty_share_rises_with_lambda(digits):
