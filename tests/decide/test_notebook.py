@@ -37,9 +37,11 @@ def test_the_quickstart_notebook_runs_and_each_result_draws_itself(tmp_path):
     ledger, progress, sweep, report = shown
     assert '<progress value="12" max="12">' in progress and "12 / 12 members trained (done)" in progress  # updated
     assert "LossLedger: 5 epochs" in ledger and "dense/kernel" in ledger
+    assert "max-width:1100px" in ledger  # the losses and, beside them, the penalty's share of the kernel's gradient
     assert all(image.startswith(b"\x89PNG") for image in _images(ledger)) and len(_images(ledger)) == 1
     assert "reglab sweep: 4 configurations, 12 members" in sweep and "<b>Best</b>: l2=" in sweep
-    assert "Test set" in sweep and "One-standard-error rule" in sweep and len(_images(sweep)) == 1
+    assert "Test set" in sweep and "One-standard-error rule" in sweep
+    assert len(_images(sweep)) == 2  # the validation curve; seed 004's two gradients, one line per λ
     assert sweep.count("<tr") == 5  # the head and a row per λ, each with its verdict
     assert report.startswith("<iframe") and "reglab report" in html.unescape(report)
     assert (tmp_path / "runs" / "quickstart" / "report.html").is_file()
