@@ -27,9 +27,10 @@ The rules, in order (thresholds are module constants):
    that is *overfitting*, and its reason says it ends worse than the constant predictor. The advice follows
    the cause: "decrease the learning rate" when the training loss is ≥ `BLOWN_UP` × the baseline (the
    weights blew up; a large penalty share then only follows from their size); "decrease λ" when the
-   penalty dominates the objective or holds a weight (its gradient share ≥ `HOLDS`); "increase λ …" when the training loss is below the baseline (it
-   fits the training folds only); "train longer (more epochs) or with a higher learning rate" when the
-   validation loss is still falling (a first sweep of a few epochs); else "decrease the learning rate".
+   penalty dominates the objective or holds a weight (its gradient share ≥ `HOLDS`); "increase λ …" when
+   the training loss is below the baseline (it fits the training folds only); "train longer (more epochs)
+   or with a higher learning rate" when the validation loss is still falling (a first sweep of a few
+   epochs); else "decrease the learning rate".
 1. *overfitting* when the validation loss rose ≥ `RISE` above its minimum while the training loss
    kept falling, or when the gap is ≥ `GAP` and the point ends ≥ `EXCESS` worse than the best →
    "increase λ" (or add dropout; or stop at the best epoch).
