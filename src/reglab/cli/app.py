@@ -120,22 +120,14 @@ def import_keras_quietly(compile_cache: bool = True):
         else:
             cache.off()
         return
-    import_tensorflow_quietly()
-    import keras  # noqa: F401  (TensorFlow is imported: quietly, above)
-
-
-def import_tensorflow_quietly():
-    """TensorFlow, where installed, without its C++ start-up chatter (it ignores TF_CPP_MIN_LOG_LEVEL): for Keras on
-    TensorFlow, and for TensorBoard's writer, which imports it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
         os.dup2(devnull, 2)
-        try:
-            import tensorflow as tf
-        except ImportError:
-            return
+        import keras  # noqa: F401
+        import tensorflow as tf
+
         tf.config.list_physical_devices()  # device probing logs too
     finally:
         os.dup2(saved, 2)

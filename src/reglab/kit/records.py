@@ -53,6 +53,8 @@ import math
 
 import numpy as np
 
+from reglab.kit.gradients import columns as gradient_columns
+
 FIXED = (
     "epoch",
     "train_loss",
@@ -107,8 +109,9 @@ def epoch_row(
     `train` and `val`: (prediction loss, penalty, total) — `total` None is their sum; `val` None:
     no validation (NaN). `metrics`: {"train_accuracy": …, "val_accuracy": …} (names as Keras logs them,
     prefixed). `penalties` and `scales`: by term; `weights`: {path: (l1, l2, zeros, near_zero)} (see
-    `weight_stats`); `decay`: by weight path; `gradients`: {path: (‖∇L‖, ‖∇R‖, ∇L·∇R)} (`reglab.kit.gradients`); `previous`: the status of the epoch before; `finite`: False when the
-    engine found something else not finite (the weights); `extra`: other logged numbers (a learning rate).
+    `weight_stats`); `decay`: by weight path; `gradients`: {path: (‖∇L‖, ‖∇R‖, ∇L·∇R)} (`reglab.kit.gradients`);
+    `previous`: the status of the epoch before; `finite`: False when the engine found something else not finite
+    (the weights); `extra`: other logged numbers (a learning rate).
 
     >>> row = epoch_row(1, (0.5, 0.1, None), weights={"d/kernel": (7.0, 5.0, 1, 0.5)})
     >>> row["train_total"], row["val_loss"], row["zeros:d/kernel"], row["status"]
@@ -137,10 +140,7 @@ def epoch_row(
         for quantity, value in zip(WEIGHT_STATS, numbers):
             row[column(quantity, path)] = int(value) if quantity == "zeros" else float(value)
     row.update({column("decay", k): float(v) for k, v in (decay or {}).items()})
-    if gradients:
-        from reglab.kit.gradients import columns as gradient_columns
-
-        row.update(gradient_columns(gradients))
+    row.update(gradient_columns(gradients or {}))
     row["status"] = status(row["train_total"] if finite else math.nan, previous)
     return row
 

@@ -199,11 +199,13 @@ def gradients(go, table: pd.DataFrame, labels, colors):
 
     weights = list(dict.fromkeys(table["weight"]))
     cols = min(3, len(weights))
-    fig = make_subplots(rows=-(-len(weights) // cols), cols=cols, subplot_titles=weights, shared_yaxes=True)
-    for k, weight in enumerate(weights):
+    panel_rows = -(-len(weights) // cols)
+    fig = make_subplots(rows=panel_rows, cols=cols, subplot_titles=weights, shared_yaxes=True)
+    for k, (weight, lines) in enumerate(table.groupby("weight", sort=False)):
         row, col = k // cols + 1, k % cols + 1
-        for point in (p for p in labels if ((table["point"] == p) & (table["weight"] == weight)).any()):
-            rows = table[(table["point"] == point) & (table["weight"] == weight)]
+        by_point = dict(tuple(lines.groupby("point", sort=False)))
+        for point in (p for p in labels if p in by_point):  # legends in λ order
+            rows = by_point[point]
             fig.add_trace(
                 go.Scatter(
                     x=rows["epoch"],
@@ -223,7 +225,7 @@ def gradients(go, table: pd.DataFrame, labels, colors):
         fig.update_xaxes(title_text="epoch", row=row, col=col)
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(title_text="‖∇R‖ / (‖∇L‖ + ‖∇R‖)", col=1)
-    fig.update_layout(**{**LAYOUT, "height": 320 * (-(-len(weights) // cols)) + 100})
+    fig.update_layout(**{**LAYOUT, "height": 320 * panel_rows + 100})
     return fig
 
 
