@@ -9,15 +9,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _OWN_CACHE = "REGLAB_CACHE" not in os.environ
 if _OWN_CACHE:
     os.environ["REGLAB_CACHE"] = tempfile.mkdtemp(prefix="reglab-test-cache-")
-# Two XLA settings in every process the tests start, both about compiling: the suite's programs run a few
+# Three XLA settings in every process the tests start, all about compiling: the suite's programs run a few
 # epochs, so compiling them is most of its time. XLA's LLVM back end at optimization level 1 rather than its
 # default 2 (20-40 % faster compiles), and its CPU fusions emitted the older way (`xla_cpu_use_fusion_emitters`
 # off: every model family of test_population, population and `fit`, in 37 s instead of 49 s). The numbers
 # stay: measured on every family of test_population, population and `fit`: level 1 against level 2 bitwise
 # equal for 7 of 9 families, within 3e-8 for the other two; the older emitters against the newer (both at level
 # 1) bitwise equal for 6 of 9, within 6e-8 for the other three; both engines moved alike (jax 0.10.2, 2 CPU cores). Not level
-# 0: there Keras's own `fit` of the Conv1D + BatchNorm family gives NaN.
-_FLAGS = ("--xla_backend_optimization_level=1", "--xla_cpu_use_fusion_emitters=false")
+# 0: there Keras's own `fit` of the Conv1D + BatchNorm family gives NaN. The third is about who compiles: XLA splits a
+# program's LLVM module into up to 32 parts compiled on threads, which saves a lone process wall time but costs
+# CPU — and in the suite every core is already busy with another test: one part (the JAX pass, 2 cores, 1,029 →
+# 954 CPU seconds, 9:21 → 8:42).
+_FLAGS = (
+    "--xla_backend_optimization_level=1",
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_cpu_parallel_codegen_split_count=1",
+)
 for _flag in _FLAGS:
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
