@@ -141,9 +141,10 @@ sweep = Sweep(build, grid={{"l2": {lambdas!r}}}, cv=3, seed=0, **{options!r})
     loop_members = plan.members([{"l2": v} for v in lambdas], data_module.folds(dataset, rest, 3, 1, 0, True), 0)
     echo(f"zoo {name}: the loop of model.fit a user would write (one fold fit and the refit timed) …")
     fold_fit, _ = _fit(build, dataset, loop_members[0], user_training)
-    refit, _ = _fit(
-        build, dataset, plan.refit_member(runs["first"]["best_params"], rest, None, 0), user_training, validate=False
-    )
+    # the refit of the point the sweep chose; where it chose none (a few epochs of a BatchNorm model may not beat
+    # the constant predictor yet) a user's loop would still refit one: its time does not depend on λ
+    chosen = runs["first"]["best_params"] or {"l2": lambdas[0]}
+    refit, _ = _fit(build, dataset, plan.refit_member(chosen, rest, None, 0), user_training, validate=False)
     loop_seconds = fold_fit * len(loop_members) + refit
     return {
         "seconds": runs["first"]["seconds"],
