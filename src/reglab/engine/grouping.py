@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import keras
 
@@ -40,6 +42,7 @@ class Population:
 
     members: list
     models: list
+    build: Callable | None = None  # member -> its model, built as `plan_populations` builds them (`admit`)
 
 
 def structure(config, rates=False):
@@ -89,23 +92,31 @@ def plan_populations(members, make_model, probe=None) -> tuple[list[Population],
     by `signature`. A model that has not created its weights yet (a subclassed model) is called once on
     `probe`, a batch of inputs, as `fit` would build it. Returns (populations, {member id: error} for
     members whose model did not build)."""
+    build = partial(build_model, make_model=make_model, probe=probe)
     groups, failed = {}, {}
     for member in members:
-        keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
-        plan.set_global_seed(member.seed)
         try:
-            model = make_model(member.point)
-            if not isinstance(model, keras.Model):
-                raise TypeError(f"the builder returned {type(model).__name__}, not a Keras model")
-            if probe is not None and not built(model):
-                model(probe)
+            model = build(member)
             key = signature(model, member.point)
         except Exception as error:  # recorded as that member's failure, like the reference engine does
             failed[member.id] = error_line(error)
             continue
-        groups.setdefault(key, Population([], [])).members.append(member)
+        groups.setdefault(key, Population([], [], build)).members.append(member)
         groups[key].models.append(model)
     return list(groups.values()), failed
+
+
+def build_model(member, make_model, probe=None):
+    """`member`'s own model: built under its seed with its point applied (called on `probe` if it has not
+    created its weights)."""
+    keras.backend.clear_session(free_memory=False)  # names reset; a full gc pass costs ~0.2 s
+    plan.set_global_seed(member.seed)
+    model = make_model(member.point)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"the builder returned {type(model).__name__}, not a Keras model")
+    if probe is not None and not built(model):
+        model(probe)
+    return model
 
 
 def built(model) -> bool:

@@ -5,7 +5,8 @@ terms of their own (`Recorded`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -83,29 +84,34 @@ class PerMember:
     of 0). Code that needs the concrete number (`math.sqrt(rate)`) fails to trace; the population is
     then split by value (`train_population`)."""
 
-    def __init__(self, value, values):
+    def __init__(self, value, values, asked=None):
         self.value, self.values = value, tuple(values)
+        self.asked = asked if asked is not None else []  # the questions the trace asked: (question, other)
 
     def __jax_array__(self):
         return self.value
 
+    def _ask(self, question, other=None):
+        self.asked.append((question, other))
+        return answer(question, self.values, other)
+
     def __bool__(self):
-        return any(v != 0 for v in self.values)
+        return self._ask("bool")
 
     def __gt__(self, other):
-        return any(v > other for v in self.values)
+        return self._ask("gt", other)
 
     def __ge__(self, other):
-        return any(v >= other for v in self.values)
+        return self._ask("ge", other)
 
     def __lt__(self, other):
-        return any(v < other for v in self.values)
+        return self._ask("lt", other)
 
     def __le__(self, other):
-        return any(v <= other for v in self.values)
+        return self._ask("le", other)
 
     def __eq__(self, other):
-        return all(v == other for v in self.values)
+        return self._ask("eq", other)
 
     def __ne__(self, other):
         return not self == other
@@ -124,13 +130,33 @@ for _name in ("add", "sub", "mul", "truediv", "pow"):
     setattr(PerMember, f"__r{_name}__", lambda self, other, op=f"__r{_name}__": getattr(self.value, op)(other))
 
 
+def answer(question: str, values, other=None) -> bool:
+    """`PerMember`'s answer to `question` for members with `values`: the one that keeps the computation in
+    the program for every member."""
+    if question == "bool":
+        return any(v != 0 for v in values)
+    if question == "eq":
+        return all(v == other for v in values)
+    return any(getattr(operator, question)(v, other) for v in values)
+
+
 @dataclass
 class Knob:
-    """A per-member number: `attribute` of `owner` (a layer or optimizer of the template), one value a member."""
+    """A per-member number: `attribute` of `owner` (a layer or optimizer of the template), one value a member;
+    `asked`: what the traced program asked of it (`PerMember`), whose answers a member admitted later must keep."""
 
     owner: object
     attribute: str
     values: np.ndarray
+    asked: list = field(default_factory=list)
+
+    def keeps_answers(self, values, traced: bool = True) -> bool:
+        """Whether members with `values` get every answer the traced program was given. For a program read
+        back from the disk (`traces`: not traced in this process, its questions unknown) only values it
+        already had are sure to."""
+        if not traced:
+            return set(np.asarray(values).tolist()) <= set(self.values.tolist())
+        return all(answer(q, self.values.tolist(), o) == answer(q, list(values), o) for q, o in self.asked)
 
 
 def _ours_or_keras(obj) -> bool:

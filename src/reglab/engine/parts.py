@@ -42,7 +42,7 @@ def in_parts(population: Population, train, told: list | None = None):
     out, weights = {}, {}
     timing = {"epoch_seconds": [], "compile_seconds": 0.0, "seconds": 0.0, "members": 0, "convolutions": {}}
     for who in groups:
-        part = Population([population.members[i] for i in who], [population.models[i] for i in who])
+        part = Population([population.members[i] for i in who], [population.models[i] for i in who], population.build)
         records, final, seconds = in_parts(part, train, told)
         out.update(records)
         weights.update(final)

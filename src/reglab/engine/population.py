@@ -64,6 +64,7 @@ from reglab.engine.grouping import Population, Unsupported, plan_populations, un
 from reglab.engine.parts import Untraceable, in_parts
 from reglab.engine.program import Program, take_rows
 from reglab.engine.slots import Board, Slots, finish, hand_on, running, seated_values
+from reglab.engine.training import error_line
 from reglab.kit import records
 
 __all__ = ["Population", "Program", "Unsupported", "plan_populations", "train_population", "unavailable"]
@@ -172,6 +173,7 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             kept = None if on_disk or payload is not None else traces.key(program, training, plan, padded, args)
             try:  # once per population (the points' values are arguments, not constants), or read back
                 lowered, convolutions, how = traces.lower(run, args, kept, not on_disk, training.epochs)
+                program.traced = how == "traced"  # read back: the questions its trace asked are not known here
             except Exception:
                 if not program.knobs or board is not None:
                     raise
@@ -218,7 +220,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
                 keys = [np.array([[n, epoch, t] for t in range(s.steps)], "int32") for s in plan.segments]
                 return keys, [None] * len(keys)
             who = [(board.latest[i], board.local(i, epoch)) if board else (i, epoch) for i in cut]
-            orders = [order(members[m], own) + offsets[m] for m, own in who]
+            # the slot's offset: its members share its rows (and one admitted later has none of its own)
+            orders = [order(members[m], own) + offsets[i] for (m, own), i in zip(who, cut)]
             out, weights, used = [], [], [0] * len(orders)
             for segment in plan.segments:
                 if segment.padded:
@@ -298,6 +301,21 @@ def _train(
     first = 0
     key = checkpoint_key(members)
     finals = {}  # with slots: member position -> its state when it stopped
+
+    def admit(new) -> str | None:
+        """Members `decide` planned during training (`slots.hand_on`): built, then appended to the program."""
+        if program.population.build is None:
+            return "this population cannot build models (it was not planned by `plan_populations`)"
+        try:
+            models = [program.population.build(member) for member in new]
+        except Exception as error:
+            return error_line(error)
+        refusal = program.extend(new, models)
+        if refusal is None:
+            status.extend(["ok"] * len(new))
+            rows.update({member.id: [] for member in new})
+        return refusal
+
     resumed = resume_state(program, members, payload, S if board is not None else None) if payload else None
     if resumed is not None:
         state, rows, status, first = resumed
@@ -309,8 +327,8 @@ def _train(
     # each shard's state lives on the device from here on; joined only to be saved or written back
     states = [jax.device_put(take_rows(state, np.asarray(cut))) for cut, _ in shards]
     if resumed is not None and board is not None:  # the boundary it stopped at, decided now
-        states = hand_on(slots, board, first, states, [cut for cut, _ in shards], program.initial, finals)
-    n = np.array([len(m.train) for m in members], "float64")
+        states = hand_on(slots, board, first, states, [cut for cut, _ in shards], program.initial, finals, admit)
+
     decays = [path in program.decay_targets for path in program.paths]
     names = [t.name for t in program.terms] + program.activity
     compiled = schedule.lowered.compile()
@@ -353,12 +371,13 @@ def _train(
             if validate:
                 metrics.update({f"val_{name}": val[s, 2 + k] for k, name in enumerate(program.metric_names)})
             weights = {path: stats[s, wi] for wi, path in enumerate(program.paths)}
+            n = len(members[m].train)
             row = records.epoch_row(
                 own + 1,
-                (sums[s, 0] / n[m], sums[s, 1] / n[m], None),
+                (sums[s, 0] / n, sums[s, 1] / n, None),
                 (val[s, 0], val[s, 1], None) if validate else None,
                 metrics,
-                {name: sums[s, 2 + t] / n[m] for t, name in enumerate(names)},
+                {name: sums[s, 2 + t] / n for t, name in enumerate(names)},
                 {
                     term.name: np.float32(term.schedules[m](own))
                     for term in program.terms
@@ -405,7 +424,7 @@ def _train(
                 raise Interrupted(epoch + 1, training.epochs)
         epoch += 1
         if board is not None:
-            states = hand_on(slots, board, epoch, states, [cut for cut, _ in shards], program.initial, finals)
+            states = hand_on(slots, board, epoch, states, [cut for cut, _ in shards], program.initial, finals, admit)
     timing["seconds"] = time.perf_counter() - started
     state = gather(states, S)
     if board is not None:  # each member that took a slot, in its state when it stopped (or now)

@@ -9,7 +9,9 @@ non-trainable state (dropout seeds), a fresh optimizer with its own learning rat
 and trains `epochs` epochs unless retired earlier. A slot keeps its rows: every member that takes it
 must train and validate on the slot's fold (a point's members take the slots of another point's members
 fold by fold), so the slot's batch plan and validation indices hold for each of them, and each trains
-exactly as `model.fit` of its own model (test).
+exactly as `model.fit` of its own model (test). `decide` may also seat members planned after the population
+was traced (a sampler's next trials: `hand_on`), built then and admitted where the traced program serves them
+(`reglab.engine.program.Program.extend`).
 
 >>> board = Board(["a", "b", "c"], size=2, epochs=3)
 >>> board.occupant, board.local(1, 0)
@@ -51,6 +53,11 @@ class Board:
         self.started = set(range(size))
         self.ended: dict[int, int] = {}  # member position -> the epochs it trained
         self.rows: dict = {}  # member id -> its epoch rows so far (the engine's)
+        self.refused: dict[str, str] = {}  # member id -> why it could not join (members `decide` planned late)
+
+    def position(self, member) -> int:
+        """Where `member` is in `members` (one `decide` planned late is appended when admitted)."""
+        return next(i for i in range(len(self.members) - 1, -1, -1) if self.members[i] is member)
 
     def state(self) -> dict:
         """The board as JSON-ready values (a checkpoint's); `restore` puts it back (`rows` are the engine's)."""
@@ -104,10 +111,15 @@ def check_fold(members, slot_member: int, member: int) -> None:
 PARTS = ("trainable", "non_trainable")  # what a member's final state is (its model's variables)
 
 
-def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, initial: dict, finals: dict) -> list:
+def hand_on(
+    slots: Slots, board: Board, epoch: int, states: list, cuts: list, initial: dict, finals: dict, admit=None
+) -> list:
     """The boundary after the loop's `epoch` epochs: members that finished their epochs leave their slots,
     `slots.decide` retires and seats members, and each seated member's slot gets its initial state (rows of
     `initial`, the population's initial state). A member that leaves keeps its state of now in `finals`.
+    `decide` may seat members that did not exist when the population was traced (`plan.Member`s, not
+    positions): `admit(members)` builds and appends them (returning None), or refuses them all (returning
+    why: their slots stay empty and `board.refused` says it).
     Returns the shards' states (new where they changed: rows are set in one host copy of the shard, not by
     eager scatters, which would compile once per shape)."""
     import jax
@@ -140,6 +152,14 @@ def hand_on(slots: Slots, board: Board, epoch: int, states: list, cuts: list, in
         if m is not None and board.local(s, epoch) >= board.epochs:
             leave(s)
     changes = slots.decide(epoch, board) or {}
+    new = [m for m in changes.values() if m is not None and not isinstance(m, (int, np.integer))]
+    if new:  # members planned now (a sampler's next trials): built and admitted, or refused and told
+        if admit is None:
+            raise ValueError(f"`decide` seats members by position here. Received: {changes!r}")
+        refusal = admit(new)
+        if refusal is not None:
+            board.refused.update({m.id: refusal for m in new})
+        changes = {s: (board.position(m) if refusal is None else None) if m in new else m for s, m in changes.items()}
     for s, m in sorted(changes.items()):
         if not 0 <= s < len(board.occupant):
             raise ValueError(f"`decide` names slot {s} of {len(board.occupant)}. Received: {changes!r}")
