@@ -47,7 +47,7 @@ import keras
 import numpy as np
 
 from reglab import _keras_private as private
-from reglab.engine import compile_cache, streaming, traces
+from reglab.engine import admission, compile_cache, streaming, traces
 from reglab.engine.batches import Plan, default_order, pad, plan_shard, shard, shard_count, standardized_views
 from reglab.engine.checkpoints import (
     Checkpoints,
@@ -310,7 +310,7 @@ def _train(
             models = [program.population.build(member) for member in new]
         except Exception as error:
             return error_line(error)
-        refusal = program.extend(new, models)
+        refusal = admission.extend(program, new, models)
         if refusal is None:
             status.extend(["ok"] * len(new))
             rows.update({member.id: [] for member in new})

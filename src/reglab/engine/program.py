@@ -114,73 +114,23 @@ class Program:
         self.decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
         self.decay_targets = set(points.optimizer_targets(template)) if any(self.decay) else set()
 
+    @contextlib.contextmanager
+    def penalties_on(self):
+        """The template's own weight penalties back on while inside (they are off while its program lives)."""
+        taken = [(owner, value) for owner, attribute, value in self._undo if attribute == "regularizer"]
+        for variable, regularizer in taken:
+            variable.regularizer = regularizer
+        try:
+            yield
+        finally:
+            for variable, _ in taken:
+                variable.regularizer = None
+
     def release(self):
         """Give the template model its own penalties back (the compiled program no longer needs them)."""
         for owner, attribute, value in reversed(self._undo):
             setattr(owner, attribute, value)
         self._undo = []
-
-    def extend(self, members, models) -> str | None:
-        """Admit members built after the program was traced (a sampler's next trials taking freed slots): their
-        rows are appended to the initial state and the per-member values, and the compiled program serves them
-        — its shapes are per slot, not per member. Returns None, or why they cannot join (nothing changed then):
-        another architecture, a penalty the traced program does not compute, or a per-member number that is
-        constant in it or would change an answer it was given (`Knob.keeps_answers`)."""
-        from reglab.engine.training import make_optimizer
-
-        for member, model in zip(members, models):
-            if signature(model, member.point) != self.signature:
-                return f"member {member.id!r} has another architecture or optimizer settings"
-        grown = [*self.population.models, *models]
-        taken = [(v, a, r) for v, a, r in self._undo if a == "regularizer"]  # the template's, off while traced
-        for variable, attribute, regularizer in taken:
-            setattr(variable, attribute, regularizer)
-        try:
-            terms = penalty_terms(grown)
-        finally:
-            for variable, attribute, _ in taken:
-                setattr(variable, attribute, None)
-        if [(t.name, t.index, t.keys, t.shared is not None) for t in terms] != [
-            (t.name, t.index, t.keys, t.shared is not None) for t in self.terms
-        ]:
-            return "their penalties are not the ones the program computes (another regularizer, or a λ on a weight all others leave at 0)"
-        optimizers = [make_optimizer(self.training, m.point, model) for m, model in zip(members, models)]
-        knobs = per_member_knobs(self.template, grown, [*self.optimizers, *optimizers])
-        # a knob stands for the same attribute, and the questions the trace asked get the same answers
-        if [(k.owner, k.attribute) for k in knobs] != [(k.owner, k.attribute) for k in self.knobs] or not all(
-            old.keeps_answers(new.values, self.traced) for old, new in zip(self.knobs, knobs)
-        ):
-            return (
-                "a per-member number (a rate, a decay, a proximal strength) the program holds constant or branched on"
-            )
-        penalized = [{i for i, v in enumerate(m.trainable_variables) if v.regularizer is not None} for m in models]
-        if self.measured and not set().union(*penalized) <= set(self.measured):
-            return "a penalized weight whose gradients the program does not measure"
-        decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
-        if any(decay) and not self.decay_targets:
-            return "a weight decay the program does not apply"
-        for part, values in (("trainable", "trainable_variables"), ("non_trainable", "non_trainable_variables")):
-            for i, stacked in enumerate(self.initial[part]):
-                rows = [np.asarray(getattr(m, values)[i].value) for m in models]
-                self.initial[part][i] = np.concatenate([stacked, np.stack(rows)])
-        rate = learning_rate_variable(self.template.optimizer)
-        for i, (variable, stacked) in enumerate(zip(self.template.optimizer.variables, self.initial["optimizer"])):
-            rows = np.repeat(stacked[:1], len(members), axis=0)  # every member's optimizer starts the same
-            if variable is rate:
-                rows = np.array([np.asarray(learning_rate_variable(o).value) for o in optimizers])
-            self.initial["optimizer"][i] = np.concatenate([stacked, rows])
-        self.initial["alive"] = np.concatenate([self.initial["alive"], np.ones(len(members), bool)])
-        for old, new in zip(self.terms, terms):
-            old.coefficients, old.schedules = new.coefficients, new.schedules
-        for old, new in zip(self.knobs, knobs):
-            old.values = new.values
-        self.optimizers += optimizers
-        self.penalized += penalized
-        self.decay += decay
-        self.population.members.extend(members)
-        self.population.models.extend(models)
-        self.M += len(members)
-        return None
 
     # one member, no member axis: vmapped below
 

@@ -11,7 +11,7 @@ must train and validate on the slot's fold (a point's members take the slots of 
 fold by fold), so the slot's batch plan and validation indices hold for each of them, and each trains
 exactly as `model.fit` of its own model (test). `decide` may also seat members planned after the population
 was traced (a sampler's next trials: `hand_on`), built then and admitted where the traced program serves them
-(`reglab.engine.program.Program.extend`).
+(`reglab.engine.admission`).
 
 >>> board = Board(["a", "b", "c"], size=2, epochs=3)
 >>> board.occupant, board.local(1, 0)
