@@ -34,7 +34,7 @@ def test_a_slot_handed_on_trains_the_member_that_left_and_the_one_that_came_exac
     setting = training(epochs=3)
     records, weights, timing = population.train_population(pop, dataset, setting, slots=Slots(2, decide))
     assert asked[:2] == [(1, [0, 1]), (2, [2, 3])] and asked[-1] == (4, [None, None])
-    assert timing["traced_epochs"] + timing.get("read_epochs", 0) == 1  # one program for all four members
+    assert timing.get("traced_epochs", 0) + timing.get("read_epochs", 0) == 1  # one program for all four members
     for m, epochs in ((0, 1), (1, 1), (2, 3), (3, 3)):
         member = members[m]
         assert list(records[member.id].epoch) == list(range(1, epochs + 1)), member.id
