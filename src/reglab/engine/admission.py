@@ -8,7 +8,7 @@ import numpy as np
 
 from reglab.engine.grouping import signature
 from reglab.engine.knobs import learning_rate_variable, penalty_terms, per_member_knobs
-from reglab.search import points
+from reglab.engine.program import decays, model_rows, penalized
 
 
 def extend(program, members, models) -> str | None:
@@ -36,16 +36,14 @@ def extend(program, members, models) -> str | None:
         old.keeps_answers(new.values, program.traced) for old, new in zip(program.knobs, knobs)
     ):
         return "a per-member number (a rate, a decay, a proximal strength) the program holds constant or branched on"
-    penalized = [{i for i, v in enumerate(m.trainable_variables) if v.regularizer is not None} for m in models]
-    if program.measured and not set().union(*penalized) <= set(program.measured):
+    regularized = penalized(models)
+    if program.measured and not set().union(*regularized) <= set(program.measured):
         return "a penalized weight whose gradients the program does not measure"
-    decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
+    decay = decays(members)
     if any(decay) and not program.decay_targets:
         return "a weight decay the program does not apply"
-    for part, values in (("trainable", "trainable_variables"), ("non_trainable", "non_trainable_variables")):
-        for i, stacked in enumerate(program.initial[part]):
-            rows = [np.asarray(getattr(m, values)[i].value) for m in models]
-            program.initial[part][i] = np.concatenate([stacked, np.stack(rows)])
+    for part, rows in model_rows(models).items():
+        program.initial[part][:] = [np.concatenate([stacked, new]) for stacked, new in zip(program.initial[part], rows)]
     rate = learning_rate_variable(program.template.optimizer)
     for i, (variable, stacked) in enumerate(zip(program.template.optimizer.variables, program.initial["optimizer"])):
         rows = np.repeat(stacked[:1], len(members), axis=0)  # every member's optimizer starts the same
@@ -58,7 +56,7 @@ def extend(program, members, models) -> str | None:
     for old, new in zip(program.knobs, knobs):
         old.values = new.values
     program.optimizers += optimizers
-    program.penalized += penalized
+    program.penalized += regularized
     program.decay += decay
     program.population.members.extend(members)
     program.population.models.extend(models)

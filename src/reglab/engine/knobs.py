@@ -154,9 +154,10 @@ class Knob:
         """Whether members with `values` get every answer the traced program was given. For a program read
         back from the disk (`traces`: not traced in this process, its questions unknown) only values it
         already had are sure to."""
+        had, values = self.values.tolist(), np.asarray(values).tolist()
         if not traced:
-            return set(np.asarray(values).tolist()) <= set(self.values.tolist())
-        return all(answer(q, self.values.tolist(), o) == answer(q, list(values), o) for q, o in self.asked)
+            return set(values) <= set(had)
+        return all(answer(q, had, o) == answer(q, values, o) for q, o in dict.fromkeys(self.asked))  # each once
 
 
 def _ours_or_keras(obj) -> bool:

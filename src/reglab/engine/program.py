@@ -20,6 +20,27 @@ from reglab.kit.schedules import Scheduled
 from reglab.search import points
 
 
+def model_rows(models) -> dict:
+    """The members' own models' variables stacked, a row per member: {"trainable", "non_trainable": [arrays]}."""
+    return {
+        part: [
+            np.stack([np.asarray(v.value) for v in same])
+            for same in zip(*(getattr(m, f"{part}_variables") for m in models))
+        ]
+        for part in ("trainable", "non_trainable")
+    }
+
+
+def penalized(models) -> list[set]:
+    """Per model, the positions in `trainable_variables` of the weights it regularizes."""
+    return [{i for i, v in enumerate(m.trainable_variables) if v.regularizer is not None} for m in models]
+
+
+def decays(members) -> list[float]:
+    """Per member, the decoupled weight decay its point asks of the optimizer (0 for none)."""
+    return [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
+
+
 class Program:
     """One population's compiled epoch: the template model's stateless step, vmapped."""
 
@@ -50,17 +71,9 @@ class Program:
             else None
         )
         self.paths = [v.path for v in template.trainable_variables]
-        initial = {
-            "trainable": [
-                np.stack([np.asarray(m.trainable_variables[i].value) for m in models]) for i in range(len(self.paths))
-            ],
-            "non_trainable": [
-                np.stack([np.asarray(m.non_trainable_variables[i].value) for m in models])
-                for i in range(len(template.non_trainable_variables))
-            ],
-        }
+        initial = model_rows(models)
         # the weights each member's own model regularizes, and those whose two gradients the epoch measures
-        self.penalized = [{i for i, v in enumerate(m.trainable_variables) if v.regularizer is not None} for m in models]
+        self.penalized = penalized(models)
         self.measured = sorted(set().union(*self.penalized)) if training.gradients else []
         # The template is member 0's own model, changed while the program is traced and put back by
         # `release()`: the members' weight penalties are computed by `_penalties`, not by Keras.
@@ -111,7 +124,7 @@ class Program:
         self.metric_names = [name for name in names if name != "loss"]
         initial["alive"] = np.ones(self.M, bool)
         self.initial = initial
-        self.decay = [points.optimizer_settings(m.point).get("weight_decay", 0.0) for m in members]
+        self.decay = decays(members)
         self.decay_targets = set(points.optimizer_targets(template)) if any(self.decay) else set()
 
     @contextlib.contextmanager
