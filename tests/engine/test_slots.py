@@ -115,6 +115,3 @@ def test_a_late_member_joins_only_if_every_answer_the_trace_was_given_stays_the_
     assert knob.keeps_answers([0.0, 0.3, 0.2])  # some rate > 0, not all 1, some < 0.1: as traced
     assert not knob.keeps_answers([0.3, 0.2])  # none < 0.1 any more
     assert not knob.keeps_answers([0.0, 0.0])  # a dropout the program computes for nobody
-    # a program read back from the disk was not traced here: only values it already had are sure to keep them
-    had, new = np.array([0.0, 0.3, 0.3], "float32"), np.array([0.0, 0.3, 0.2], "float32")  # as `per_member_knobs`
-    assert knob.keeps_answers(had, traced=False) and not knob.keeps_answers(new, traced=False)

@@ -60,6 +60,21 @@ def test_a_kept_epoch_is_read_back_for_other_lambdas_and_trains_exactly_as_model
     assert max(np.abs(expected[p] - warm[1][members[-1].id][p]).max() for p in expected) <= 1e-5
 
 
+def test_an_entry_keeps_the_questions_its_trace_asked_of_the_per_member_values(cache):
+    """Read back, a program knows what its trace asked of each stand-in number (`Knob.asked`), so that it admits
+    late members as the traced one would (`reglab.engine.admission`); a question about something JSON cannot keep
+    exactly leaves the program untraced-kept (traced every time)."""
+    run = jax.jit(lambda a, b: a * b, donate_argnums=(0,))
+    args = (np.ones(3, "float32"), np.ones(3, "float32"))
+    asked = [[("bool", None), ("eq", 1.0)], []]
+    assert traces.lower(run, args, "k", True, 1, asked)[2] == "traced"
+    again = [[], []]
+    assert traces.lower(run, args, "k", True, 1, again)[2] == "read" and again == asked
+    odd = [[("gt", np.float32(0.5))]]
+    assert traces.lower(run, args, "j", True, 1, odd)[2] == "traced" and not (cache / "j.jax").exists()
+    assert traces.lower(run, args, "j", True, 1, [[]])[2] == "traced"
+
+
 class Stop(Exception):
     pass
 
@@ -68,7 +83,7 @@ def key_of(build, setting=None, **kwargs):
     """The key a population's epoch is kept under (nothing traced: `traces.lower` stops it)."""
     keys = []
 
-    def stop(run, args, key, exportable=True, epochs=1):
+    def stop(run, args, key, exportable=True, epochs=1, asked=None):
         keys.append(key)
         raise Stop
 

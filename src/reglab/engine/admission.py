@@ -33,7 +33,7 @@ def extend(program, members, models) -> str | None:
     knobs = per_member_knobs(program.template, grown, [*program.optimizers, *optimizers])
     # a knob stands for the same attribute, and the questions the trace asked get the same answers
     if [(k.owner, k.attribute) for k in knobs] != [(k.owner, k.attribute) for k in program.knobs] or not all(
-        old.keeps_answers(new.values, program.traced) for old, new in zip(program.knobs, knobs)
+        old.keeps_answers(new.values) for old, new in zip(program.knobs, knobs)
     ):
         return "a per-member number (a rate, a decay, a proximal strength) the program holds constant or branched on"
     regularized = penalized(models)

@@ -150,13 +150,10 @@ class Knob:
     values: np.ndarray
     asked: list = field(default_factory=list)
 
-    def keeps_answers(self, values, traced: bool = True) -> bool:
-        """Whether members with `values` get every answer the traced program was given. For a program read
-        back from the disk (`traces`: not traced in this process, its questions unknown) only values it
-        already had are sure to."""
+    def keeps_answers(self, values) -> bool:
+        """Whether members with `values` get every answer the traced program was given (a program read back from
+        the disk knows its trace's questions: `reglab.engine.traces`)."""
         had, values = self.values.tolist(), np.asarray(values).tolist()
-        if not traced:
-            return set(values) <= set(had)
         return all(answer(q, had, o) == answer(q, values, o) for q, o in dict.fromkeys(self.asked))  # each once
 
 

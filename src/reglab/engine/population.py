@@ -172,8 +172,8 @@ def _train_population(population, data, training, validate, order, checkpoints=N
             # kept on disk, but for a resumed population: it batches its convolutions as it did before it stopped
             kept = None if on_disk or payload is not None else traces.key(program, training, plan, padded, args)
             try:  # once per population (the points' values are arguments, not constants), or read back
-                lowered, convolutions, how = traces.lower(run, args, kept, not on_disk, training.epochs)
-                program.traced = how == "traced"  # read back: the questions its trace asked are not known here
+                asked = [knob.asked for knob in program.knobs]  # read back: the questions its trace asked
+                lowered, convolutions, how = traces.lower(run, args, kept, not on_disk, training.epochs, asked)
             except Exception:
                 if not program.knobs or board is not None:
                     raise

@@ -114,7 +114,6 @@ class Program:
         optimizers = [make_optimizer(training, m.point, model) for m, model in zip(members, models)]
         self.knobs = per_member_knobs(template, models, optimizers)
         self.training, self.optimizers = training, optimizers  # for members admitted later (`extend`)
-        self.traced = True  # False where the epoch was read back from the disk (`traces`) instead of traced
         rate = learning_rate_variable(optimizer)
         if rate is not None:  # a point's learning rate: the member's value of the optimizer's variable
             index = next(i for i, v in enumerate(optimizer.variables) if v is rate)

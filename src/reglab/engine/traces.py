@@ -8,7 +8,8 @@ JAX and Python, the device, Keras's and JAX's numeric settings, the model (its a
 Keras, JAX and reglab that defines one of its classes or functions, or its loss, metrics or
 optimizer), the optimizer's and the loss's configuration, the penalty terms and per-member values'
 layout (and the values a trace branches on: `knobs.PerMember`), the batch plan, and the arguments'
-shapes and dtypes. A model whose code has no source file to read (a class typed into a REPL) gets no key:
+shapes and dtypes. An entry keeps the questions its trace asked of the per-member values (`Knob.asked`), so that
+a program read back admits late members as the traced one does (`reglab.engine.admission`). A model whose code has no source file to read (a class typed into a REPL) gets no key:
 it is traced every time. An entry that does not read back is removed with a warning and traced again;
 one that names another key or format is never used. Programs on features on disk call
 back to the host (`jax.pure_callback`), which `jax.export` cannot keep: they are traced every time.
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from reglab.engine import compile_cache
 
-FORMAT = 1
+FORMAT = 2  # 2: the entry keeps its trace's questions (`Knob.asked`)
 # what reglab, Keras and JAX define is keyed by their versions (reglab: by its source, which a
 # development install edits without a version change); everything else by its module's source file
 LIBRARIES = frozenset({"keras", "reglab", "jax", "jaxlib", "numpy", "ml_dtypes", "optree", "tensorflow"})
@@ -48,25 +49,31 @@ def enabled() -> bool:
     return os.environ.get("REGLAB_TRACE_CACHE") != "0" and not compile_cache.turned_off()
 
 
-def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1):
+def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1, asked: list | None = None):
     """(`run`'s program lowered on `args`, how its convolutions are batched — `convolution.per_member_on_cpu`'s
     record —, "read" or "traced"): read back from the entry `key` where there is one, else traced, and kept under `key`.
     `run`: the jitted epoch (`Program.epoch_function`); its first argument is donated. Every exportable
     program (all but those on features on disk) is lowered from its export, kept or not, so that a cold
     and a warm run compile the very same module (and round the same way). `epochs`: how many times it will
     run, which decides how its convolutions batch — an entry with convolutions is used for that many only
-    (one without, whatever the epochs: a longer sweep reads it back)."""
+    (one without, whatever the epochs: a longer sweep reads it back). `asked`: the per-member values' lists of
+    questions (`Knob.asked`), filled by the trace — or, read back, with the questions it asked; an entry is kept
+    only where they are plain numbers (JSON)."""
     import jax
 
     from reglab.engine.convolution import per_member_on_cpu
 
     use = key is not None and enabled()
-    entry = _read(key, epochs) if use else None
+    asked = asked if asked is not None else []
+    entry = _read(key, epochs, len(asked)) if use else None
     how = "traced" if entry is None else "read"
+    if entry is not None:
+        for questions, kept in zip(asked, entry[2]):
+            questions[:] = [(q, o) for q, o in kept]
     if entry is None and exportable:
         try:
             with per_member_on_cpu() as convolutions:
-                entry = jax.export.export(run)(*args), convolutions
+                entry = jax.export.export(run)(*args), convolutions, asked
         except Exception:  # traced again below: a trace error is the caller's to see, an export error is ours
             entry = None
         if entry is not None and use:
@@ -74,7 +81,7 @@ def lower(run, args, key: str | None, exportable: bool = True, epochs: int = 1):
     if entry is None:
         with per_member_on_cpu() as convolutions:
             return run.lower(*args), convolutions, how
-    exported, convolutions = entry
+    exported, convolutions, _ = entry
     return jax.jit(exported.call, donate_argnums=(0,)).lower(*args), convolutions, how
 
 
@@ -258,9 +265,10 @@ def _path(key: str) -> Path:
     return folder() / f"{key}.jax"
 
 
-def _read(key: str, epochs: int):
-    """(exported, convolutions) of the entry `key`, or None: missing, damaged (removed, with a warning), of
-    another key (never used), or with convolutions batched for another number of epochs (traced again)."""
+def _read(key: str, epochs: int, knobs: int = 0):
+    """(exported, convolutions, the questions asked of each of the `knobs` per-member values) of the entry `key`,
+    or None: missing, damaged (removed, with a warning), of another key or format (never used), or with
+    convolutions batched for another number of epochs (traced again)."""
     import jax
 
     path = _path(key)
@@ -273,7 +281,9 @@ def _read(key: str, epochs: int):
         meta = json.loads(head)
         if meta.get("key") != key or meta.get("format") != FORMAT or meta.get("epochs") not in (None, epochs):
             return None
-        return jax.export.deserialize(bytearray(body)), meta["convolutions"]
+        if len(meta["asked"]) != knobs:
+            raise ValueError("the questions of another number of per-member values")
+        return jax.export.deserialize(bytearray(body)), meta["convolutions"], meta["asked"]
     except Exception as error:
         warnings.warn(
             f"reglab: a kept trace did not read back ({type(error).__name__}); tracing the epoch again. "
@@ -285,12 +295,15 @@ def _read(key: str, epochs: int):
         return None
 
 
-def _write(key: str, exported, convolutions: dict, epochs: int) -> None:
+def _write(key: str, exported, convolutions: dict, asked: list, epochs: int) -> None:
     from reglab.files import atomic_path
 
+    if not all(o is None or type(o) in (bool, int, float) for questions in asked for _, o in questions):
+        return  # a question about something JSON does not keep exactly: traced every time
+    asked = [[[q, o] for q, o in questions] for questions in asked]
     meta = {"key": key, "format": FORMAT, "convolutions": convolutions, "epochs": epochs if convolutions else None}
     try:
-        head = json.dumps(meta, default=repr).encode()
+        head = json.dumps({**meta, "asked": asked}, default=repr).encode()
         with atomic_path(_path(key)) as tmp:
             tmp.write_bytes(head + b"\n" + bytes(exported.serialize()))
     except OSError:  # a full or read-only disk costs the next run a trace, nothing else
