@@ -43,6 +43,14 @@ class Collected:
         self._resumed, self._total = len(self.tables), len(todo)
         return todo
 
+    def expect(self, count: int) -> None:
+        """`count` more members to train than `todo` returned (a sampler's trials planned during training)."""
+        self._total += count
+
+    def has(self, members) -> bool:
+        """Whether every one of `members` is finished (has its table)."""
+        return all(m.id in self.tables for m in members)
+
     def finish(self, member, trained) -> None:
         """Record a member an engine has trained (`reglab.engine.training.Trained`): its table, histogram and
         weights, in the run directory first (atomic), then here."""

@@ -58,16 +58,20 @@ def run(
             checkpoints=checkpoints,
             stop=stop,
             done=collected.finish,
-            slots=functools.partial(slots, sweep, search) if pruning else None,
+            slots=functools.partial(slots, sweep, search, splits, collected, late) if pruning else None,
         )
         engine.merge_timing(timing, run["timing"])
 
     evaluated: list[dict] = []
+    late: list[dict] = []  # points a sampler gave freed slots during a round (`slots`)
     table = None
     curves = None
     while (points := search.ask(table, curves)) is not None:
         evaluated += [p for p in points if p not in evaluated]
         train(plan.members(points, splits, sweep.seed))
+        # those a population could not take (another architecture) have no records: the strategy asks them again
+        evaluated += [p for p in late if p not in evaluated and collected.has(plan.members([p], splits, sweep.seed))]
+        late.clear()
         frames = collected.of(plan.members(evaluated, splits, sweep.seed))[0]
         table, curves = outcome_module.summary(frames, sweep.select)
 
@@ -136,16 +140,34 @@ def search_of(sweep):
     )
 
 
-def slots(sweep, search, members):
+def slots(sweep, search, splits, collected, late, members):
     """A population's successive halving (`reglab.search.halving`), or the study's pruner (`prune="optuna"`,
-    `reglab.search.studies`), as the engine's slots."""
+    `reglab.search.studies`), as the engine's slots. With a study, halving's freed slots go to the sampler's next
+    trials, asked as slots free (`late` keeps their points), and each trial is told as it stops."""
     from reglab.engine.slots import Slots
+    from reglab.search.halving import fold_means
 
     if sweep.pruner:
         scheduler = search.pruning(members, sweep.epochs)
     else:
         sign = 1.0 if selection.mode_for(sweep.select) == "min" else -1.0
-        scheduler = sweep.halving.scheduler(members, sweep.epochs, sweep.select, sign)
+        more = over = None
+        if hasattr(search, "stopped"):  # a study: its sampler refills the slots, knowing the trials that stopped
+
+            def more():
+                point = search.more()
+                if point is None:
+                    return None
+                late.append(point)
+                planned = plan.members([point], splits, sweep.seed)
+                collected.expect(len(planned))
+                return planned
+
+            def over(board, point, positions, how):
+                curve = fold_means(members, positions, board, sweep.select) if positions else {}
+                search.stopped(curve, point, how, sweep.epochs)
+
+        scheduler = sweep.halving.scheduler(members, sweep.epochs, sweep.select, sign, more, over)
         return Slots(scheduler.size, scheduler.decide, scheduler.state, scheduler.restore)  # checkpointed
     return Slots(scheduler.size, scheduler.decide)
 

@@ -85,6 +85,78 @@ def test_halving_inside_each_rounds_population_tells_the_stopped_trials_pruned(d
     assert member_epochs < 6 * 3 * 6  # fewer than every trial on every fold for every epoch
 
 
+def test_with_halving_the_sampler_refills_freed_slots_one_trial_at_a_time_knowing_the_trials_that_stopped(digits):
+    """`prune="halving"` with a study: the round's `population` trials start together; when halving stops one, it
+    is told PRUNED at once (its fold means so far reported), and its slots go to a trial asked then — the sampler
+    has seen it —, admitted into the running population without compiling again. One population trains every
+    trial; each is told exactly what the sweep's tables say."""
+    x, y = digits
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
+    result = sweep(Optuna(SPACE, n_trials=9, population=3, study=study), epochs=6, prune="halving").run(x, y)
+    trials = study.trials
+    assert len(trials) == 9 and len(result.summary) == 9
+    timing = result.timing  # one population, one program: the late trials admitted into it
+    assert timing["populations"] == 1 and timing.get("traced_epochs", 0) + timing.get("read_epochs", 0) == 1
+    told = sorted(t.datetime_complete for t in trials)
+    for trial in trials[3:]:  # asked during training, after a trial had stopped and been told
+        assert trial.datetime_start > told[0]
+        assert trial.datetime_start > min(t.datetime_complete for t in trials if t.number < trial.number)
+    summary = result.summary.set_index("point")
+    curves = result.epochs.groupby(["point", "epoch"]).val_loss.mean()
+    states = [t.state.name for t in trials]
+    assert "PRUNED" in states and "COMPLETE" in states
+    for trial in trials:
+        pid = trial.user_attrs["reglab_point"]
+        assert summary.loc[pid, "members"] == 3
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))
+        for epoch, value in trial.intermediate_values.items():
+            assert value == pytest.approx(curves[(pid, epoch)], rel=1e-9)
+        if trial.state.name == "PRUNED":
+            assert summary.loc[pid, "pruned"] == 3 and len(steps) < 6 and math.isnan(summary.loc[pid, "rank"])
+        else:
+            assert len(steps) == 6 and trial.value == pytest.approx(summary.loc[pid, "val_loss_mean"], rel=1e-9)
+    assert result.best["point_id"] in {t.user_attrs["reglab_point"] for t in trials if t.state.name == "COMPLETE"}
+    assert result.members.epochs.sum() < 9 * 3 * 6
+
+
+def test_a_stored_study_stopped_mid_round_replays_its_asks_and_reaches_the_uninterrupted_decisions(digits, tmp_path):
+    """Stopped after trials were asked and told during a round: run again, the round is replayed — the points it
+    asked, in order (those told before the stop not told again, those left running told FAIL and asked again) —, so
+    that the same trials stop at the same rungs and the sampler is asked what it was asked uninterrupted."""
+    x, y = digits
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    stored = Optuna(SPACE, n_trials=7, population=3, sampler="random", storage=storage, study_name="refill")
+
+    def trials():
+        return optuna.load_study(study_name="refill", storage=storage).trials
+
+    with pytest.raises(Interrupted):  # a trial asked into a freed slot, then stopped
+        sweep(stored, epochs=6, prune="halving").run(x, y, run_dir=tmp_path / "run", stop=lambda: len(trials()) >= 5)
+    before = trials()
+    assert {t.state.name for t in before} >= {"RUNNING", "PRUNED"} and len(before) >= 5
+    resumed = sweep(stored, epochs=6, prune="halving").run(x, y, run_dir=tmp_path / "run")
+    after = trials()
+    assert not [t for t in after if t.state.name == "RUNNING"]
+    mine = {}  # each ask's last trial: the resumed run's
+    for t in after:
+        mine[t.user_attrs["reglab_ask"]] = t
+    assert sorted(mine) == list(range(7))
+    for t in before:  # the same point at each ask; told before the stop: kept, not told again
+        assert mine[t.user_attrs["reglab_ask"]].params == t.params
+        if t.state.name in ("PRUNED", "COMPLETE"):
+            assert mine[t.user_attrs["reglab_ask"]].number == t.number
+    whole = sweep(Optuna(SPACE, n_trials=7, population=3, sampler="random"), epochs=6, prune="halving").run(x, y)
+    # each run's epoch read back from the disk (the first one's) knows what its trace asked of the dropout rates:
+    # every trial asked late is admitted (a refused one would train in a second population)
+    assert resumed.timing["populations"] == whole.timing["populations"] == 1 and whole.timing["read_epochs"] == 1
+    assert resumed.best == whole.best and resumed.best_1se == whole.best_1se
+    pd.testing.assert_frame_equal(
+        resumed.summary.drop(columns="seconds_mean", errors="ignore"),
+        whole.summary.drop(columns="seconds_mean", errors="ignore"),
+    )
+
+
 def test_a_stored_study_stopped_resumes_to_the_uninterrupted_decisions_and_leaves_no_trial_of_its_own_running(
     digits, tmp_path
 ):

@@ -8,6 +8,10 @@ rung so far, its own and those of the points reaching it at the same boundary in
 Li et al. 2020, without pausing: a point that stops never comes back). The best point of each rung always
 goes on. The slots a point leaves are given at once to the next points not yet tried, fold by fold, so the
 population stays full until every point has started; a point whose member diverged stops at its next rung.
+A scheduler given `more` (a sampler's next trial, `reglab.search.studies`) seats every point it starts with and,
+once no point waits, asks `more` for a point to fill the freed slots — planned then, admitted by the engine
+into the running program (`reglab.engine.admission`) —, and tells `over` of each point as it stops, so that
+the sampler has seen it before it is asked again.
 
 >>> h = Halving(eta=3, min_epochs=1)
 >>> h.rungs(20)
@@ -86,8 +90,8 @@ class Halving:
         cutoff = np.quantile(scores, 1 / self.eta, method="lower")
         return {p for p, v in arriving.items() if not math.isnan(v) and v <= cutoff}
 
-    def scheduler(self, members, epochs: int, select: str, sign: float) -> "Scheduler":
-        return Scheduler(self, members, epochs, select, sign)
+    def scheduler(self, members, epochs: int, select: str, sign: float, more=None, over=None) -> "Scheduler":
+        return Scheduler(self, members, epochs, select, sign, more, over)
 
 
 def seated(board, members) -> dict[str, list[int]]:
@@ -111,42 +115,71 @@ def fold_mean(members, positions, epoch: int, board, select: str) -> float:
     return float(np.mean(values))
 
 
+def fold_means(members, positions, board, select: str) -> dict[int, float]:
+    """Epoch → the mean of `select` over the members at `positions` (a point's folds), for every epoch each of them
+    recorded and trained ("ok"): a point's learning curve so far (a study's intermediate values)."""
+    rows = [board.rows.get(members[p].id) or [] for p in positions]
+    out = {}
+    for epoch in range(1, min(len(r) for r in rows) + 1):
+        if all(r[epoch - 1]["status"] == "ok" for r in rows):
+            out[epoch] = float(np.mean([float(r[epoch - 1].get(select, math.nan)) for r in rows]))
+    return out
+
+
 class Scheduler:
     """One population's halving: `size` (its slots) and `decide(epoch, board)` (`reglab.engine.slots.Slots`).
-    `sign`: 1 where a lower `select` is better, -1 where higher is."""
+    `sign`: 1 where a lower `select` is better, -1 where higher is. `more()`: the members (one per fold, the
+    population's folds) of a point planned now, or None when there are no more — asked for free slots once no
+    point waits; with it, every point the population starts with is seated at once. `over(board, point,
+    positions, how)`: told each point that stops — `how` "pruned" (before its last epoch), "done" (every epoch)
+    or "refused" (planned late, not admitted: the engine's `Board.refused` says why; `positions` None)."""
 
-    def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float):
+    def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float, more=None, over=None):
         self.halving, self.members, self.select, self.sign = halving, members, select, sign
+        self.epochs, self.more, self.over = epochs, more, over
         self.points: dict[str, list[int]] = {}  # point id → its members' positions
         for position, member in enumerate(members):
             self.points.setdefault(member.point_id, []).append(position)
         order = list(self.points)
-        brackets = halving.brackets(epochs)
-        dealt, total = [0] * len(brackets), sum(share for _, share in brackets)
+        self.brackets = halving.brackets(epochs)
+        self.dealt = [0] * len(self.brackets)
         self.rungs_of: dict[str, tuple] = {}  # point id → (its bracket's first rung, its rungs)
-        for n, point in enumerate(order):  # each point to the bracket furthest below its share so far
-            b = max(range(len(brackets)), key=lambda i: brackets[i][1] / total * (n + 1) - dealt[i])
-            dealt[b] += 1
-            self.rungs_of[point] = (brackets[b][0], halving.rungs(epochs, brackets[b][0]))
-        # as many points at once as the first rung keeps going, at least one, at most all
-        at_once = min(len(order), max(1, math.ceil(len(order) / halving.eta)))
+        for point in order:
+            self._deal(point)
+        self.late: dict[str, list] = {}  # point id → its members planned by `more`, until the engine admits them
+        self.ended: set[str] = set()  # the points `over` was told of
+        # as many points at once as the first rung keeps going, at least one, at most all (with `more`: all)
+        at_once = len(order) if more else min(len(order), max(1, math.ceil(len(order) / halving.eta)))
         self.size = sum(len(self.points[p]) for p in order[:at_once])
         if [m for p in order[:at_once] for m in self.points[p]] != list(range(self.size)):
             raise ValueError("The population's members are not grouped by point (plan order).")
         self.waiting = order[at_once:]
         self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
 
+    def _deal(self, point: str) -> None:
+        """The point's bracket: the one furthest below its share so far (Hyperband's shares; halving has one)."""
+        total, n = sum(share for _, share in self.brackets), sum(self.dealt) + 1
+        b = max(range(len(self.brackets)), key=lambda i: self.brackets[i][1] / total * n - self.dealt[i])
+        self.dealt[b] += 1
+        self.rungs_of[point] = (self.brackets[b][0], self.halving.rungs(self.epochs, self.brackets[b][0]))
+
     def state(self) -> dict:
         """What the scheduler remembers (the points not yet seated, the scores recorded at each rung), JSON-ready:
         a checkpoint's, given back by `restore`."""
-        return {"waiting": self.waiting, "recorded": [[*key, scores] for key, scores in self.recorded.items()]}
+        return {
+            "waiting": self.waiting,
+            "recorded": [[*key, scores] for key, scores in self.recorded.items()],
+            "ended": sorted(self.ended),
+        }
 
     def restore(self, state: dict) -> None:
         self.waiting = list(state["waiting"])
+        self.ended = set(state.get("ended", []))
         self.recorded = {(int(b), int(r)): dict(scores) for b, r, scores in state["recorded"]}
 
     def decide(self, epoch: int, board) -> dict:
         changes = {}
+        self._admitted(board)
         slots_of = seated(board, self.members)
         arriving: dict[tuple, dict] = {}  # (bracket, rung) → the points reaching it now → their scores
         for p, slots in slots_of.items():
@@ -163,8 +196,20 @@ class Scheduler:
             for p in scores:
                 if p not in going_on:
                     changes.update({s: None for s in slots_of.pop(p)})
+                    self._over(board, p, "pruned")
+        for p, positions in self.points.items():  # points whose members all trained every epoch
+            if p not in self.ended and all(board.ended.get(m) == self.epochs for m in positions):
+                self._over(board, p, "done")
         free = [s for s, m in enumerate(board.occupant) if m is None or changes.get(s, m) is None]
-        while self.waiting and free:
+        while free and (self.waiting or self.more is not None):
+            if not self.waiting:  # a point planned now (a sampler's next trial, having seen those that stopped)
+                planned = self.more()
+                if not planned:
+                    self.more = None
+                    break
+                self.late[planned[0].point_id] = list(planned)
+                self._deal(planned[0].point_id)
+                self.waiting.append(planned[0].point_id)
             point = self.waiting[0]
             seats = self._seats(point, free, board)
             if seats is None:
@@ -174,11 +219,28 @@ class Scheduler:
             free = [s for s in free if s not in seats]
         return changes
 
+    def _over(self, board, point: str, how: str) -> None:
+        self.ended.add(point)
+        if self.over is not None:
+            self.over(board, point, self.points.get(point), how)
+
+    def _admitted(self, board) -> None:
+        """The points planned late that the engine has admitted since (their positions now) or refused."""
+        for point, planned in list(self.late.items()):
+            if point in self.waiting:
+                continue  # not seated yet
+            del self.late[point]
+            if any(m.id in board.refused for m in planned):
+                self._over(board, point, "refused")
+            else:
+                self.points[point] = [board.position(m) for m in planned]
+
     def _seats(self, point: str, free: list[int], board) -> dict | None:
-        """{slot: member} for the point's members in free slots of their folds, or None if some fold has none."""
+        """{slot: member} for the point's members in free slots of their folds, or None if some fold has none
+        (a member by position, or a point planned late by its `plan.Member`s)."""
         seats, left = {}, list(free)
-        for m in self.points[point]:
-            member = self.members[m]
+        planned = self.late.get(point) or [self.members[m] for m in self.points[point]]
+        for m, member in zip(self.late.get(point) or self.points[point], planned):
             slot = next(
                 (
                     s

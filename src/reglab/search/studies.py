@@ -7,8 +7,12 @@ the fold mean at the last epoch; then asks for the next `population`, until `n_t
 rounds the sampler sees every result; within a round it sees the trials asked but not yet told (Optuna's
 TPE lies for them by default — `constant_liar` —, so the trials of one round spread out).
 
-With `Sweep(prune="halving")` each round's trials are halved inside their population (`reglab.search.halving`):
-a trial stopped early is told PRUNED, after its intermediate values were reported. With `prune="optuna"`
+With `Sweep(prune="halving")` the round's `population` trials start together and are halved inside their
+population (`reglab.search.halving`): a trial stopped at a rung is told PRUNED at once (its fold means so far
+reported first), one that trains every epoch its last fold mean, and each freed slot goes to a trial asked
+then (`more`) — the sampler has seen every trial that stopped —, admitted into the running population without
+compiling again (`reglab.engine.admission`), until `n_trials` are asked; a trial the population cannot take
+(another architecture) trains in the next round. With `prune="optuna"`
 the study's own pruner decides inside each round's population (`Pruning`): after every epoch each trial
 reports its fold mean and `should_prune()` stops all its folds. A round's trials step together, so a pruner
 that compares with completed trials (a median pruner) prunes nothing in the first round; from the second on
@@ -18,10 +22,12 @@ one-standard-error points among the trials that trained every epoch, whatever th
 
 A sweep whose study lives in a storage (`storage="sqlite:///study.db"`, with `study_name`) shows in
 `optuna-dashboard`. Trials a stopped or killed run of the sweep left RUNNING are told FAIL when it runs again
-(no zombie trials; another process's running trials of the same study are left alone); a sweep run again counts the trials it told before (they are marked with its spec hash), asks each
-round with a sampler seeded from its `seed` and the round — the trials it asked before, when the sampler is
-named by the sweep — and trains only what its run directory lacks: the same decisions as a sweep never
-stopped (tested).
+(no zombie trials; another process's running trials of the same study are left alone); a sweep run again counts
+the rounds it finished (its trials are marked with its spec hash, their round and their ask's number), replays
+the round it was stopped in — each ask gives the point it gave before, a trial told before the stop is kept as
+told, one left running is asked again with its point (`enqueue_trial`) —, asks with a sampler seeded from its
+`seed` and the ask's number when the sampler is named by the sweep, and trains only what its run directory
+lacks: the same decisions as a sweep never stopped (tested).
 
 >>> search = Optuna({"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": [0.0, 0.3]}, n_trials=4, population=2)
 >>> search.to_config()["optuna"]["space"]
@@ -247,40 +253,101 @@ class Trials:
                 optuna.logging.set_verbosity(verbosity)
         state = optuna.trial.TrialState
         self.tag, self.seed = tag, seed
-        for trial in self.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            if tag and trial.user_attrs.get("reglab_sweep") == tag:  # this sweep's, stopped: never left running
-                self.study.tell(trial.number, state=state.FAIL)  # (another process's running trials are its own)
-        # a sampler named by the sweep is seeded afresh each round from the sweep's seed and the round: a sweep run
-        # again (resumed) asks each round what it asked before, whatever its study holds of killed rounds
+        mine = [t for t in self.study.get_trials(deepcopy=False) if tag and t.user_attrs.get("reglab_sweep") == tag]
+        running = [t for t in mine if t.state == state.RUNNING]
+        for trial in running:  # this sweep's, stopped: never left running (another process's are its own)
+            self.study.tell(trial.number, state=state.FAIL)
+        # each of this sweep's asks (its round, its number): the last trial asked for it (a stopped round's trials
+        # were asked again when it was replayed)
+        asks = {(t.user_attrs.get("reglab_round", 0), t.user_attrs.get("reglab_ask", t.number)): t for t in mine}
+        # the round a stopped run left unfinished (a trial of its was running): its asks are replayed in order — the
+        # same points, those told already not told again (`_next`) —, so that it goes as it would have gone
+        stopped = max((t.user_attrs.get("reglab_round", 0) for t in running), default=None)
+        self.replay = [t for key, t in sorted(asks.items()) if key[0] == stopped]
+        before = [key for key in asks if key[0] != stopped]  # rounds finished: their members are in the run directory
+        self.earlier = [space_module.normalize_point(asks[key].params) for key in sorted(before)]
+        self.asked = 1 + max((k for _, k in before), default=-1)
+        self.round = max((r for r, _ in before), default=-1)  # the round being asked and trained
+        # a sampler named by the sweep is seeded afresh for each ask from the sweep's seed and the ask's number: a
+        # sweep run again (resumed) asks what it asked before, whatever its study holds of killed rounds
         named = search.study is None and isinstance(search.sampler, str)
         self.sampler_class = getattr(optuna.samplers, SAMPLERS[search.sampler]) if named else None
-        told = [t for t in self.study.get_trials(deepcopy=False) if tag and t.user_attrs.get("reglab_sweep") == tag]
-        told = [t for t in told if t.state in (state.COMPLETE, state.PRUNED)]
-        self.earlier = [space_module.normalize_point(t.params) for t in told]  # this sweep's, told before
         self.distributions = {k: _distribution(optuna, d) for k, d in search.space.items()}
         self.pending: list[tuple[object, dict]] = []  # (trial, point) asked and not yet told
-        self.asked = len(told)
+        self.told: set[int] = set()  # trial numbers of the pending told already (as they stopped, `stopped`)
+        self.deferred: set[int] = set()  # trial numbers a round could not train, trained in the next
         self.reported: dict[int, set] = {}  # trial number -> the epochs reported while it trained (`Pruning`)
 
     def ask(self, summary, curves=None):
+        if self.replay and self.pending:  # the stopped round's last asks, never reached (stored before it stopped)
+            return [self._next() for _ in range(len(self.replay))]
         if self.pending:
             self._tell(summary, curves)
+        self.round += 1
+        if self.pending:  # trials planned late that their round's population could not take: the next round's
+            return list({point_id(p): p for _, p in self.pending}.values())
         if self.asked >= self.search.n_trials:
             return None
-        count = min(self.search.population, self.search.n_trials - self.asked)
-        if self.sampler_class is not None:
-            round_seed = (self.seed * 1_000_003 + self.asked // self.search.population) % 2**32
-            self.study.sampler = self.sampler_class(seed=round_seed)
-        for _ in range(count):
-            trial = self.study.ask(self.distributions)
-            point = space_module.normalize_point(trial.params)
-            trial.set_user_attr("reglab_point", point_id(point))
-            if self.tag:
-                trial.set_user_attr("reglab_sweep", self.tag)
-            self.pending.append((trial, point))
-        self.asked += count
+        for _ in range(min(self.search.population, self.search.n_trials - self.asked)):
+            self._next()
         earlier, self.earlier = self.earlier, []  # trained already: the sweep finds them in its run directory
         return list({point_id(p): p for p in [*earlier, *(p for _, p in self.pending)]}.values())
+
+    def more(self) -> dict | None:
+        """One trial asked now — a slot freed during a round (`Sweep(prune="halving")`) — or None when `n_trials`
+        are asked. The sampler has been told every trial that stopped so far (`stopped`)."""
+        return self._next() if self.replay or self.asked < self.search.n_trials else None
+
+    def _next(self) -> dict:
+        """Ask the study for a trial (or, replaying a stopped round, take its next trial's point again)."""
+        if self.replay:
+            before = self.replay.pop(0)
+            point = space_module.normalize_point(before.params)
+            if before.state.is_finished() and before.state != self.optuna.trial.TrialState.FAIL:  # told before it
+                # stopped: kept as it was told, not asked again
+                self.pending.append((before, point))
+                self.told.add(before.number)
+                self.asked += 1
+                return point
+            self.study.enqueue_trial(dict(before.params), skip_if_exists=False)
+        elif self.sampler_class is not None:
+            self.study.sampler = self.sampler_class(seed=(self.seed * 1_000_003 + self.asked) % 2**32)
+        trial = self.study.ask(self.distributions)
+        point = space_module.normalize_point(trial.params)
+        trial.set_user_attr("reglab_point", point_id(point))
+        if self.tag:
+            trial.set_user_attr("reglab_sweep", self.tag)
+            trial.set_user_attr("reglab_round", self.round)
+            trial.set_user_attr("reglab_ask", self.asked)
+        self.pending.append((trial, point))
+        self.asked += 1
+        return point
+
+    def stopped(self, curve: dict, point: str, how: str, epochs: int) -> None:
+        """A trial whose members all stopped during the round (halving's `over`): its fold means so far (`curve`,
+        epoch → value) reported as intermediate values and `how` "pruned" told PRUNED, "done" told its fold mean at
+        the last of `epochs` (FAIL where a fold did not train every epoch: diverged). Told now, so that the next `more` is sampled knowing it; a study with
+        several objectives (some only known after training) is told at the round's end."""
+        state = self.optuna.trial.TrialState
+        if how not in ("pruned", "done") or len(self.objectives) > 1:
+            return
+        for trial, p in self.pending:
+            if point_id(p) != point or trial.number in self.told:
+                continue
+            self._report(trial, curve.items())
+            if how == "pruned":
+                self.study.tell(trial, state=state.PRUNED)
+            else:
+                value = curve.get(epochs, math.nan)
+                self.study.tell(trial, value) if math.isfinite(value) else self.study.tell(trial, state=state.FAIL)
+            self.told.add(trial.number)
+
+    def _report(self, trial, values) -> None:
+        done = self.reported.setdefault(trial.number, set())  # those the pruner was given already
+        for epoch, value in values:
+            if math.isfinite(value) and int(epoch) not in done:
+                trial.report(float(value), step=int(epoch))
+                done.add(int(epoch))
 
     def pruning(self, members, epochs: int) -> "Pruning":
         """The study's pruner inside this round's population (`Sweep(prune="optuna")`), as the engine's slots."""
@@ -290,16 +357,22 @@ class Trials:
         return Pruning(trials, members, epochs, self.select, self.reported)
 
     def _tell(self, summary, curves) -> None:
+        """Tell the round's trials not told yet; a trial the round could not train (planned late, not admitted to
+        its population) stays pending for the next round, once."""
         state = self.optuna.trial.TrialState
         rows = {row["point"]: row for row in summary.to_dict("records")}
+        left = []
         for trial, point in self.pending:
             pid = point_id(point)
             row = rows.get(pid)
+            if trial.number in self.told:
+                continue
+            if row is None and trial.number not in self.deferred:
+                self.deferred.add(trial.number)
+                left.append((trial, point))
+                continue
             if curves is not None and len(self.objectives) == 1:  # every epoch's fold mean, as intermediate values
-                done = self.reported.get(trial.number, set())  # those the pruner was given already
-                for epoch, value in curves[curves["point"] == pid][["epoch", self.select]].itertuples(index=False):
-                    if math.isfinite(value) and int(epoch) not in done:
-                        trial.report(float(value), step=int(epoch))
+                self._report(trial, curves[curves["point"] == pid][["epoch", self.select]].itertuples(index=False))
             if row is None or row["failed"] or row["diverged"]:
                 self.study.tell(trial, state=state.FAIL)
             elif row["pruned"]:
@@ -310,7 +383,7 @@ class Trials:
                     self.study.tell(trial, values if len(values) > 1 else values[0])
                 else:
                     self.study.tell(trial, state=state.FAIL)
-        self.pending = []
+        self.pending, self.told = left, set()
 
 
 class Pruning:
