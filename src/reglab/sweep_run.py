@@ -142,34 +142,33 @@ def search_of(sweep):
 
 def slots(sweep, search, splits, collected, late, members):
     """A population's successive halving (`reglab.search.halving`), or the study's pruner (`prune="optuna"`,
-    `reglab.search.studies`), as the engine's slots. With a study, halving's freed slots go to the sampler's next
-    trials, asked as slots free (`late` keeps their points), and each trial is told as it stops."""
+    `reglab.search.studies`), as the engine's slots. With a study, freed slots go to the sampler's next trials,
+    asked as slots free (`late` keeps their points), and each trial is told as it stops."""
     from reglab.engine.slots import Slots
     from reglab.search.halving import fold_means
 
+    more = over = None
+    if hasattr(search, "stopped"):  # a study: its sampler refills the slots, knowing the trials that stopped
+
+        def more():
+            point = search.more()
+            if point is None:
+                return None
+            late.append(point)
+            planned = plan.members([point], splits, sweep.seed)
+            collected.expect(len(planned))
+            return planned
+
+        def over(board, point, positions, how):
+            curve = fold_means(members, positions, board, sweep.select) if positions else {}
+            search.stopped(curve, point, how, sweep.epochs)
+
     if sweep.pruner:
-        scheduler = search.pruning(members, sweep.epochs)
+        scheduler = search.pruning(members, sweep.epochs, more, over)
     else:
         sign = 1.0 if selection.mode_for(sweep.select) == "min" else -1.0
-        more = over = None
-        if hasattr(search, "stopped"):  # a study: its sampler refills the slots, knowing the trials that stopped
-
-            def more():
-                point = search.more()
-                if point is None:
-                    return None
-                late.append(point)
-                planned = plan.members([point], splits, sweep.seed)
-                collected.expect(len(planned))
-                return planned
-
-            def over(board, point, positions, how):
-                curve = fold_means(members, positions, board, sweep.select) if positions else {}
-                search.stopped(curve, point, how, sweep.epochs)
-
         scheduler = sweep.halving.scheduler(members, sweep.epochs, sweep.select, sign, more, over)
-        return Slots(scheduler.size, scheduler.decide, scheduler.state, scheduler.restore)  # checkpointed
-    return Slots(scheduler.size, scheduler.decide)
+    return Slots(scheduler.size, scheduler.decide, scheduler.state, scheduler.restore)  # checkpointed
 
 
 @contextmanager

@@ -259,10 +259,11 @@ epochs = 2
     assert other.spec_hash() != made.spec_hash()  # another study is another sweep
 
 
-def test_the_studys_own_pruner_decides_inside_each_round_and_prunes_nothing_before_a_trial_completes(digits):
+def test_the_studys_own_pruner_decides_inside_the_population_and_prunes_nothing_before_a_trial_completes(digits):
     """prune="optuna": after every epoch each trial reports its fold mean and `should_prune()` stops its folds. A
-    median pruner compares a trial with the *completed* trials at that step: in the first round, where every trial
-    trains alongside the others, there are none, so it prunes nothing; from the second round on it does."""
+    median pruner compares a trial with the *completed* trials at that step: the first trials train alongside each
+    other and none has completed, so it prunes none of them; the trials asked into the slots they free (one
+    population, told as they stop) are judged against them, and some are pruned."""
     x, y = digits
     study = optuna.create_study(
         sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.MedianPruner(n_startup_trials=2)
@@ -270,9 +271,11 @@ def test_the_studys_own_pruner_decides_inside_each_round_and_prunes_nothing_befo
     search = Optuna(SPACE, n_trials=12, population=4, study=study)
     result = sweep(search, epochs=6, prune="optuna").run(x, y)
     states = [t.state.name for t in study.trials]
-    assert states[:4] == ["COMPLETE"] * 4  # the first round: nothing completed to compare with
+    assert states[:4] == ["COMPLETE"] * 4  # the first trials: nothing completed to compare with
     pruned = [t for t in study.trials[4:] if t.state.name == "PRUNED"]
-    assert pruned and len(result.summary) == 12
+    assert pruned and len(result.summary) == 12 and result.timing["populations"] == 1
+    first_done = min(t.datetime_complete for t in study.trials[:4])
+    assert all(t.datetime_start > first_done for t in study.trials[4:])  # asked into freed slots
     summary = result.summary.set_index("point")
     for trial in pruned:  # reported at every epoch it trained (once each), stopped there, never chosen
         steps = sorted(trial.intermediate_values)

@@ -126,28 +126,109 @@ def fold_means(members, positions, board, select: str) -> dict[int, float]:
     return out
 
 
-class Scheduler:
-    """One population's halving: `size` (its slots) and `decide(epoch, board)` (`reglab.engine.slots.Slots`).
-    `sign`: 1 where a lower `select` is better, -1 where higher is. `more()`: the members (one per fold, the
-    population's folds) of a point planned now, or None when there are no more — asked for free slots once no
-    point waits; with it, every point the population starts with is seated at once. `over(board, point,
-    positions, how)`: told each point that stops — `how` "pruned" (before its last epoch), "done" (every epoch)
+class Turns:
+    """Points taking turns in a population's slots (the base of halving's `Scheduler` and a study's `Pruning`):
+    each point's members (its folds) by position, the points waiting for slots, and — with `more()`, the members
+    (one per fold, the population's folds) of a point planned now or None when there are no more — points planned
+    during training (a sampler's next trials), seated in freed slots once no point waits. `over(board, point,
+    positions, how)` is told each point that stops: `how` "pruned" (before its last epoch), "done" (every epoch)
     or "refused" (planned late, not admitted: the engine's `Board.refused` says why; `positions` None)."""
 
-    def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float, more=None, over=None):
-        self.halving, self.members, self.select, self.sign = halving, members, select, sign
-        self.epochs, self.more, self.over = epochs, more, over
+    def __init__(self, members, epochs: int, more=None, over=None):
+        self.members, self.epochs, self.more, self.over = members, epochs, more, over
         self.points: dict[str, list[int]] = {}  # point id → its members' positions
         for position, member in enumerate(members):
             self.points.setdefault(member.point_id, []).append(position)
+        self.waiting: list[str] = []  # points not yet seated
+        self.late: dict[str, list] = {}  # point id → its members planned by `more`, until the engine admits them
+        self.ended: set[str] = set()  # the points `over` was told of
+
+    def planned(self, point: str) -> None:
+        """A point `more` planned (a scheduler's bookkeeping)."""
+
+    def state(self) -> dict:
+        """What is remembered (the points not yet seated, those told stopped), JSON-ready: a checkpoint's, given
+        back by `restore`."""
+        return {"waiting": self.waiting, "ended": sorted(self.ended)}
+
+    def restore(self, state: dict) -> None:
+        self.waiting, self.ended = list(state["waiting"]), set(state.get("ended", []))
+
+    def _over(self, board, point: str, how: str) -> None:
+        self.ended.add(point)
+        if self.over is not None:
+            self.over(board, point, self.points.get(point), how)
+
+    def _admitted(self, board) -> None:
+        """The points planned late that the engine has admitted since (their positions now) or refused."""
+        for point, planned in list(self.late.items()):
+            if point in self.waiting:
+                continue  # not seated yet
+            del self.late[point]
+            if any(m.id in board.refused for m in planned):
+                self._over(board, point, "refused")
+            else:
+                self.points[point] = [board.position(m) for m in planned]
+
+    def _refill(self, board, changes: dict) -> None:
+        """Tell `over` of the points whose members all trained every epoch, then seat waiting points — or, with
+        `more`, points planned now — in the free slots (`changes` gains their seats)."""
+        for p, positions in self.points.items():
+            if p not in self.ended and all(board.ended.get(m) == self.epochs for m in positions):
+                self._over(board, p, "done")
+        free = [s for s, m in enumerate(board.occupant) if m is None or changes.get(s, m) is None]
+        while free and (self.waiting or self.more is not None):
+            if not self.waiting:  # a point planned now (a sampler's next trial, having seen those that stopped)
+                planned = self.more()
+                if not planned:
+                    self.more = None
+                    break
+                self.late[planned[0].point_id] = list(planned)
+                self.planned(planned[0].point_id)
+                self.waiting.append(planned[0].point_id)
+            seats = self._seats(self.waiting[0], free, board)
+            if seats is None:
+                break
+            self.waiting.pop(0)
+            changes.update(seats)
+            free = [s for s in free if s not in seats]
+
+    def _seats(self, point: str, free: list[int], board) -> dict | None:
+        """{slot: member} for the point's members in free slots of their folds, or None if some fold has none
+        (a member by position, or a point planned late by its `plan.Member`s)."""
+        seats, left = {}, list(free)
+        planned = self.late.get(point) or [self.members[m] for m in self.points[point]]
+        for m, member in zip(self.late.get(point) or self.points[point], planned):
+            slot = next(
+                (
+                    s
+                    for s in left
+                    if np.array_equal(self.members[board.latest[s]].train, member.train)
+                    and np.array_equal(self.members[board.latest[s]].val, member.val)
+                ),
+                None,
+            )
+            if slot is None:
+                return None
+            seats[slot] = m
+            left.remove(slot)
+        return seats
+
+
+class Scheduler(Turns):
+    """One population's halving: `size` (its slots) and `decide(epoch, board)` (`reglab.engine.slots.Slots`).
+    `sign`: 1 where a lower `select` is better, -1 where higher is. With `more` (`Turns`), every point the
+    population starts with is seated at once; without, as many as the first rung keeps going."""
+
+    def __init__(self, halving: Halving, members, epochs: int, select: str, sign: float, more=None, over=None):
+        super().__init__(members, epochs, more, over)
+        self.halving, self.select, self.sign = halving, select, sign
         order = list(self.points)
         self.brackets = halving.brackets(epochs)
         self.dealt = [0] * len(self.brackets)
         self.rungs_of: dict[str, tuple] = {}  # point id → (its bracket's first rung, its rungs)
         for point in order:
-            self._deal(point)
-        self.late: dict[str, list] = {}  # point id → its members planned by `more`, until the engine admits them
-        self.ended: set[str] = set()  # the points `over` was told of
+            self.planned(point)
         # as many points at once as the first rung keeps going, at least one, at most all (with `more`: all)
         at_once = len(order) if more else min(len(order), max(1, math.ceil(len(order) / halving.eta)))
         self.size = sum(len(self.points[p]) for p in order[:at_once])
@@ -156,7 +237,7 @@ class Scheduler:
         self.waiting = order[at_once:]
         self.recorded: dict[tuple, dict] = {}  # (bracket, rung) → point id → score
 
-    def _deal(self, point: str) -> None:
+    def planned(self, point: str) -> None:
         """The point's bracket: the one furthest below its share so far (Hyperband's shares; halving has one)."""
         total, n = sum(share for _, share in self.brackets), sum(self.dealt) + 1
         b = max(range(len(self.brackets)), key=lambda i: self.brackets[i][1] / total * n - self.dealt[i])
@@ -164,17 +245,11 @@ class Scheduler:
         self.rungs_of[point] = (self.brackets[b][0], self.halving.rungs(self.epochs, self.brackets[b][0]))
 
     def state(self) -> dict:
-        """What the scheduler remembers (the points not yet seated, the scores recorded at each rung), JSON-ready:
-        a checkpoint's, given back by `restore`."""
-        return {
-            "waiting": self.waiting,
-            "recorded": [[*key, scores] for key, scores in self.recorded.items()],
-            "ended": sorted(self.ended),
-        }
+        """`Turns.state` and the scores recorded at each rung."""
+        return {**super().state(), "recorded": [[*key, scores] for key, scores in self.recorded.items()]}
 
     def restore(self, state: dict) -> None:
-        self.waiting = list(state["waiting"])
-        self.ended = set(state.get("ended", []))
+        super().restore(state)
         self.recorded = {(int(b), int(r)): dict(scores) for b, r, scores in state["recorded"]}
 
     def decide(self, epoch: int, board) -> dict:
@@ -197,61 +272,5 @@ class Scheduler:
                 if p not in going_on:
                     changes.update({s: None for s in slots_of.pop(p)})
                     self._over(board, p, "pruned")
-        for p, positions in self.points.items():  # points whose members all trained every epoch
-            if p not in self.ended and all(board.ended.get(m) == self.epochs for m in positions):
-                self._over(board, p, "done")
-        free = [s for s, m in enumerate(board.occupant) if m is None or changes.get(s, m) is None]
-        while free and (self.waiting or self.more is not None):
-            if not self.waiting:  # a point planned now (a sampler's next trial, having seen those that stopped)
-                planned = self.more()
-                if not planned:
-                    self.more = None
-                    break
-                self.late[planned[0].point_id] = list(planned)
-                self._deal(planned[0].point_id)
-                self.waiting.append(planned[0].point_id)
-            point = self.waiting[0]
-            seats = self._seats(point, free, board)
-            if seats is None:
-                break
-            self.waiting.pop(0)
-            changes.update(seats)
-            free = [s for s in free if s not in seats]
+        self._refill(board, changes)
         return changes
-
-    def _over(self, board, point: str, how: str) -> None:
-        self.ended.add(point)
-        if self.over is not None:
-            self.over(board, point, self.points.get(point), how)
-
-    def _admitted(self, board) -> None:
-        """The points planned late that the engine has admitted since (their positions now) or refused."""
-        for point, planned in list(self.late.items()):
-            if point in self.waiting:
-                continue  # not seated yet
-            del self.late[point]
-            if any(m.id in board.refused for m in planned):
-                self._over(board, point, "refused")
-            else:
-                self.points[point] = [board.position(m) for m in planned]
-
-    def _seats(self, point: str, free: list[int], board) -> dict | None:
-        """{slot: member} for the point's members in free slots of their folds, or None if some fold has none
-        (a member by position, or a point planned late by its `plan.Member`s)."""
-        seats, left = {}, list(free)
-        planned = self.late.get(point) or [self.members[m] for m in self.points[point]]
-        for m, member in zip(self.late.get(point) or self.points[point], planned):
-            slot = next(
-                (
-                    s
-                    for s in left
-                    if np.array_equal(self.members[board.latest[s]].train, member.train)
-                    and np.array_equal(self.members[board.latest[s]].val, member.val)
-                ),
-                None,
-            )
-            if slot is None:
-                return None
-            seats[slot] = m
-            left.remove(slot)
-        return seats

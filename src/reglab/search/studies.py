@@ -12,13 +12,12 @@ population (`reglab.search.halving`): a trial stopped at a rung is told PRUNED a
 reported first), one that trains every epoch its last fold mean, and each freed slot goes to a trial asked
 then (`more`) — the sampler has seen every trial that stopped —, admitted into the running population without
 compiling again (`reglab.engine.admission`), until `n_trials` are asked; a trial the population cannot take
-(another architecture) trains in the next round. With `prune="optuna"`
-the study's own pruner decides inside each round's population (`Pruning`): after every epoch each trial
-reports its fold mean and `should_prune()` stops all its folds. A round's trials step together, so a pruner
-that compares with completed trials (a median pruner) prunes nothing in the first round; from the second on
-it compares with the rounds before (reglab's halving compares the trials of a round as they go). The
-sweep's decision is reglab's: the best and the
-one-standard-error points among the trials that trained every epoch, whatever the study says is best.
+(another architecture) trains in the next round. With `prune="optuna"` the study's own pruner decides inside
+the population (`Pruning`): after every epoch each trial reports its fold mean and `should_prune()` stops all
+its folds; freed slots are refilled the same way. The round's first trials train side by side, so a pruner
+that compares with completed trials (a median pruner) prunes none of them; the trials asked into freed slots
+are judged against those that completed. The sweep's decision is reglab's: the best and the one-standard-error
+points among the trials that trained every epoch, whatever the study says is best.
 
 A sweep whose study lives in a storage (`storage="sqlite:///study.db"`, with `study_name`) shows in
 `optuna-dashboard`. Trials a stopped or killed run of the sweep left RUNNING are told FAIL when it runs again
@@ -44,7 +43,7 @@ import math
 
 from reglab import validation
 from reglab.search import space as space_module
-from reglab.search.halving import fold_mean, seated
+from reglab.search.halving import Turns, fold_mean, seated
 from reglab.search.space import point_id
 
 SAMPLERS = {  # Optuna's samplers by name (a sampler object is accepted too)
@@ -326,8 +325,9 @@ class Trials:
     def stopped(self, curve: dict, point: str, how: str, epochs: int) -> None:
         """A trial whose members all stopped during the round (halving's `over`): its fold means so far (`curve`,
         epoch → value) reported as intermediate values and `how` "pruned" told PRUNED, "done" told its fold mean at
-        the last of `epochs` (FAIL where a fold did not train every epoch: diverged). Told now, so that the next `more` is sampled knowing it; a study with
-        several objectives (some only known after training) is told at the round's end."""
+        the last of `epochs` (FAIL where a fold did not train every epoch: diverged). Told now, so that the next
+        `more` is sampled knowing it; a study with several objectives (some only known after training) is told at
+        the round's end."""
         state = self.optuna.trial.TrialState
         if how not in ("pruned", "done") or len(self.objectives) > 1:
             return
@@ -349,12 +349,16 @@ class Trials:
                 trial.report(float(value), step=int(epoch))
                 done.add(int(epoch))
 
-    def pruning(self, members, epochs: int) -> "Pruning":
+    def pruning(self, members, epochs: int, more=None, over=None) -> "Pruning":
         """The study's pruner inside this round's population (`Sweep(prune="optuna")`), as the engine's slots."""
-        trials = {}
-        for trial, point in self.pending:
-            trials.setdefault(point_id(point), trial)  # two trials asking for one point: the first reports
-        return Pruning(trials, members, epochs, self.select, self.reported)
+
+        def trials():
+            out = {}
+            for trial, point in self.pending:
+                out.setdefault(point_id(point), trial)  # two trials asking for one point: the first reports
+            return out
+
+        return Pruning(trials, members, epochs, self.select, self.reported, more, over)
 
     def _tell(self, summary, curves) -> None:
         """Tell the round's trials not told yet; a trial the round could not train (planned late, not admitted to
@@ -386,31 +390,41 @@ class Trials:
         self.pending, self.told = left, set()
 
 
-class Pruning:
-    """Optuna's pruner deciding inside a population that steps together (`Sweep(prune="optuna")`): after every
-    epoch each trial still training reports its fold mean (all its folds having recorded that epoch) and, if
-    `trial.should_prune()`, its slots are emptied — its members stop there, told PRUNED after the round. No slot
-    is refilled: the round's trials all start together. `size` and `decide(epoch, board)` are the engine's
-    slots (`reglab.engine.slots`)."""
+class Pruning(Turns):
+    """Optuna's pruner deciding inside a population (`Sweep(prune="optuna")`): after every epoch each trial still
+    training reports its fold mean at its own epoch (all its folds having recorded it) and, if
+    `trial.should_prune()`, its slots are emptied — its members stop there. The round's trials start together; with
+    `more` (`Turns`) each freed slot goes to a trial asked then, and each trial is told as it stops (`over`), so a
+    pruner that compares with completed trials (a median pruner) judges the later trials against the first ones,
+    inside one population. A trial told before a stopped run (a replayed round) is pruned where it was. `size`
+    and `decide(epoch, board)` are the engine's slots (`reglab.engine.slots`)."""
 
-    def __init__(self, trials: dict, members, epochs: int, select: str, reported: dict):
-        self.trials, self.members, self.epochs, self.select, self.reported = trials, members, epochs, select, reported
+    def __init__(self, trials, members, epochs: int, select: str, reported: dict, more=None, over=None):
+        from optuna.trial import FrozenTrial
+
+        super().__init__(members, epochs, more, over)
+        self.frozen = FrozenTrial  # a trial told before the run stopped, replayed
+        self.trials, self.select, self.reported = trials, select, reported
         self.size = len(members)
-        self.points: dict[str, list[int]] = {}  # point id → its members' positions (its folds)
-        for position, member in enumerate(members):
-            self.points.setdefault(member.point_id, []).append(position)
 
     def decide(self, epoch: int, board) -> dict:
-        if epoch >= self.epochs:  # the last epoch: trained in full, nothing left to save
-            return {}
         changes = {}
+        self._admitted(board)
+        trials = self.trials()
         for pid, slots in seated(board, self.members).items():
-            trial = self.trials.get(pid)
-            value = fold_mean(self.members, self.points[pid], epoch, board, self.select)
-            if trial is None or not math.isfinite(value):
-                continue  # a fold diverged or failed: it stops on its own
-            trial.report(value, step=epoch)
-            self.reported.setdefault(trial.number, set()).add(epoch)
-            if trial.should_prune():
+            own = board.local(slots[0], epoch)
+            trial = trials.get(pid)
+            value = fold_mean(self.members, self.points[pid], own, board, self.select)
+            if trial is None or not math.isfinite(value) or own >= self.epochs:
+                continue  # a fold diverged or failed: it stops on its own; the last epoch: trained in full
+            if isinstance(trial, self.frozen):  # told before the run stopped (a replayed round): pruned where it was
+                prune = trial.state.name == "PRUNED" and own == max(trial.intermediate_values, default=0)
+            else:
+                trial.report(value, step=own)
+                self.reported.setdefault(trial.number, set()).add(own)
+                prune = trial.should_prune()
+            if prune:
                 changes.update({slot: None for slot in slots})
+                self._over(board, pid, "pruned")
+        self._refill(board, changes)
         return changes
