@@ -64,21 +64,20 @@ def run(
 
     evaluated: list[dict] = []
     late: list[dict] = []  # points a sampler gave freed slots during a round (`slots`)
-    table = None
-    curves = None
+    table = curves = drawn = None
     while (points := search.ask(table, curves)) is not None:
         evaluated += [p for p in points if p not in evaluated]
         train(plan.members(points, splits, sweep.seed))
         # those a population could not take (another architecture) have no records: the strategy asks them again
         evaluated += [p for p in late if p not in evaluated and collected.has(plan.members([p], splits, sweep.seed))]
         late.clear()
-        frames = collected.of(plan.members(evaluated, splits, sweep.seed))[0]
-        table, curves = outcome_module.summary(frames, sweep.select)
+        drawn = outcome_module.tables(collected.of(plan.members(evaluated, splits, sweep.seed))[0], sweep.select)
+        table, curves = outcome_module.summary(drawn, sweep.select)
 
     planned = plan.members(evaluated, splits, sweep.seed)
     frames, histograms = collected.of(planned)
-    found = outcome_module.outcome(
-        frames, sweep.select, histograms, objectives=sweep.search and sweep.search.objectives
+    found = outcome_module.outcome(  # from the last round's tables: they are every member's
+        frames, sweep.select, histograms, objectives=sweep.search and sweep.search.objectives, drawn=drawn
     )
     result = SweepResult(
         epochs=found.epochs,

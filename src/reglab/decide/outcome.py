@@ -59,18 +59,19 @@ class Outcome:
         return document
 
 
-def _tables(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(epochs, members, per-point summary) of members' tables."""
+def tables(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(epochs, members, per-point summary) of members' tables: what `summary` and `outcome` are drawn from
+    (computed once for both where a search's last round gave the sweep's every member)."""
     epochs = selection.combine(frames)
     members = selection.member_table(epochs)
     return epochs, members, selection.summarize(members, epochs, by=select, mode=selection.mode_for(select))
 
 
-def summary(frames: list[pd.DataFrame], select: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What a search round is judged on, from some members' tables: the per-point table, and per point and
+def summary(drawn: tuple, select: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What a search round is judged on, from some members' `tables`: the per-point table, and per point and
     epoch the mean of `select` over the point's members (all its folds step together; a member that failed
     or diverged adds nothing) — columns point, epoch, `select`: a study's intermediate values."""
-    epochs, _, table = _tables(frames, select)
+    epochs, _, table = drawn
     kept = epochs[epochs["status"].isin(("ok", "pruned"))]
     return table, kept.groupby(["point", "epoch"], sort=False)[select].mean().reset_index()
 
@@ -81,11 +82,12 @@ def outcome(
     histograms: pd.DataFrame | None = None,
     warn: bool = True,
     objectives: list[str] | None = None,
+    drawn: tuple | None = None,
 ) -> Outcome:
     """Every table and decision of a sweep from its members' tables (`reglab.kit.records.member_records`).
     `warn`: say once which configurations were excluded from selection. `objectives`: a multi-objective
-    study's, for its Pareto front."""
-    epochs, members, table = _tables(frames, select)
+    study's, for its Pareto front. `drawn`: `tables(frames, select)` where the caller has them already."""
+    epochs, members, table = drawn if drawn is not None else tables(frames, select)
     best, best_1se, nothing = selection.decisions(table, select, selection.mode_for(select), warn=warn)
     return Outcome(
         epochs,
