@@ -149,8 +149,8 @@ def slots(sweep, search, splits, collected, late, members):
     more = over = None
     if hasattr(search, "stopped"):  # a study: its sampler refills the slots, knowing the trials that stopped
 
-        def more():
-            point = search.more()
+        def more(again=None):  # `again`: a point asked before the checkpoint a population resumes from
+            point = search.more(again)
             if point is None:
                 return None
             late.append(point)

@@ -157,6 +157,39 @@ def test_a_stored_study_stopped_mid_round_replays_its_asks_and_reaches_the_unint
     )
 
 
+def test_a_study_stopped_after_trials_joined_the_population_resumes_from_its_checkpoint_bit_for_bit(digits, tmp_path):
+    """The checkpoint of a population whose freed slots took trials asked during training keeps those members
+    (identity, point, seed, rows): run again, they are admitted again before the state is restored, the study is
+    told again what it knew at the checkpoint (its replayed trials, the stopped ones), and training goes on from
+    the epoch it stopped at — to the uninterrupted run's tables, bit for bit."""
+    x, y = digits
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    stored = Optuna(SPACE, n_trials=7, population=3, sampler="random", storage=storage, study_name="resume")
+
+    def trials():
+        return optuna.load_study(study_name="resume", storage=storage).trials
+
+    counted = []  # the stop callable is asked at every epoch boundary of the population's loop
+    whole = sweep(Optuna(SPACE, n_trials=7, population=3, sampler="random"), epochs=6, prune="halving").run(
+        x, y, run_dir=tmp_path / "whole", stop=lambda: counted.append(1) and False
+    )
+    asked = []
+    with pytest.raises(Interrupted):  # stopped two boundaries after trials were asked into freed slots
+        sweep(stored, epochs=6, prune="halving").run(
+            x, y, run_dir=tmp_path / "run", stop=lambda: asked.append(len(trials())) or asked[-3:][0] > 3
+        )
+    assert len(trials()) > 3 and list((tmp_path / "run" / "checkpoints").glob("*.npz"))
+    again = []
+    resumed = sweep(stored, epochs=6, prune="halving").run(
+        x, y, run_dir=tmp_path / "run", stop=lambda: again.append(1) and False
+    )
+    assert len(again) == len(counted) - len(asked)  # it went on from the boundary it stopped at
+    assert not [t for t in trials() if t.state.name == "RUNNING"]
+    columns = [c for c in whole.epochs.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.epochs[columns], whole.epochs[columns], check_exact=True)
+    assert resumed.best == whole.best and resumed.best_1se == whole.best_1se
+
+
 def test_a_stored_study_stopped_resumes_to_the_uninterrupted_decisions_and_leaves_no_trial_of_its_own_running(
     digits, tmp_path
 ):

@@ -75,18 +75,64 @@ def payload_meta(payload) -> dict:
 
 def save_state(checkpoints, key, state, members, rows, status, epoch, convolutions, seating=None):
     """`seating`: members taking turns in slots — {"board", "scheduler": their states, "finals": {member
-    position: {part: arrays}}, the states of the members that left their slots}."""
+    position: {part: arrays}}, the states of the members that left their slots, "late": `describe_late`'s}."""
     import jax
 
     arrays = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
     meta = {"members": [m.id for m in members], "rows": rows, "status": status, "epoch": epoch}
     if seating is not None:
-        meta["slots"] = {"board": seating["board"], "scheduler": seating["scheduler"], "finals": []}
+        meta["slots"] = {
+            "board": seating["board"],
+            "scheduler": seating["scheduler"],
+            "finals": [],
+            "late": seating.get("late", []),
+        }
         for m, parts in seating["finals"].items():
             meta["slots"]["finals"].append([m, {part: len(values) for part, values in parts.items()}])
             arrays.update({f"final_{m}_{part}_{i}": v for part, values in parts.items() for i, v in enumerate(values)})
     arrays["meta"] = np.array(json.dumps({**meta, "convolutions": convolutions}))
     checkpoints.save(key, arrays)
+
+
+def describe_late(late, first) -> list[dict]:
+    """The members admitted during training (`late`, a sampler's trials) as JSON: identity, point, seed, and
+    which of the population's first members (`first`) has their rows — what `late_members` rebuilds them from."""
+    like = [next(i for i, f in enumerate(first) if _same_rows(f, m)) for m in late]
+    keys = ("id", "point", "point_id", "fold", "repeat", "seed")
+    return [{**{k: getattr(m, k) for k in keys}, "like": i} for m, i in zip(late, like)]
+
+
+def late_members(payload, members) -> list | None:
+    """The members a checkpoint's population had admitted during training, rebuilt (`plan.Member`s, their rows
+    those of the first member they share them with), to admit again before its state is restored; [] when it
+    had none, None when the checkpoint is of another population."""
+    from reglab.search.plan import Member
+
+    meta = payload_meta(payload)
+    saved = (meta.get("slots") or {}).get("late", [])
+    ids = meta.get("members") or []
+    if ids[: len(members)] != [m.id for m in members] or len(ids) != len(members) + len(saved):
+        return None
+    try:
+        return [
+            Member(
+                d["id"],
+                d["point"],
+                d["point_id"],
+                d["fold"],
+                d["repeat"],
+                d["seed"],
+                members[d["like"]].train,
+                members[d["like"]].val,
+            )
+            for d in saved
+        ]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _same_rows(a, b) -> bool:
+    return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
 
 
 def resume_seating(payload) -> dict:

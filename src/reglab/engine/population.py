@@ -53,7 +53,9 @@ from reglab.engine.checkpoints import (
     Checkpoints,
     Interrupted,
     checkpoint_key,
+    describe_late,
     gather,
+    late_members,
     payload_meta,
     resume_seating,
     resume_state,
@@ -296,6 +298,7 @@ def _train(
     }
     rows = {m.id: [] for m in members}
     status = ["ok"] * M
+    M0 = M  # the members it starts with; those admitted during training come after them
     if board is not None:
         board.rows = rows  # what `decide` judges the members on
     first = 0
@@ -316,14 +319,18 @@ def _train(
             rows.update({member.id: [] for member in new})
         return refusal
 
-    resumed = resume_state(program, members, payload, S if board is not None else None) if payload else None
+    # members admitted before the checkpoint (a sampler's trials) are admitted again, in order, before it is read
+    late = late_members(payload, members) if payload and board is not None else []
+    if late and admit(late) is not None:
+        late = None  # not admitted this time: trained again from the start
+    resumed = resume_state(program, members, payload, S if board is not None else None) if late is not None else None
     if resumed is not None:
         state, rows, status, first = resumed
         if board is not None:  # the slots as they were at that boundary, before it was decided
             seating = resume_seating(payload)
             board.restore(seating["board"])
-            slots.restore(seating["scheduler"])
             finals, board.rows = seating["finals"], rows
+            slots.restore(seating["scheduler"])
     # each shard's state lives on the device from here on; joined only to be saved or written back
     states = [jax.device_put(take_rows(state, np.asarray(cut))) for cut, _ in shards]
     if resumed is not None and board is not None:  # the boundary it stopped at, decided now
@@ -359,6 +366,9 @@ def _train(
             states[k] = out[0]
             numbers[k] = [np.asarray(a, dtype="float64") for a in (out[1], out[3], out[4], out[0]["alive"], out[5])]
             numbers[k] += [np.asarray(out[2][name], dtype="float64") for name in program.metric_names]
+        for k, (cut, _) in enumerate(shards):  # a shard that has not run since a resume: slots with no member training
+            if numbers[k] is None:
+                numbers[k] = [np.full((len(cut), *a.shape[1:]), np.nan) for a in numbers[active[0]]]
         joined = [np.concatenate(parts)[:S] for parts in zip(*numbers)]
         sums, val, stats, alive, grads = joined[:5]
         train_metrics = dict(zip(program.metric_names, joined[5:]))
@@ -407,6 +417,7 @@ def _train(
                 seating = None
                 if board is not None:
                     seating = {"board": board.state(), "scheduler": slots.state(), "finals": finals}
+                    seating["late"] = describe_late(members[M0:], members[:M0])
                 save_state(
                     checkpoints,
                     key,

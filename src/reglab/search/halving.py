@@ -126,6 +126,11 @@ def fold_means(members, positions, board, select: str) -> dict[int, float]:
     return out
 
 
+def _position(members, member) -> int | None:
+    """Where `member` (the object) is in `members` — one planned late is appended when admitted —, or None."""
+    return next((i for i in range(len(members) - 1, -1, -1) if members[i] is member), None)
+
+
 class Turns:
     """Points taking turns in a population's slots (the base of halving's `Scheduler` and a study's `Pruning`):
     each point's members (its folds) by position, the points waiting for slots, and — with `more()`, the members
@@ -141,34 +146,60 @@ class Turns:
             self.points.setdefault(member.point_id, []).append(position)
         self.waiting: list[str] = []  # points not yet seated
         self.late: dict[str, list] = {}  # point id → its members planned by `more`, until the engine admits them
-        self.ended: set[str] = set()  # the points `over` was told of
+        self.ended: dict[str, str] = {}  # the points `over` was told of → how they stopped
+        self.first = len(self.points)  # the points it starts with; those planned by `more` come after them
+        self.resumed = False  # restored from a checkpoint: `more` and `over` are told again what it knew (`_again`)
 
     def planned(self, point: str) -> None:
         """A point `more` planned (a scheduler's bookkeeping)."""
 
     def state(self) -> dict:
-        """What is remembered (the points not yet seated, those told stopped), JSON-ready: a checkpoint's, given
-        back by `restore`."""
-        return {"waiting": self.waiting, "ended": sorted(self.ended)}
+        """What is remembered (the points not yet seated, the points and their members' positions — those planned
+        late too —, those told stopped and how), JSON-ready: a checkpoint's, given back by `restore`."""
+        self._admitted()
+        return {"waiting": self.waiting, "points": self.points, "ended": self.ended}
 
     def restore(self, state: dict) -> None:
-        self.waiting, self.ended = list(state["waiting"]), set(state.get("ended", []))
+        """Back to a checkpoint's `state` (its population's late members admitted again by the engine, in order);
+        the next `decide` first tells `more` and `over` what they were told before it (`_again`)."""
+        ended = state.get("ended", {})  # (a list in checkpoints written before it said how)
+        self.waiting, self.ended = list(state["waiting"]), dict(ended) if isinstance(ended, dict) else {}
+        points = state.get("points") or self.points
+        self.points = {p: [int(m) for m in positions] for p, positions in points.items()}
+        self.resumed = True
+
+    def _again(self, board) -> None:
+        """After a restore: the points planned late are asked for again (`more(again=point)`: a sampler replays or
+        re-creates their trials), then every stopped point is told again (`over`: already told ones are skipped
+        by a study that kept them), so the search is where it was at the checkpoint."""
+        self.resumed = False
+        if self.more is not None:
+            for point in list(self.points)[self.first :]:
+                self.more(again=self.members[self.points[point][0]].point)
+        for point, how in self.ended.items():
+            if self.over is not None:
+                self.over(board, point, self.points.get(point), how)
 
     def _over(self, board, point: str, how: str) -> None:
-        self.ended.add(point)
+        self.ended[point] = how
         if self.over is not None:
             self.over(board, point, self.points.get(point), how)
 
-    def _admitted(self, board) -> None:
-        """The points planned late that the engine has admitted since (their positions now) or refused."""
+    def _admitted(self, board=None) -> None:
+        """The points planned late that the engine has admitted since (their positions now) — and, given the
+        board, those it refused (`over` is told)."""
+        if self.resumed and board is not None:
+            self._again(board)
         for point, planned in list(self.late.items()):
             if point in self.waiting:
                 continue  # not seated yet
-            del self.late[point]
-            if any(m.id in board.refused for m in planned):
+            positions = [_position(self.members, m) for m in planned]
+            if None not in positions:
+                self.points[point] = positions
+                del self.late[point]
+            elif board is not None:
+                del self.late[point]
                 self._over(board, point, "refused")
-            else:
-                self.points[point] = [board.position(m) for m in planned]
 
     def _refill(self, board, changes: dict) -> None:
         """Tell `over` of the points whose members all trained every epoch, then seat waiting points — or, with
@@ -245,11 +276,15 @@ class Scheduler(Turns):
         self.rungs_of[point] = (self.brackets[b][0], self.halving.rungs(self.epochs, self.brackets[b][0]))
 
     def state(self) -> dict:
-        """`Turns.state` and the scores recorded at each rung."""
-        return {**super().state(), "recorded": [[*key, scores] for key, scores in self.recorded.items()]}
+        """`Turns.state`, the scores recorded at each rung and each point's bracket."""
+        recorded = [[*key, scores] for key, scores in self.recorded.items()]
+        return {**super().state(), "recorded": recorded, "rungs_of": self.rungs_of, "dealt": self.dealt}
 
     def restore(self, state: dict) -> None:
         super().restore(state)
+        rungs_of = state.get("rungs_of") or self.rungs_of
+        self.rungs_of = {p: (int(first), [int(r) for r in rungs]) for p, (first, rungs) in rungs_of.items()}
+        self.dealt = [int(d) for d in state.get("dealt", self.dealt)]
         self.recorded = {(int(b), int(r)): dict(scores) for b, r, scores in state["recorded"]}
 
     def decide(self, epoch: int, board) -> dict:

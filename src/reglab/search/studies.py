@@ -26,7 +26,8 @@ the rounds it finished (its trials are marked with its spec hash, their round an
 the round it was stopped in — each ask gives the point it gave before, a trial told before the stop is kept as
 told, one left running is asked again with its point (`enqueue_trial`) —, asks with a sampler seeded from its
 `seed` and the ask's number when the sampler is named by the sweep, and trains only what its run directory
-lacks: the same decisions as a sweep never stopped (tested).
+lacks — a population stopped mid-training goes on from its checkpoint, the trials it had taken into freed slots
+with it: the same decisions as a sweep never stopped (tested).
 
 >>> search = Optuna({"l2": {"log_uniform": [1e-5, 1e-1]}, "dropout": [0.0, 0.3]}, n_trials=4, population=2)
 >>> search.to_config()["optuna"]["space"]
@@ -292,15 +293,22 @@ class Trials:
         earlier, self.earlier = self.earlier, []  # trained already: the sweep finds them in its run directory
         return list({point_id(p): p for p in [*earlier, *(p for _, p in self.pending)]}.values())
 
-    def more(self) -> dict | None:
+    def more(self, again: dict | None = None) -> dict | None:
         """One trial asked now — a slot freed during a round (`Sweep(prune="halving")`) — or None when `n_trials`
-        are asked. The sampler has been told every trial that stopped so far (`stopped`)."""
+        are asked. The sampler has been told every trial that stopped so far (`stopped`). `again`: the point of a
+        trial asked before the checkpoint a population resumes from (its replayed trial, or one asked for it)."""
+        if again is not None:
+            return self._next(again)
         return self._next() if self.replay or self.asked < self.search.n_trials else None
 
-    def _next(self) -> dict:
-        """Ask the study for a trial (or, replaying a stopped round, take its next trial's point again)."""
-        if self.replay:
-            before = self.replay.pop(0)
+    def _next(self, again: dict | None = None) -> dict:
+        """Ask the study for a trial (or, replaying a stopped round, take its next trial's point again; `again`:
+        for this point)."""
+        replayed = [point_id(space_module.normalize_point(t.params)) for t in self.replay]
+        if again is not None and point_id(again) not in replayed:
+            self.study.enqueue_trial(dict(again), skip_if_exists=False)  # a study that did not keep it
+        elif self.replay:
+            before = self.replay.pop(0 if again is None else replayed.index(point_id(again)))
             point = space_module.normalize_point(before.params)
             if before.state.is_finished() and before.state != self.optuna.trial.TrialState.FAIL:  # told before it
                 # stopped: kept as it was told, not asked again
