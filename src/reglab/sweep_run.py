@@ -43,6 +43,7 @@ def run(
     timing: dict = {}
     search = search_of(sweep)
     pruning = sweep.halving is not None or sweep.pruner
+    late: list[dict] = []  # points a sampler gave freed slots during a round (`slots`)
 
     def train(members):
         todo = collected.todo(members)
@@ -63,7 +64,6 @@ def run(
         engine.merge_timing(timing, run["timing"])
 
     evaluated: list[dict] = []
-    late: list[dict] = []  # points a sampler gave freed slots during a round (`slots`)
     table = curves = drawn = None
     while (points := search.ask(table, curves)) is not None:
         evaluated += [p for p in points if p not in evaluated]

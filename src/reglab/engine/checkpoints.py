@@ -97,7 +97,9 @@ def save_state(checkpoints, key, state, members, rows, status, epoch, convolutio
 def describe_late(late, first) -> list[dict]:
     """The members admitted during training (`late`, a sampler's trials) as JSON: identity, point, seed, and
     which of the population's first members (`first`) has their rows — what `late_members` rebuilds them from."""
-    like = [next(i for i, f in enumerate(first) if _same_rows(f, m)) for m in late]
+    from reglab.engine.slots import same_rows
+
+    like = [next(i for i, f in enumerate(first) if same_rows(f, m)) for m in late]
     keys = ("id", "point", "point_id", "fold", "repeat", "seed")
     return [{**{k: getattr(m, k) for k in keys}, "like": i} for m, i in zip(late, like)]
 
@@ -129,10 +131,6 @@ def late_members(payload, members) -> list | None:
         ]
     except (KeyError, IndexError, TypeError):
         return None
-
-
-def _same_rows(a, b) -> bool:
-    return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
 
 
 def resume_seating(payload) -> dict:

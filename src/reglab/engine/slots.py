@@ -101,7 +101,7 @@ class Board:
 def check_fold(members, slot_member: int, member: int) -> None:
     """A member takes a slot only with the slot's rows (its batch plan and validation indices)."""
     a, b = members[slot_member], members[member]
-    if not _same_rows(a, b):
+    if not same_rows(a, b):
         raise ValueError(
             f"A member takes a slot only on the slot's fold (the same training and validation rows). "
             f"Received: member={b.id!r} (fold {b.fold}) for the slot of {a.id!r} (fold {a.fold})"
@@ -232,7 +232,7 @@ def _gather_in(board: Board, epoch: int, cuts: list, where: dict, host) -> None:
         moves = {}
         for s in leaving:
             member = board.members[board.occupant[s]]
-            t = next((t for t in free if _same_rows(board.members[board.latest[t]], member)), None)
+            t = next((t for t in free if same_rows(board.members[board.latest[t]], member)), None)
             if t is None:
                 return  # this shard cannot be emptied, nor can those before it take more
             moves[s] = t
@@ -247,5 +247,6 @@ def _gather_in(board: Board, epoch: int, cuts: list, where: dict, host) -> None:
             busy.add(t)
 
 
-def _same_rows(a, b) -> bool:
+def same_rows(a, b) -> bool:
+    """Whether two members train and validate on the same rows (a slot's fold)."""
     return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
