@@ -97,7 +97,7 @@ def save_state(checkpoints, key, state, members, rows, status, epoch, convolutio
 def describe_late(late, first) -> list[dict]:
     """The members admitted during training (`late`, a sampler's trials) as JSON: identity, point, seed, and
     which of the population's first members (`first`) has their rows — what `late_members` rebuilds them from."""
-    from reglab.engine.slots import same_rows
+    from reglab.search.plan import same_rows
 
     like = [next(i for i, f in enumerate(first) if same_rows(f, m)) for m in late]
     keys = ("id", "point", "point_id", "fold", "repeat", "seed")

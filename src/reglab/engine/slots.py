@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from reglab.search import plan
+
 
 @dataclass
 class Slots:
@@ -57,7 +59,7 @@ class Board:
 
     def position(self, member) -> int:
         """Where `member` is in `members` (one `decide` planned late is appended when admitted)."""
-        return next(i for i in range(len(self.members) - 1, -1, -1) if self.members[i] is member)
+        return plan.position(self.members, member)
 
     def state(self) -> dict:
         """The board as JSON-ready values (a checkpoint's); `restore` puts it back (`rows` are the engine's)."""
@@ -101,7 +103,7 @@ class Board:
 def check_fold(members, slot_member: int, member: int) -> None:
     """A member takes a slot only with the slot's rows (its batch plan and validation indices)."""
     a, b = members[slot_member], members[member]
-    if not same_rows(a, b):
+    if not plan.same_rows(a, b):
         raise ValueError(
             f"A member takes a slot only on the slot's fold (the same training and validation rows). "
             f"Received: member={b.id!r} (fold {b.fold}) for the slot of {a.id!r} (fold {a.fold})"
@@ -232,7 +234,7 @@ def _gather_in(board: Board, epoch: int, cuts: list, where: dict, host) -> None:
         moves = {}
         for s in leaving:
             member = board.members[board.occupant[s]]
-            t = next((t for t in free if same_rows(board.members[board.latest[t]], member)), None)
+            t = next((t for t in free if plan.same_rows(board.members[board.latest[t]], member)), None)
             if t is None:
                 return  # this shard cannot be emptied, nor can those before it take more
             moves[s] = t
@@ -245,8 +247,3 @@ def _gather_in(board: Board, epoch: int, cuts: list, where: dict, host) -> None:
             board.since[t], board.occupant[s] = board.since[s], None
             busy.discard(s)
             busy.add(t)
-
-
-def same_rows(a, b) -> bool:
-    """Whether two members train and validate on the same rows (a slot's fold)."""
-    return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reglab import validation
+from reglab.search import plan
 
 KINDS = ("halving", "hyperband")
 
@@ -126,11 +127,6 @@ def fold_means(members, positions, board, select: str) -> dict[int, float]:
     return out
 
 
-def _position(members, member) -> int | None:
-    """Where `member` (the object) is in `members` — one planned late is appended when admitted —, or None."""
-    return next((i for i in range(len(members) - 1, -1, -1) if members[i] is member), None)
-
-
 class Turns:
     """Points taking turns in a population's slots (the base of halving's `Scheduler` and a study's `Pruning`):
     each point's members (its folds) by position, the points waiting for slots, and — with `more()`, the members
@@ -193,7 +189,7 @@ class Turns:
         for point, planned in list(self.late.items()):
             if point in self.waiting:
                 continue  # not seated yet
-            positions = [_position(self.members, m) for m in planned]
+            positions = [plan.position(self.members, m) for m in planned]
             if None not in positions:
                 self.points[point] = positions
                 del self.late[point]
@@ -230,15 +226,7 @@ class Turns:
         seats, left = {}, list(free)
         planned = self.late.get(point) or [self.members[m] for m in self.points[point]]
         for m, member in zip(self.late.get(point) or self.points[point], planned):
-            slot = next(
-                (
-                    s
-                    for s in left
-                    if np.array_equal(self.members[board.latest[s]].train, member.train)
-                    and np.array_equal(self.members[board.latest[s]].val, member.val)
-                ),
-                None,
-            )
+            slot = next((s for s in left if plan.same_rows(self.members[board.latest[s]], member)), None)
             if slot is None:
                 return None
             seats[slot] = m

@@ -30,6 +30,17 @@ class Member:
     val: np.ndarray = field(repr=False)  # the test indices for the refit (used once, after training)
 
 
+def same_rows(a: Member, b: Member) -> bool:
+    """Whether two members train and validate on the same rows (one fold: a slot's, `reglab.engine.slots`)."""
+    return np.array_equal(a.train, b.train) and np.array_equal(a.val, b.val)
+
+
+def position(members: list, member: Member) -> int | None:
+    """Where `member` (the object itself) is in `members`, searched from the end — a member planned during training
+    is appended when a population admits it —, or None."""
+    return next((i for i in range(len(members) - 1, -1, -1) if members[i] is member), None)
+
+
 def member_seed(seed: int, pid: str, fold: int, repeat: int) -> int:
     """A 31-bit seed from the member's identity.
 
