@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _OWN_CACHE = "REGLAB_CACHE" not in os.environ
 if _OWN_CACHE:
     os.environ["REGLAB_CACHE"] = tempfile.mkdtemp(prefix="reglab-test-cache-")
-# Three XLA settings in every process the tests start, all about compiling: the suite's programs run a few
+# Four XLA settings in every process the tests start, all about compiling: the suite's programs run a few
 # epochs, so compiling them is most of its time. XLA's LLVM back end at optimization level 1 rather than its
 # default 2 (20-40 % faster compiles), and its CPU fusions emitted the older way (`xla_cpu_use_fusion_emitters`
 # off: every model family of test_population, population and `fit`, in 37 s instead of 49 s). The numbers
@@ -19,11 +19,17 @@ if _OWN_CACHE:
 # 0: there Keras's own `fit` of the Conv1D + BatchNorm family gives NaN. The third is about who compiles: XLA splits a
 # program's LLVM module into up to 32 parts compiled on threads, which saves a lone process wall time but costs
 # CPU — and in the suite every core is already busy with another test: one part (the JAX pass, 2 cores, 1,029 →
-# 954 CPU seconds, 9:21 → 8:42).
+# 954 CPU seconds, 9:21 → 8:42). The fourth: no SIMD vectors (a preferred width under SSE's 128 bits, so LLVM
+# emits scalar loops): LLVM's vectorizers were a quarter of XLA's compile time (three families' populations and
+# fits: 10.3 → 7.4 s of compiling), and the suite's epochs are too few to miss them (the JAX pass 936 → 791 CPU
+# seconds, 8:11 → 6:57). Every family's population against `fit`, max |Δw| after 3 epochs: the same with and
+# without (≤ 1.5e-7); the setting itself moves a family's weights by ≤ 6e-8 (bitwise the same for 6 of 9), both
+# engines alike.
 _FLAGS = (
     "--xla_backend_optimization_level=1",
     "--xla_cpu_use_fusion_emitters=false",
     "--xla_cpu_parallel_codegen_split_count=1",
+    "--xla_cpu_prefer_vector_width=64",
 )
 for _flag in _FLAGS:
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
@@ -44,6 +50,12 @@ if keras.backend.backend() == "jax":
         # a vmapped population and one model: the convnet's members then agree with `fit` to ~2e-3 after
         # 3 epochs; at full float32 precision every family agrees to 1e-5 (measured on an H200).
         jax.config.update("jax_default_matmul_precision", "highest")
+
+# A test process is one of reglab's own: its libraries' objects out of the garbage collector's walks, as the
+# `reglab` command does (`reglab.heap`).
+from reglab import heap  # noqa: E402
+
+heap.settle()
 
 
 def pytest_unconfigure(config):

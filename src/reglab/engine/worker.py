@@ -33,7 +33,10 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     import keras  # noqa: F401  (the imports, while the caller builds its members)
 
+    from reglab import heap
     from reglab.engine import population  # noqa: F401
+
+    heap.settle()  # the libraries' objects out of the garbage collector's walks (a process of our own)
 
     for line in sys.stdin:
         stop.clear()
