@@ -110,7 +110,7 @@ def import_keras_quietly(compile_cache: bool = True):
     TF_CPP_MIN_LOG_LEVEL); on JAX (where importing reglab keeps TensorFlow out: `reglab._lazy_tensorflow`),
     keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a re-run or a resumed
     sweep does not compile its populations again (not for `bench`, which measures compilation). Then the
-    libraries' objects leave the garbage collector's walks (`reglab.heap`: ~9 % of `reglab demo`'s CPU)."""
+    libraries' objects leave the garbage collector's walks (`reglab.heap`: 13 % of `reglab demo`'s CPU)."""
     from reglab import heap
 
     if os.environ.get("KERAS_BACKEND") != "tensorflow":
