@@ -114,16 +114,24 @@ def import_keras_quietly(compile_cache: bool = True):
     from reglab import heap
 
     if os.environ.get("KERAS_BACKEND") != "tensorflow":
-        import keras  # noqa: F401  (TensorFlow stays out: see reglab._lazy_tensorflow)
+        _import_on_jax(compile_cache)
+    else:
+        _import_on_tensorflow()
+    heap.settle()
 
-        from reglab.engine import compile_cache as cache
 
-        if compile_cache:  # from the start: the first Keras build's small programs too (~1.1 s -> ~0.5 s warm)
-            cache.use()
-        else:
-            cache.off()
-        heap.settle()
-        return
+def _import_on_jax(compile_cache: bool) -> None:
+    import keras  # noqa: F401  (TensorFlow stays out: see reglab._lazy_tensorflow)
+
+    from reglab.engine import compile_cache as cache
+
+    if compile_cache:  # from the start: the first Keras build's small programs too (~1.1 s -> ~0.5 s warm)
+        cache.use()
+    else:
+        cache.off()
+
+
+def _import_on_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
@@ -137,7 +145,6 @@ def import_keras_quietly(compile_cache: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    heap.settle()
 
 
 def fail_usage(error: Exception):
